@@ -1,0 +1,93 @@
+// C[m×n] = op(A)·op(B) (+ C when accumulate), every operand row-major in memory.
+//
+// Transposes are never materialised: op(A)[i, k] is read at a[i·a_row + k·a_col], so A stored [m×k] has
+// strides (k, 1) and A stored [k×m] read as Aᵀ has strides (1, m); likewise B. Backward of y = x·Wᵀ needs
+// all three forms: x·Wᵀ (forward), dy·W (data gradient), dyᵀ·x (weight gradient).
+//
+// Tiling: a 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4 block (rows lid.y + 16·r,
+// columns lid.x + 16·c, so neighbouring threads write neighbouring addresses). K advances 16 at a time
+// through two 16×64 tiles in workgroup memory (8 KiB, well inside lavapipe's 32 KiB). Out-of-range
+// elements load as zero, so any m, n, k works.
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    accumulate: u32,
+    a_row: u32,
+    a_col: u32,
+    b_row: u32,
+    b_col: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+const TILE: u32 = 64u;
+const BK: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [BK][TILE]: a_tile[kk * TILE + i]
+var<workgroup> b_tile: array<f32, 1024>; // [BK][TILE]: b_tile[kk * TILE + j]
+
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    let t = lid.y * 16u + lid.x;
+    var acc: array<f32, 16>;
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            let e = t + r * 256u;
+            // A: consecutive threads take consecutive k (contiguous when A is not transposed).
+            let ak = e % BK;
+            let ai = e / BK;
+            let gi = row0 + ai;
+            let gk = k0 + ak;
+            var av = 0.0;
+            if (gi < p.m && gk < p.k) {
+                av = a[gi * p.a_row + gk * p.a_col];
+            }
+            a_tile[ak * TILE + ai] = av;
+            // B: consecutive threads take consecutive columns (contiguous when B is not transposed).
+            let bj = e % TILE;
+            let bk = e / TILE;
+            let gj = col0 + bj;
+            let gkb = k0 + bk;
+            var bv = 0.0;
+            if (gj < p.n && gkb < p.k) {
+                bv = b[gkb * p.b_row + gj * p.b_col];
+            }
+            b_tile[bk * TILE + bj] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk = kk + 1u) {
+            var ar: array<f32, 4>;
+            var br: array<f32, 4>;
+            for (var r = 0u; r < 4u; r = r + 1u) {
+                ar[r] = a_tile[kk * TILE + lid.y + 16u * r];
+                br[r] = b_tile[kk * TILE + lid.x + 16u * r];
+            }
+            for (var r = 0u; r < 4u; r = r + 1u) {
+                for (var q = 0u; q < 4u; q = q + 1u) {
+                    acc[r * 4u + q] = fma(ar[r], br[q], acc[r * 4u + q]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let i = row0 + lid.y + 16u * r;
+        for (var q = 0u; q < 4u; q = q + 1u) {
+            let j = col0 + lid.x + 16u * q;
+            if (i < p.m && j < p.n) {
+                var v = acc[r * 4u + q];
+                if (p.accumulate != 0u) {
+                    v = v + c[i * p.n + j];
+                }
+                c[i * p.n + j] = v;
+            }
+        }
+    }
+}

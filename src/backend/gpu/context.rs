@@ -1,0 +1,140 @@
+//! Instance → adapter → device: which GPU we run on, with its own limits.
+
+use thiserror::Error;
+
+/// The graphics API to run through (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiChoice {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl ApiChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            ApiChoice::Vulkan => wgpu::Backends::VULKAN,
+            ApiChoice::Metal => wgpu::Backends::METAL,
+            ApiChoice::Dx12 => wgpu::Backends::DX12,
+            ApiChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found for {wanted}. On Linux without a GPU, install the Vulkan software rasteriser \
+         (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1`), or train with `--backend cpu`"
+    )]
+    NoAdapter { wanted: String },
+    #[error("WGPU_ADAPTER_NAME={name:?} matches none of the adapters: {available}")]
+    NoAdapterNamed { name: String, available: String },
+    #[error("could not open a device on {adapter}: {source}")]
+    Device { adapter: String, source: wgpu::RequestDeviceError },
+    #[error("GPU error: {0}")]
+    Validation(String),
+    #[error("the GPU device was lost: {0}")]
+    Lost(String),
+    #[error("{what} needs {needed} bytes in one buffer, but {adapter} allows at most {limit} bytes per storage binding")]
+    BufferTooLarge { what: String, needed: u64, limit: u64, adapter: String },
+}
+
+/// An open device and what we know about it.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// The backends to search: `--backend` if given, else `WGPU_BACKEND`, else all.
+fn backends_for(choice: Option<ApiChoice>) -> wgpu::Backends {
+    match choice {
+        Some(c) => c.backends(),
+        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+    }
+}
+
+/// Every adapter on the machine, best first.
+pub fn list_adapters(choice: Option<ApiChoice>) -> Vec<wgpu::Adapter> {
+    let inst = instance(backends_for(choice));
+    let mut adapters = pollster::block_on(inst.enumerate_adapters(backends_for(choice)));
+    adapters.sort_by_key(|a| preference(&a.get_info()));
+    adapters
+}
+
+/// Lower is better: discrete GPUs first, then integrated, virtual, software; Vulkan/Metal/DX12 before GL.
+fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (kind, api)
+}
+
+pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    let driver = if info.driver.is_empty() { String::new() } else { format!(", {} {}", info.driver, info.driver_info) };
+    format!("{} ({:?}, {:?}{})", info.name, info.backend, info.device_type, driver.trim_end())
+}
+
+impl GpuContext {
+    /// Opens the preferred adapter (or the one `WGPU_ADAPTER_NAME` names) with its own limits.
+    pub fn new(choice: Option<ApiChoice>) -> Result<GpuContext, GpuError> {
+        let adapters = list_adapters(choice);
+        let wanted = match choice {
+            Some(c) => format!("--backend {c:?}").to_lowercase(),
+            None => "any backend".to_string(),
+        };
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(name) if !name.is_empty() => {
+                let needle = name.to_lowercase();
+                let available = adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                    .ok_or(GpuError::NoAdapterNamed { name, available })?
+            }
+            _ => adapters.into_iter().next().ok_or(GpuError::NoAdapter { wanted })?,
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpu-ae"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|source| GpuError::Device { adapter: describe_adapter(&info), source })?;
+        Ok(GpuContext { device, queue, info, limits, features })
+    }
+
+    pub fn describe(&self) -> String {
+        describe_adapter(&self.info)
+    }
+
+    /// Fails with a clear message when a buffer of `bytes` cannot be bound as storage on this adapter.
+    pub fn check_binding(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(GpuError::BufferTooLarge { what: what.into(), needed: bytes, limit, adapter: self.describe() });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,254 @@
+//! One Rust function per WGSL entry point: each builds the bind group and uniform parameters for one
+//! dispatch, once, when a plan is loaded. Recording a step is then only set_pipeline / set_bind_group /
+//! dispatch_workgroups.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::ops::{Act, AdamHyper, LossKind};
+
+/// The WGSL sources, compiled into the binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Data,
+    Matmul,
+    Activation,
+    Bias,
+    Loss,
+    Reduce,
+    Optim,
+}
+
+const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
+
+impl Shader {
+    pub fn file(self) -> &'static str {
+        match self {
+            Shader::Data => "data.wgsl",
+            Shader::Matmul => "matmul.wgsl",
+            Shader::Activation => "activation.wgsl",
+            Shader::Bias => "bias.wgsl",
+            Shader::Loss => "loss.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+            Shader::Optim => "optim.wgsl",
+        }
+    }
+
+    /// The module source; activation.wgsl and loss.wgsl get activation_math.wgsl prepended.
+    pub fn source(self) -> String {
+        match self {
+            Shader::Data => include_str!("../../../shaders/data.wgsl").into(),
+            Shader::Matmul => include_str!("../../../shaders/matmul.wgsl").into(),
+            Shader::Activation => format!("{ACTIVATION_MATH}\n{}", include_str!("../../../shaders/activation.wgsl")),
+            Shader::Bias => include_str!("../../../shaders/bias.wgsl").into(),
+            Shader::Loss => format!("{ACTIVATION_MATH}\n{}", include_str!("../../../shaders/loss.wgsl")),
+            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl").into(),
+            Shader::Optim => include_str!("../../../shaders/optim.wgsl").into(),
+        }
+    }
+}
+
+/// One recorded kernel launch.
+pub struct Dispatch {
+    pub name: &'static str,
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+}
+
+/// Compiles shader modules and pipelines on first use and keeps them.
+pub struct Kernels {
+    device: wgpu::Device,
+    modules: HashMap<Shader, wgpu::ShaderModule>,
+    pipelines: HashMap<(Shader, &'static str), Arc<wgpu::ComputePipeline>>,
+}
+
+/// Workgroups for `n` threads in groups of 256, folded into 2-D when n needs more than 65 535 groups.
+/// Kernels index as i = gid.y · groups.x · 256 + gid.x.
+pub fn linear_groups(n: usize) -> [u32; 3] {
+    let groups = n.div_ceil(256).max(1);
+    let x = groups.min(65_535);
+    [x as u32, groups.div_ceil(x) as u32, 1]
+}
+
+fn bits(v: f32) -> u32 {
+    v.to_bits()
+}
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device) -> Kernels {
+        Kernels { device: device.clone(), modules: HashMap::new(), pipelines: HashMap::new() }
+    }
+
+    fn pipeline(&mut self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
+        if let Some(p) = self.pipelines.get(&(shader, entry)) {
+            return p.clone();
+        }
+        let device = &self.device;
+        let module = self.modules.entry(shader).or_insert_with(|| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.file()),
+                source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+            })
+        });
+        let pipeline = Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        }));
+        self.pipelines.insert((shader, entry), pipeline.clone());
+        pipeline
+    }
+
+    /// Binds `params` (padded to 16 bytes) at `bindings[0]` as a uniform and `buffers` at the following
+    /// binding numbers, in order.
+    fn dispatch(
+        &mut self,
+        shader: Shader,
+        entry: &'static str,
+        params: &[u32],
+        bindings: &[u32],
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        let pipeline = self.pipeline(shader, entry);
+        let mut words = params.to_vec();
+        words.resize(params.len().div_ceil(4).max(1) * 4, 0);
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(entry),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: bindings[0], resource: uniform.as_entire_binding() }];
+        for (&binding, buffer) in bindings[1..].iter().zip(buffers) {
+            entries.push(wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch { name: entry, pipeline, bind_group, workgroups }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gather_batch(
+        &mut self,
+        data: &wgpu::Buffer,
+        perm: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        batch: usize,
+        features: usize,
+        samples: usize,
+    ) -> Dispatch {
+        let params = [batch as u32, features as u32, samples as u32];
+        self.dispatch(Shader::Data, "gather_batch", &params, &[0, 1, 2, 3, 4], &[data, perm, state, out], linear_groups(batch * features))
+    }
+
+    pub fn advance_step(&mut self, state: &wgpu::Buffer) -> Dispatch {
+        // advance_step has no uniform; bind the state alone.
+        let pipeline = self.pipeline(Shader::Data, "advance_step");
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("advance_step"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry { binding: 5, resource: state.as_entire_binding() }],
+        });
+        Dispatch { name: "advance_step", pipeline, bind_group, workgroups: [1, 1, 1] }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &mut self,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+        accumulate: bool,
+    ) -> Dispatch {
+        let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
+        let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
+        let params = [m, n, k, accumulate as usize, a_row, a_col, b_row, b_col].map(|v| v as u32);
+        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
+        self.dispatch(Shader::Matmul, "matmul", &params, &[0, 1, 2, 3], &[a, b, c], groups)
+    }
+
+    pub fn bias_act(&mut self, y: &wgpu::Buffer, bias: &wgpu::Buffer, rows: usize, channels: usize, inner: usize, act: Act) -> Dispatch {
+        let params = [rows as u32, channels as u32, inner as u32, act.code()];
+        self.dispatch(Shader::Activation, "bias_act", &params, &[0, 1, 2], &[bias, y], linear_groups(rows * channels * inner))
+    }
+
+    pub fn act_backward(&mut self, y: &wgpu::Buffer, grad: &wgpu::Buffer, len: usize, act: Act) -> Dispatch {
+        let params = [len as u32, act.code()];
+        self.dispatch(Shader::Activation, "act_backward", &params, &[3, 4, 5], &[y, grad], linear_groups(len))
+    }
+
+    pub fn bias_grad(&mut self, grad: &wgpu::Buffer, db: &wgpu::Buffer, rows: usize, channels: usize, inner: usize) -> Dispatch {
+        let params = [rows as u32, channels as u32, inner as u32];
+        self.dispatch(Shader::Bias, "bias_grad", &params, &[0, 1, 2], &[grad, db], [channels as u32, 1, 1])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss(
+        &mut self,
+        kind: LossKind,
+        output_act: Act,
+        logits: &wgpu::Buffer,
+        target: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        recon: &wgpu::Buffer,
+        partials: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        samples: usize,
+    ) -> Dispatch {
+        let params = [rows as u32, cols as u32, samples as u32, kind.code(), output_act.code()];
+        let buffers = [logits, target, grad, recon, partials, state];
+        self.dispatch(Shader::Loss, "loss", &params, &[0, 1, 2, 3, 4, 5, 6], &buffers, linear_groups(rows * cols))
+    }
+
+    pub fn reduce_sum(&mut self, partials: &wgpu::Buffer, count: usize, acc: &wgpu::Buffer, slot: usize) -> Dispatch {
+        let params = [count as u32, slot as u32];
+        self.dispatch(Shader::Reduce, "reduce_sum", &params, &[0, 1, 2], &[partials, acc], [1, 1, 1])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn adam(
+        &mut self,
+        param: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        m: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+        len: usize,
+        h: AdamHyper,
+    ) -> Dispatch {
+        let params = [len as u32, bits(h.lr), bits(h.beta1), bits(h.beta2), bits(h.eps), bits(h.weight_decay)];
+        self.dispatch(Shader::Optim, "adam", &params, &[0, 1, 2, 3, 4, 5], &[param, grad, m, v, state], linear_groups(len))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgd(
+        &mut self,
+        param: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        velocity: &wgpu::Buffer,
+        len: usize,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    ) -> Dispatch {
+        let params = [len as u32, bits(lr), bits(momentum), bits(weight_decay)];
+        self.dispatch(Shader::Optim, "sgd", &params, &[6, 7, 8, 9], &[param, grad, velocity], linear_groups(len))
+    }
+}

@@ -1,0 +1,174 @@
+//! The GPU backend: every buffer of a plan allocated once, every dispatch built once, and a run of many
+//! steps recorded into one command buffer with a single submit.
+
+pub mod context;
+pub mod kernels;
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+
+pub use context::{ApiChoice, GpuContext, GpuError};
+use kernels::{Dispatch, Kernels};
+
+use super::{Executor, Program};
+use crate::ops::{BufId, Op};
+use crate::plan::Plan;
+
+pub struct GpuExecutor<'a> {
+    ctx: &'a GpuContext,
+    plan: Plan,
+    buffers: Vec<wgpu::Buffer>,
+    forward_backward: Vec<Dispatch>,
+    update: Vec<Dispatch>,
+    eval: Vec<Dispatch>,
+    /// Map-readable copies, one per buffer read so far, kept for later reads.
+    staging: HashMap<BufId, wgpu::Buffer>,
+}
+
+impl<'a> GpuExecutor<'a> {
+    /// Allocates the plan's buffers (zeroed) and builds every dispatch.
+    pub fn new(ctx: &'a GpuContext, plan: Plan) -> Result<GpuExecutor<'a>, GpuError> {
+        for b in &plan.buffers {
+            ctx.check_binding(&format!("buffer {}", b.name), b.len as u64 * 4)?;
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let buffers: Vec<wgpu::Buffer> = plan
+            .buffers
+            .iter()
+            .map(|b| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&b.name),
+                    size: (b.len * 4) as u64,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let mut kernels = Kernels::new(&ctx.device);
+        let build = |ops: &[Op], kernels: &mut Kernels| ops.iter().map(|op| dispatch_for(kernels, &buffers, op)).collect();
+        let forward_backward = build(&plan.forward_backward, &mut kernels);
+        let update = build(&plan.update, &mut kernels);
+        let eval = build(&plan.eval, &mut kernels);
+        Ok(GpuExecutor { ctx, plan, buffers, forward_backward, update, eval, staging: HashMap::new() })
+    }
+
+    pub fn buffer(&self, id: BufId) -> &wgpu::Buffer {
+        &self.buffers[id.0]
+    }
+
+    fn wait(&self) {
+        // A lost device is reported by the next read; here we only need completion.
+        let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+    }
+
+    fn read_bytes(&mut self, id: BufId) -> Vec<u8> {
+        let size = (self.plan.buffers[id.0].len * 4) as u64;
+        let device = &self.ctx.device;
+        let staging = self.staging.entry(id).or_insert_with(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        encoder.copy_buffer_to_buffer(&self.buffers[id.0], 0, staging, 0, size);
+        self.ctx.queue.submit([encoder.finish()]);
+        let (tx, rx) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        let _ = device.poll(wgpu::PollType::wait_indefinitely());
+        let mapped = rx.recv().ok().and_then(|r| r.ok()).is_some();
+        assert!(mapped, "reading buffer {} back from the GPU failed (device lost?)", self.plan.buffers[id.0].name);
+        let bytes = staging.get_mapped_range(..).map(|view| view.to_vec()).unwrap_or_default();
+        staging.unmap();
+        bytes
+    }
+}
+
+/// The GPU dispatch for one op: the mapping from the plan's instruction set to the WGSL entry points.
+fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
+    let b = |id: BufId| &bufs[id.0];
+    match *op {
+        Op::GatherBatch { data, perm, state, out, batch, features, samples } => {
+            k.gather_batch(b(data), b(perm), b(state), b(out), batch, features, samples)
+        }
+        Op::Matmul { a, b: bm, c, m, n, k: kk, trans_a, trans_b, accumulate } => {
+            k.matmul(b(a), b(bm), b(c), m, n, kk, trans_a, trans_b, accumulate)
+        }
+        Op::BiasAct { y, bias, rows, channels, inner, act } => k.bias_act(b(y), b(bias), rows, channels, inner, act),
+        Op::ActBackward { y, grad, len, act } => k.act_backward(b(y), b(grad), len, act),
+        Op::BiasGrad { grad, db, rows, channels, inner } => k.bias_grad(b(grad), b(db), rows, channels, inner),
+        Op::Loss { kind, output_act, logits, target, grad, recon, partials, state, rows, cols, samples } => k.loss(
+            kind,
+            output_act,
+            b(logits),
+            b(target),
+            b(grad),
+            b(recon),
+            b(partials),
+            b(state),
+            rows,
+            cols,
+            samples,
+        ),
+        Op::ReduceSum { partials, count, acc, slot } => k.reduce_sum(b(partials), count, b(acc), slot),
+        Op::Adam { param, grad, m, v, state, len, hyper } => k.adam(b(param), b(grad), b(m), b(v), b(state), len, hyper),
+        Op::Sgd { param, grad, velocity, len, lr, momentum, weight_decay } => {
+            k.sgd(b(param), b(grad), b(velocity), len, lr, momentum, weight_decay)
+        }
+        Op::AdvanceStep { state } => k.advance_step(b(state)),
+    }
+}
+
+fn record(pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch]) {
+    for d in dispatches {
+        pass.set_pipeline(&d.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+    }
+}
+
+impl Executor for GpuExecutor<'_> {
+    fn describe(&self) -> String {
+        self.ctx.describe()
+    }
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    fn run(&mut self, program: Program, repeats: usize) {
+        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
+            for _ in 0..repeats {
+                match program {
+                    Program::ForwardBackward => record(&mut pass, &self.forward_backward),
+                    Program::TrainStep => {
+                        record(&mut pass, &self.forward_backward);
+                        record(&mut pass, &self.update);
+                    }
+                    Program::Eval => record(&mut pass, &self.eval),
+                }
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+    }
+    fn write_f32(&mut self, buf: BufId, data: &[f32]) {
+        self.ctx.queue.write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
+    }
+    fn write_u32(&mut self, buf: BufId, data: &[u32]) {
+        self.ctx.queue.write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
+    }
+    fn read_f32(&mut self, buf: BufId) -> Vec<f32> {
+        bytemuck::pod_collect_to_vec(&self.read_bytes(buf))
+    }
+    fn read_u32(&mut self, buf: BufId) -> Vec<u32> {
+        bytemuck::pod_collect_to_vec(&self.read_bytes(buf))
+    }
+    fn finish(&mut self) {
+        self.ctx.queue.submit([]);
+        self.wait();
+    }
+}

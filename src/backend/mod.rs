@@ -1,0 +1,60 @@
+//! Backends execute a [`Plan`]: the GPU backend records WGSL dispatches, the CPU backend runs the twins.
+//!
+//! Both implement [`Executor`], so the training loop, the tests and the benchmarks are written once.
+
+pub mod cpu;
+pub mod gpu;
+
+use crate::ops::BufId;
+use crate::plan::Plan;
+
+/// A program of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// Gather, forward, loss and backward: every gradient written, no parameter changed.
+    ForwardBackward,
+    /// One full training step: `ForwardBackward` then the optimizer and the step counter.
+    TrainStep,
+    /// One evaluation batch: gather a test batch, forward, loss.
+    Eval,
+}
+
+pub trait Executor {
+    /// A one-line description, e.g. "cpu (2 threads)" or "NVIDIA H100 (Vulkan)".
+    fn describe(&self) -> String;
+    fn plan(&self) -> &Plan;
+    /// Queue `repeats` back-to-back runs of `program`. The GPU returns once they are recorded and submitted.
+    fn run(&mut self, program: Program, repeats: usize);
+    fn write_f32(&mut self, buf: BufId, data: &[f32]);
+    fn write_u32(&mut self, buf: BufId, data: &[u32]);
+    /// Waits for queued work, then copies the buffer out.
+    fn read_f32(&mut self, buf: BufId) -> Vec<f32>;
+    fn read_u32(&mut self, buf: BufId) -> Vec<u32>;
+    /// Waits for every queued run to finish.
+    fn finish(&mut self);
+}
+
+/// Uploads the packed u8 training and test sets, identity test order, initial parameters and zeroed state.
+pub fn load_initial_state(ex: &mut dyn Executor, train_pixels: &[u8], test_pixels: &[u8], seed: u64) {
+    let io = ex.plan().io;
+    let test_samples = ex.plan().test_samples;
+    ex.write_u32(io.train_data, &pack_bytes(train_pixels));
+    ex.write_u32(io.test_data, &pack_bytes(test_pixels));
+    ex.write_u32(io.test_perm, &(0..test_samples as u32).collect::<Vec<u32>>());
+    let params = ex.plan().initial_params(seed);
+    let bufs: Vec<BufId> = ex.plan().params.iter().map(|p| p.buf).collect();
+    for (buf, values) in bufs.iter().zip(&params) {
+        ex.write_f32(*buf, values);
+    }
+}
+
+/// Packs bytes little-endian into u32 words (the layout `shaders/data.wgsl` unpacks), zero-padded.
+pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
+    let mut words = vec![0u32; crate::plan::packed_words(bytes.len())];
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let mut w = [0u8; 4];
+        w[..chunk.len()].copy_from_slice(chunk);
+        words[i] = u32::from_le_bytes(w);
+    }
+    words
+}

@@ -1,0 +1,153 @@
+//! The instruction set of the engine: every kernel a plan can schedule.
+//!
+//! An [`Op`] names its buffers by [`BufId`] and carries every size it needs, so both backends can run it
+//! without knowing about layers: the GPU backend turns each op into one compute dispatch (see
+//! `backend::gpu::kernels`), the CPU backend into one call of its twin (see `backend::cpu::kernels`).
+//!
+//! Layout conventions: matrices are row-major; a batch of feature maps is NCHW (batch, channel, row, column),
+//! the layout PyTorch uses, so checkpoints and reference figures compare directly.
+
+/// Index of a buffer in [`crate::plan::Plan::buffers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufId(pub usize);
+
+/// Element-wise activation. Every derivative is expressed through the activation's *output* `y`, so the
+/// forward pass can overwrite its input in place and backward still has what it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    Identity,
+    Relu,
+    /// max(x, slope·x) with slope 0.01 (PyTorch's default); the sign of y equals the sign of x.
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+}
+
+impl Act {
+    pub const LEAKY_SLOPE: f32 = 0.01;
+
+    /// The code the WGSL kernels switch on (`shaders/activation.wgsl`).
+    pub fn code(self) -> u32 {
+        match self {
+            Act::Identity => 0,
+            Act::Relu => 1,
+            Act::LeakyRelu => 2,
+            Act::Sigmoid => 3,
+            Act::Tanh => 4,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Identity => "identity",
+            Act::Relu => "relu",
+            Act::LeakyRelu => "leaky-relu",
+            Act::Sigmoid => "sigmoid",
+            Act::Tanh => "tanh",
+        }
+    }
+}
+
+/// Reconstruction loss, averaged over every element of the valid rows of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Binary cross-entropy on logits z against targets x in [0, 1]; the output activation is sigmoid,
+    /// fused into the loss: l = max(z, 0) − z·x + log(1 + e^−|z|),  ∂l/∂z = σ(z) − x.
+    BceWithLogits,
+    /// Squared error of y = act(z) against x: l = (y − x)²,  ∂l/∂z = 2(y − x)·act'(y).
+    Mse,
+}
+
+impl LossKind {
+    pub fn code(self) -> u32 {
+        match self {
+            LossKind::BceWithLogits => 0,
+            LossKind::Mse => 1,
+        }
+    }
+}
+
+/// One kernel launch. Sizes are element counts (f32 words, or u32 words for data and index buffers).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Copies the rows of batch `state[1]` of a u8 data set, in the order given by `perm`, into `out` as f32
+    /// scaled to [0, 1]. `data` holds the bytes packed little-endian into u32 words. Rows past the end of the
+    /// data set (the last, partial batch) are zero-filled.
+    GatherBatch { data: BufId, perm: BufId, state: BufId, out: BufId, batch: usize, features: usize, samples: usize },
+    /// C[m×n] = op(A)·op(B) (+ C when `accumulate`), with op(X) = Xᵀ when the flag is set.
+    /// A is stored [m×k] (or [k×m] transposed), B [k×n] (or [n×k] transposed).
+    Matmul { a: BufId, b: BufId, c: BufId, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, accumulate: bool },
+    /// In place: y = act(y + bias[c]) for y of shape [rows, channels, inner]; dense layers have inner = 1,
+    /// convolutions inner = H·W.
+    BiasAct { y: BufId, bias: BufId, rows: usize, channels: usize, inner: usize, act: Act },
+    /// In place: grad ← grad ⊙ act'(y), turning ∂L/∂y into ∂L/∂(pre-activation).
+    ActBackward { y: BufId, grad: BufId, len: usize, act: Act },
+    /// db[c] = Σ over rows and inner of grad[row, c, inner].
+    BiasGrad { grad: BufId, db: BufId, rows: usize, channels: usize, inner: usize },
+    /// Loss of the valid rows of `logits` against `target`: writes ∂(mean loss)/∂logits to `grad`, the
+    /// reconstruction act(logits) to `recon`, and one partial loss sum per 256 elements to `partials`.
+    /// Valid rows are min(rows, samples − state[1]·rows).
+    Loss {
+        kind: LossKind,
+        output_act: Act,
+        logits: BufId,
+        target: BufId,
+        grad: BufId,
+        recon: BufId,
+        partials: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        samples: usize,
+    },
+    /// acc[slot] += Σ partials[0..count]: the summed per-element loss of a step, kept on the device.
+    ReduceSum { partials: BufId, count: usize, acc: BufId, slot: usize },
+    /// Adam (PyTorch semantics, L2 weight decay added to the gradient), step t = state[0] + 1.
+    Adam { param: BufId, grad: BufId, m: BufId, v: BufId, state: BufId, len: usize, hyper: AdamHyper },
+    /// SGD with momentum (PyTorch semantics: buf = μ·buf + g, p −= lr·buf).
+    Sgd { param: BufId, grad: BufId, velocity: BufId, len: usize, lr: f32, momentum: f32, weight_decay: f32 },
+    /// state[0] += 1 (global step), state[1] += 1 (batch index within the epoch).
+    AdvanceStep { state: BufId },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+impl Default for AdamHyper {
+    fn default() -> Self {
+        AdamHyper { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+impl Op {
+    /// Short name used by the profiler and in error messages; equal to the WGSL entry point.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::GatherBatch { .. } => "gather_batch",
+            Op::Matmul { .. } => "matmul",
+            Op::BiasAct { .. } => "bias_act",
+            Op::ActBackward { .. } => "act_backward",
+            Op::BiasGrad { .. } => "bias_grad",
+            Op::Loss { .. } => "loss",
+            Op::ReduceSum { .. } => "reduce_sum",
+            Op::Adam { .. } => "adam",
+            Op::Sgd { .. } => "sgd",
+            Op::AdvanceStep { .. } => "advance_step",
+        }
+    }
+}
+
+/// Indices into a program's state buffer (u32 words).
+pub mod state {
+    /// Completed optimizer steps over the whole run.
+    pub const GLOBAL_STEP: usize = 0;
+    /// Batch index within the current pass over the data.
+    pub const BATCH: usize = 1;
+    pub const LEN: usize = 4;
+}
