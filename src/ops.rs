@@ -73,17 +73,53 @@ pub enum Op {
     /// Copies the rows of batch `state[1]` of a u8 data set, in the order given by `perm`, into `out` as f32
     /// scaled to [0, 1]. `data` holds the bytes packed little-endian into u32 words. Rows past the end of the
     /// data set (the last, partial batch) are zero-filled.
-    GatherBatch { data: BufId, perm: BufId, state: BufId, out: BufId, batch: usize, features: usize, samples: usize },
+    GatherBatch {
+        data: BufId,
+        perm: BufId,
+        state: BufId,
+        out: BufId,
+        batch: usize,
+        features: usize,
+        samples: usize,
+    },
     /// C[m×n] = op(A)·op(B) (+ C when `accumulate`), with op(X) = Xᵀ when the flag is set.
     /// A is stored [m×k] (or [k×m] transposed), B [k×n] (or [n×k] transposed).
-    Matmul { a: BufId, b: BufId, c: BufId, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, accumulate: bool },
+    Matmul {
+        a: BufId,
+        b: BufId,
+        c: BufId,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+        accumulate: bool,
+    },
     /// In place: y = act(y + bias[c]) for y of shape [rows, channels, inner]; dense layers have inner = 1,
     /// convolutions inner = H·W.
-    BiasAct { y: BufId, bias: BufId, rows: usize, channels: usize, inner: usize, act: Act },
+    BiasAct {
+        y: BufId,
+        bias: BufId,
+        rows: usize,
+        channels: usize,
+        inner: usize,
+        act: Act,
+    },
     /// In place: grad ← grad ⊙ act'(y), turning ∂L/∂y into ∂L/∂(pre-activation).
-    ActBackward { y: BufId, grad: BufId, len: usize, act: Act },
+    ActBackward {
+        y: BufId,
+        grad: BufId,
+        len: usize,
+        act: Act,
+    },
     /// db[c] = Σ over rows and inner of grad[row, c, inner].
-    BiasGrad { grad: BufId, db: BufId, rows: usize, channels: usize, inner: usize },
+    BiasGrad {
+        grad: BufId,
+        db: BufId,
+        rows: usize,
+        channels: usize,
+        inner: usize,
+    },
     /// Loss of the valid rows of `logits` against `target`: writes ∂(mean loss)/∂logits to `grad`, the
     /// reconstruction act(logits) to `recon`, and one partial loss sum per 256 elements to `partials`.
     /// Valid rows are min(rows, samples − state[1]·rows).
@@ -101,11 +137,32 @@ pub enum Op {
         samples: usize,
     },
     /// acc[slot] += Σ partials[0..count]: the summed per-element loss of a step, kept on the device.
-    ReduceSum { partials: BufId, count: usize, acc: BufId, slot: usize },
+    ReduceSum {
+        partials: BufId,
+        count: usize,
+        acc: BufId,
+        slot: usize,
+    },
     /// Adam (PyTorch semantics, L2 weight decay added to the gradient), step t = state[0] + 1.
-    Adam { param: BufId, grad: BufId, m: BufId, v: BufId, state: BufId, len: usize, hyper: AdamHyper },
+    Adam {
+        param: BufId,
+        grad: BufId,
+        m: BufId,
+        v: BufId,
+        state: BufId,
+        len: usize,
+        hyper: AdamHyper,
+    },
     /// SGD with momentum (PyTorch semantics: buf = μ·buf + g, p −= lr·buf).
-    Sgd { param: BufId, grad: BufId, velocity: BufId, len: usize, lr: f32, momentum: f32, weight_decay: f32 },
+    Sgd {
+        param: BufId,
+        grad: BufId,
+        velocity: BufId,
+        len: usize,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    },
     /// state[0] += 1 (global step), state[1] += 1 (batch index within the epoch).
     AdvanceStep { state: BufId },
 }
@@ -121,7 +178,13 @@ pub struct AdamHyper {
 
 impl Default for AdamHyper {
     fn default() -> Self {
-        AdamHyper { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamHyper {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 

@@ -35,7 +35,10 @@ impl<T: Real> CpuExecutor<T> {
     pub fn floats(&self, id: BufId) -> &[T] {
         match &self.buffers[id.0] {
             Storage::Float(v) => v,
-            Storage::Words(_) => panic!("buffer {} holds u32 words, not floats", self.plan.buffers[id.0].name),
+            Storage::Words(_) => panic!(
+                "buffer {} holds u32 words, not floats",
+                self.plan.buffers[id.0].name
+            ),
         }
     }
 
@@ -50,14 +53,20 @@ impl<T: Real> CpuExecutor<T> {
     pub fn words(&self, id: BufId) -> &[u32] {
         match &self.buffers[id.0] {
             Storage::Words(v) => v,
-            Storage::Float(_) => panic!("buffer {} holds floats, not u32 words", self.plan.buffers[id.0].name),
+            Storage::Float(_) => panic!(
+                "buffer {} holds floats, not u32 words",
+                self.plan.buffers[id.0].name
+            ),
         }
     }
 
     fn words_mut(&mut self, id: BufId) -> &mut Vec<u32> {
         match &mut self.buffers[id.0] {
             Storage::Words(v) => v,
-            Storage::Float(_) => panic!("buffer {} holds floats, not u32 words", self.plan.buffers[id.0].name),
+            Storage::Float(_) => panic!(
+                "buffer {} holds floats, not u32 words",
+                self.plan.buffers[id.0].name
+            ),
         }
     }
 
@@ -72,52 +81,167 @@ impl<T: Real> CpuExecutor<T> {
     /// Executes one op: the CPU twin of one GPU dispatch.
     pub fn execute(&mut self, op: &Op) {
         match *op {
-            Op::GatherBatch { data, perm, state: st, out, batch, features, samples } => {
+            Op::GatherBatch {
+                data,
+                perm,
+                state: st,
+                out,
+                batch,
+                features,
+                samples,
+            } => {
                 let batch_index = self.words(st)[state::BATCH] as usize;
                 self.with_out(out, |s, out| {
-                    kernels::gather_batch(s.words(data), s.words(perm), batch_index, out, batch, features, samples)
+                    kernels::gather_batch(
+                        s.words(data),
+                        s.words(perm),
+                        batch_index,
+                        out,
+                        batch,
+                        features,
+                        samples,
+                    )
                 });
             }
-            Op::Matmul { a, b, c, m, n, k, trans_a, trans_b, accumulate } => {
-                self.with_out(c, |s, c| kernels::matmul(s.floats(a), s.floats(b), c, m, n, k, trans_a, trans_b, accumulate));
+            Op::Matmul {
+                a,
+                b,
+                c,
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                accumulate,
+            } => {
+                self.with_out(c, |s, c| {
+                    kernels::matmul(
+                        s.floats(a),
+                        s.floats(b),
+                        c,
+                        m,
+                        n,
+                        k,
+                        trans_a,
+                        trans_b,
+                        accumulate,
+                    )
+                });
             }
-            Op::BiasAct { y, bias, rows, channels, inner, act } => {
-                self.with_out(y, |s, y| kernels::bias_act(y, s.floats(bias), rows, channels, inner, act));
+            Op::BiasAct {
+                y,
+                bias,
+                rows,
+                channels,
+                inner,
+                act,
+            } => {
+                self.with_out(y, |s, y| {
+                    kernels::bias_act(y, s.floats(bias), rows, channels, inner, act)
+                });
             }
             Op::ActBackward { y, grad, len, act } => {
-                self.with_out(grad, |s, g| kernels::act_backward(&s.floats(y)[..len], &mut g[..len], act));
+                self.with_out(grad, |s, g| {
+                    kernels::act_backward(&s.floats(y)[..len], &mut g[..len], act)
+                });
             }
-            Op::BiasGrad { grad, db, rows, channels, inner } => {
-                self.with_out(db, |s, db| kernels::bias_grad(s.floats(grad), db, rows, channels, inner));
+            Op::BiasGrad {
+                grad,
+                db,
+                rows,
+                channels,
+                inner,
+            } => {
+                self.with_out(db, |s, db| {
+                    kernels::bias_grad(s.floats(grad), db, rows, channels, inner)
+                });
             }
-            Op::Loss { kind, output_act, logits, target, grad, recon, partials, state: st, rows, cols, samples } => {
-                let valid = kernels::valid_rows(rows, samples, self.words(st)[state::BATCH] as usize);
+            Op::Loss {
+                kind,
+                output_act,
+                logits,
+                target,
+                grad,
+                recon,
+                partials,
+                state: st,
+                rows,
+                cols,
+                samples,
+            } => {
+                let valid =
+                    kernels::valid_rows(rows, samples, self.words(st)[state::BATCH] as usize);
                 let mut g = std::mem::take(self.floats_mut(grad));
                 let mut r = std::mem::take(self.floats_mut(recon));
                 let mut p = std::mem::take(self.floats_mut(partials));
-                kernels::loss(kind, output_act, self.floats(logits), self.floats(target), &mut g, &mut r, &mut p, valid, cols);
+                kernels::loss(
+                    kind,
+                    output_act,
+                    self.floats(logits),
+                    self.floats(target),
+                    &mut g,
+                    &mut r,
+                    &mut p,
+                    valid,
+                    cols,
+                );
                 *self.floats_mut(grad) = g;
                 *self.floats_mut(recon) = r;
                 *self.floats_mut(partials) = p;
             }
-            Op::ReduceSum { partials, count, acc, slot } => {
+            Op::ReduceSum {
+                partials,
+                count,
+                acc,
+                slot,
+            } => {
                 let sum = kernels::reduce_sum(&self.floats(partials)[..count]);
                 self.floats_mut(acc)[slot] += sum;
             }
-            Op::Adam { param, grad, m, v, state: st, len, hyper } => {
+            Op::Adam {
+                param,
+                grad,
+                m,
+                v,
+                state: st,
+                len,
+                hyper,
+            } => {
                 let t = self.words(st)[state::GLOBAL_STEP] + 1;
                 let mut p = std::mem::take(self.floats_mut(param));
                 let mut mm = std::mem::take(self.floats_mut(m));
                 let mut vv = std::mem::take(self.floats_mut(v));
-                kernels::adam(&mut p[..len], &self.floats(grad)[..len], &mut mm[..len], &mut vv[..len], t, hyper);
+                kernels::adam(
+                    &mut p[..len],
+                    &self.floats(grad)[..len],
+                    &mut mm[..len],
+                    &mut vv[..len],
+                    t,
+                    hyper,
+                );
                 *self.floats_mut(param) = p;
                 *self.floats_mut(m) = mm;
                 *self.floats_mut(v) = vv;
             }
-            Op::Sgd { param, grad, velocity, len, lr, momentum, weight_decay } => {
+            Op::Sgd {
+                param,
+                grad,
+                velocity,
+                len,
+                lr,
+                momentum,
+                weight_decay,
+            } => {
                 let mut p = std::mem::take(self.floats_mut(param));
                 let mut vel = std::mem::take(self.floats_mut(velocity));
-                kernels::sgd(&mut p[..len], &self.floats(grad)[..len], &mut vel[..len], lr, momentum, weight_decay);
+                kernels::sgd(
+                    &mut p[..len],
+                    &self.floats(grad)[..len],
+                    &mut vel[..len],
+                    lr,
+                    momentum,
+                    weight_decay,
+                );
                 *self.floats_mut(param) = p;
                 *self.floats_mut(velocity) = vel;
             }
@@ -132,7 +256,13 @@ impl<T: Real> CpuExecutor<T> {
     fn ops(&self, program: Program) -> Vec<Op> {
         match program {
             Program::ForwardBackward => self.plan.forward_backward.clone(),
-            Program::TrainStep => self.plan.forward_backward.iter().chain(&self.plan.update).cloned().collect(),
+            Program::TrainStep => self
+                .plan
+                .forward_backward
+                .iter()
+                .chain(&self.plan.update)
+                .cloned()
+                .collect(),
             Program::Eval => self.plan.eval.clone(),
         }
     }
@@ -140,7 +270,11 @@ impl<T: Real> CpuExecutor<T> {
 
 impl<T: Real> Executor for CpuExecutor<T> {
     fn describe(&self) -> String {
-        format!("cpu ({} threads, {})", rayon::current_num_threads(), std::any::type_name::<T>())
+        format!(
+            "cpu ({} threads, {})",
+            rayon::current_num_threads(),
+            std::any::type_name::<T>()
+        )
     }
     fn plan(&self) -> &Plan {
         &self.plan
