@@ -1,0 +1,161 @@
+//! The command line: every flag defined and documented here, one file per subcommand doing the work.
+
+pub mod info;
+pub mod train;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::backend::gpu::ApiChoice;
+use crate::ops::Act;
+
+#[derive(Parser, Debug)]
+#[command(name = "gpu-ae", version, about = "Autoencoders on MNIST, trained by hand-written WGSL compute shaders")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train an autoencoder, print train and test loss per epoch, write metrics.csv and reconstructions.png.
+    Train(TrainArgs),
+    /// List every GPU adapter with its backend, type, driver and the limits that matter.
+    Info(InfoArgs),
+}
+
+/// Where the work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The best GPU adapter (discrete first), honouring WGPU_BACKEND and WGPU_ADAPTER_NAME.
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+    /// The multi-threaded CPU reference backend.
+    Cpu,
+}
+
+impl BackendArg {
+    /// The graphics API to restrict the adapter search to; `None` for auto (and for the CPU).
+    pub fn api(self) -> Option<ApiChoice> {
+        match self {
+            BackendArg::Vulkan => Some(ApiChoice::Vulkan),
+            BackendArg::Metal => Some(ApiChoice::Metal),
+            BackendArg::Dx12 => Some(ApiChoice::Dx12),
+            BackendArg::Gl => Some(ApiChoice::Gl),
+            BackendArg::Auto | BackendArg::Cpu => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Variant {
+    /// Dense undercomplete autoencoder: 784-hidden-latent-hidden-784.
+    Ae,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    Adam,
+    Sgd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    /// Binary cross-entropy on the sigmoid output (computed from logits, numerically stable).
+    Bce,
+    /// Mean squared error.
+    Mse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActArg {
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    Identity,
+}
+
+impl From<ActArg> for Act {
+    fn from(a: ActArg) -> Act {
+        match a {
+            ActArg::Relu => Act::Relu,
+            ActArg::LeakyRelu => Act::LeakyRelu,
+            ActArg::Sigmoid => Act::Sigmoid,
+            ActArg::Tanh => Act::Tanh,
+            ActArg::Identity => Act::Identity,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Which autoencoder to train.
+    #[arg(long, value_enum, default_value = "ae")]
+    pub variant: Variant,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerArg,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// L2 weight decay, added to the gradient (PyTorch's `weight_decay`).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    #[arg(long, value_enum, default_value = "bce")]
+    pub loss: LossArg,
+    /// Hidden layer widths of the encoder, outermost first, comma-separated; the decoder mirrors them.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub hidden: Vec<usize>,
+    /// Width of the code.
+    #[arg(long, default_value_t = 64)]
+    pub latent: usize,
+    /// Activation of the hidden layers.
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: ActArg,
+    /// Seed for initialisation, shuffling and noise: the same seed repeats a run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// Use only the first N training images (and at most N test images): quick runs and smoke tests.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Directory of IDX files (train-images-idx3-ubyte[.gz], …); default: the bundled MNIST.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where metrics.csv and the pictures go.
+    #[arg(long, default_value = "runs/latest")]
+    pub out: PathBuf,
+    /// Training steps recorded into one GPU submission between loss read-backs.
+    #[arg(long, default_value_t = 50)]
+    pub steps_per_submit: usize,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct InfoArgs {
+    /// Restrict the listing to one graphics API.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(&args),
+        Command::Info(args) => info::run(&args),
+    }
+}

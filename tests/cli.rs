@@ -1,0 +1,187 @@
+//! The binary as a user runs it: outputs, exit codes, messages.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gpu_ae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpu-ae"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpu-ae-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs a short training and returns (stdout, metrics.csv).
+fn short_training(backend: &str, out: &Path, seed: &str) -> (String, String) {
+    let out_s = out.to_str().unwrap();
+    let o = gpu_ae(&[
+        "train",
+        "--variant",
+        "ae",
+        "--epochs",
+        "2",
+        "--limit",
+        "700",
+        "--backend",
+        backend,
+        "--out",
+        out_s,
+        "--seed",
+        seed,
+        "--quiet",
+    ]);
+    assert!(
+        o.status.success(),
+        "training failed:\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    (
+        text(&o.stdout),
+        std::fs::read_to_string(out.join("metrics.csv")).unwrap(),
+    )
+}
+
+fn losses(csv: &str) -> Vec<(f64, f64)> {
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn cpu_training_writes_metrics_and_a_reconstruction_picture_and_repeats_exactly() {
+    let out = temp_dir("cpu");
+    let (stdout, csv) = short_training("cpu", &out, "3");
+    assert!(stdout.contains("epoch   2"), "{stdout}");
+    let rows = losses(&csv);
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows[1].0 < rows[0].0, "training loss falls: {rows:?}");
+    let png = image::open(out.join("reconstructions.png")).expect("a readable PNG");
+    assert!(png.width() > 16 * 28 && png.height() > 2 * 28);
+    // Same seed, same losses, to the last printed digit.
+    let (_, again) = short_training("cpu", &temp_dir("cpu-again"), "3");
+    assert_eq!(losses(&again), rows);
+    let (_, other) = short_training("cpu", &temp_dir("cpu-other"), "4");
+    assert_ne!(losses(&other), rows);
+}
+
+#[test]
+fn gpu_training_agrees_with_cpu_training() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (_, cpu) = short_training("cpu", &temp_dir("agree-cpu"), "5");
+    let (stdout, gpu) = short_training("auto", &temp_dir("agree-gpu"), "5");
+    assert!(stdout.contains("backend:"), "{stdout}");
+    for ((ct, cv), (gt, gv)) in losses(&cpu).into_iter().zip(losses(&gpu)) {
+        assert!((ct - gt).abs() <= 1e-3 * ct, "train loss cpu {ct} gpu {gt}");
+        assert!((cv - gv).abs() <= 1e-3 * cv, "test loss cpu {cv} gpu {gv}");
+    }
+}
+
+#[test]
+fn info_lists_the_adapter() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let o = gpu_ae(&["info"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(
+        s.contains("adapter 0") && s.contains("max storage binding"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_missing_data_directory_is_a_clear_error_not_a_panic() {
+    let o = gpu_ae(&[
+        "train",
+        "--data",
+        "/nonexistent/idx",
+        "--backend",
+        "cpu",
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("/nonexistent/idx") && err.contains("train-images"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_corrupt_idx_file_is_named_and_nothing_is_written() {
+    let data = temp_dir("corrupt");
+    let src = gpu_ae::data::mnist::bundled_dir();
+    for f in [
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(src.join(f), data.join(f)).unwrap();
+    }
+    // An images file with the labels' magic number.
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 7],
+    )
+    .unwrap();
+    let out = data.join("out");
+    let o = gpu_ae(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("magic"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !out.exists(),
+        "no output directory for a run that never started"
+    );
+}
+
+#[test]
+fn bad_flags_are_rejected_with_help() {
+    let o = gpu_ae(&["train", "--optimizer", "rmsprop"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("adam"));
+    let o = gpu_ae(&[
+        "train",
+        "--batch-size",
+        "0",
+        "--backend",
+        "cpu",
+        "--limit",
+        "10",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("batch"), "{}", text(&o.stderr));
+}
