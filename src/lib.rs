@@ -10,4 +10,5 @@ pub mod data;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod report;
 pub mod rng;
