@@ -80,7 +80,8 @@ fn to_byte(v: f32) -> u8 {
     }
 }
 
-/// Writes through `fill` into `PATH.tmp`-style sibling `path.with_extension("png.tmp")`, syncs, renames.
+/// Writes through `fill` into the sibling `path.with_extension("png.tmp")`, syncs it, renames it over `path`;
+/// on failure the temporary file is removed.
 fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), ReportError>,
