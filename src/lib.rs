@@ -10,5 +10,6 @@ pub mod data;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod report;
 pub mod rng;
 pub mod train;

@@ -1,0 +1,124 @@
+//! Per-epoch metrics as CSV: one line per finished epoch, flushed at once, so a killed run keeps them all.
+
+use super::ReportError;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub const HEADER: &str = "epoch,step,train_loss,test_loss,seconds,samples_per_second";
+
+/// One epoch's summary. Losses are means per element; `step` counts optimizer steps since the start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsRow {
+    pub epoch: usize,
+    pub step: usize,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    /// Wall-clock seconds since training started.
+    pub seconds: f64,
+    pub samples_per_second: f64,
+}
+
+/// `DIR/metrics.csv`, created (or truncated) with its header.
+pub struct MetricsCsv {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetricsCsv {
+    pub fn create(dir: &Path) -> Result<MetricsCsv, ReportError> {
+        let path = dir.join("metrics.csv");
+        let file = File::create(&path).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut csv = MetricsCsv {
+            path,
+            out: BufWriter::new(file),
+        };
+        csv.write_line(HEADER)?;
+        Ok(csv)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line and flushes it to the file.
+    pub fn append(&mut self, row: &MetricsRow) -> Result<(), ReportError> {
+        // `{:?}` keeps every digit of an f64 (shortest round-trip form) and writes NaN/inf readably.
+        let line = format!(
+            "{},{},{:?},{:?},{:.3},{:.1}",
+            row.epoch, row.step, row.train_loss, row.test_loss, row.seconds, row.samples_per_second
+        );
+        self.write_line(&line)
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<(), ReportError> {
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|source| ReportError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_appended_epoch_is_on_disk_and_parses() {
+        let dir = std::env::temp_dir().join(format!("gpu-ae-metrics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut csv = MetricsCsv::create(&dir).unwrap();
+        let rows: Vec<MetricsRow> = (1..=3)
+            .map(|e| MetricsRow {
+                epoch: e,
+                step: e * 469,
+                train_loss: 0.25 / e as f64 + 1e-9,
+                test_loss: 0.3 / e as f64,
+                seconds: 1.5 * e as f64,
+                samples_per_second: 40_000.25,
+            })
+            .collect();
+        for (i, row) in rows.iter().enumerate() {
+            csv.append(row).unwrap();
+            // Read back while the writer is still open: the line must already be there.
+            let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines[0], HEADER);
+            assert_eq!(lines.len(), i + 2);
+        }
+        let text = std::fs::read_to_string(csv.path()).unwrap();
+        for (line, row) in text.lines().skip(1).zip(&rows) {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), HEADER.split(',').count(), "{line}");
+            assert_eq!(fields[0].parse::<usize>().unwrap(), row.epoch);
+            assert_eq!(fields[1].parse::<usize>().unwrap(), row.step);
+            assert_eq!(
+                fields[2].parse::<f64>().unwrap(),
+                row.train_loss,
+                "losses round-trip exactly"
+            );
+            assert_eq!(fields[3].parse::<f64>().unwrap(), row.test_loss);
+            assert!((fields[4].parse::<f64>().unwrap() - row.seconds).abs() < 1e-3);
+            assert!((fields[5].parse::<f64>().unwrap() - row.samples_per_second).abs() < 0.1);
+        }
+        drop(csv);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let dir = std::env::temp_dir()
+            .join(format!("gpu-ae-metrics-missing-{}", std::process::id()))
+            .join("nope");
+        let err = MetricsCsv::create(&dir)
+            .err()
+            .expect("creating in a missing folder fails");
+        assert!(err.to_string().contains("metrics.csv"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! Outputs a user looks at: PNG grids of inputs and reconstructions, and per-epoch metrics as CSV.
+
+pub mod metrics;
+pub mod png;
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A report file that could not be written; every variant names the file.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode {}: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        source: image::ImageError,
+    },
+    #[error("cannot draw {}: {problem}", path.display())]
+    Layout { path: PathBuf, problem: String },
+}
