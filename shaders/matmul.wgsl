@@ -36,7 +36,12 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
     let t = lid.y * 16u + lid.x;
-    var acc: array<f32, 16>;
+    // Row r of this thread's 4×4 block lives in acc_r; no dynamically indexed arrays, so every backend
+    // (lavapipe's LLVM included) keeps the block in registers.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
         for (var r = 0u; r < 4u; r = r + 1u) {
             let e = t + r * 256u;
@@ -63,31 +68,36 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk = kk + 1u) {
-            var ar: array<f32, 4>;
-            var br: array<f32, 4>;
-            for (var r = 0u; r < 4u; r = r + 1u) {
-                ar[r] = a_tile[kk * TILE + lid.y + 16u * r];
-                br[r] = b_tile[kk * TILE + lid.x + 16u * r];
-            }
-            for (var r = 0u; r < 4u; r = r + 1u) {
-                for (var q = 0u; q < 4u; q = q + 1u) {
-                    acc[r * 4u + q] = fma(ar[r], br[q], acc[r * 4u + q]);
-                }
-            }
+            let ab = kk * TILE + lid.y;
+            let bb = kk * TILE + lid.x;
+            let ar = vec4<f32>(a_tile[ab], a_tile[ab + 16u], a_tile[ab + 32u], a_tile[ab + 48u]);
+            let br = vec4<f32>(b_tile[bb], b_tile[bb + 16u], b_tile[bb + 32u], b_tile[bb + 48u]);
+            acc0 = fma(vec4<f32>(ar.x), br, acc0);
+            acc1 = fma(vec4<f32>(ar.y), br, acc1);
+            acc2 = fma(vec4<f32>(ar.z), br, acc2);
+            acc3 = fma(vec4<f32>(ar.w), br, acc3);
         }
         workgroupBarrier();
     }
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        let i = row0 + lid.y + 16u * r;
-        for (var q = 0u; q < 4u; q = q + 1u) {
-            let j = col0 + lid.x + 16u * q;
-            if (i < p.m && j < p.n) {
-                var v = acc[r * 4u + q];
-                if (p.accumulate != 0u) {
-                    v = v + c[i * p.n + j];
-                }
-                c[i * p.n + j] = v;
+    store_row(row0 + lid.y, col0 + lid.x, acc0);
+    store_row(row0 + lid.y + 16u, col0 + lid.x, acc1);
+    store_row(row0 + lid.y + 32u, col0 + lid.x, acc2);
+    store_row(row0 + lid.y + 48u, col0 + lid.x, acc3);
+}
+
+// Writes (or adds) the four values of one block row: columns j, j + 16, j + 32, j + 48 of row i.
+fn store_row(i: u32, j: u32, v: vec4<f32>) {
+    if (i >= p.m) {
+        return;
+    }
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let col = j + 16u * q;
+        if (col < p.n) {
+            var x = v[q];
+            if (p.accumulate != 0u) {
+                x = x + c[i * p.n + col];
             }
+            c[i * p.n + col] = x;
         }
     }
 }
