@@ -57,7 +57,11 @@ pub struct ParamDesc {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
     Adam(AdamHyper),
-    Sgd { lr: f32, momentum: f32, weight_decay: f32 },
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -112,7 +116,11 @@ pub enum PlanError {
     #[error("the data set is empty (train {train} samples, test {test} samples)")]
     EmptyData { train: usize, test: usize },
     #[error("{loss:?} loss needs a sigmoid output layer, but model {model} ends in {act}")]
-    LossNeedsSigmoid { loss: LossKind, model: String, act: &'static str },
+    LossNeedsSigmoid {
+        loss: LossKind,
+        model: String,
+        act: &'static str,
+    },
 }
 
 /// Words needed to hold `bytes` bytes packed four to a u32.
@@ -126,7 +134,12 @@ struct Builder {
 
 impl Builder {
     fn add(&mut self, name: impl Into<String>, len: usize, elem: Elem, role: Role) -> BufId {
-        self.buffers.push(BufferDesc { name: name.into(), len: len.max(1), elem, role });
+        self.buffers.push(BufferDesc {
+            name: name.into(),
+            len: len.max(1),
+            elem,
+            role,
+        });
         BufId(self.buffers.len() - 1)
     }
     fn f32(&mut self, name: impl Into<String>, len: usize, role: Role) -> BufId {
@@ -148,20 +161,39 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         return Err(PlanError::EmptyBatch);
     }
     if cfg.train_samples == 0 || cfg.test_samples == 0 {
-        return Err(PlanError::EmptyData { train: cfg.train_samples, test: cfg.test_samples });
+        return Err(PlanError::EmptyData {
+            train: cfg.train_samples,
+            test: cfg.test_samples,
+        });
     }
     let output_act = model.output_act();
     if cfg.loss == LossKind::BceWithLogits && output_act != Act::Sigmoid {
-        return Err(PlanError::LossNeedsSigmoid { loss: cfg.loss, model: model.name.clone(), act: output_act.name() });
+        return Err(PlanError::LossNeedsSigmoid {
+            loss: cfg.loss,
+            model: model.name.clone(),
+            act: output_act.name(),
+        });
     }
     let batch = cfg.batch;
     let features = model.input.numel();
-    let mut b = Builder { buffers: Vec::new() };
+    let mut b = Builder {
+        buffers: Vec::new(),
+    };
 
-    let train_data = b.add("train_data", packed_words(cfg.train_samples * features), Elem::U32, Role::Data);
+    let train_data = b.add(
+        "train_data",
+        packed_words(cfg.train_samples * features),
+        Elem::U32,
+        Role::Data,
+    );
     let train_perm = b.add("train_perm", cfg.train_samples, Elem::U32, Role::Index);
     let train_state = b.add("train_state", state::LEN, Elem::U32, Role::State);
-    let test_data = b.add("test_data", packed_words(cfg.test_samples * features), Elem::U32, Role::Data);
+    let test_data = b.add(
+        "test_data",
+        packed_words(cfg.test_samples * features),
+        Elem::U32,
+        Role::Data,
+    );
     let test_perm = b.add("test_perm", cfg.test_samples, Elem::U32, Role::Index);
     let eval_state = b.add("eval_state", state::LEN, Elem::U32, Role::State);
     let input = b.f32("input", batch * features, Role::Activation);
@@ -171,14 +203,23 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     let mut params = Vec::new();
     for (i, layer) in model.layers.iter().enumerate() {
         match *layer {
-            Layer::Linear { inputs, outputs, .. } => {
+            Layer::Linear {
+                inputs, outputs, ..
+            } => {
                 let bound = init::pytorch_bound(inputs);
-                for (suffix, shape) in [("weight", vec![outputs, inputs]), ("bias", vec![outputs])] {
+                for (suffix, shape) in [("weight", vec![outputs, inputs]), ("bias", vec![outputs])]
+                {
                     let name = format!("layers.{i}.{suffix}");
                     let len = shape.iter().product();
                     let buf = b.f32(&name, len, Role::Param);
                     let grad = b.f32(format!("{name}.grad"), len, Role::Grad);
-                    params.push(ParamDesc { name, shape, buf, grad, init_bound: bound });
+                    params.push(ParamDesc {
+                        name,
+                        shape,
+                        buf,
+                        grad,
+                        init_bound: bound,
+                    });
                 }
             }
         }
@@ -191,9 +232,17 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     let last = model.layers.len() - 1;
     for (i, layer) in model.layers.iter().enumerate() {
         match *layer {
-            Layer::Linear { inputs, outputs, act } => {
+            Layer::Linear {
+                inputs,
+                outputs,
+                act,
+            } => {
                 let y = b.f32(format!("layers.{i}.out"), batch * outputs, Role::Activation);
-                let dy = b.f32(format!("layers.{i}.out.grad"), batch * outputs, Role::Activation);
+                let dy = b.f32(
+                    format!("layers.{i}.out.grad"),
+                    batch * outputs,
+                    Role::Activation,
+                );
                 let (weight, bias) = (2 * i, 2 * i + 1);
                 // Y[B×out] = X[B×in]·Wᵀ, W stored [out×in].
                 forward.push(Op::Matmul {
@@ -209,8 +258,21 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
                 });
                 // The output activation is applied inside the loss, which sees logits.
                 let act = if i == last { Act::Identity } else { act };
-                forward.push(Op::BiasAct { y, bias: params[bias].buf, rows: batch, channels: outputs, inner: 1, act });
-                saved.push(Saved { input: x, output: y, output_grad: dy, weight, bias });
+                forward.push(Op::BiasAct {
+                    y,
+                    bias: params[bias].buf,
+                    rows: batch,
+                    channels: outputs,
+                    inner: 1,
+                    act,
+                });
+                saved.push(Saved {
+                    input: x,
+                    output: y,
+                    output_grad: dy,
+                    weight,
+                    bias,
+                });
                 x = y;
             }
         }
@@ -221,7 +283,15 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     let partial_count = (batch * features).div_ceil(256);
     let partials = b.f32("loss_partials", partial_count, Role::Scratch);
 
-    let gather = |data, perm, st, samples| Op::GatherBatch { data, perm, state: st, out: input, batch, features, samples };
+    let gather = |data, perm, st, samples| Op::GatherBatch {
+        data,
+        perm,
+        state: st,
+        out: input,
+        batch,
+        features,
+        samples,
+    };
     let loss = |st, samples| Op::Loss {
         kind: cfg.loss,
         output_act,
@@ -236,20 +306,45 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         samples,
     };
 
-    let mut forward_backward = vec![gather(train_data, train_perm, train_state, cfg.train_samples)];
+    let mut forward_backward = vec![gather(
+        train_data,
+        train_perm,
+        train_state,
+        cfg.train_samples,
+    )];
     forward_backward.extend(forward.iter().cloned());
     forward_backward.push(loss(train_state, cfg.train_samples));
-    forward_backward.push(Op::ReduceSum { partials, count: partial_count, acc: loss_acc, slot: TRAIN_SLOT });
+    forward_backward.push(Op::ReduceSum {
+        partials,
+        count: partial_count,
+        acc: loss_acc,
+        slot: TRAIN_SLOT,
+    });
 
     // Backward, last layer first.
     for (i, layer) in model.layers.iter().enumerate().rev() {
         let s = &saved[i];
         match *layer {
-            Layer::Linear { inputs, outputs, act } => {
+            Layer::Linear {
+                inputs,
+                outputs,
+                act,
+            } => {
                 if i != last && act != Act::Identity {
-                    forward_backward.push(Op::ActBackward { y: s.output, grad: s.output_grad, len: batch * outputs, act });
+                    forward_backward.push(Op::ActBackward {
+                        y: s.output,
+                        grad: s.output_grad,
+                        len: batch * outputs,
+                        act,
+                    });
                 }
-                forward_backward.push(Op::BiasGrad { grad: s.output_grad, db: params[s.bias].grad, rows: batch, channels: outputs, inner: 1 });
+                forward_backward.push(Op::BiasGrad {
+                    grad: s.output_grad,
+                    db: params[s.bias].grad,
+                    rows: batch,
+                    channels: outputs,
+                    inner: 1,
+                });
                 // dW[out×in] = dYᵀ·X.
                 forward_backward.push(Op::Matmul {
                     a: s.output_grad,
@@ -288,11 +383,31 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             Optimizer::Adam(hyper) => {
                 let m = b.f32(format!("{}.adam_m", p.name), len, Role::OptimizerState);
                 let v = b.f32(format!("{}.adam_v", p.name), len, Role::OptimizerState);
-                update.push(Op::Adam { param: p.buf, grad: p.grad, m, v, state: train_state, len, hyper });
+                update.push(Op::Adam {
+                    param: p.buf,
+                    grad: p.grad,
+                    m,
+                    v,
+                    state: train_state,
+                    len,
+                    hyper,
+                });
             }
-            Optimizer::Sgd { lr, momentum, weight_decay } => {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => {
                 let velocity = b.f32(format!("{}.momentum", p.name), len, Role::OptimizerState);
-                update.push(Op::Sgd { param: p.buf, grad: p.grad, velocity, len, lr, momentum, weight_decay });
+                update.push(Op::Sgd {
+                    param: p.buf,
+                    grad: p.grad,
+                    velocity,
+                    len,
+                    lr,
+                    momentum,
+                    weight_decay,
+                });
             }
         }
     }
@@ -301,7 +416,12 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     let mut eval = vec![gather(test_data, test_perm, eval_state, cfg.test_samples)];
     eval.extend(forward);
     eval.push(loss(eval_state, cfg.test_samples));
-    eval.push(Op::ReduceSum { partials, count: partial_count, acc: loss_acc, slot: EVAL_SLOT });
+    eval.push(Op::ReduceSum {
+        partials,
+        count: partial_count,
+        acc: loss_acc,
+        slot: EVAL_SLOT,
+    });
     eval.push(Op::AdvanceStep { state: eval_state });
 
     Ok(Plan {
@@ -310,7 +430,17 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         forward_backward,
         update,
         eval,
-        io: PlanIo { train_data, train_perm, train_state, test_data, test_perm, eval_state, input, recon, loss_acc },
+        io: PlanIo {
+            train_data,
+            train_perm,
+            train_state,
+            test_data,
+            test_perm,
+            eval_state,
+            input,
+            recon,
+            loss_acc,
+        },
         batch,
         features,
         train_samples: cfg.train_samples,
@@ -371,9 +501,19 @@ impl Plan {
 
 impl BufferDesc {
     pub fn f32(name: &str, len: usize) -> BufferDesc {
-        BufferDesc { name: name.into(), len: len.max(1), elem: Elem::F32, role: Role::Scratch }
+        BufferDesc {
+            name: name.into(),
+            len: len.max(1),
+            elem: Elem::F32,
+            role: Role::Scratch,
+        }
     }
     pub fn u32(name: &str, len: usize) -> BufferDesc {
-        BufferDesc { name: name.into(), len: len.max(1), elem: Elem::U32, role: Role::Scratch }
+        BufferDesc {
+            name: name.into(),
+            len: len.max(1),
+            elem: Elem::U32,
+            role: Role::Scratch,
+        }
     }
 }

@@ -12,7 +12,13 @@ use gpu_ae::ops::{Act, AdamHyper, BufId, LossKind, Op, state};
 use gpu_ae::plan::{BufferDesc, Optimizer, Plan, PlanConfig, compile};
 
 const REL: f32 = 1e-4;
-const ACTS: [Act; 5] = [Act::Identity, Act::Relu, Act::LeakyRelu, Act::Sigmoid, Act::Tanh];
+const ACTS: [Act; 5] = [
+    Act::Identity,
+    Act::Relu,
+    Act::LeakyRelu,
+    Act::Sigmoid,
+    Act::Tanh,
+];
 
 /// Runs `ops` over `buffers` on both backends after writing `floats` and `words`; returns the executors.
 fn run_both<'a>(
@@ -50,11 +56,35 @@ fn matmul_matches_cpu_in_every_transpose_form_on_odd_sizes() {
     for trans_a in [false, true] {
         for trans_b in [false, true] {
             for accumulate in [false, true] {
-                let buffers = vec![BufferDesc::f32("a", m * k), BufferDesc::f32("b", k * n), BufferDesc::f32("c", m * n)];
-                let op = Op::Matmul { a: BufId(0), b: BufId(1), c: BufId(2), m, n, k, trans_a, trans_b, accumulate };
-                let inputs = [(0, random(m * k, 1, 1.0)), (1, random(k * n, 2, 1.0)), (2, random(m * n, 3, 1.0))];
+                let buffers = vec![
+                    BufferDesc::f32("a", m * k),
+                    BufferDesc::f32("b", k * n),
+                    BufferDesc::f32("c", m * n),
+                ];
+                let op = Op::Matmul {
+                    a: BufId(0),
+                    b: BufId(1),
+                    c: BufId(2),
+                    m,
+                    n,
+                    k,
+                    trans_a,
+                    trans_b,
+                    accumulate,
+                };
+                let inputs = [
+                    (0, random(m * k, 1, 1.0)),
+                    (1, random(k * n, 2, 1.0)),
+                    (2, random(m * n, 3, 1.0)),
+                ];
                 let (mut cpu, mut gpu) = run_both(&ctx, buffers, vec![op], &inputs, &[]);
-                compare(&format!("matmul ta={trans_a} tb={trans_b} acc={accumulate}"), &mut cpu, &mut gpu, 2, REL);
+                compare(
+                    &format!("matmul ta={trans_a} tb={trans_b} acc={accumulate}"),
+                    &mut cpu,
+                    &mut gpu,
+                    2,
+                    REL,
+                );
             }
         }
     }
@@ -64,11 +94,31 @@ fn matmul_matches_cpu_in_every_transpose_form_on_odd_sizes() {
 fn matmul_matches_cpu_across_tile_edges() {
     let Some(ctx) = gpu() else { return };
     for (m, n, k) in [(1, 1, 1), (65, 129, 17), (128, 67, 200), (3, 300, 5)] {
-        let buffers = vec![BufferDesc::f32("a", m * k), BufferDesc::f32("b", k * n), BufferDesc::f32("c", m * n)];
-        let op = Op::Matmul { a: BufId(0), b: BufId(1), c: BufId(2), m, n, k, trans_a: false, trans_b: true, accumulate: false };
+        let buffers = vec![
+            BufferDesc::f32("a", m * k),
+            BufferDesc::f32("b", k * n),
+            BufferDesc::f32("c", m * n),
+        ];
+        let op = Op::Matmul {
+            a: BufId(0),
+            b: BufId(1),
+            c: BufId(2),
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: true,
+            accumulate: false,
+        };
         let inputs = [(0, random(m * k, 4, 1.0)), (1, random(k * n, 5, 1.0))];
         let (mut cpu, mut gpu) = run_both(&ctx, buffers, vec![op], &inputs, &[]);
-        compare(&format!("matmul {m}×{k}·{k}×{n}"), &mut cpu, &mut gpu, 2, REL);
+        compare(
+            &format!("matmul {m}×{k}·{k}×{n}"),
+            &mut cpu,
+            &mut gpu,
+            2,
+            REL,
+        );
     }
 }
 
@@ -78,12 +128,32 @@ fn bias_act_and_act_backward_match_cpu_for_every_activation() {
     let (rows, channels, inner) = (13, 7, 9);
     let len = rows * channels * inner;
     for act in ACTS {
-        let buffers = vec![BufferDesc::f32("y", len), BufferDesc::f32("bias", channels), BufferDesc::f32("grad", len)];
-        let ops = vec![
-            Op::BiasAct { y: BufId(0), bias: BufId(1), rows, channels, inner, act },
-            Op::ActBackward { y: BufId(0), grad: BufId(2), len, act },
+        let buffers = vec![
+            BufferDesc::f32("y", len),
+            BufferDesc::f32("bias", channels),
+            BufferDesc::f32("grad", len),
         ];
-        let inputs = [(0, random(len, 6, 3.0)), (1, random(channels, 7, 1.0)), (2, random(len, 8, 1.0))];
+        let ops = vec![
+            Op::BiasAct {
+                y: BufId(0),
+                bias: BufId(1),
+                rows,
+                channels,
+                inner,
+                act,
+            },
+            Op::ActBackward {
+                y: BufId(0),
+                grad: BufId(2),
+                len,
+                act,
+            },
+        ];
+        let inputs = [
+            (0, random(len, 6, 3.0)),
+            (1, random(channels, 7, 1.0)),
+            (2, random(len, 8, 1.0)),
+        ];
         let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &inputs, &[]);
         compare(&format!("bias_act {act:?}"), &mut cpu, &mut gpu, 0, REL);
         compare(&format!("act_backward {act:?}"), &mut cpu, &mut gpu, 2, REL);
@@ -95,10 +165,25 @@ fn bias_grad_matches_cpu() {
     let Some(ctx) = gpu() else { return };
     for (rows, channels, inner) in [(37, 53, 1), (19, 5, 49), (300, 3, 1)] {
         let len = rows * channels * inner;
-        let buffers = vec![BufferDesc::f32("grad", len), BufferDesc::f32("db", channels)];
-        let ops = vec![Op::BiasGrad { grad: BufId(0), db: BufId(1), rows, channels, inner }];
+        let buffers = vec![
+            BufferDesc::f32("grad", len),
+            BufferDesc::f32("db", channels),
+        ];
+        let ops = vec![Op::BiasGrad {
+            grad: BufId(0),
+            db: BufId(1),
+            rows,
+            channels,
+            inner,
+        }];
         let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &[(0, random(len, 9, 1.0))], &[]);
-        compare(&format!("bias_grad {rows}×{channels}×{inner}"), &mut cpu, &mut gpu, 1, REL);
+        compare(
+            &format!("bias_grad {rows}×{channels}×{inner}"),
+            &mut cpu,
+            &mut gpu,
+            1,
+            REL,
+        );
     }
 }
 
@@ -109,7 +194,11 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
     // Batch 2 of a 90-sample set: 16 valid rows out of 37.
     let samples = 90;
     let partial_count = (rows * cols).div_ceil(256);
-    for (kind, act) in [(LossKind::BceWithLogits, Act::Sigmoid), (LossKind::Mse, Act::Sigmoid), (LossKind::Mse, Act::Identity)] {
+    for (kind, act) in [
+        (LossKind::BceWithLogits, Act::Sigmoid),
+        (LossKind::Mse, Act::Sigmoid),
+        (LossKind::Mse, Act::Identity),
+    ] {
         let buffers = vec![
             BufferDesc::f32("logits", rows * cols),
             BufferDesc::f32("target", rows * cols),
@@ -133,16 +222,37 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
                 cols,
                 samples,
             },
-            Op::ReduceSum { partials: BufId(4), count: partial_count, acc: BufId(6), slot: 1 },
+            Op::ReduceSum {
+                partials: BufId(4),
+                count: partial_count,
+                acc: BufId(6),
+                slot: 1,
+            },
         ];
-        let target: Vec<f32> = random(rows * cols, 11, 1.0).iter().map(|v| v.abs()).collect();
-        let inputs = [(0, random(rows * cols, 10, 6.0)), (1, target), (6, vec![0.25, 0.5])];
+        let target: Vec<f32> = random(rows * cols, 11, 1.0)
+            .iter()
+            .map(|v| v.abs())
+            .collect();
+        let inputs = [
+            (0, random(rows * cols, 10, 6.0)),
+            (1, target),
+            (6, vec![0.25, 0.5]),
+        ];
         let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &inputs, &[(5, vec![0, 2, 0, 0])]);
         let grad = cpu.read_f32(BufId(2));
-        assert!(grad[16 * cols..].iter().all(|g| *g == 0.0) && grad[..16 * cols].iter().all(|g| *g != 0.0));
+        assert!(
+            grad[16 * cols..].iter().all(|g| *g == 0.0)
+                && grad[..16 * cols].iter().all(|g| *g != 0.0)
+        );
         compare(&format!("loss grad {kind:?}"), &mut cpu, &mut gpu, 2, REL);
         compare(&format!("loss recon {kind:?}"), &mut cpu, &mut gpu, 3, REL);
-        compare(&format!("loss partials {kind:?}"), &mut cpu, &mut gpu, 4, REL);
+        compare(
+            &format!("loss partials {kind:?}"),
+            &mut cpu,
+            &mut gpu,
+            4,
+            REL,
+        );
         compare(&format!("loss sum {kind:?}"), &mut cpu, &mut gpu, 6, REL);
     }
 }
@@ -151,7 +261,13 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
 fn optimizers_match_cpu_over_several_steps() {
     let Some(ctx) = gpu() else { return };
     let len = 1000 + 37;
-    let hyper = AdamHyper { lr: 1e-2, beta1: 0.8, beta2: 0.99, eps: 1e-8, weight_decay: 0.01 };
+    let hyper = AdamHyper {
+        lr: 1e-2,
+        beta1: 0.8,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
     let buffers = vec![
         BufferDesc::f32("param", len),
         BufferDesc::f32("grad", len),
@@ -162,11 +278,31 @@ fn optimizers_match_cpu_over_several_steps() {
         BufferDesc::f32("velocity", len),
     ];
     let ops = vec![
-        Op::Adam { param: BufId(0), grad: BufId(1), m: BufId(2), v: BufId(3), state: BufId(4), len, hyper },
-        Op::Sgd { param: BufId(5), grad: BufId(1), velocity: BufId(6), len, lr: 0.05, momentum: 0.9, weight_decay: 0.01 },
+        Op::Adam {
+            param: BufId(0),
+            grad: BufId(1),
+            m: BufId(2),
+            v: BufId(3),
+            state: BufId(4),
+            len,
+            hyper,
+        },
+        Op::Sgd {
+            param: BufId(5),
+            grad: BufId(1),
+            velocity: BufId(6),
+            len,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.01,
+        },
         Op::AdvanceStep { state: BufId(4) },
     ];
-    let inputs = [(0, random(len, 12, 1.0)), (1, random(len, 13, 1.0)), (5, random(len, 14, 1.0))];
+    let inputs = [
+        (0, random(len, 12, 1.0)),
+        (1, random(len, 13, 1.0)),
+        (5, random(len, 14, 1.0)),
+    ];
     let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &inputs, &[]);
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
         ex.run(Program::ForwardBackward, 4);
@@ -191,29 +327,59 @@ fn gather_batch_matches_cpu_with_unaligned_rows_and_a_partial_batch() {
         BufferDesc::u32("state", state::LEN),
         BufferDesc::f32("out", batch * features),
     ];
-    let ops = vec![Op::GatherBatch { data: BufId(0), perm: BufId(1), state: BufId(2), out: BufId(3), batch, features, samples }];
+    let ops = vec![Op::GatherBatch {
+        data: BufId(0),
+        perm: BufId(1),
+        state: BufId(2),
+        out: BufId(3),
+        batch,
+        features,
+        samples,
+    }];
     // Batch index 2: rows 20, 21, 22 are real, the other seven are padding.
-    let words = [(0, pack_bytes(&bytes)), (1, perm.clone()), (2, vec![0, 2, 0, 0])];
+    let words = [
+        (0, pack_bytes(&bytes)),
+        (1, perm.clone()),
+        (2, vec![0, 2, 0, 0]),
+    ];
     let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &[], &words);
     let got = gpu.read_f32(BufId(3));
     assert_eq!(got, cpu.read_f32(BufId(3)), "gather is exact");
     for f in 0..features {
-        assert_eq!(got[f], bytes[perm[20] as usize * features + f] as f32 / 255.0);
+        assert_eq!(
+            got[f],
+            bytes[perm[20] as usize * features + f] as f32 / 255.0
+        );
     }
     assert!(got[3 * features..].iter().all(|v| *v == 0.0));
 }
 
 fn small_dense_plan(act: Act, loss: LossKind, optimizer: Optimizer) -> Plan {
-    let cfg = DenseConfig { hidden: vec![53], latent: 11, act, output_act: Act::Sigmoid };
+    let cfg = DenseConfig {
+        hidden: vec![53],
+        latent: 11,
+        act,
+        output_act: Act::Sigmoid,
+    };
     let model = dense_ae(Shape::flat(37), &cfg).unwrap();
-    let pc = PlanConfig { batch: 19, loss, optimizer, train_samples: 50, test_samples: 21 };
+    let pc = PlanConfig {
+        batch: 19,
+        loss,
+        optimizer,
+        train_samples: 50,
+        test_samples: 21,
+    };
     compile(&model, &pc).unwrap()
 }
 
 #[test]
 fn dense_ae_gradients_and_adam_step_match_cpu() {
     let Some(ctx) = gpu() else { return };
-    let plan = small_dense_plan(Act::Relu, LossKind::BceWithLogits, Optimizer::Adam(AdamHyper::default()));
+    let plan = small_dense_plan(
+        Act::Relu,
+        LossKind::BceWithLogits,
+        Optimizer::Adam(AdamHyper::default()),
+    );
     let (train, test) = (random_bytes(50 * 37, 16), random_bytes(21 * 37, 17));
     let mut cpu = CpuExecutor::<f32>::new(plan.clone());
     let mut gpu = GpuExecutor::new(&ctx, plan.clone()).unwrap();
@@ -225,7 +391,13 @@ fn dense_ae_gradients_and_adam_step_match_cpu() {
     }
     compare("reconstruction", &mut cpu, &mut gpu, plan.io.recon.0, REL);
     for p in &plan.params {
-        compare(&format!("gradient of {}", p.name), &mut cpu, &mut gpu, p.grad.0, REL);
+        compare(
+            &format!("gradient of {}", p.name),
+            &mut cpu,
+            &mut gpu,
+            p.grad.0,
+            REL,
+        );
     }
     // Now whole steps, including the last partial batch (50 = 19 + 19 + 12).
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
@@ -233,15 +405,35 @@ fn dense_ae_gradients_and_adam_step_match_cpu() {
         ex.run(Program::TrainStep, 3);
     }
     for p in &plan.params {
-        compare(&format!("{} after 3 Adam steps", p.name), &mut cpu, &mut gpu, p.buf.0, REL);
+        compare(
+            &format!("{} after 3 Adam steps", p.name),
+            &mut cpu,
+            &mut gpu,
+            p.buf.0,
+            REL,
+        );
     }
-    compare("training loss sum", &mut cpu, &mut gpu, plan.io.loss_acc.0, REL);
+    compare(
+        "training loss sum",
+        &mut cpu,
+        &mut gpu,
+        plan.io.loss_acc.0,
+        REL,
+    );
 }
 
 #[test]
 fn dense_ae_eval_and_sgd_match_cpu() {
     let Some(ctx) = gpu() else { return };
-    let plan = small_dense_plan(Act::Tanh, LossKind::Mse, Optimizer::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 1e-3 });
+    let plan = small_dense_plan(
+        Act::Tanh,
+        LossKind::Mse,
+        Optimizer::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-3,
+        },
+    );
     let (train, test) = (random_bytes(50 * 37, 18), random_bytes(21 * 37, 19));
     let mut cpu = CpuExecutor::<f32>::new(plan.clone());
     let mut gpu = GpuExecutor::new(&ctx, plan.clone()).unwrap();
@@ -252,7 +444,13 @@ fn dense_ae_eval_and_sgd_match_cpu() {
         ex.run(Program::Eval, plan.eval_steps());
     }
     for p in &plan.params {
-        compare(&format!("{} after 3 SGD steps", p.name), &mut cpu, &mut gpu, p.buf.0, REL);
+        compare(
+            &format!("{} after 3 SGD steps", p.name),
+            &mut cpu,
+            &mut gpu,
+            p.buf.0,
+            REL,
+        );
     }
     compare("loss sums", &mut cpu, &mut gpu, plan.io.loss_acc.0, REL);
 }

@@ -35,12 +35,20 @@ pub trait Executor {
 }
 
 /// Uploads the packed u8 training and test sets, identity test order, initial parameters and zeroed state.
-pub fn load_initial_state(ex: &mut dyn Executor, train_pixels: &[u8], test_pixels: &[u8], seed: u64) {
+pub fn load_initial_state(
+    ex: &mut dyn Executor,
+    train_pixels: &[u8],
+    test_pixels: &[u8],
+    seed: u64,
+) {
     let io = ex.plan().io;
     let test_samples = ex.plan().test_samples;
     ex.write_u32(io.train_data, &pack_bytes(train_pixels));
     ex.write_u32(io.test_data, &pack_bytes(test_pixels));
-    ex.write_u32(io.test_perm, &(0..test_samples as u32).collect::<Vec<u32>>());
+    ex.write_u32(
+        io.test_perm,
+        &(0..test_samples as u32).collect::<Vec<u32>>(),
+    );
     let params = ex.plan().initial_params(seed);
     let bufs: Vec<BufId> = ex.plan().params.iter().map(|p| p.buf).collect();
     for (buf, values) in bufs.iter().zip(&params) {

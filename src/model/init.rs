@@ -9,7 +9,9 @@ use crate::rng::{SplitMix64, purpose};
 /// `len` values from U(−bound, bound) for parameter number `index` of a model seeded with `seed`.
 pub fn uniform(seed: u64, index: usize, len: usize, bound: f32) -> Vec<f32> {
     let mut rng = SplitMix64::stream(seed, purpose::INIT, index as u64);
-    (0..len).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound as f64) as f32).collect()
+    (0..len)
+        .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound as f64) as f32)
+        .collect()
 }
 
 /// The PyTorch default bound for a layer whose weight has `fan_in` inputs per output.

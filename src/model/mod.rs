@@ -16,7 +16,11 @@ pub struct Shape {
 
 impl Shape {
     pub fn flat(features: usize) -> Shape {
-        Shape { c: features, h: 1, w: 1 }
+        Shape {
+            c: features,
+            h: 1,
+            w: 1,
+        }
     }
     pub fn numel(&self) -> usize {
         self.c * self.h * self.w
@@ -25,7 +29,11 @@ impl Shape {
 
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.h == 1 && self.w == 1 { write!(f, "{}", self.c) } else { write!(f, "{}×{}×{}", self.c, self.h, self.w) }
+        if self.h == 1 && self.w == 1 {
+            write!(f, "{}", self.c)
+        } else {
+            write!(f, "{}×{}×{}", self.c, self.h, self.w)
+        }
     }
 }
 
@@ -33,22 +41,35 @@ impl std::fmt::Display for Shape {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
     /// y = act(x·Wᵀ + b), W stored [out, in] as in PyTorch's `nn.Linear`; flattens its input.
-    Linear { inputs: usize, outputs: usize, act: Act },
+    Linear {
+        inputs: usize,
+        outputs: usize,
+        act: Act,
+    },
 }
 
 impl Layer {
     pub fn describe(&self) -> String {
         match self {
-            Layer::Linear { inputs, outputs, act } => format!("Linear({inputs}→{outputs}, {})", act.name()),
+            Layer::Linear {
+                inputs,
+                outputs,
+                act,
+            } => format!("Linear({inputs}→{outputs}, {})", act.name()),
         }
     }
 
     /// The output shape for `input`, or why the layer cannot take it.
     pub fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         match *self {
-            Layer::Linear { inputs, outputs, .. } => {
+            Layer::Linear {
+                inputs, outputs, ..
+            } => {
                 if input.numel() != inputs {
-                    return Err(format!("expects {inputs} inputs but receives {input} ({} values)", input.numel()));
+                    return Err(format!(
+                        "expects {inputs} inputs but receives {input} ({} values)",
+                        input.numel()
+                    ));
                 }
                 if outputs == 0 {
                     return Err("has zero outputs".into());
@@ -62,7 +83,12 @@ impl Layer {
 #[derive(Debug, Error)]
 pub enum ModelError {
     #[error("model {model}: layer {index} ({layer}) {problem}")]
-    Shape { model: String, index: usize, layer: String, problem: String },
+    Shape {
+        model: String,
+        index: usize,
+        layer: String,
+        problem: String,
+    },
     #[error("model {model}: {problem}")]
     Invalid { model: String, problem: String },
 }
@@ -80,26 +106,38 @@ pub struct Model {
 impl Model {
     pub fn new(name: &str, input: Shape, layers: Vec<Layer>) -> Result<Model, ModelError> {
         if layers.is_empty() {
-            return Err(ModelError::Invalid { model: name.into(), problem: "has no layers".into() });
+            return Err(ModelError::Invalid {
+                model: name.into(),
+                problem: "has no layers".into(),
+            });
         }
         let mut shapes = vec![input];
         for (index, layer) in layers.iter().enumerate() {
-            let next = layer.output_shape(shapes[index]).map_err(|problem| ModelError::Shape {
-                model: name.into(),
-                index,
-                layer: layer.describe(),
-                problem,
-            })?;
+            let next = layer
+                .output_shape(shapes[index])
+                .map_err(|problem| ModelError::Shape {
+                    model: name.into(),
+                    index,
+                    layer: layer.describe(),
+                    problem,
+                })?;
             shapes.push(next);
         }
         let output = shapes[layers.len()];
         if output.numel() != input.numel() {
             return Err(ModelError::Invalid {
                 model: name.into(),
-                problem: format!("output {output} does not match input {input}: an autoencoder reconstructs its input"),
+                problem: format!(
+                    "output {output} does not match input {input}: an autoencoder reconstructs its input"
+                ),
             });
         }
-        Ok(Model { name: name.into(), input, layers, shapes })
+        Ok(Model {
+            name: name.into(),
+            input,
+            layers,
+            shapes,
+        })
     }
 
     pub fn output_act(&self) -> Act {
@@ -113,13 +151,20 @@ impl Model {
         self.layers
             .iter()
             .map(|l| match l {
-                Layer::Linear { inputs, outputs, .. } => inputs * outputs + outputs,
+                Layer::Linear {
+                    inputs, outputs, ..
+                } => inputs * outputs + outputs,
             })
             .sum()
     }
 
     pub fn describe(&self) -> String {
         let layers: Vec<String> = self.layers.iter().map(Layer::describe).collect();
-        format!("{} [{}] {} parameters", self.name, layers.join(" → "), self.parameter_count())
+        format!(
+            "{} [{}] {} parameters",
+            self.name,
+            layers.join(" → "),
+            self.parameter_count()
+        )
     }
 }

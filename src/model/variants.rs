@@ -27,7 +27,11 @@ pub fn dense_ae(input: Shape, cfg: &DenseConfig) -> Result<Model, ModelError> {
     let layers = widths
         .windows(2)
         .enumerate()
-        .map(|(i, w)| Layer::Linear { inputs: w[0], outputs: w[1], act: if i == last { cfg.output_act } else { cfg.act } })
+        .map(|(i, w)| Layer::Linear {
+            inputs: w[0],
+            outputs: w[1],
+            act: if i == last { cfg.output_act } else { cfg.act },
+        })
         .collect();
     Model::new("ae", input, layers)
 }
@@ -38,21 +42,42 @@ mod tests {
 
     #[test]
     fn dense_ae_mirrors_its_encoder() {
-        let cfg = DenseConfig { hidden: vec![256], latent: 64, act: Act::Relu, output_act: Act::Sigmoid };
+        let cfg = DenseConfig {
+            hidden: vec![256],
+            latent: 64,
+            act: Act::Relu,
+            output_act: Act::Sigmoid,
+        };
         let m = dense_ae(Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();
         let widths: Vec<usize> = m.shapes.iter().map(Shape::numel).collect();
         assert_eq!(widths, vec![784, 256, 64, 256, 784]);
         assert_eq!(m.output_act(), Act::Sigmoid);
-        assert_eq!(m.parameter_count(), 784 * 256 + 256 + 256 * 64 + 64 + 64 * 256 + 256 + 256 * 784 + 784);
+        assert_eq!(
+            m.parameter_count(),
+            784 * 256 + 256 + 256 * 64 + 64 + 64 * 256 + 256 + 256 * 784 + 784
+        );
     }
 
     #[test]
     fn mismatched_layer_is_named() {
         let layers = vec![
-            Layer::Linear { inputs: 784, outputs: 10, act: Act::Relu },
-            Layer::Linear { inputs: 11, outputs: 784, act: Act::Sigmoid },
+            Layer::Linear {
+                inputs: 784,
+                outputs: 10,
+                act: Act::Relu,
+            },
+            Layer::Linear {
+                inputs: 11,
+                outputs: 784,
+                act: Act::Sigmoid,
+            },
         ];
-        let err = Model::new("broken", Shape::flat(784), layers).unwrap_err().to_string();
-        assert!(err.contains("layer 1") && err.contains("expects 11 inputs"), "{err}");
+        let err = Model::new("broken", Shape::flat(784), layers)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer 1") && err.contains("expects 11 inputs"),
+            "{err}"
+        );
     }
 }

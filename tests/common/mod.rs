@@ -10,7 +10,9 @@ pub fn gpu() -> Option<GpuContext> {
     match GpuContext::new(None) {
         Ok(ctx) => Some(ctx),
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but no GPU adapter could be opened ({e}); install mesa-vulkan-drivers for lavapipe")
+            panic!(
+                "CI=true but no GPU adapter could be opened ({e}); install mesa-vulkan-drivers for lavapipe"
+            )
         }
         Err(e) => {
             eprintln!("skipping GPU test: {e}");
@@ -45,12 +47,21 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
         .zip(want)
         .map(|(g, w)| (g - w).abs())
         .enumerate()
-        .fold((0, 0f32), |(wi, we), (i, e)| if e > we || e.is_nan() { (i, e) } else { (wi, we) });
+        .fold((0, 0f32), |(wi, we), (i, e)| {
+            if e > we || e.is_nan() {
+                (i, e)
+            } else {
+                (wi, we)
+            }
+        });
     assert!(
         err <= rel * scale,
         "{what}: element {worst} is {} but the reference is {} (|error| {err:e} > {rel:e} × scale {scale:e})",
         got[worst],
         want[worst]
     );
-    assert!(want.iter().any(|v| *v != 0.0), "{what}: the reference is all zeros, so the comparison proves nothing");
+    assert!(
+        want.iter().any(|v| *v != 0.0),
+        "{what}: the reference is all zeros, so the comparison proves nothing"
+    );
 }

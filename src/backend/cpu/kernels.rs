@@ -25,19 +25,22 @@ pub fn gather_batch<T: Real>(
     samples: usize,
 ) -> usize {
     let first = batch_index * batch;
-    out.par_chunks_mut(features).take(batch).enumerate().for_each(|(r, row)| {
-        let pos = first + r;
-        if pos >= samples {
-            row.fill(T::zero());
-            return;
-        }
-        let sample = perm[pos] as usize;
-        for (f, v) in row.iter_mut().enumerate() {
-            let byte = sample * features + f;
-            let value = (data[byte / 4] >> ((byte % 4) * 8)) & 0xff;
-            *v = T::from_f32(value as f32 / 255.0);
-        }
-    });
+    out.par_chunks_mut(features)
+        .take(batch)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let pos = first + r;
+            if pos >= samples {
+                row.fill(T::zero());
+                return;
+            }
+            let sample = perm[pos] as usize;
+            for (f, v) in row.iter_mut().enumerate() {
+                let byte = sample * features + f;
+                let value = (data[byte / 4] >> ((byte % 4) * 8)) & 0xff;
+                *v = T::from_f32(value as f32 / 255.0);
+            }
+        });
     valid_rows(batch, samples, batch_index)
 }
 
@@ -49,37 +52,53 @@ pub fn valid_rows(batch: usize, samples: usize, batch_index: usize) -> usize {
 /// C[m×n] = op(A)·op(B) (+ C when `accumulate`); A is [m×k] or, transposed, [k×m]; B is [k×n] or [n×k].
 /// Rows of C are split between threads; each element is summed in one fixed order.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul<T: Real>(a: &[T], b: &[T], c: &mut [T], m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, accumulate: bool) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul: buffers too small for {m}×{k}·{k}×{n}");
+pub fn matmul<T: Real>(
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "matmul: buffers too small for {m}×{k}·{k}×{n}"
+    );
     let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
     let beta = if accumulate { T::one() } else { T::zero() };
     let threads = rayon::current_num_threads().max(1);
     let rows_per = m.div_ceil(threads).max(16);
     let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);
-    c[..m * n].par_chunks_mut(rows_per * n).enumerate().for_each(|(chunk, c_rows)| {
-        let i0 = chunk * rows_per;
-        let rows = c_rows.len() / n.max(1);
-        // SAFETY: the asserted lengths cover every strided access; each chunk writes only its own rows.
-        unsafe {
-            T::gemm(
-                rows,
-                k,
-                n,
-                T::one(),
-                (a_ptr as *const T).add(i0 * rsa),
-                rsa as isize,
-                csa as isize,
-                b_ptr as *const T,
-                rsb as isize,
-                csb as isize,
-                beta,
-                c_rows.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    });
+    c[..m * n]
+        .par_chunks_mut(rows_per * n)
+        .enumerate()
+        .for_each(|(chunk, c_rows)| {
+            let i0 = chunk * rows_per;
+            let rows = c_rows.len() / n.max(1);
+            // SAFETY: the asserted lengths cover every strided access; each chunk writes only its own rows.
+            unsafe {
+                T::gemm(
+                    rows,
+                    k,
+                    n,
+                    T::one(),
+                    (a_ptr as *const T).add(i0 * rsa),
+                    rsa as isize,
+                    csa as isize,
+                    b_ptr as *const T,
+                    rsb as isize,
+                    csb as isize,
+                    beta,
+                    c_rows.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            }
+        });
 }
 
 pub fn activate<T: Real>(x: T, act: Act) -> T {
@@ -122,37 +141,51 @@ pub fn activation_slope<T: Real>(y: T, act: Act) -> T {
 }
 
 /// In place: y[r, c, s] = act(y[r, c, s] + bias[c]).
-pub fn bias_act<T: Real>(y: &mut [T], bias: &[T], rows: usize, channels: usize, inner: usize, act: Act) {
-    y[..rows * channels * inner].par_chunks_mut(channels * inner).for_each(|row| {
-        for (c, plane) in row.chunks_mut(inner).enumerate() {
-            for v in plane {
-                *v = activate(*v + bias[c], act);
+pub fn bias_act<T: Real>(
+    y: &mut [T],
+    bias: &[T],
+    rows: usize,
+    channels: usize,
+    inner: usize,
+    act: Act,
+) {
+    y[..rows * channels * inner]
+        .par_chunks_mut(channels * inner)
+        .for_each(|row| {
+            for (c, plane) in row.chunks_mut(inner).enumerate() {
+                for v in plane {
+                    *v = activate(*v + bias[c], act);
+                }
             }
-        }
-    });
+        });
 }
 
 /// In place: grad ← grad ⊙ act'(y).
 pub fn act_backward<T: Real>(y: &[T], grad: &mut [T], act: Act) {
-    grad.par_chunks_mut(PIECE).zip(y.par_chunks(PIECE)).for_each(|(g, y)| {
-        for (g, &y) in g.iter_mut().zip(y) {
-            *g *= activation_slope(y, act);
-        }
-    });
+    grad.par_chunks_mut(PIECE)
+        .zip(y.par_chunks(PIECE))
+        .for_each(|(g, y)| {
+            for (g, &y) in g.iter_mut().zip(y) {
+                *g *= activation_slope(y, act);
+            }
+        });
 }
 
 /// db[c] = Σ_{r, s} grad[r, c, s].
 pub fn bias_grad<T: Real>(grad: &[T], db: &mut [T], rows: usize, channels: usize, inner: usize) {
-    db[..channels].par_iter_mut().enumerate().for_each(|(c, d)| {
-        let mut sum = T::zero();
-        for r in 0..rows {
-            let start = (r * channels + c) * inner;
-            for &g in &grad[start..start + inner] {
-                sum += g;
+    db[..channels]
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(c, d)| {
+            let mut sum = T::zero();
+            for r in 0..rows {
+                let start = (r * channels + c) * inner;
+                for &g in &grad[start..start + inner] {
+                    sum += g;
+                }
             }
-        }
-        *d = sum;
-    });
+            *d = sum;
+        });
 }
 
 /// Per-element loss and ∂(mean loss)/∂logits over the first `valid` rows (later rows get zero gradient and
@@ -173,8 +206,12 @@ pub fn loss<T: Real>(
     let scale = T::one() / T::from_f64((valid.max(1) * cols) as f64);
     let limit = valid * cols;
     let count = partials.len();
-    partials.par_iter_mut().zip(grad.par_chunks_mut(PARTIAL)).zip(recon.par_chunks_mut(PARTIAL)).enumerate().for_each(
-        |(chunk, ((partial, g), r))| {
+    partials
+        .par_iter_mut()
+        .zip(grad.par_chunks_mut(PARTIAL))
+        .zip(recon.par_chunks_mut(PARTIAL))
+        .enumerate()
+        .for_each(|(chunk, ((partial, g), r))| {
             let mut sum = T::zero();
             for (j, (g, r)) in g.iter_mut().zip(r.iter_mut()).enumerate() {
                 let i = chunk * PARTIAL + j;
@@ -190,8 +227,7 @@ pub fn loss<T: Real>(
                 }
             }
             *partial = sum;
-        },
-    );
+        });
     debug_assert_eq!(count, logits.len().div_ceil(PARTIAL).min(count));
 }
 
@@ -206,7 +242,11 @@ pub fn loss_element<T: Real>(kind: LossKind, output_act: Act, z: T, x: T) -> (T,
         LossKind::Mse => {
             let y = activate(z, output_act);
             let d = y - x;
-            (d * d, T::from_f64(2.0) * d * activation_slope(y, output_act), y)
+            (
+                d * d,
+                T::from_f64(2.0) * d * activation_slope(y, output_act),
+                y,
+            )
         }
     }
 }
@@ -229,21 +269,35 @@ pub fn adam<T: Real>(param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], t: u
     let step = T::from_f32(h.lr) / bc1;
     let (wd, eps) = (T::from_f32(h.weight_decay), T::from_f32(h.eps));
     let bc2_sqrt = bc2.sqrt();
-    param.par_chunks_mut(PIECE).zip(grad.par_chunks(PIECE)).zip(m.par_chunks_mut(PIECE)).zip(v.par_chunks_mut(PIECE)).for_each(
-        |(((p, g), m), v)| {
+    param
+        .par_chunks_mut(PIECE)
+        .zip(grad.par_chunks(PIECE))
+        .zip(m.par_chunks_mut(PIECE))
+        .zip(v.par_chunks_mut(PIECE))
+        .for_each(|(((p, g), m), v)| {
             for i in 0..p.len() {
                 let g = g[i] + wd * p[i];
                 m[i] = b1 * m[i] + (T::one() - b1) * g;
                 v[i] = b2 * v[i] + (T::one() - b2) * g * g;
                 p[i] -= step * m[i] / (v[i].sqrt() / bc2_sqrt + eps);
             }
-        },
-    );
+        });
 }
 
 /// SGD with momentum, PyTorch semantics: g' = g + wd·p; buf ← μ·buf + g'; p ← p − lr·buf.
-pub fn sgd<T: Real>(param: &mut [T], grad: &[T], velocity: &mut [T], lr: f32, momentum: f32, weight_decay: f32) {
-    let (lr, mu, wd) = (T::from_f32(lr), T::from_f32(momentum), T::from_f32(weight_decay));
+pub fn sgd<T: Real>(
+    param: &mut [T],
+    grad: &[T],
+    velocity: &mut [T],
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+) {
+    let (lr, mu, wd) = (
+        T::from_f32(lr),
+        T::from_f32(momentum),
+        T::from_f32(weight_decay),
+    );
     for i in 0..param.len() {
         let g = grad[i] + wd * param[i];
         velocity[i] = mu * velocity[i] + g;

@@ -32,13 +32,23 @@ pub enum GpuError {
     #[error("WGPU_ADAPTER_NAME={name:?} matches none of the adapters: {available}")]
     NoAdapterNamed { name: String, available: String },
     #[error("could not open a device on {adapter}: {source}")]
-    Device { adapter: String, source: wgpu::RequestDeviceError },
+    Device {
+        adapter: String,
+        source: wgpu::RequestDeviceError,
+    },
     #[error("GPU error: {0}")]
     Validation(String),
     #[error("the GPU device was lost: {0}")]
     Lost(String),
-    #[error("{what} needs {needed} bytes in one buffer, but {adapter} allows at most {limit} bytes per storage binding")]
-    BufferTooLarge { what: String, needed: u64, limit: u64, adapter: String },
+    #[error(
+        "{what} needs {needed} bytes in one buffer, but {adapter} allows at most {limit} bytes per storage binding"
+    )]
+    BufferTooLarge {
+        what: String,
+        needed: u64,
+        limit: u64,
+        adapter: String,
+    },
 }
 
 /// An open device and what we know about it.
@@ -89,8 +99,18 @@ fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
 }
 
 pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
-    let driver = if info.driver.is_empty() { String::new() } else { format!(", {} {}", info.driver, info.driver_info) };
-    format!("{} ({:?}, {:?}{})", info.name, info.backend, info.device_type, driver.trim_end())
+    let driver = if info.driver.is_empty() {
+        String::new()
+    } else {
+        format!(", {} {}", info.driver, info.driver_info)
+    };
+    format!(
+        "{} ({:?}, {:?}{})",
+        info.name,
+        info.backend,
+        info.device_type,
+        driver.trim_end()
+    )
 }
 
 impl GpuContext {
@@ -104,13 +124,20 @@ impl GpuContext {
         let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
             Ok(name) if !name.is_empty() => {
                 let needle = name.to_lowercase();
-                let available = adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
+                let available = adapters
+                    .iter()
+                    .map(|a| a.get_info().name)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 adapters
                     .into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&needle))
                     .ok_or(GpuError::NoAdapterNamed { name, available })?
             }
-            _ => adapters.into_iter().next().ok_or(GpuError::NoAdapter { wanted })?,
+            _ => adapters
+                .into_iter()
+                .next()
+                .ok_or(GpuError::NoAdapter { wanted })?,
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
@@ -121,8 +148,17 @@ impl GpuContext {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .map_err(|source| GpuError::Device { adapter: describe_adapter(&info), source })?;
-        Ok(GpuContext { device, queue, info, limits, features })
+        .map_err(|source| GpuError::Device {
+            adapter: describe_adapter(&info),
+            source,
+        })?;
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -131,9 +167,17 @@ impl GpuContext {
 
     /// Fails with a clear message when a buffer of `bytes` cannot be bound as storage on this adapter.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
-        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let limit = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
         if bytes > limit {
-            return Err(GpuError::BufferTooLarge { what: what.into(), needed: bytes, limit, adapter: self.describe() });
+            return Err(GpuError::BufferTooLarge {
+                what: what.into(),
+                needed: bytes,
+                limit,
+                adapter: self.describe(),
+            });
         }
         Ok(())
     }
