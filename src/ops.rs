@@ -73,17 +73,53 @@ pub enum Op {
     /// Copies the rows of batch `state[1]` of a u8 data set, in the order given by `perm`, into `out` as f32
     /// scaled to [0, 1]. `data` holds the bytes packed little-endian into u32 words. Rows past the end of the
     /// data set (the last, partial batch) are zero-filled.
-    GatherBatch { data: BufId, perm: BufId, state: BufId, out: BufId, batch: usize, features: usize, samples: usize },
+    GatherBatch {
+        data: BufId,
+        perm: BufId,
+        state: BufId,
+        out: BufId,
+        batch: usize,
+        features: usize,
+        samples: usize,
+    },
     /// C[m×n] = op(A)·op(B) (+ C when `accumulate`), with op(X) = Xᵀ when the flag is set.
     /// A is stored [m×k] (or [k×m] transposed), B [k×n] (or [n×k] transposed).
-    Matmul { a: BufId, b: BufId, c: BufId, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, accumulate: bool },
+    Matmul {
+        a: BufId,
+        b: BufId,
+        c: BufId,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+        accumulate: bool,
+    },
     /// In place: y = act(y + bias[c]) for y of shape [rows, channels, inner]; dense layers have inner = 1,
     /// convolutions inner = H·W.
-    BiasAct { y: BufId, bias: BufId, rows: usize, channels: usize, inner: usize, act: Act },
+    BiasAct {
+        y: BufId,
+        bias: BufId,
+        rows: usize,
+        channels: usize,
+        inner: usize,
+        act: Act,
+    },
     /// In place: grad ← grad ⊙ act'(y), turning ∂L/∂y into ∂L/∂(pre-activation).
-    ActBackward { y: BufId, grad: BufId, len: usize, act: Act },
+    ActBackward {
+        y: BufId,
+        grad: BufId,
+        len: usize,
+        act: Act,
+    },
     /// db[c] = Σ over rows and inner of grad[row, c, inner].
-    BiasGrad { grad: BufId, db: BufId, rows: usize, channels: usize, inner: usize },
+    BiasGrad {
+        grad: BufId,
+        db: BufId,
+        rows: usize,
+        channels: usize,
+        inner: usize,
+    },
     /// Loss of the valid rows of `logits` against `target`: writes ∂(mean loss)/∂logits to `grad`, the
     /// reconstruction act(logits) to `recon`, and one partial loss sum per 256 elements to `partials`.
     /// Valid rows are min(rows, samples − state[1]·rows).
@@ -101,13 +137,155 @@ pub enum Op {
         samples: usize,
     },
     /// acc[slot] += Σ partials[0..count]: the summed per-element loss of a step, kept on the device.
-    ReduceSum { partials: BufId, count: usize, acc: BufId, slot: usize },
+    ReduceSum {
+        partials: BufId,
+        count: usize,
+        acc: BufId,
+        slot: usize,
+    },
     /// Adam (PyTorch semantics, L2 weight decay added to the gradient), step t = state[0] + 1.
-    Adam { param: BufId, grad: BufId, m: BufId, v: BufId, state: BufId, len: usize, hyper: AdamHyper },
+    Adam {
+        param: BufId,
+        grad: BufId,
+        m: BufId,
+        v: BufId,
+        state: BufId,
+        len: usize,
+        hyper: AdamHyper,
+    },
     /// SGD with momentum (PyTorch semantics: buf = μ·buf + g, p −= lr·buf).
-    Sgd { param: BufId, grad: BufId, velocity: BufId, len: usize, lr: f32, momentum: f32, weight_decay: f32 },
+    Sgd {
+        param: BufId,
+        grad: BufId,
+        velocity: BufId,
+        len: usize,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    },
     /// state[0] += 1 (global step), state[1] += 1 (batch index within the epoch).
     AdvanceStep { state: BufId },
+    /// 2×2 max pooling with stride 2 (floors odd sizes: the last row / column of an odd plane is dropped):
+    /// y[n, c, i, j] = max over the window rows 2i..2i+1, columns 2j..2j+1 of x [batch, channels, in_h, in_w];
+    /// `argmax` (u32) holds the flat index h·in_w + w of the max within its input plane. The window is read in
+    /// row-major order and only a strictly greater value replaces the best, so the first max wins on ties.
+    MaxPool2x2 {
+        x: BufId,
+        y: BufId,
+        argmax: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+    },
+    /// dx[n, c, p] = dy[window of p] when p is that window's argmax, else 0 (a gather over the input: every
+    /// input element belongs to at most one window). Sizes as in the forward op.
+    MaxPool2x2Backward {
+        dy: BufId,
+        argmax: BufId,
+        dx: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+    },
+    /// PyTorch's MaxUnpool2d(2): y [batch, channels, out_h, out_w] is zero except y[argmax] = x, with x
+    /// [batch, channels, ⌊out_h/2⌋, ⌊out_w/2⌋] and `argmax` from the matching [`Op::MaxPool2x2`], whose input
+    /// shape is out_h × out_w.
+    MaxUnpool2x2 {
+        x: BufId,
+        argmax: BufId,
+        y: BufId,
+        batch: usize,
+        channels: usize,
+        out_h: usize,
+        out_w: usize,
+    },
+    /// dx[n, c, i, j] = dy[n, c, argmax[n, c, i, j]]. Sizes as in the forward op.
+    MaxUnpool2x2Backward {
+        dy: BufId,
+        argmax: BufId,
+        dx: BufId,
+        batch: usize,
+        channels: usize,
+        out_h: usize,
+        out_w: usize,
+    },
+    /// Nearest-neighbour upsampling by an integer factor: y[n, c, h, w] = x[n, c, ⌊h/f⌋, ⌊w/f⌋] for y of shape
+    /// [batch, channels, in_h·f, in_w·f].
+    UpsampleNearest {
+        x: BufId,
+        y: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+        factor: usize,
+    },
+    /// dx[n, c, i, j] = Σ over the f×f block of dy at rows i·f.., columns j·f...
+    UpsampleNearestBackward {
+        dy: BufId,
+        dx: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+        factor: usize,
+    },
+    /// Batch normalisation of x [batch, channels, inner] per channel (PyTorch BatchNorm2d semantics):
+    /// y = γ·(x − μ)·inv_std + β. Training: μ and the biased variance σ² are taken over the valid rows
+    /// (min(batch, samples − state[1]·batch), as [`Op::Loss`] counts them) and all `inner` positions;
+    /// inv_std = 1/√(σ² + ε); `mean` and `inv_std` are saved for backward; running_mean ← (1−m)·running_mean +
+    /// m·μ, running_var ← (1−m)·running_var + m·σ²·n/(n−1) with n the count of values. Padded rows are
+    /// normalised with the same statistics (finite, ignored). Eval: μ, σ² are the running statistics and
+    /// nothing but y is written.
+    BatchNorm2d {
+        x: BufId,
+        y: BufId,
+        gamma: BufId,
+        beta: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        running_mean: BufId,
+        running_var: BufId,
+        state: BufId,
+        batch: usize,
+        channels: usize,
+        inner: usize,
+        samples: usize,
+        momentum: f32,
+        eps: f32,
+        training: bool,
+    },
+    /// Backward of training-mode [`Op::BatchNorm2d`] over the valid rows, with x̂ = (x − μ)·inv_std and n values
+    /// per channel: dβ = Σ dy, dγ = Σ dy·x̂, dx = γ·inv_std/n · (n·dy − dβ − x̂·dγ); padded rows get dx = 0.
+    BatchNorm2dBackward {
+        x: BufId,
+        dy: BufId,
+        dx: BufId,
+        gamma: BufId,
+        dgamma: BufId,
+        dbeta: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        state: BufId,
+        batch: usize,
+        channels: usize,
+        inner: usize,
+        samples: usize,
+    },
+    /// Corruption for denoising autoencoders: y = noise(x) element-wise over `len` elements, with randomness
+    /// from [`crate::rng::counter_hash`] keyed by (seed, stream, state[0], element index), so a step's noise
+    /// is the same on every backend and on every replay.
+    Corrupt {
+        x: BufId,
+        y: BufId,
+        state: BufId,
+        len: usize,
+        noise: Noise,
+        seed: u32,
+        stream: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -121,7 +299,43 @@ pub struct AdamHyper {
 
 impl Default for AdamHyper {
     fn default() -> Self {
-        AdamHyper { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamHyper {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Input corruption of a denoising autoencoder (see [`Op::Corrupt`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    /// y = clamp(x + σ·z, 0, 1) with z ~ N(0, 1) (Box–Muller on two uniforms).
+    Gaussian { sigma: f32 },
+    /// y = 0 with probability `fraction`, else x.
+    Mask { fraction: f32 },
+    /// With probability `fraction`, y = 0 or 1 (half each); else y = x.
+    SaltPepper { fraction: f32 },
+}
+
+impl Noise {
+    /// The code `shaders/noise.wgsl` switches on.
+    pub fn code(self) -> u32 {
+        match self {
+            Noise::Gaussian { .. } => 0,
+            Noise::Mask { .. } => 1,
+            Noise::SaltPepper { .. } => 2,
+        }
+    }
+
+    /// σ for Gaussian noise, the corrupted fraction otherwise.
+    pub fn amount(self) -> f32 {
+        match self {
+            Noise::Gaussian { sigma } => sigma,
+            Noise::Mask { fraction } | Noise::SaltPepper { fraction } => fraction,
+        }
     }
 }
 
@@ -139,6 +353,15 @@ impl Op {
             Op::Adam { .. } => "adam",
             Op::Sgd { .. } => "sgd",
             Op::AdvanceStep { .. } => "advance_step",
+            Op::MaxPool2x2 { .. } => "max_pool2x2",
+            Op::MaxPool2x2Backward { .. } => "max_pool2x2_backward",
+            Op::MaxUnpool2x2 { .. } => "max_unpool2x2",
+            Op::MaxUnpool2x2Backward { .. } => "max_unpool2x2_backward",
+            Op::UpsampleNearest { .. } => "upsample_nearest",
+            Op::UpsampleNearestBackward { .. } => "upsample_nearest_backward",
+            Op::BatchNorm2d { .. } => "batch_norm2d",
+            Op::BatchNorm2dBackward { .. } => "batch_norm2d_backward",
+            Op::Corrupt { .. } => "corrupt",
         }
     }
 }

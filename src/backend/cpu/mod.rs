@@ -4,6 +4,10 @@
 pub mod kernels;
 pub mod real;
 
+pub mod noise;
+pub mod norm;
+pub mod pool;
+
 use super::{Executor, Program};
 use crate::ops::{BufId, Op, state};
 use crate::plan::{Elem, Plan};
@@ -35,7 +39,10 @@ impl<T: Real> CpuExecutor<T> {
     pub fn floats(&self, id: BufId) -> &[T] {
         match &self.buffers[id.0] {
             Storage::Float(v) => v,
-            Storage::Words(_) => panic!("buffer {} holds u32 words, not floats", self.plan.buffers[id.0].name),
+            Storage::Words(_) => panic!(
+                "buffer {} holds u32 words, not floats",
+                self.plan.buffers[id.0].name
+            ),
         }
     }
 
@@ -50,14 +57,20 @@ impl<T: Real> CpuExecutor<T> {
     pub fn words(&self, id: BufId) -> &[u32] {
         match &self.buffers[id.0] {
             Storage::Words(v) => v,
-            Storage::Float(_) => panic!("buffer {} holds floats, not u32 words", self.plan.buffers[id.0].name),
+            Storage::Float(_) => panic!(
+                "buffer {} holds floats, not u32 words",
+                self.plan.buffers[id.0].name
+            ),
         }
     }
 
     fn words_mut(&mut self, id: BufId) -> &mut Vec<u32> {
         match &mut self.buffers[id.0] {
             Storage::Words(v) => v,
-            Storage::Float(_) => panic!("buffer {} holds floats, not u32 words", self.plan.buffers[id.0].name),
+            Storage::Float(_) => panic!(
+                "buffer {} holds floats, not u32 words",
+                self.plan.buffers[id.0].name
+            ),
         }
     }
 
@@ -72,52 +85,167 @@ impl<T: Real> CpuExecutor<T> {
     /// Executes one op: the CPU twin of one GPU dispatch.
     pub fn execute(&mut self, op: &Op) {
         match *op {
-            Op::GatherBatch { data, perm, state: st, out, batch, features, samples } => {
+            Op::GatherBatch {
+                data,
+                perm,
+                state: st,
+                out,
+                batch,
+                features,
+                samples,
+            } => {
                 let batch_index = self.words(st)[state::BATCH] as usize;
                 self.with_out(out, |s, out| {
-                    kernels::gather_batch(s.words(data), s.words(perm), batch_index, out, batch, features, samples)
+                    kernels::gather_batch(
+                        s.words(data),
+                        s.words(perm),
+                        batch_index,
+                        out,
+                        batch,
+                        features,
+                        samples,
+                    )
                 });
             }
-            Op::Matmul { a, b, c, m, n, k, trans_a, trans_b, accumulate } => {
-                self.with_out(c, |s, c| kernels::matmul(s.floats(a), s.floats(b), c, m, n, k, trans_a, trans_b, accumulate));
+            Op::Matmul {
+                a,
+                b,
+                c,
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                accumulate,
+            } => {
+                self.with_out(c, |s, c| {
+                    kernels::matmul(
+                        s.floats(a),
+                        s.floats(b),
+                        c,
+                        m,
+                        n,
+                        k,
+                        trans_a,
+                        trans_b,
+                        accumulate,
+                    )
+                });
             }
-            Op::BiasAct { y, bias, rows, channels, inner, act } => {
-                self.with_out(y, |s, y| kernels::bias_act(y, s.floats(bias), rows, channels, inner, act));
+            Op::BiasAct {
+                y,
+                bias,
+                rows,
+                channels,
+                inner,
+                act,
+            } => {
+                self.with_out(y, |s, y| {
+                    kernels::bias_act(y, s.floats(bias), rows, channels, inner, act)
+                });
             }
             Op::ActBackward { y, grad, len, act } => {
-                self.with_out(grad, |s, g| kernels::act_backward(&s.floats(y)[..len], &mut g[..len], act));
+                self.with_out(grad, |s, g| {
+                    kernels::act_backward(&s.floats(y)[..len], &mut g[..len], act)
+                });
             }
-            Op::BiasGrad { grad, db, rows, channels, inner } => {
-                self.with_out(db, |s, db| kernels::bias_grad(s.floats(grad), db, rows, channels, inner));
+            Op::BiasGrad {
+                grad,
+                db,
+                rows,
+                channels,
+                inner,
+            } => {
+                self.with_out(db, |s, db| {
+                    kernels::bias_grad(s.floats(grad), db, rows, channels, inner)
+                });
             }
-            Op::Loss { kind, output_act, logits, target, grad, recon, partials, state: st, rows, cols, samples } => {
-                let valid = kernels::valid_rows(rows, samples, self.words(st)[state::BATCH] as usize);
+            Op::Loss {
+                kind,
+                output_act,
+                logits,
+                target,
+                grad,
+                recon,
+                partials,
+                state: st,
+                rows,
+                cols,
+                samples,
+            } => {
+                let valid =
+                    kernels::valid_rows(rows, samples, self.words(st)[state::BATCH] as usize);
                 let mut g = std::mem::take(self.floats_mut(grad));
                 let mut r = std::mem::take(self.floats_mut(recon));
                 let mut p = std::mem::take(self.floats_mut(partials));
-                kernels::loss(kind, output_act, self.floats(logits), self.floats(target), &mut g, &mut r, &mut p, valid, cols);
+                kernels::loss(
+                    kind,
+                    output_act,
+                    self.floats(logits),
+                    self.floats(target),
+                    &mut g,
+                    &mut r,
+                    &mut p,
+                    valid,
+                    cols,
+                );
                 *self.floats_mut(grad) = g;
                 *self.floats_mut(recon) = r;
                 *self.floats_mut(partials) = p;
             }
-            Op::ReduceSum { partials, count, acc, slot } => {
+            Op::ReduceSum {
+                partials,
+                count,
+                acc,
+                slot,
+            } => {
                 let sum = kernels::reduce_sum(&self.floats(partials)[..count]);
                 self.floats_mut(acc)[slot] += sum;
             }
-            Op::Adam { param, grad, m, v, state: st, len, hyper } => {
+            Op::Adam {
+                param,
+                grad,
+                m,
+                v,
+                state: st,
+                len,
+                hyper,
+            } => {
                 let t = self.words(st)[state::GLOBAL_STEP] + 1;
                 let mut p = std::mem::take(self.floats_mut(param));
                 let mut mm = std::mem::take(self.floats_mut(m));
                 let mut vv = std::mem::take(self.floats_mut(v));
-                kernels::adam(&mut p[..len], &self.floats(grad)[..len], &mut mm[..len], &mut vv[..len], t, hyper);
+                kernels::adam(
+                    &mut p[..len],
+                    &self.floats(grad)[..len],
+                    &mut mm[..len],
+                    &mut vv[..len],
+                    t,
+                    hyper,
+                );
                 *self.floats_mut(param) = p;
                 *self.floats_mut(m) = mm;
                 *self.floats_mut(v) = vv;
             }
-            Op::Sgd { param, grad, velocity, len, lr, momentum, weight_decay } => {
+            Op::Sgd {
+                param,
+                grad,
+                velocity,
+                len,
+                lr,
+                momentum,
+                weight_decay,
+            } => {
                 let mut p = std::mem::take(self.floats_mut(param));
                 let mut vel = std::mem::take(self.floats_mut(velocity));
-                kernels::sgd(&mut p[..len], &self.floats(grad)[..len], &mut vel[..len], lr, momentum, weight_decay);
+                kernels::sgd(
+                    &mut p[..len],
+                    &self.floats(grad)[..len],
+                    &mut vel[..len],
+                    lr,
+                    momentum,
+                    weight_decay,
+                );
                 *self.floats_mut(param) = p;
                 *self.floats_mut(velocity) = vel;
             }
@@ -126,13 +254,228 @@ impl<T: Real> CpuExecutor<T> {
                 s[state::GLOBAL_STEP] += 1;
                 s[state::BATCH] += 1;
             }
+            Op::MaxPool2x2 {
+                x,
+                y,
+                argmax,
+                batch,
+                channels,
+                in_h,
+                in_w,
+            } => {
+                let mut indices = std::mem::take(self.words_mut(argmax));
+                self.with_out(y, |s, y| {
+                    pool::max_pool2x2(s.floats(x), y, &mut indices, batch * channels, in_h, in_w)
+                });
+                *self.words_mut(argmax) = indices;
+            }
+            Op::MaxPool2x2Backward {
+                dy,
+                argmax,
+                dx,
+                batch,
+                channels,
+                in_h,
+                in_w,
+            } => {
+                self.with_out(dx, |s, dx| {
+                    pool::scatter_to_argmax(
+                        s.floats(dy),
+                        s.words(argmax),
+                        dx,
+                        batch * channels,
+                        in_h,
+                        in_w,
+                    )
+                });
+            }
+            Op::MaxUnpool2x2 {
+                x,
+                argmax,
+                y,
+                batch,
+                channels,
+                out_h,
+                out_w,
+            } => {
+                self.with_out(y, |s, y| {
+                    pool::scatter_to_argmax(
+                        s.floats(x),
+                        s.words(argmax),
+                        y,
+                        batch * channels,
+                        out_h,
+                        out_w,
+                    )
+                });
+            }
+            Op::MaxUnpool2x2Backward {
+                dy,
+                argmax,
+                dx,
+                batch,
+                channels,
+                out_h,
+                out_w,
+            } => {
+                self.with_out(dx, |s, dx| {
+                    pool::gather_from_argmax(
+                        s.floats(dy),
+                        s.words(argmax),
+                        dx,
+                        batch * channels,
+                        out_h,
+                        out_w,
+                    )
+                });
+            }
+            Op::UpsampleNearest {
+                x,
+                y,
+                batch,
+                channels,
+                in_h,
+                in_w,
+                factor,
+            } => {
+                self.with_out(y, |s, y| {
+                    pool::upsample_nearest(s.floats(x), y, batch * channels, in_h, in_w, factor)
+                });
+            }
+            Op::UpsampleNearestBackward {
+                dy,
+                dx,
+                batch,
+                channels,
+                in_h,
+                in_w,
+                factor,
+            } => {
+                self.with_out(dx, |s, dx| {
+                    pool::upsample_nearest_backward(
+                        s.floats(dy),
+                        dx,
+                        batch * channels,
+                        in_h,
+                        in_w,
+                        factor,
+                    )
+                });
+            }
+            Op::BatchNorm2d {
+                x,
+                y,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+                running_mean,
+                running_var,
+                state: st,
+                batch,
+                channels,
+                inner,
+                samples,
+                momentum,
+                eps,
+                training,
+            } => {
+                let valid =
+                    kernels::valid_rows(batch, samples, self.words(st)[state::BATCH] as usize);
+                let [mut m, mut inv, mut rm, mut rv] = [mean, inv_std, running_mean, running_var]
+                    .map(|b| std::mem::take(self.floats_mut(b)));
+                self.with_out(y, |s, y| {
+                    let (x, gamma, beta) = (s.floats(x), s.floats(gamma), s.floats(beta));
+                    let sizes = (batch, channels, inner, valid);
+                    norm::batch_norm2d(
+                        x, y, gamma, beta, &mut m, &mut inv, &mut rm, &mut rv, sizes, momentum,
+                        eps, training,
+                    )
+                });
+                for (b, v) in [
+                    (mean, m),
+                    (inv_std, inv),
+                    (running_mean, rm),
+                    (running_var, rv),
+                ] {
+                    *self.floats_mut(b) = v;
+                }
+            }
+            Op::BatchNorm2dBackward {
+                x,
+                dy,
+                dx,
+                gamma,
+                dgamma,
+                dbeta,
+                mean,
+                inv_std,
+                state: st,
+                batch,
+                channels,
+                inner,
+                samples,
+            } => {
+                let valid =
+                    kernels::valid_rows(batch, samples, self.words(st)[state::BATCH] as usize);
+                let [mut dg, mut db] = [dgamma, dbeta].map(|b| std::mem::take(self.floats_mut(b)));
+                self.with_out(dx, |s, dx| {
+                    let (x, dy, gamma, mean, inv) = (
+                        s.floats(x),
+                        s.floats(dy),
+                        s.floats(gamma),
+                        s.floats(mean),
+                        s.floats(inv_std),
+                    );
+                    norm::batch_norm2d_backward(
+                        x,
+                        dy,
+                        dx,
+                        gamma,
+                        &mut dg,
+                        &mut db,
+                        mean,
+                        inv,
+                        (batch, channels, inner, valid),
+                    )
+                });
+                *self.floats_mut(dgamma) = dg;
+                *self.floats_mut(dbeta) = db;
+            }
+            Op::Corrupt {
+                x,
+                y,
+                state: st,
+                len,
+                noise,
+                seed,
+                stream,
+            } => {
+                let step = self.words(st)[state::GLOBAL_STEP];
+                self.with_out(y, |s, y| {
+                    noise::corrupt(
+                        &s.floats(x)[..len],
+                        &mut y[..len],
+                        noise,
+                        seed,
+                        stream,
+                        step,
+                    )
+                });
+            }
         }
     }
 
     fn ops(&self, program: Program) -> Vec<Op> {
         match program {
             Program::ForwardBackward => self.plan.forward_backward.clone(),
-            Program::TrainStep => self.plan.forward_backward.iter().chain(&self.plan.update).cloned().collect(),
+            Program::TrainStep => self
+                .plan
+                .forward_backward
+                .iter()
+                .chain(&self.plan.update)
+                .cloned()
+                .collect(),
             Program::Eval => self.plan.eval.clone(),
         }
     }
@@ -140,7 +483,11 @@ impl<T: Real> CpuExecutor<T> {
 
 impl<T: Real> Executor for CpuExecutor<T> {
     fn describe(&self) -> String {
-        format!("cpu ({} threads, {})", rayon::current_num_threads(), std::any::type_name::<T>())
+        format!(
+            "cpu ({} threads, {})",
+            rayon::current_num_threads(),
+            std::any::type_name::<T>()
+        )
     }
     fn plan(&self) -> &Plan {
         &self.plan

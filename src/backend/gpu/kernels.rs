@@ -19,6 +19,9 @@ pub enum Shader {
     Loss,
     Reduce,
     Optim,
+    Pool,
+    BatchNorm,
+    Noise,
 }
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
@@ -33,6 +36,9 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::BatchNorm => "batchnorm.wgsl",
+            Shader::Noise => "noise.wgsl",
         }
     }
 
@@ -41,11 +47,20 @@ impl Shader {
         match self {
             Shader::Data => include_str!("../../../shaders/data.wgsl").into(),
             Shader::Matmul => include_str!("../../../shaders/matmul.wgsl").into(),
-            Shader::Activation => format!("{ACTIVATION_MATH}\n{}", include_str!("../../../shaders/activation.wgsl")),
+            Shader::Activation => format!(
+                "{ACTIVATION_MATH}\n{}",
+                include_str!("../../../shaders/activation.wgsl")
+            ),
             Shader::Bias => include_str!("../../../shaders/bias.wgsl").into(),
-            Shader::Loss => format!("{ACTIVATION_MATH}\n{}", include_str!("../../../shaders/loss.wgsl")),
+            Shader::Loss => format!(
+                "{ACTIVATION_MATH}\n{}",
+                include_str!("../../../shaders/loss.wgsl")
+            ),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl").into(),
             Shader::Optim => include_str!("../../../shaders/optim.wgsl").into(),
+            Shader::Pool => include_str!("../../../shaders/pool.wgsl").into(),
+            Shader::BatchNorm => include_str!("../../../shaders/batchnorm.wgsl").into(),
+            Shader::Noise => include_str!("../../../shaders/noise.wgsl").into(),
         }
     }
 }
@@ -79,7 +94,11 @@ fn bits(v: f32) -> u32 {
 
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Kernels {
-        Kernels { device: device.clone(), modules: HashMap::new(), pipelines: HashMap::new() }
+        Kernels {
+            device: device.clone(),
+            modules: HashMap::new(),
+            pipelines: HashMap::new(),
+        }
     }
 
     fn pipeline(&mut self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
@@ -93,21 +112,23 @@ impl Kernels {
                 source: wgpu::ShaderSource::Wgsl(shader.source().into()),
             })
         });
-        let pipeline = Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        }));
+        let pipeline = Arc::new(
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            }),
+        );
         self.pipelines.insert((shader, entry), pipeline.clone());
         pipeline
     }
 
     /// Binds `params` (padded to 16 bytes) at `bindings[0]` as a uniform and `buffers` at the following
     /// binding numbers, in order.
-    fn dispatch(
+    pub(super) fn dispatch(
         &mut self,
         shader: Shader,
         entry: &'static str,
@@ -119,21 +140,34 @@ impl Kernels {
         let pipeline = self.pipeline(shader, entry);
         let mut words = params.to_vec();
         words.resize(params.len().div_ceil(4).max(1) * 4, 0);
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(entry),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: bindings[0], resource: uniform.as_entire_binding() }];
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(entry),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: bindings[0],
+            resource: uniform.as_entire_binding(),
+        }];
         for (&binding, buffer) in bindings[1..].iter().zip(buffers) {
-            entries.push(wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { name: entry, pipeline, bind_group, workgroups }
+        Dispatch {
+            name: entry,
+            pipeline,
+            bind_group,
+            workgroups,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -148,7 +182,14 @@ impl Kernels {
         samples: usize,
     ) -> Dispatch {
         let params = [batch as u32, features as u32, samples as u32];
-        self.dispatch(Shader::Data, "gather_batch", &params, &[0, 1, 2, 3, 4], &[data, perm, state, out], linear_groups(batch * features))
+        self.dispatch(
+            Shader::Data,
+            "gather_batch",
+            &params,
+            &[0, 1, 2, 3, 4],
+            &[data, perm, state, out],
+            linear_groups(batch * features),
+        )
     }
 
     pub fn advance_step(&mut self, state: &wgpu::Buffer) -> Dispatch {
@@ -157,9 +198,17 @@ impl Kernels {
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("advance_step"),
             layout: &pipeline.get_bind_group_layout(0),
-            entries: &[wgpu::BindGroupEntry { binding: 5, resource: state.as_entire_binding() }],
+            entries: &[wgpu::BindGroupEntry {
+                binding: 5,
+                resource: state.as_entire_binding(),
+            }],
         });
-        Dispatch { name: "advance_step", pipeline, bind_group, workgroups: [1, 1, 1] }
+        Dispatch {
+            name: "advance_step",
+            pipeline,
+            bind_group,
+            workgroups: [1, 1, 1],
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -179,22 +228,71 @@ impl Kernels {
         let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
         let params = [m, n, k, accumulate as usize, a_row, a_col, b_row, b_col].map(|v| v as u32);
         let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
-        self.dispatch(Shader::Matmul, "matmul", &params, &[0, 1, 2, 3], &[a, b, c], groups)
+        self.dispatch(
+            Shader::Matmul,
+            "matmul",
+            &params,
+            &[0, 1, 2, 3],
+            &[a, b, c],
+            groups,
+        )
     }
 
-    pub fn bias_act(&mut self, y: &wgpu::Buffer, bias: &wgpu::Buffer, rows: usize, channels: usize, inner: usize, act: Act) -> Dispatch {
+    pub fn bias_act(
+        &mut self,
+        y: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        rows: usize,
+        channels: usize,
+        inner: usize,
+        act: Act,
+    ) -> Dispatch {
         let params = [rows as u32, channels as u32, inner as u32, act.code()];
-        self.dispatch(Shader::Activation, "bias_act", &params, &[0, 1, 2], &[bias, y], linear_groups(rows * channels * inner))
+        self.dispatch(
+            Shader::Activation,
+            "bias_act",
+            &params,
+            &[0, 1, 2],
+            &[bias, y],
+            linear_groups(rows * channels * inner),
+        )
     }
 
-    pub fn act_backward(&mut self, y: &wgpu::Buffer, grad: &wgpu::Buffer, len: usize, act: Act) -> Dispatch {
+    pub fn act_backward(
+        &mut self,
+        y: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        len: usize,
+        act: Act,
+    ) -> Dispatch {
         let params = [len as u32, act.code()];
-        self.dispatch(Shader::Activation, "act_backward", &params, &[3, 4, 5], &[y, grad], linear_groups(len))
+        self.dispatch(
+            Shader::Activation,
+            "act_backward",
+            &params,
+            &[3, 4, 5],
+            &[y, grad],
+            linear_groups(len),
+        )
     }
 
-    pub fn bias_grad(&mut self, grad: &wgpu::Buffer, db: &wgpu::Buffer, rows: usize, channels: usize, inner: usize) -> Dispatch {
+    pub fn bias_grad(
+        &mut self,
+        grad: &wgpu::Buffer,
+        db: &wgpu::Buffer,
+        rows: usize,
+        channels: usize,
+        inner: usize,
+    ) -> Dispatch {
         let params = [rows as u32, channels as u32, inner as u32];
-        self.dispatch(Shader::Bias, "bias_grad", &params, &[0, 1, 2], &[grad, db], [channels as u32, 1, 1])
+        self.dispatch(
+            Shader::Bias,
+            "bias_grad",
+            &params,
+            &[0, 1, 2],
+            &[grad, db],
+            [channels as u32, 1, 1],
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -212,14 +310,40 @@ impl Kernels {
         cols: usize,
         samples: usize,
     ) -> Dispatch {
-        let params = [rows as u32, cols as u32, samples as u32, kind.code(), output_act.code()];
+        let params = [
+            rows as u32,
+            cols as u32,
+            samples as u32,
+            kind.code(),
+            output_act.code(),
+        ];
         let buffers = [logits, target, grad, recon, partials, state];
-        self.dispatch(Shader::Loss, "loss", &params, &[0, 1, 2, 3, 4, 5, 6], &buffers, linear_groups(rows * cols))
+        self.dispatch(
+            Shader::Loss,
+            "loss",
+            &params,
+            &[0, 1, 2, 3, 4, 5, 6],
+            &buffers,
+            linear_groups(rows * cols),
+        )
     }
 
-    pub fn reduce_sum(&mut self, partials: &wgpu::Buffer, count: usize, acc: &wgpu::Buffer, slot: usize) -> Dispatch {
+    pub fn reduce_sum(
+        &mut self,
+        partials: &wgpu::Buffer,
+        count: usize,
+        acc: &wgpu::Buffer,
+        slot: usize,
+    ) -> Dispatch {
         let params = [count as u32, slot as u32];
-        self.dispatch(Shader::Reduce, "reduce_sum", &params, &[0, 1, 2], &[partials, acc], [1, 1, 1])
+        self.dispatch(
+            Shader::Reduce,
+            "reduce_sum",
+            &params,
+            &[0, 1, 2],
+            &[partials, acc],
+            [1, 1, 1],
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -233,8 +357,22 @@ impl Kernels {
         len: usize,
         h: AdamHyper,
     ) -> Dispatch {
-        let params = [len as u32, bits(h.lr), bits(h.beta1), bits(h.beta2), bits(h.eps), bits(h.weight_decay)];
-        self.dispatch(Shader::Optim, "adam", &params, &[0, 1, 2, 3, 4, 5], &[param, grad, m, v, state], linear_groups(len))
+        let params = [
+            len as u32,
+            bits(h.lr),
+            bits(h.beta1),
+            bits(h.beta2),
+            bits(h.eps),
+            bits(h.weight_decay),
+        ];
+        self.dispatch(
+            Shader::Optim,
+            "adam",
+            &params,
+            &[0, 1, 2, 3, 4, 5],
+            &[param, grad, m, v, state],
+            linear_groups(len),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -249,6 +387,13 @@ impl Kernels {
         weight_decay: f32,
     ) -> Dispatch {
         let params = [len as u32, bits(lr), bits(momentum), bits(weight_decay)];
-        self.dispatch(Shader::Optim, "sgd", &params, &[6, 7, 8, 9], &[param, grad, velocity], linear_groups(len))
+        self.dispatch(
+            Shader::Optim,
+            "sgd",
+            &params,
+            &[6, 7, 8, 9],
+            &[param, grad, velocity],
+            linear_groups(len),
+        )
     }
 }

@@ -4,6 +4,12 @@
 pub mod context;
 pub mod kernels;
 
+mod noise;
+mod norm;
+mod pool;
+
+pub use norm::NormSizes;
+
 use std::collections::HashMap;
 use std::sync::mpsc;
 
@@ -31,7 +37,9 @@ impl<'a> GpuExecutor<'a> {
         for b in &plan.buffers {
             ctx.check_binding(&format!("buffer {}", b.name), b.len as u64 * 4)?;
         }
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
         let buffers: Vec<wgpu::Buffer> = plan
             .buffers
             .iter()
@@ -45,11 +53,23 @@ impl<'a> GpuExecutor<'a> {
             })
             .collect();
         let mut kernels = Kernels::new(&ctx.device);
-        let build = |ops: &[Op], kernels: &mut Kernels| ops.iter().map(|op| dispatch_for(kernels, &buffers, op)).collect();
+        let build = |ops: &[Op], kernels: &mut Kernels| {
+            ops.iter()
+                .map(|op| dispatch_for(kernels, &buffers, op))
+                .collect()
+        };
         let forward_backward = build(&plan.forward_backward, &mut kernels);
         let update = build(&plan.update, &mut kernels);
         let eval = build(&plan.eval, &mut kernels);
-        Ok(GpuExecutor { ctx, plan, buffers, forward_backward, update, eval, staging: HashMap::new() })
+        Ok(GpuExecutor {
+            ctx,
+            plan,
+            buffers,
+            forward_backward,
+            update,
+            eval,
+            staging: HashMap::new(),
+        })
     }
 
     pub fn buffer(&self, id: BufId) -> &wgpu::Buffer {
@@ -72,7 +92,9 @@ impl<'a> GpuExecutor<'a> {
                 mapped_at_creation: false,
             })
         });
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
         encoder.copy_buffer_to_buffer(&self.buffers[id.0], 0, staging, 0, size);
         self.ctx.queue.submit([encoder.finish()]);
         let (tx, rx) = mpsc::channel();
@@ -81,8 +103,15 @@ impl<'a> GpuExecutor<'a> {
         });
         let _ = device.poll(wgpu::PollType::wait_indefinitely());
         let mapped = rx.recv().ok().and_then(|r| r.ok()).is_some();
-        assert!(mapped, "reading buffer {} back from the GPU failed (device lost?)", self.plan.buffers[id.0].name);
-        let bytes = staging.get_mapped_range(..).map(|view| view.to_vec()).unwrap_or_default();
+        assert!(
+            mapped,
+            "reading buffer {} back from the GPU failed (device lost?)",
+            self.plan.buffers[id.0].name
+        );
+        let bytes = staging
+            .get_mapped_range(..)
+            .map(|view| view.to_vec())
+            .unwrap_or_default();
         staging.unmap();
         bytes
     }
@@ -92,16 +121,55 @@ impl<'a> GpuExecutor<'a> {
 fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
     let b = |id: BufId| &bufs[id.0];
     match *op {
-        Op::GatherBatch { data, perm, state, out, batch, features, samples } => {
-            k.gather_batch(b(data), b(perm), b(state), b(out), batch, features, samples)
-        }
-        Op::Matmul { a, b: bm, c, m, n, k: kk, trans_a, trans_b, accumulate } => {
-            k.matmul(b(a), b(bm), b(c), m, n, kk, trans_a, trans_b, accumulate)
-        }
-        Op::BiasAct { y, bias, rows, channels, inner, act } => k.bias_act(b(y), b(bias), rows, channels, inner, act),
+        Op::GatherBatch {
+            data,
+            perm,
+            state,
+            out,
+            batch,
+            features,
+            samples,
+        } => k.gather_batch(b(data), b(perm), b(state), b(out), batch, features, samples),
+        Op::Matmul {
+            a,
+            b: bm,
+            c,
+            m,
+            n,
+            k: kk,
+            trans_a,
+            trans_b,
+            accumulate,
+        } => k.matmul(b(a), b(bm), b(c), m, n, kk, trans_a, trans_b, accumulate),
+        Op::BiasAct {
+            y,
+            bias,
+            rows,
+            channels,
+            inner,
+            act,
+        } => k.bias_act(b(y), b(bias), rows, channels, inner, act),
         Op::ActBackward { y, grad, len, act } => k.act_backward(b(y), b(grad), len, act),
-        Op::BiasGrad { grad, db, rows, channels, inner } => k.bias_grad(b(grad), b(db), rows, channels, inner),
-        Op::Loss { kind, output_act, logits, target, grad, recon, partials, state, rows, cols, samples } => k.loss(
+        Op::BiasGrad {
+            grad,
+            db,
+            rows,
+            channels,
+            inner,
+        } => k.bias_grad(b(grad), b(db), rows, channels, inner),
+        Op::Loss {
+            kind,
+            output_act,
+            logits,
+            target,
+            grad,
+            recon,
+            partials,
+            state,
+            rows,
+            cols,
+            samples,
+        } => k.loss(
             kind,
             output_act,
             b(logits),
@@ -114,12 +182,174 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             cols,
             samples,
         ),
-        Op::ReduceSum { partials, count, acc, slot } => k.reduce_sum(b(partials), count, b(acc), slot),
-        Op::Adam { param, grad, m, v, state, len, hyper } => k.adam(b(param), b(grad), b(m), b(v), b(state), len, hyper),
-        Op::Sgd { param, grad, velocity, len, lr, momentum, weight_decay } => {
-            k.sgd(b(param), b(grad), b(velocity), len, lr, momentum, weight_decay)
-        }
+        Op::ReduceSum {
+            partials,
+            count,
+            acc,
+            slot,
+        } => k.reduce_sum(b(partials), count, b(acc), slot),
+        Op::Adam {
+            param,
+            grad,
+            m,
+            v,
+            state,
+            len,
+            hyper,
+        } => k.adam(b(param), b(grad), b(m), b(v), b(state), len, hyper),
+        Op::Sgd {
+            param,
+            grad,
+            velocity,
+            len,
+            lr,
+            momentum,
+            weight_decay,
+        } => k.sgd(
+            b(param),
+            b(grad),
+            b(velocity),
+            len,
+            lr,
+            momentum,
+            weight_decay,
+        ),
         Op::AdvanceStep { state } => k.advance_step(b(state)),
+        Op::MaxPool2x2 {
+            x,
+            y,
+            argmax,
+            batch,
+            channels,
+            in_h,
+            in_w,
+        } => k.max_pool2x2(b(x), b(y), b(argmax), batch * channels, in_h, in_w),
+        Op::MaxPool2x2Backward {
+            dy,
+            argmax,
+            dx,
+            batch,
+            channels,
+            in_h,
+            in_w,
+        } => k.max_pool2x2_backward(b(dy), b(argmax), b(dx), batch * channels, in_h, in_w),
+        Op::MaxUnpool2x2 {
+            x,
+            argmax,
+            y,
+            batch,
+            channels,
+            out_h,
+            out_w,
+        } => k.max_unpool2x2(b(x), b(argmax), b(y), batch * channels, out_h, out_w),
+        Op::MaxUnpool2x2Backward {
+            dy,
+            argmax,
+            dx,
+            batch,
+            channels,
+            out_h,
+            out_w,
+        } => k.max_unpool2x2_backward(b(dy), b(argmax), b(dx), batch * channels, out_h, out_w),
+        Op::UpsampleNearest {
+            x,
+            y,
+            batch,
+            channels,
+            in_h,
+            in_w,
+            factor,
+        } => k.upsample_nearest(b(x), b(y), batch * channels, in_h, in_w, factor),
+        Op::UpsampleNearestBackward {
+            dy,
+            dx,
+            batch,
+            channels,
+            in_h,
+            in_w,
+            factor,
+        } => k.upsample_nearest_backward(b(dy), b(dx), batch * channels, in_h, in_w, factor),
+        Op::BatchNorm2d {
+            x,
+            y,
+            gamma,
+            beta,
+            mean,
+            inv_std,
+            running_mean,
+            running_var,
+            state,
+            batch,
+            channels,
+            inner,
+            samples,
+            momentum,
+            eps,
+            training,
+        } => k.batch_norm2d(
+            [
+                b(x),
+                b(y),
+                b(gamma),
+                b(beta),
+                b(mean),
+                b(inv_std),
+                b(running_mean),
+                b(running_var),
+                b(state),
+            ],
+            NormSizes {
+                batch,
+                channels,
+                inner,
+                samples,
+            },
+            momentum,
+            eps,
+            training,
+        ),
+        Op::BatchNorm2dBackward {
+            x,
+            dy,
+            dx,
+            gamma,
+            dgamma,
+            dbeta,
+            mean,
+            inv_std,
+            state,
+            batch,
+            channels,
+            inner,
+            samples,
+        } => k.batch_norm2d_backward(
+            [
+                b(x),
+                b(dy),
+                b(dx),
+                b(gamma),
+                b(dgamma),
+                b(dbeta),
+                b(mean),
+                b(inv_std),
+                b(state),
+            ],
+            NormSizes {
+                batch,
+                channels,
+                inner,
+                samples,
+            },
+        ),
+        Op::Corrupt {
+            x,
+            y,
+            state,
+            len,
+            noise,
+            seed,
+            stream,
+        } => k.corrupt(b(x), b(y), b(state), len, noise, seed, stream),
     }
 }
 
@@ -139,9 +369,17 @@ impl Executor for GpuExecutor<'_> {
         &self.plan
     }
     fn run(&mut self, program: Program, repeats: usize) {
-        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("steps"),
+            });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("steps"),
+                timestamp_writes: None,
+            });
             for _ in 0..repeats {
                 match program {
                     Program::ForwardBackward => record(&mut pass, &self.forward_backward),
@@ -156,10 +394,14 @@ impl Executor for GpuExecutor<'_> {
         self.ctx.queue.submit([encoder.finish()]);
     }
     fn write_f32(&mut self, buf: BufId, data: &[f32]) {
-        self.ctx.queue.write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
+        self.ctx
+            .queue
+            .write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
     }
     fn write_u32(&mut self, buf: BufId, data: &[u32]) {
-        self.ctx.queue.write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
+        self.ctx
+            .queue
+            .write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
     }
     fn read_f32(&mut self, buf: BufId) -> Vec<f32> {
         bytemuck::pod_collect_to_vec(&self.read_bytes(buf))
