@@ -81,12 +81,12 @@ fn check_gradient(
     write_all(&mut ex, floats, words);
     ex.run(Program::ForwardBackward, 1);
     let analytic = ex.floats(BufId(grad)).to_vec();
-    let mut loss = |ex: &mut CpuExecutor<f64>| {
+    let loss = |ex: &mut CpuExecutor<f64>| {
         ex.run(Program::ForwardBackward, 1);
         let (y, dy) = (ex.floats(BufId(y)), ex.floats(BufId(dy)));
         (0..limit).map(|i| y[i] * dy[i]).sum::<f64>()
     };
-    for i in 0..analytic.len() {
+    for (i, &want) in analytic.iter().enumerate() {
         let original = ex.floats(BufId(wrt))[i];
         ex.floats_mut(BufId(wrt))[i] = original + H;
         let plus = loss(&mut ex);
@@ -94,11 +94,10 @@ fn check_gradient(
         let minus = loss(&mut ex);
         ex.floats_mut(BufId(wrt))[i] = original;
         let numeric = (plus - minus) / (2.0 * H);
-        let err = (numeric - analytic[i]).abs();
+        let err = (numeric - want).abs();
         assert!(
-            err <= 1e-6 * analytic[i].abs().max(1.0),
-            "{what}: element {i}: analytic {} vs numeric {numeric}",
-            analytic[i]
+            err <= 1e-6 * want.abs().max(1.0),
+            "{what}: element {i}: analytic {want} vs numeric {numeric}"
         );
     }
     assert!(
@@ -686,7 +685,7 @@ fn gaussian_noise_has_the_requested_spread_and_matches_gpu() {
     let (cpu, gpu) = corrupt(ctx.as_ref(), &x, Noise::Gaussian { sigma: 0.3 }, 9, 4, 1234);
     assert!(cpu.iter().all(|v| (0.0..=1.0).contains(v)));
     assert!(
-        cpu.iter().any(|v| *v == 0.0) && cpu.iter().any(|v| *v == 1.0),
+        cpu.contains(&0.0) && cpu.contains(&1.0),
         "σ = 0.3 clips some values"
     );
     if let Some(gpu) = gpu {
