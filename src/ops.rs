@@ -165,6 +165,127 @@ pub enum Op {
     },
     /// state[0] += 1 (global step), state[1] += 1 (batch index within the epoch).
     AdvanceStep { state: BufId },
+    /// 2×2 max pooling with stride 2 (floors odd sizes: the last row / column of an odd plane is dropped):
+    /// y[n, c, i, j] = max over the window rows 2i..2i+1, columns 2j..2j+1 of x [batch, channels, in_h, in_w];
+    /// `argmax` (u32) holds the flat index h·in_w + w of the max within its input plane. The window is read in
+    /// row-major order and only a strictly greater value replaces the best, so the first max wins on ties.
+    MaxPool2x2 {
+        x: BufId,
+        y: BufId,
+        argmax: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+    },
+    /// dx[n, c, p] = dy[window of p] when p is that window's argmax, else 0 (a gather over the input: every
+    /// input element belongs to at most one window). Sizes as in the forward op.
+    MaxPool2x2Backward {
+        dy: BufId,
+        argmax: BufId,
+        dx: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+    },
+    /// PyTorch's MaxUnpool2d(2): y [batch, channels, out_h, out_w] is zero except y[argmax] = x, with x
+    /// [batch, channels, ⌊out_h/2⌋, ⌊out_w/2⌋] and `argmax` from the matching [`Op::MaxPool2x2`], whose input
+    /// shape is out_h × out_w.
+    MaxUnpool2x2 {
+        x: BufId,
+        argmax: BufId,
+        y: BufId,
+        batch: usize,
+        channels: usize,
+        out_h: usize,
+        out_w: usize,
+    },
+    /// dx[n, c, i, j] = dy[n, c, argmax[n, c, i, j]]. Sizes as in the forward op.
+    MaxUnpool2x2Backward {
+        dy: BufId,
+        argmax: BufId,
+        dx: BufId,
+        batch: usize,
+        channels: usize,
+        out_h: usize,
+        out_w: usize,
+    },
+    /// Nearest-neighbour upsampling by an integer factor: y[n, c, h, w] = x[n, c, ⌊h/f⌋, ⌊w/f⌋] for y of shape
+    /// [batch, channels, in_h·f, in_w·f].
+    UpsampleNearest {
+        x: BufId,
+        y: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+        factor: usize,
+    },
+    /// dx[n, c, i, j] = Σ over the f×f block of dy at rows i·f.., columns j·f...
+    UpsampleNearestBackward {
+        dy: BufId,
+        dx: BufId,
+        batch: usize,
+        channels: usize,
+        in_h: usize,
+        in_w: usize,
+        factor: usize,
+    },
+    /// Batch normalisation of x [batch, channels, inner] per channel (PyTorch BatchNorm2d semantics):
+    /// y = γ·(x − μ)·inv_std + β. Training: μ and the biased variance σ² are taken over the valid rows
+    /// (min(batch, samples − state[1]·batch), as [`Op::Loss`] counts them) and all `inner` positions;
+    /// inv_std = 1/√(σ² + ε); `mean` and `inv_std` are saved for backward; running_mean ← (1−m)·running_mean +
+    /// m·μ, running_var ← (1−m)·running_var + m·σ²·n/(n−1) with n the count of values. Padded rows are
+    /// normalised with the same statistics (finite, ignored). Eval: μ, σ² are the running statistics and
+    /// nothing but y is written.
+    BatchNorm2d {
+        x: BufId,
+        y: BufId,
+        gamma: BufId,
+        beta: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        running_mean: BufId,
+        running_var: BufId,
+        state: BufId,
+        batch: usize,
+        channels: usize,
+        inner: usize,
+        samples: usize,
+        momentum: f32,
+        eps: f32,
+        training: bool,
+    },
+    /// Backward of training-mode [`Op::BatchNorm2d`] over the valid rows, with x̂ = (x − μ)·inv_std and n values
+    /// per channel: dβ = Σ dy, dγ = Σ dy·x̂, dx = γ·inv_std/n · (n·dy − dβ − x̂·dγ); padded rows get dx = 0.
+    BatchNorm2dBackward {
+        x: BufId,
+        dy: BufId,
+        dx: BufId,
+        gamma: BufId,
+        dgamma: BufId,
+        dbeta: BufId,
+        mean: BufId,
+        inv_std: BufId,
+        state: BufId,
+        batch: usize,
+        channels: usize,
+        inner: usize,
+        samples: usize,
+    },
+    /// Corruption for denoising autoencoders: y = noise(x) element-wise over `len` elements, with randomness
+    /// from [`crate::rng::counter_hash`] keyed by (seed, stream, state[0], element index), so a step's noise
+    /// is the same on every backend and on every replay.
+    Corrupt {
+        x: BufId,
+        y: BufId,
+        state: BufId,
+        len: usize,
+        noise: Noise,
+        seed: u32,
+        stream: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -188,6 +309,36 @@ impl Default for AdamHyper {
     }
 }
 
+/// Input corruption of a denoising autoencoder (see [`Op::Corrupt`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    /// y = clamp(x + σ·z, 0, 1) with z ~ N(0, 1) (Box–Muller on two uniforms).
+    Gaussian { sigma: f32 },
+    /// y = 0 with probability `fraction`, else x.
+    Mask { fraction: f32 },
+    /// With probability `fraction`, y = 0 or 1 (half each); else y = x.
+    SaltPepper { fraction: f32 },
+}
+
+impl Noise {
+    /// The code `shaders/noise.wgsl` switches on.
+    pub fn code(self) -> u32 {
+        match self {
+            Noise::Gaussian { .. } => 0,
+            Noise::Mask { .. } => 1,
+            Noise::SaltPepper { .. } => 2,
+        }
+    }
+
+    /// σ for Gaussian noise, the corrupted fraction otherwise.
+    pub fn amount(self) -> f32 {
+        match self {
+            Noise::Gaussian { sigma } => sigma,
+            Noise::Mask { fraction } | Noise::SaltPepper { fraction } => fraction,
+        }
+    }
+}
+
 impl Op {
     /// Short name used by the profiler and in error messages; equal to the WGSL entry point.
     pub fn name(&self) -> &'static str {
@@ -202,6 +353,15 @@ impl Op {
             Op::Adam { .. } => "adam",
             Op::Sgd { .. } => "sgd",
             Op::AdvanceStep { .. } => "advance_step",
+            Op::MaxPool2x2 { .. } => "max_pool2x2",
+            Op::MaxPool2x2Backward { .. } => "max_pool2x2_backward",
+            Op::MaxUnpool2x2 { .. } => "max_unpool2x2",
+            Op::MaxUnpool2x2Backward { .. } => "max_unpool2x2_backward",
+            Op::UpsampleNearest { .. } => "upsample_nearest",
+            Op::UpsampleNearestBackward { .. } => "upsample_nearest_backward",
+            Op::BatchNorm2d { .. } => "batch_norm2d",
+            Op::BatchNorm2dBackward { .. } => "batch_norm2d_backward",
+            Op::Corrupt { .. } => "corrupt",
         }
     }
 }

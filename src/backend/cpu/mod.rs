@@ -4,6 +4,10 @@
 pub mod kernels;
 pub mod real;
 
+pub mod noise;
+pub mod norm;
+pub mod pool;
+
 use super::{Executor, Program};
 use crate::ops::{BufId, Op, state};
 use crate::plan::{Elem, Plan};
@@ -249,6 +253,215 @@ impl<T: Real> CpuExecutor<T> {
                 let s = self.words_mut(st);
                 s[state::GLOBAL_STEP] += 1;
                 s[state::BATCH] += 1;
+            }
+            Op::MaxPool2x2 {
+                x,
+                y,
+                argmax,
+                batch,
+                channels,
+                in_h,
+                in_w,
+            } => {
+                let mut indices = std::mem::take(self.words_mut(argmax));
+                self.with_out(y, |s, y| {
+                    pool::max_pool2x2(s.floats(x), y, &mut indices, batch * channels, in_h, in_w)
+                });
+                *self.words_mut(argmax) = indices;
+            }
+            Op::MaxPool2x2Backward {
+                dy,
+                argmax,
+                dx,
+                batch,
+                channels,
+                in_h,
+                in_w,
+            } => {
+                self.with_out(dx, |s, dx| {
+                    pool::scatter_to_argmax(
+                        s.floats(dy),
+                        s.words(argmax),
+                        dx,
+                        batch * channels,
+                        in_h,
+                        in_w,
+                    )
+                });
+            }
+            Op::MaxUnpool2x2 {
+                x,
+                argmax,
+                y,
+                batch,
+                channels,
+                out_h,
+                out_w,
+            } => {
+                self.with_out(y, |s, y| {
+                    pool::scatter_to_argmax(
+                        s.floats(x),
+                        s.words(argmax),
+                        y,
+                        batch * channels,
+                        out_h,
+                        out_w,
+                    )
+                });
+            }
+            Op::MaxUnpool2x2Backward {
+                dy,
+                argmax,
+                dx,
+                batch,
+                channels,
+                out_h,
+                out_w,
+            } => {
+                self.with_out(dx, |s, dx| {
+                    pool::gather_from_argmax(
+                        s.floats(dy),
+                        s.words(argmax),
+                        dx,
+                        batch * channels,
+                        out_h,
+                        out_w,
+                    )
+                });
+            }
+            Op::UpsampleNearest {
+                x,
+                y,
+                batch,
+                channels,
+                in_h,
+                in_w,
+                factor,
+            } => {
+                self.with_out(y, |s, y| {
+                    pool::upsample_nearest(s.floats(x), y, batch * channels, in_h, in_w, factor)
+                });
+            }
+            Op::UpsampleNearestBackward {
+                dy,
+                dx,
+                batch,
+                channels,
+                in_h,
+                in_w,
+                factor,
+            } => {
+                self.with_out(dx, |s, dx| {
+                    pool::upsample_nearest_backward(
+                        s.floats(dy),
+                        dx,
+                        batch * channels,
+                        in_h,
+                        in_w,
+                        factor,
+                    )
+                });
+            }
+            Op::BatchNorm2d {
+                x,
+                y,
+                gamma,
+                beta,
+                mean,
+                inv_std,
+                running_mean,
+                running_var,
+                state: st,
+                batch,
+                channels,
+                inner,
+                samples,
+                momentum,
+                eps,
+                training,
+            } => {
+                let valid =
+                    kernels::valid_rows(batch, samples, self.words(st)[state::BATCH] as usize);
+                let [mut m, mut inv, mut rm, mut rv] = [mean, inv_std, running_mean, running_var]
+                    .map(|b| std::mem::take(self.floats_mut(b)));
+                self.with_out(y, |s, y| {
+                    let (x, gamma, beta) = (s.floats(x), s.floats(gamma), s.floats(beta));
+                    let sizes = (batch, channels, inner, valid);
+                    norm::batch_norm2d(
+                        x, y, gamma, beta, &mut m, &mut inv, &mut rm, &mut rv, sizes, momentum,
+                        eps, training,
+                    )
+                });
+                for (b, v) in [
+                    (mean, m),
+                    (inv_std, inv),
+                    (running_mean, rm),
+                    (running_var, rv),
+                ] {
+                    *self.floats_mut(b) = v;
+                }
+            }
+            Op::BatchNorm2dBackward {
+                x,
+                dy,
+                dx,
+                gamma,
+                dgamma,
+                dbeta,
+                mean,
+                inv_std,
+                state: st,
+                batch,
+                channels,
+                inner,
+                samples,
+            } => {
+                let valid =
+                    kernels::valid_rows(batch, samples, self.words(st)[state::BATCH] as usize);
+                let [mut dg, mut db] = [dgamma, dbeta].map(|b| std::mem::take(self.floats_mut(b)));
+                self.with_out(dx, |s, dx| {
+                    let (x, dy, gamma, mean, inv) = (
+                        s.floats(x),
+                        s.floats(dy),
+                        s.floats(gamma),
+                        s.floats(mean),
+                        s.floats(inv_std),
+                    );
+                    norm::batch_norm2d_backward(
+                        x,
+                        dy,
+                        dx,
+                        gamma,
+                        &mut dg,
+                        &mut db,
+                        mean,
+                        inv,
+                        (batch, channels, inner, valid),
+                    )
+                });
+                *self.floats_mut(dgamma) = dg;
+                *self.floats_mut(dbeta) = db;
+            }
+            Op::Corrupt {
+                x,
+                y,
+                state: st,
+                len,
+                noise,
+                seed,
+                stream,
+            } => {
+                let step = self.words(st)[state::GLOBAL_STEP];
+                self.with_out(y, |s, y| {
+                    noise::corrupt(
+                        &s.floats(x)[..len],
+                        &mut y[..len],
+                        noise,
+                        seed,
+                        stream,
+                        step,
+                    )
+                });
             }
         }
     }

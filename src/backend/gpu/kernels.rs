@@ -19,6 +19,9 @@ pub enum Shader {
     Loss,
     Reduce,
     Optim,
+    Pool,
+    BatchNorm,
+    Noise,
 }
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
@@ -33,6 +36,9 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::BatchNorm => "batchnorm.wgsl",
+            Shader::Noise => "noise.wgsl",
         }
     }
 
@@ -52,6 +58,9 @@ impl Shader {
             ),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl").into(),
             Shader::Optim => include_str!("../../../shaders/optim.wgsl").into(),
+            Shader::Pool => include_str!("../../../shaders/pool.wgsl").into(),
+            Shader::BatchNorm => include_str!("../../../shaders/batchnorm.wgsl").into(),
+            Shader::Noise => include_str!("../../../shaders/noise.wgsl").into(),
         }
     }
 }
@@ -119,7 +128,7 @@ impl Kernels {
 
     /// Binds `params` (padded to 16 bytes) at `bindings[0]` as a uniform and `buffers` at the following
     /// binding numbers, in order.
-    fn dispatch(
+    pub(super) fn dispatch(
         &mut self,
         shader: Shader,
         entry: &'static str,

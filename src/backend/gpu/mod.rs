@@ -4,6 +4,12 @@
 pub mod context;
 pub mod kernels;
 
+mod noise;
+mod norm;
+mod pool;
+
+pub use norm::NormSizes;
+
 use std::collections::HashMap;
 use std::sync::mpsc;
 
@@ -209,6 +215,141 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             weight_decay,
         ),
         Op::AdvanceStep { state } => k.advance_step(b(state)),
+        Op::MaxPool2x2 {
+            x,
+            y,
+            argmax,
+            batch,
+            channels,
+            in_h,
+            in_w,
+        } => k.max_pool2x2(b(x), b(y), b(argmax), batch * channels, in_h, in_w),
+        Op::MaxPool2x2Backward {
+            dy,
+            argmax,
+            dx,
+            batch,
+            channels,
+            in_h,
+            in_w,
+        } => k.max_pool2x2_backward(b(dy), b(argmax), b(dx), batch * channels, in_h, in_w),
+        Op::MaxUnpool2x2 {
+            x,
+            argmax,
+            y,
+            batch,
+            channels,
+            out_h,
+            out_w,
+        } => k.max_unpool2x2(b(x), b(argmax), b(y), batch * channels, out_h, out_w),
+        Op::MaxUnpool2x2Backward {
+            dy,
+            argmax,
+            dx,
+            batch,
+            channels,
+            out_h,
+            out_w,
+        } => k.max_unpool2x2_backward(b(dy), b(argmax), b(dx), batch * channels, out_h, out_w),
+        Op::UpsampleNearest {
+            x,
+            y,
+            batch,
+            channels,
+            in_h,
+            in_w,
+            factor,
+        } => k.upsample_nearest(b(x), b(y), batch * channels, in_h, in_w, factor),
+        Op::UpsampleNearestBackward {
+            dy,
+            dx,
+            batch,
+            channels,
+            in_h,
+            in_w,
+            factor,
+        } => k.upsample_nearest_backward(b(dy), b(dx), batch * channels, in_h, in_w, factor),
+        Op::BatchNorm2d {
+            x,
+            y,
+            gamma,
+            beta,
+            mean,
+            inv_std,
+            running_mean,
+            running_var,
+            state,
+            batch,
+            channels,
+            inner,
+            samples,
+            momentum,
+            eps,
+            training,
+        } => k.batch_norm2d(
+            [
+                b(x),
+                b(y),
+                b(gamma),
+                b(beta),
+                b(mean),
+                b(inv_std),
+                b(running_mean),
+                b(running_var),
+                b(state),
+            ],
+            NormSizes {
+                batch,
+                channels,
+                inner,
+                samples,
+            },
+            momentum,
+            eps,
+            training,
+        ),
+        Op::BatchNorm2dBackward {
+            x,
+            dy,
+            dx,
+            gamma,
+            dgamma,
+            dbeta,
+            mean,
+            inv_std,
+            state,
+            batch,
+            channels,
+            inner,
+            samples,
+        } => k.batch_norm2d_backward(
+            [
+                b(x),
+                b(dy),
+                b(dx),
+                b(gamma),
+                b(dgamma),
+                b(dbeta),
+                b(mean),
+                b(inv_std),
+                b(state),
+            ],
+            NormSizes {
+                batch,
+                channels,
+                inner,
+                samples,
+            },
+        ),
+        Op::Corrupt {
+            x,
+            y,
+            state,
+            len,
+            noise,
+            seed,
+            stream,
+        } => k.corrupt(b(x), b(y), b(state), len, noise, seed, stream),
     }
 }
 

@@ -1,0 +1,71 @@
+// Input corruption for denoising autoencoders, with counter-based randomness: element i of global step
+// state[0] draws from a hash of (seed, stream, step, i, draw), so no generator state is kept and the CPU twin
+// (src/backend/cpu/noise.rs, hash in src/rng.rs) draws the same bits.
+//
+// kind 0, Gaussian:   z = √(−2 ln u₀)·cos(2π(u₁ − ½)) (Box–Muller), y = clamp(x + σz, 0, 1)
+// kind 1, Mask:       y = 0 if u₀ < ν else x
+// kind 2, SaltPepper: if u₀ < p: y = 0 when u₁ < ½, else 1; otherwise y = x
+
+struct CorruptParams {
+    len: u32,
+    kind: u32,
+    amount: f32,
+    seed: u32,
+    stream: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> cp: CorruptParams;
+@group(0) @binding(1) var<storage, read> corrupt_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> corrupt_y: array<f32>;
+@group(0) @binding(3) var<storage, read> corrupt_state: array<u32>;
+
+// lowbias32 / murmur3-style finaliser (wrapping u32 arithmetic).
+fn mix32(x: u32) -> u32 {
+    var h = x;
+    h = h ^ (h >> 16u);
+    h = h * 0x7feb352du;
+    h = h ^ (h >> 15u);
+    h = h * 0x846ca68bu;
+    h = h ^ (h >> 16u);
+    return h;
+}
+
+fn counter_hash(seed: u32, stream: u32, step: u32, index: u32, draw: u32) -> u32 {
+    var h = mix32(seed ^ 0x9e3779b9u);
+    h = mix32(h ^ stream);
+    h = mix32(h ^ step);
+    h = mix32(h ^ index);
+    return mix32(h ^ draw);
+}
+
+// (k + ½)·2⁻²³ for the top 23 bits k: exact in f32, strictly inside (0, 1).
+fn counter_uniform(seed: u32, stream: u32, step: u32, index: u32, draw: u32) -> f32 {
+    return (f32(counter_hash(seed, stream, step, index, draw) >> 9u) + 0.5) * (1.0 / 8388608.0);
+}
+
+@compute @workgroup_size(256)
+fn corrupt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.y * groups.x * 256u + gid.x;
+    if (i >= cp.len) {
+        return;
+    }
+    let step = corrupt_state[0];
+    let x = corrupt_x[i];
+    let u0 = counter_uniform(cp.seed, cp.stream, step, i, 0u);
+    let u1 = counter_uniform(cp.seed, cp.stream, step, i, 1u);
+    var y = x;
+    if (cp.kind == 0u) {
+        let z = sqrt(-2.0 * log(u0)) * cos(6.283185307179586 * (u1 - 0.5));
+        y = clamp(x + cp.amount * z, 0.0, 1.0);
+    } else if (cp.kind == 1u) {
+        if (u0 < cp.amount) {
+            y = 0.0;
+        }
+    } else if (u0 < cp.amount) {
+        y = select(1.0, 0.0, u1 < 0.5);
+    }
+    corrupt_y[i] = y;
+}

@@ -1,0 +1,136 @@
+//! CPU twins of `shaders/pool.wgsl`: 2×2 max pooling and unpooling, nearest upsampling, and their backwards.
+//!
+//! Every tensor is NCHW; a "plane" is one (n, c) pair. Odd heights and widths floor: the last row or column
+//! of an odd plane belongs to no pooling window, receives no gradient and is zero after unpooling.
+
+use super::real::Real;
+use rayon::prelude::*;
+
+/// y[plane, i, j] = max of x over rows 2i, 2i+1 and columns 2j, 2j+1 of the plane, read row-major with a
+/// strictly-greater test (first max wins on ties); argmax = the flat in-plane index h·in_w + w of that max.
+pub fn max_pool2x2<T: Real>(
+    x: &[T],
+    y: &mut [T],
+    argmax: &mut [u32],
+    planes: usize,
+    in_h: usize,
+    in_w: usize,
+) {
+    let (out_h, out_w) = (in_h / 2, in_w / 2);
+    let out_plane = out_h * out_w;
+    y[..planes * out_plane]
+        .par_chunks_mut(out_plane.max(1))
+        .zip(argmax.par_chunks_mut(out_plane.max(1)))
+        .enumerate()
+        .for_each(|(plane, (y, argmax))| {
+            let x = &x[plane * in_h * in_w..(plane + 1) * in_h * in_w];
+            for i in 0..out_h {
+                for j in 0..out_w {
+                    let mut best = 2 * i * in_w + 2 * j;
+                    for p in [best + 1, best + in_w, best + in_w + 1] {
+                        if x[p] > x[best] {
+                            best = p;
+                        }
+                    }
+                    y[i * out_w + j] = x[best];
+                    argmax[i * out_w + j] = best as u32;
+                }
+            }
+        });
+}
+
+/// The window of in-plane position (h, w), as a flat index into the pooled plane, if it has one.
+fn window(h: usize, w: usize, in_h: usize, in_w: usize) -> Option<usize> {
+    let (out_h, out_w) = (in_h / 2, in_w / 2);
+    (h / 2 < out_h && w / 2 < out_w).then_some((h / 2) * out_w + w / 2)
+}
+
+/// full[plane, p] = pooled[plane, window(p)] when p is that window's argmax, else 0. This is both the
+/// backward of max pooling (pooled = dy) and max unpooling (pooled = x): a gather, no write conflicts.
+pub fn scatter_to_argmax<T: Real>(
+    pooled: &[T],
+    argmax: &[u32],
+    full: &mut [T],
+    planes: usize,
+    in_h: usize,
+    in_w: usize,
+) {
+    let (in_plane, out_plane) = (in_h * in_w, (in_h / 2) * (in_w / 2));
+    full[..planes * in_plane]
+        .par_chunks_mut(in_plane.max(1))
+        .enumerate()
+        .for_each(|(plane, full)| {
+            for (p, v) in full.iter_mut().enumerate() {
+                *v = match window(p / in_w, p % in_w, in_h, in_w) {
+                    Some(win) if argmax[plane * out_plane + win] as usize == p => {
+                        pooled[plane * out_plane + win]
+                    }
+                    _ => T::zero(),
+                };
+            }
+        });
+}
+
+/// pooled[plane, k] = full[plane, argmax[plane, k]]: the backward of max unpooling.
+pub fn gather_from_argmax<T: Real>(
+    full: &[T],
+    argmax: &[u32],
+    pooled: &mut [T],
+    planes: usize,
+    in_h: usize,
+    in_w: usize,
+) {
+    let (in_plane, out_plane) = (in_h * in_w, (in_h / 2) * (in_w / 2));
+    for (k, v) in pooled[..planes * out_plane].iter_mut().enumerate() {
+        *v = full[(k / out_plane) * in_plane + argmax[k] as usize];
+    }
+}
+
+/// y[plane, h, w] = x[plane, ⌊h/f⌋, ⌊w/f⌋], y of size (in_h·f) × (in_w·f).
+pub fn upsample_nearest<T: Real>(
+    x: &[T],
+    y: &mut [T],
+    planes: usize,
+    in_h: usize,
+    in_w: usize,
+    factor: usize,
+) {
+    let (out_h, out_w) = (in_h * factor, in_w * factor);
+    y[..planes * out_h * out_w]
+        .par_chunks_mut((out_h * out_w).max(1))
+        .enumerate()
+        .for_each(|(plane, y)| {
+            for (p, v) in y.iter_mut().enumerate() {
+                let (h, w) = (p / out_w, p % out_w);
+                *v = x[plane * in_h * in_w + (h / factor) * in_w + w / factor];
+            }
+        });
+}
+
+/// dx[plane, i, j] = Σ_{a, b < f} dy[plane, i·f + a, j·f + b], summed row by row.
+pub fn upsample_nearest_backward<T: Real>(
+    dy: &[T],
+    dx: &mut [T],
+    planes: usize,
+    in_h: usize,
+    in_w: usize,
+    factor: usize,
+) {
+    let out_w = in_w * factor;
+    let out_plane = in_h * factor * out_w;
+    dx[..planes * in_h * in_w]
+        .par_chunks_mut((in_h * in_w).max(1))
+        .enumerate()
+        .for_each(|(plane, dx)| {
+            for (p, v) in dx.iter_mut().enumerate() {
+                let (i, j) = (p / in_w, p % in_w);
+                let mut sum = T::zero();
+                for a in 0..factor {
+                    for b in 0..factor {
+                        sum += dy[plane * out_plane + (i * factor + a) * out_w + j * factor + b];
+                    }
+                }
+                *v = sum;
+            }
+        });
+}
