@@ -19,6 +19,7 @@ pub enum Shader {
     Loss,
     Reduce,
     Optim,
+    Conv2d,
 }
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
@@ -33,6 +34,7 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::Conv2d => "conv2d.wgsl",
         }
     }
 
@@ -46,6 +48,7 @@ impl Shader {
             Shader::Loss => format!("{ACTIVATION_MATH}\n{}", include_str!("../../../shaders/loss.wgsl")),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl").into(),
             Shader::Optim => include_str!("../../../shaders/optim.wgsl").into(),
+            Shader::Conv2d => include_str!("../../../shaders/conv2d.wgsl").into(),
         }
     }
 }
@@ -107,7 +110,7 @@ impl Kernels {
 
     /// Binds `params` (padded to 16 bytes) at `bindings[0]` as a uniform and `buffers` at the following
     /// binding numbers, in order.
-    fn dispatch(
+    pub(super) fn dispatch(
         &mut self,
         shader: Shader,
         entry: &'static str,
