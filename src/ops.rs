@@ -286,6 +286,157 @@ pub enum Op {
         seed: u32,
         stream: u32,
     },
+    /// y[n, o, i, j] = Σ_{c, a, b} x[n, c, i·s − p + a, j·s − p + b] · w[o, c, a, b] (taps outside the input
+    /// read zero). No bias: add it with [`Op::BiasAct`], inner = out_h·out_w.
+    Conv2d {
+        geom: ConvGeom,
+        x: BufId,
+        w: BufId,
+        y: BufId,
+    },
+    /// dx = ∂L/∂x of [`Op::Conv2d`] given dy = ∂L/∂y (+ dx when `accumulate`):
+    /// dx[n, c, h, v] = Σ over (o, a, b) with h = i·s − p + a, v = j·s − p + b of dy[n, o, i, j] · w[o, c, a, b].
+    /// This is also the forward of a transposed convolution; see [`ConvGeom::for_transpose`].
+    Conv2dBackwardData {
+        geom: ConvGeom,
+        dy: BufId,
+        w: BufId,
+        dx: BufId,
+        accumulate: bool,
+    },
+    /// dw = ∂L/∂w of [`Op::Conv2d`] (+ dw when `accumulate`):
+    /// dw[o, c, a, b] = Σ_{n, i, j} dy[n, o, i, j] · x[n, c, i·s − p + a, j·s − p + b].
+    Conv2dBackwardWeight {
+        geom: ConvGeom,
+        dy: BufId,
+        x: BufId,
+        dw: BufId,
+        accumulate: bool,
+    },
+}
+
+/// Geometry of a 2-D convolution x[N, in_c, in_h, in_w] ⊛ w[out_c, in_c, k_h, k_w] → y[N, out_c, out_h, out_w],
+/// out = (in + 2·pad − k) / stride + 1 (floor). All tensors are NCHW, weights OIHW, as in PyTorch.
+///
+/// A transposed convolution is described by the convolution it transposes (see [`ConvGeom::for_transpose`]).
+/// With that geometry, a ConvTranspose2d layer with input x_t, weight w_t[in_t, out_t, k, k] (PyTorch's
+/// layout, which is the transposed conv's OIHW weight) and output y_t maps onto the three conv ops as:
+///
+/// | transposed conv       | op                                                              |
+/// |-----------------------|-----------------------------------------------------------------|
+/// | y_t = x_t ⊛ᵀ w_t      | [`Op::Conv2dBackwardData`] { dy: x_t, w: w_t, dx: y_t }         |
+/// | dx_t = ∂L/∂x_t        | [`Op::Conv2d`] { x: dy_t, w: w_t, y: dx_t }                     |
+/// | dw_t = ∂L/∂w_t        | [`Op::Conv2dBackwardWeight`] { dy: x_t, x: dy_t, dw: dw_t }     |
+///
+/// Why: ConvT(x) = Convᵀ·x for the linear map Conv(·; w) of the geometry, so its data gradient is
+/// Conv·dy_t, and ⟨dy_t, Convᵀ(x_t; w)⟩ = ⟨Conv(dy_t; w), x_t⟩ is bilinear in (dy_t, x_t) exactly like the
+/// conv's weight gradient with (x, dy) := (dy_t, x_t). `tests/conv.rs` checks all three by finite differences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub batch: usize,
+    pub in_c: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    /// A square-kernel convolution; computes out_h and out_w.
+    ///
+    /// Panics when the stride is zero or the kernel is larger than the padded input: layer builders check
+    /// their shapes (and report the layer) before they get here.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        batch: usize,
+        in_c: usize,
+        in_h: usize,
+        in_w: usize,
+        out_c: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> ConvGeom {
+        assert!(
+            stride > 0 && k > 0,
+            "conv2d: stride and kernel size must be positive"
+        );
+        assert!(
+            k <= in_h + 2 * pad && k <= in_w + 2 * pad,
+            "conv2d: kernel {k} is larger than the padded input {in_h}×{in_w} (pad {pad})"
+        );
+        let out = |size: usize| (size + 2 * pad - k) / stride + 1;
+        ConvGeom {
+            batch,
+            in_c,
+            in_h,
+            in_w,
+            out_c,
+            out_h: out(in_h),
+            out_w: out(in_w),
+            k_h: k,
+            k_w: k,
+            stride,
+            pad,
+        }
+    }
+
+    /// The geometry describing ConvTranspose2d(in_c → out_c, k, stride, pad, output_pad) applied to
+    /// x_t[batch, in_c, in_h, in_w]: the convolution whose data gradient it is. That conv's input is the
+    /// transposed conv's output [out_c, (in_h − 1)·s − 2p + k + op, …] and its output is the transposed conv's
+    /// input, so the returned geometry has `in_c` = out_c and `out_c` = in_c (PyTorch's sizes, swapped).
+    ///
+    /// Panics unless output_pad < stride (PyTorch's rule, which makes the shapes consistent) and the output
+    /// size is positive.
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_transpose(
+        batch: usize,
+        in_c: usize,
+        in_h: usize,
+        in_w: usize,
+        out_c: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        output_pad: usize,
+    ) -> ConvGeom {
+        assert!(
+            output_pad < stride,
+            "conv_transpose2d: output padding {output_pad} must be smaller than stride {stride}"
+        );
+        let out = |size: usize| {
+            ((size.max(1) - 1) * stride + k + output_pad).checked_sub(2 * pad).filter(|&o| o > 0).unwrap_or_else(|| {
+                panic!("conv_transpose2d: input {in_h}×{in_w} with kernel {k}, stride {stride}, pad {pad} has no output")
+            })
+        };
+        let geom = ConvGeom::new(batch, out_c, out(in_h), out(in_w), in_c, k, stride, pad);
+        debug_assert_eq!((geom.out_h, geom.out_w), (in_h, in_w));
+        geom
+    }
+
+    /// Elements of x (the conv's input; a transposed conv's output).
+    pub fn x_len(&self) -> usize {
+        self.batch * self.in_c * self.in_h * self.in_w
+    }
+
+    /// Elements of y (the conv's output; a transposed conv's input).
+    pub fn y_len(&self) -> usize {
+        self.batch * self.out_c * self.out_h * self.out_w
+    }
+
+    pub fn w_len(&self) -> usize {
+        self.out_c * self.in_c * self.k_h * self.k_w
+    }
+
+    /// Multiply-adds ×2 of one of the three ops (each does the same products).
+    pub fn flops(&self) -> usize {
+        2 * self.y_len() * self.in_c * self.k_h * self.k_w
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -362,6 +513,9 @@ impl Op {
             Op::BatchNorm2d { .. } => "batch_norm2d",
             Op::BatchNorm2dBackward { .. } => "batch_norm2d_backward",
             Op::Corrupt { .. } => "corrupt",
+            Op::Conv2d { .. } => "conv2d",
+            Op::Conv2dBackwardData { .. } => "conv2d_backward_data",
+            Op::Conv2dBackwardWeight { .. } => "conv2d_backward_weight",
         }
     }
 }

@@ -16,14 +16,35 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         let l = adapter.limits();
         let mark = if i == 0 { " (chosen by default)" } else { "" };
         println!("adapter {i}{mark}: {}", describe_adapter(&info));
-        println!("  vendor 0x{:04x}, device 0x{:04x}", info.vendor, info.device);
-        println!("  subgroup size          {}..{}", info.subgroup_min_size, info.subgroup_max_size);
-        println!("  max storage binding    {} MiB", l.max_storage_buffer_binding_size >> 20);
+        println!(
+            "  vendor 0x{:04x}, device 0x{:04x}",
+            info.vendor, info.device
+        );
+        println!(
+            "  subgroup size          {}..{}",
+            info.subgroup_min_size, info.subgroup_max_size
+        );
+        println!(
+            "  max storage binding    {} MiB",
+            l.max_storage_buffer_binding_size >> 20
+        );
         println!("  max buffer             {} MiB", l.max_buffer_size >> 20);
-        println!("  workgroup storage      {} KiB", l.max_compute_workgroup_storage_size >> 10);
-        println!("  invocations/workgroup  {}", l.max_compute_invocations_per_workgroup);
-        println!("  workgroups/dimension   {}", l.max_compute_workgroups_per_dimension);
-        println!("  storage buffers/stage  {}", l.max_storage_buffers_per_shader_stage);
+        println!(
+            "  workgroup storage      {} KiB",
+            l.max_compute_workgroup_storage_size >> 10
+        );
+        println!(
+            "  invocations/workgroup  {}",
+            l.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "  workgroups/dimension   {}",
+            l.max_compute_workgroups_per_dimension
+        );
+        println!(
+            "  storage buffers/stage  {}",
+            l.max_storage_buffers_per_shader_stage
+        );
         let ts = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         println!("  timestamp queries      {}", if ts { "yes" } else { "no" });
     }

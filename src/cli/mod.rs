@@ -11,7 +11,11 @@ use crate::backend::gpu::ApiChoice;
 use crate::ops::Act;
 
 #[derive(Parser, Debug)]
-#[command(name = "gpu-ae", version, about = "Autoencoders on MNIST, trained by hand-written WGSL compute shaders")]
+#[command(
+    name = "gpu-ae",
+    version,
+    about = "Autoencoders on MNIST, trained by hand-written WGSL compute shaders"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -37,7 +37,12 @@ pub fn build_model(args: &TrainArgs, input: Shape) -> anyhow::Result<Model> {
     let output_act = Act::Sigmoid;
     let model = match args.variant {
         Variant::Ae => {
-            let cfg = DenseConfig { hidden: args.hidden.clone(), latent: args.latent, act: args.activation.into(), output_act };
+            let cfg = DenseConfig {
+                hidden: args.hidden.clone(),
+                latent: args.latent,
+                act: args.activation.into(),
+                output_act,
+            };
             dense_ae(input, &cfg)?
         }
     };
@@ -50,17 +55,35 @@ pub fn plan_config(args: &TrainArgs, data: &Dataset) -> PlanConfig {
         LossArg::Mse => LossKind::Mse,
     };
     let optimizer = match args.optimizer {
-        OptimizerArg::Adam => Optimizer::Adam(AdamHyper { lr: args.lr, weight_decay: args.weight_decay, ..AdamHyper::default() }),
-        OptimizerArg::Sgd => Optimizer::Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay },
+        OptimizerArg::Adam => Optimizer::Adam(AdamHyper {
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            ..AdamHyper::default()
+        }),
+        OptimizerArg::Sgd => Optimizer::Sgd {
+            lr: args.lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        },
     };
-    PlanConfig { batch: args.batch_size, loss, optimizer, train_samples: data.train.len(), test_samples: data.test.len() }
+    PlanConfig {
+        batch: args.batch_size,
+        loss,
+        optimizer,
+        train_samples: data.train.len(),
+        test_samples: data.test.len(),
+    }
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
     let data = load_data(args)?;
     let img = &data.train.images;
-    let input = Shape { c: 1, h: img.rows, w: img.cols };
+    let input = Shape {
+        c: 1,
+        h: img.rows,
+        w: img.cols,
+    };
     let model = build_model(args, input)?;
     let plan = compile(&model, &plan_config(args, &data))?;
     println!(
@@ -90,9 +113,10 @@ fn progress_bar(args: &TrainArgs, steps: usize, epoch: usize) -> ProgressBar {
     if args.quiet {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(format!("epoch {epoch}/{}", args.epochs));
     bar
@@ -100,16 +124,25 @@ fn progress_bar(args: &TrainArgs, steps: usize, epoch: usize) -> ProgressBar {
 
 fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::Result<()> {
     println!("backend: {}", ex.describe());
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     let mut metrics = MetricsCsv::create(&args.out)?;
-    let mut trainer = Trainer::new(ex, &data.train.images.pixels, &data.test.images.pixels, args.seed);
+    let mut trainer = Trainer::new(
+        ex,
+        &data.train.images.pixels,
+        &data.test.images.pixels,
+        args.seed,
+    );
     trainer.steps_per_submit = args.steps_per_submit;
     let steps = trainer.executor().plan().steps_per_epoch();
     for epoch in 1..=args.epochs {
         let bar = progress_bar(args, steps, epoch);
         let result: EpochResult = trainer.train_epoch(&mut |p| {
             bar.set_position(p.steps_done as u64);
-            bar.set_message(format!("loss {:.5} · {:.0} samples/s", p.loss, p.samples_per_second));
+            bar.set_message(format!(
+                "loss {:.5} · {:.0} samples/s",
+                p.loss, p.samples_per_second
+            ));
         });
         bar.finish_and_clear();
         let test_loss = trainer.evaluate();
@@ -134,7 +167,18 @@ fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::
     let (inputs, recons) = trainer.reconstructions(PICTURE_DIGITS);
     let img = &data.test.images;
     let path = args.out.join("reconstructions.png");
-    save_grid(&path, &[inputs.concat(), recons.concat()], inputs.len(), img.rows, img.cols, 3)?;
-    println!("wrote {} and {}", args.out.join("metrics.csv").display(), path.display());
+    save_grid(
+        &path,
+        &[inputs.concat(), recons.concat()],
+        inputs.len(),
+        img.rows,
+        img.cols,
+        3,
+    )?;
+    println!(
+        "wrote {} and {}",
+        args.out.join("metrics.csv").display(),
+        path.display()
+    );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The CPU backend: runs a plan's ops with the twins in [`kernels`], in f32 (the reference and the
 //! benchmark baseline) or f64 (gradient checks).
 
+pub mod conv;
 pub mod kernels;
 pub mod real;
 
@@ -461,6 +462,31 @@ impl<T: Real> CpuExecutor<T> {
                         stream,
                         step,
                     )
+                });
+            }
+            Op::Conv2d { geom, x, w, y } => {
+                self.with_out(y, |s, y| conv::conv2d(&geom, s.floats(x), s.floats(w), y));
+            }
+            Op::Conv2dBackwardData {
+                geom,
+                dy,
+                w,
+                dx,
+                accumulate,
+            } => {
+                self.with_out(dx, |s, dx| {
+                    conv::conv2d_backward_data(&geom, s.floats(dy), s.floats(w), dx, accumulate)
+                });
+            }
+            Op::Conv2dBackwardWeight {
+                geom,
+                dy,
+                x,
+                dw,
+                accumulate,
+            } => {
+                self.with_out(dw, |s, dw| {
+                    conv::conv2d_backward_weight(&geom, s.floats(dy), s.floats(x), dw, accumulate)
                 });
             }
         }

@@ -22,6 +22,7 @@ pub enum Shader {
     Pool,
     BatchNorm,
     Noise,
+    Conv2d,
 }
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
@@ -39,6 +40,7 @@ impl Shader {
             Shader::Pool => "pool.wgsl",
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Noise => "noise.wgsl",
+            Shader::Conv2d => "conv2d.wgsl",
         }
     }
 
@@ -61,6 +63,7 @@ impl Shader {
             Shader::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Shader::BatchNorm => include_str!("../../../shaders/batchnorm.wgsl").into(),
             Shader::Noise => include_str!("../../../shaders/noise.wgsl").into(),
+            Shader::Conv2d => include_str!("../../../shaders/conv2d.wgsl").into(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! steps recorded into one command buffer with a single submit.
 
 pub mod context;
+mod conv;
 pub mod kernels;
 
 mod noise;
@@ -350,6 +351,21 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             seed,
             stream,
         } => k.corrupt(b(x), b(y), b(state), len, noise, seed, stream),
+        Op::Conv2d { geom, x, w, y } => k.conv2d(&geom, b(x), b(w), b(y)),
+        Op::Conv2dBackwardData {
+            geom,
+            dy,
+            w,
+            dx,
+            accumulate,
+        } => k.conv2d_backward_data(&geom, b(dy), b(w), b(dx), accumulate),
+        Op::Conv2dBackwardWeight {
+            geom,
+            dy,
+            x,
+            dw,
+            accumulate,
+        } => k.conv2d_backward_weight(&geom, b(dy), b(x), b(dw), accumulate),
     }
 }
 
