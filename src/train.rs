@@ -31,6 +31,14 @@ pub struct EpochResult {
     pub samples_per_second: f64,
 }
 
+/// Test images next to what the model made of them.
+pub struct Reconstructions {
+    pub clean: Vec<Vec<f32>>,
+    /// The model's input: equal to `clean` unless the model is denoising.
+    pub seen: Vec<Vec<f32>>,
+    pub recon: Vec<Vec<f32>>,
+}
+
 pub struct Trainer<'e> {
     ex: &'e mut dyn Executor,
     seed: u64,
@@ -125,22 +133,26 @@ impl<'e> Trainer<'e> {
         self.ex.read_f32(io.loss_acc)[EVAL_SLOT] as f64 / denom
     }
 
-    /// The first `count` test images (as the model sees them) and their reconstructions, row-major.
-    pub fn reconstructions(&mut self, count: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    /// The first `count` test images: clean, as the model sees them (corrupted, for denoising models), and
+    /// reconstructed; each image row-major.
+    pub fn reconstructions(&mut self, count: usize) -> Reconstructions {
         let plan = self.ex.plan();
         let (io, features) = (plan.io, plan.features);
         let count = count.min(plan.batch).min(plan.test_samples);
         self.ex.write_u32(io.eval_state, &[0; state::LEN]);
         self.ex.run(Program::Eval, 1);
-        let input = self.ex.read_f32(io.input);
-        let recon = self.ex.read_f32(io.recon);
-        let rows = |v: &[f32]| {
+        let mut rows = |buf| -> Vec<Vec<f32>> {
+            let v = self.ex.read_f32(buf);
             v.chunks(features)
                 .take(count)
                 .map(<[f32]>::to_vec)
                 .collect()
         };
-        (rows(&input), rows(&recon))
+        Reconstructions {
+            clean: rows(io.input),
+            seen: rows(io.model_input),
+            recon: rows(io.recon),
+        }
     }
 
     fn state_words(&self, batch_index: u32) -> [u32; state::LEN] {

@@ -58,6 +58,8 @@ fn tiny_plan(act: Act, loss: LossKind, output_act: Act) -> Plan {
         optimizer: Optimizer::Adam(AdamHyper::default()),
         train_samples: TRAIN_SAMPLES,
         test_samples: TEST_SAMPLES,
+        noise: None,
+        seed: 0,
     };
     compile(&model, &pc).expect("valid plan")
 }

@@ -368,6 +368,8 @@ fn small_dense_plan(act: Act, loss: LossKind, optimizer: Optimizer) -> Plan {
         optimizer,
         train_samples: 50,
         test_samples: 21,
+        noise: None,
+        seed: 0,
     };
     compile(&model, &pc).unwrap()
 }

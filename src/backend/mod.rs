@@ -54,6 +54,15 @@ pub fn load_initial_state(
     for (buf, values) in bufs.iter().zip(&params) {
         ex.write_f32(*buf, values);
     }
+    let stats: Vec<(BufId, Vec<f32>)> = ex
+        .plan()
+        .stats
+        .iter()
+        .map(|s| (s.buf, vec![s.init; s.shape.iter().product()]))
+        .collect();
+    for (buf, values) in &stats {
+        ex.write_f32(*buf, values);
+    }
 }
 
 /// Packs bytes little-endian into u32 words (the layout `shaders/data.wgsl` unpacks), zero-padded.

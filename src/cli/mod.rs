@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::backend::gpu::ApiChoice;
-use crate::ops::Act;
+use crate::ops::{Act, Noise};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +59,58 @@ impl BackendArg {
 pub enum Variant {
     /// Dense undercomplete autoencoder: 784-hidden-latent-hidden-784.
     Ae,
+    /// Convolutional autoencoder (strided convolutions down, transposed convolutions up).
+    ConvAe,
+    /// Convolutional denoising autoencoder: conv-ae trained on corrupted inputs (default gaussian:0.5)
+    /// against the clean ones.
+    ConvDae,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeckArg {
+    /// Conv(k3, stride 2)-act down, ConvTranspose(k3, stride 2) up.
+    Strided,
+    /// Conv-act-BatchNorm-MaxPool down, MaxUnpool-Conv-act up.
+    Pool,
+}
+
+/// `--noise`: `none`, `gaussian:σ`, `mask:ν` or `salt-pepper:p`.
+pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let (kind, amount) = text.split_once(':').ok_or_else(|| {
+        format!(
+            "expected KIND:AMOUNT (gaussian:0.5, mask:0.25, salt-pepper:0.1) or none, got {text:?}"
+        )
+    })?;
+    let amount: f32 = amount
+        .parse()
+        .map_err(|_| format!("{amount:?} is not a number"))?;
+    if !(amount.is_finite() && amount >= 0.0) {
+        return Err(format!(
+            "the noise amount must be a non-negative number, got {amount}"
+        ));
+    }
+    let fraction = |f: f32| {
+        if f <= 1.0 {
+            Ok(f)
+        } else {
+            Err(format!("a fraction must lie in [0, 1], got {f}"))
+        }
+    };
+    match kind {
+        "gaussian" => Ok(Some(Noise::Gaussian { sigma: amount })),
+        "mask" => Ok(Some(Noise::Mask {
+            fraction: fraction(amount)?,
+        })),
+        "salt-pepper" => Ok(Some(Noise::SaltPepper {
+            fraction: fraction(amount)?,
+        })),
+        other => Err(format!(
+            "unknown noise {other:?}: use gaussian, mask or salt-pepper"
+        )),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,6 +174,16 @@ pub struct TrainArgs {
     /// Hidden layer widths of the encoder, outermost first, comma-separated; the decoder mirrors them.
     #[arg(long, value_delimiter = ',', default_value = "256")]
     pub hidden: Vec<usize>,
+    /// Convolutional variants: channels after each encoder stage; the decoder mirrors them.
+    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    pub channels: Vec<usize>,
+    /// Convolutional variants: strided convolutions, or pooling + batch norm down and unpooling up.
+    #[arg(long, value_enum, default_value = "strided")]
+    pub deck: DeckArg,
+    /// Input corruption: none, gaussian:σ (clipped to [0, 1]), mask:ν (zero a fraction), salt-pepper:p.
+    /// Default: gaussian:0.5 for conv-dae, none otherwise. The loss always compares with the clean input.
+    #[arg(long, value_parser = parse_noise)]
+    pub noise: Option<Option<Noise>>,
     /// Width of the code.
     #[arg(long, default_value_t = 64)]
     pub latent: usize,
@@ -155,6 +217,17 @@ pub struct InfoArgs {
     /// Restrict the listing to one graphics API.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
+}
+
+impl TrainArgs {
+    /// The corruption this run applies: `--noise`, else the variant's default.
+    pub fn noise(&self) -> Option<Noise> {
+        match (self.noise, self.variant) {
+            (Some(chosen), _) => chosen,
+            (None, Variant::ConvDae) => Some(Noise::Gaussian { sigma: 0.5 }),
+            (None, _) => None,
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

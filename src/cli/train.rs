@@ -3,12 +3,12 @@
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{BackendArg, LossArg, OptimizerArg, TrainArgs, Variant};
+use super::{BackendArg, DeckArg, LossArg, OptimizerArg, TrainArgs, Variant};
 use crate::backend::Executor;
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::{GpuContext, GpuExecutor};
 use crate::data::mnist::{self, Dataset};
-use crate::model::variants::{DenseConfig, dense_ae};
+use crate::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae};
 use crate::model::{Model, Shape};
 use crate::ops::{Act, AdamHyper, LossKind};
 use crate::plan::{Optimizer, PlanConfig, compile};
@@ -35,15 +35,34 @@ pub fn load_data(args: &TrainArgs) -> anyhow::Result<Dataset> {
 pub fn build_model(args: &TrainArgs, input: Shape) -> anyhow::Result<Model> {
     // Pixels lie in [0, 1], so reconstructions end in a sigmoid for both losses.
     let output_act = Act::Sigmoid;
+    let act = args.activation.into();
     let model = match args.variant {
         Variant::Ae => {
             let cfg = DenseConfig {
                 hidden: args.hidden.clone(),
                 latent: args.latent,
-                act: args.activation.into(),
+                act,
                 output_act,
             };
             dense_ae(input, &cfg)?
+        }
+        Variant::ConvAe | Variant::ConvDae => {
+            let deck = match args.deck {
+                DeckArg::Strided => Deck::Strided,
+                DeckArg::Pool => Deck::Pool,
+            };
+            let cfg = ConvConfig {
+                channels: args.channels.clone(),
+                deck,
+                act,
+                output_act,
+            };
+            let name = if args.variant == Variant::ConvAe {
+                "conv-ae"
+            } else {
+                "conv-dae"
+            };
+            conv_ae(name, input, &cfg)?
         }
     };
     Ok(model)
@@ -72,6 +91,8 @@ pub fn plan_config(args: &TrainArgs, data: &Dataset) -> PlanConfig {
         optimizer,
         train_samples: data.train.len(),
         test_samples: data.test.len(),
+        noise: args.noise(),
+        seed: args.seed,
     }
 }
 
@@ -164,21 +185,41 @@ fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::
             samples_per_second: result.samples_per_second,
         })?;
     }
-    let (inputs, recons) = trainer.reconstructions(PICTURE_DIGITS);
+    let shown = trainer.reconstructions(PICTURE_DIGITS);
     let img = &data.test.images;
+    let (n, h, w) = (shown.clean.len(), img.rows, img.cols);
     let path = args.out.join("reconstructions.png");
     save_grid(
         &path,
-        &[inputs.concat(), recons.concat()],
-        inputs.len(),
-        img.rows,
-        img.cols,
+        &[shown.clean.concat(), shown.recon.concat()],
+        n,
+        h,
+        w,
         3,
     )?;
     println!(
-        "wrote {} and {}",
+        "wrote {}, {}",
         args.out.join("metrics.csv").display(),
         path.display()
     );
+    if args.noise().is_some() {
+        let path = args.out.join("denoising.png");
+        save_grid(
+            &path,
+            &[
+                shown.seen.concat(),
+                shown.recon.concat(),
+                shown.clean.concat(),
+            ],
+            n,
+            h,
+            w,
+            3,
+        )?;
+        println!(
+            "wrote {} (rows: noisy input, reconstruction, clean digit)",
+            path.display()
+        );
+    }
     Ok(())
 }

@@ -37,15 +37,43 @@ impl std::fmt::Display for Shape {
     }
 }
 
-/// One layer of a sequential model.
+/// One layer of a sequential model. Feature maps are NCHW; weights use PyTorch's layouts.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
-    /// y = act(x·Wᵀ + b), W stored [out, in] as in PyTorch's `nn.Linear`; flattens its input.
+    /// y = act(x·Wᵀ + b), W [out, in] as `nn.Linear`; flattens its input.
     Linear {
         inputs: usize,
         outputs: usize,
         act: Act,
     },
+    /// y = act(conv(x, W) + b), W [out_c, in_c, k, k] as `nn.Conv2d`.
+    Conv2d {
+        in_c: usize,
+        out_c: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        act: Act,
+    },
+    /// y = act(conv_transpose(x, W) + b), W [in_c, out_c, k, k] as `nn.ConvTranspose2d`:
+    /// out = (in − 1)·stride − 2·pad + k + output_pad.
+    ConvTranspose2d {
+        in_c: usize,
+        out_c: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        output_pad: usize,
+        act: Act,
+    },
+    /// 2×2 max pooling, stride 2, remembering where each maximum came from.
+    MaxPool2,
+    /// Max-unpooling through the indices recorded by the `MaxPool2` at layer index `pool`.
+    MaxUnpool2 { pool: usize },
+    /// Nearest-neighbour upsampling by an integer factor.
+    Upsample { factor: usize },
+    /// Batch normalisation over N, H, W per channel (`nn.BatchNorm2d`, momentum 0.1, eps 1e-5).
+    BatchNorm2d { channels: usize },
 }
 
 impl Layer {
@@ -56,11 +84,78 @@ impl Layer {
                 outputs,
                 act,
             } => format!("Linear({inputs}→{outputs}, {})", act.name()),
+            Layer::Conv2d {
+                in_c,
+                out_c,
+                k,
+                stride,
+                pad,
+                act,
+            } => {
+                format!(
+                    "Conv2d({in_c}→{out_c}, k{k} s{stride} p{pad}, {})",
+                    act.name()
+                )
+            }
+            Layer::ConvTranspose2d {
+                in_c,
+                out_c,
+                k,
+                stride,
+                pad,
+                output_pad,
+                act,
+            } => {
+                format!(
+                    "ConvT({in_c}→{out_c}, k{k} s{stride} p{pad} op{output_pad}, {})",
+                    act.name()
+                )
+            }
+            Layer::MaxPool2 => "MaxPool(2)".into(),
+            Layer::MaxUnpool2 { pool } => format!("MaxUnpool(2, indices of layer {pool})"),
+            Layer::Upsample { factor } => format!("Upsample(×{factor})"),
+            Layer::BatchNorm2d { channels } => format!("BatchNorm2d({channels})"),
         }
     }
 
-    /// The output shape for `input`, or why the layer cannot take it.
-    pub fn output_shape(&self, input: Shape) -> Result<Shape, String> {
+    /// The activation a layer applies, if it has one.
+    pub fn act(&self) -> Option<Act> {
+        match *self {
+            Layer::Linear { act, .. }
+            | Layer::Conv2d { act, .. }
+            | Layer::ConvTranspose2d { act, .. } => Some(act),
+            _ => None,
+        }
+    }
+
+    /// Learnable values, weights and biases together.
+    pub fn parameter_count(&self) -> usize {
+        match *self {
+            Layer::Linear {
+                inputs, outputs, ..
+            } => inputs * outputs + outputs,
+            Layer::Conv2d { in_c, out_c, k, .. }
+            | Layer::ConvTranspose2d { in_c, out_c, k, .. } => in_c * out_c * k * k + out_c,
+            Layer::BatchNorm2d { channels } => 2 * channels,
+            _ => 0,
+        }
+    }
+
+    /// The output shape for `input`, or why the layer cannot take it. `shapes` holds the inputs of the
+    /// layers before this one (for unpooling, which restores its pooling layer's input shape).
+    pub fn output_shape(
+        &self,
+        input: Shape,
+        shapes: &[Shape],
+        layers: &[Layer],
+    ) -> Result<Shape, String> {
+        let channels = |c: usize| {
+            if input.c == c {
+                Ok(())
+            } else {
+                Err(format!("expects {c} input channels but receives {input}"))
+            }
+        };
         match *self {
             Layer::Linear {
                 inputs, outputs, ..
@@ -75,6 +170,100 @@ impl Layer {
                     return Err("has zero outputs".into());
                 }
                 Ok(Shape::flat(outputs))
+            }
+            Layer::Conv2d {
+                in_c,
+                out_c,
+                k,
+                stride,
+                pad,
+                ..
+            } => {
+                channels(in_c)?;
+                if out_c == 0 || k == 0 || stride == 0 {
+                    return Err("needs positive channels, kernel size and stride".into());
+                }
+                if k > input.h + 2 * pad || k > input.w + 2 * pad {
+                    return Err(format!(
+                        "kernel {k} is larger than the padded input {input} (pad {pad})"
+                    ));
+                }
+                let out = |n: usize| (n + 2 * pad - k) / stride + 1;
+                Ok(Shape {
+                    c: out_c,
+                    h: out(input.h),
+                    w: out(input.w),
+                })
+            }
+            Layer::ConvTranspose2d {
+                in_c,
+                out_c,
+                k,
+                stride,
+                pad,
+                output_pad,
+                ..
+            } => {
+                channels(in_c)?;
+                if out_c == 0 || k == 0 || stride == 0 {
+                    return Err("needs positive channels, kernel size and stride".into());
+                }
+                if output_pad >= stride {
+                    return Err(format!(
+                        "output padding {output_pad} must be smaller than the stride {stride}"
+                    ));
+                }
+                let out = |n: usize| {
+                    ((n - 1) * stride + k + output_pad)
+                        .checked_sub(2 * pad)
+                        .filter(|&o| o > 0)
+                };
+                match (out(input.h), out(input.w)) {
+                    (Some(h), Some(w)) => Ok(Shape { c: out_c, h, w }),
+                    _ => Err(format!(
+                        "produces no output from {input} (pad {pad} too large)"
+                    )),
+                }
+            }
+            Layer::MaxPool2 => {
+                if input.h < 2 || input.w < 2 {
+                    return Err(format!(
+                        "cannot pool {input}: height and width must be at least 2"
+                    ));
+                }
+                Ok(Shape {
+                    c: input.c,
+                    h: input.h / 2,
+                    w: input.w / 2,
+                })
+            }
+            Layer::MaxUnpool2 { pool } => {
+                if pool >= layers.len() || layers[pool] != Layer::MaxPool2 {
+                    return Err(format!(
+                        "refers to layer {pool}, which is not an earlier MaxPool"
+                    ));
+                }
+                let pooled = Layer::MaxPool2.output_shape(shapes[pool], &[], &[])?;
+                if pooled != input {
+                    return Err(format!(
+                        "receives {input} but its MaxPool (layer {pool}) produced {pooled}"
+                    ));
+                }
+                Ok(shapes[pool])
+            }
+            Layer::Upsample { factor } => {
+                if factor == 0 {
+                    return Err("needs a positive factor".into());
+                }
+                Ok(Shape {
+                    c: input.c,
+                    h: input.h * factor,
+                    w: input.w * factor,
+                })
+            }
+            Layer::BatchNorm2d { channels: c } => {
+                channels(c)?;
+                Ok(input)
             }
         }
     }
@@ -105,16 +294,17 @@ pub struct Model {
 
 impl Model {
     pub fn new(name: &str, input: Shape, layers: Vec<Layer>) -> Result<Model, ModelError> {
+        let invalid = |problem: &str| ModelError::Invalid {
+            model: name.into(),
+            problem: problem.into(),
+        };
         if layers.is_empty() {
-            return Err(ModelError::Invalid {
-                model: name.into(),
-                problem: "has no layers".into(),
-            });
+            return Err(invalid("has no layers"));
         }
         let mut shapes = vec![input];
         for (index, layer) in layers.iter().enumerate() {
             let next = layer
-                .output_shape(shapes[index])
+                .output_shape(shapes[index], &shapes, &layers[..index])
                 .map_err(|problem| ModelError::Shape {
                     model: name.into(),
                     index,
@@ -123,14 +313,16 @@ impl Model {
                 })?;
             shapes.push(next);
         }
+        if layers.last().and_then(Layer::act).is_none() {
+            return Err(invalid(
+                "must end in a Linear, Conv2d or ConvTranspose2d layer, whose activation gives the output",
+            ));
+        }
         let output = shapes[layers.len()];
         if output.numel() != input.numel() {
-            return Err(ModelError::Invalid {
-                model: name.into(),
-                problem: format!(
-                    "output {output} does not match input {input}: an autoencoder reconstructs its input"
-                ),
-            });
+            return Err(invalid(&format!(
+                "output {output} does not match input {input}: an autoencoder reconstructs its input"
+            )));
         }
         Ok(Model {
             name: name.into(),
@@ -140,22 +332,16 @@ impl Model {
         })
     }
 
+    /// The activation of the last layer, applied to the logits inside the loss.
     pub fn output_act(&self) -> Act {
-        match self.layers.last() {
-            Some(Layer::Linear { act, .. }) => *act,
-            None => Act::Identity,
-        }
+        self.layers
+            .last()
+            .and_then(Layer::act)
+            .unwrap_or(Act::Identity)
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| match l {
-                Layer::Linear {
-                    inputs, outputs, ..
-                } => inputs * outputs + outputs,
-            })
-            .sum()
+        self.layers.iter().map(Layer::parameter_count).sum()
     }
 
     pub fn describe(&self) -> String {

@@ -36,6 +36,120 @@ pub fn dense_ae(input: Shape, cfg: &DenseConfig) -> Result<Model, ModelError> {
     Model::new("ae", input, layers)
 }
 
+/// How the convolutional families go down and up in resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deck {
+    /// Encoder Conv(k3, stride 2, pad 1)-act per stage; decoder ConvTranspose(k3, s2, p1) mirrored, with the
+    /// output padding that restores each stage's size exactly (1 for 28→14→7).
+    Strided,
+    /// Encoder Conv(k3, s1, p1)-act-BatchNorm-MaxPool(2) per stage; decoder MaxUnpool (with the matching
+    /// pool's indices)-Conv(k3, s1, p1)-act.
+    Pool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConvConfig {
+    /// Channels after each encoder stage, e.g. [32, 64].
+    pub channels: Vec<usize>,
+    pub deck: Deck,
+    pub act: Act,
+    pub output_act: Act,
+}
+
+/// Convolutional autoencoder. The default conv-dae of the README is `channels = [32, 64]`, strided:
+/// Conv(1→32, 3, s2, p1)-ReLU-Conv(32→64, 3, s2, p1)-ReLU-ConvT(64→32, 3, s2, p1, op1)-ReLU-ConvT(32→1, 3, s2, p1, op1)-sigmoid.
+pub fn conv_ae(name: &str, input: Shape, cfg: &ConvConfig) -> Result<Model, ModelError> {
+    let invalid = |problem: String| ModelError::Invalid {
+        model: name.into(),
+        problem,
+    };
+    if cfg.channels.is_empty() || cfg.channels.contains(&0) {
+        return Err(invalid(format!(
+            "needs at least one stage of positive channels, got {:?}",
+            cfg.channels
+        )));
+    }
+    let mut layers = Vec::new();
+    let mut sizes = vec![input]; // input shape of each stage
+    let mut pools = Vec::new();
+    for &c in &cfg.channels {
+        let prev = *sizes.last().expect("starts with the input");
+        match cfg.deck {
+            Deck::Strided => {
+                layers.push(Layer::Conv2d {
+                    in_c: prev.c,
+                    out_c: c,
+                    k: 3,
+                    stride: 2,
+                    pad: 1,
+                    act: cfg.act,
+                });
+                // (n + 2·1 − 3) / 2 + 1 = ⌈n/2⌉
+                sizes.push(Shape {
+                    c,
+                    h: prev.h.div_ceil(2),
+                    w: prev.w.div_ceil(2),
+                });
+            }
+            Deck::Pool => {
+                layers.push(Layer::Conv2d {
+                    in_c: prev.c,
+                    out_c: c,
+                    k: 3,
+                    stride: 1,
+                    pad: 1,
+                    act: cfg.act,
+                });
+                layers.push(Layer::BatchNorm2d { channels: c });
+                pools.push(layers.len());
+                layers.push(Layer::MaxPool2);
+                if prev.h < 2 || prev.w < 2 {
+                    return Err(invalid(format!(
+                        "cannot pool a {}×{} feature map: use fewer stages",
+                        prev.h, prev.w
+                    )));
+                }
+                sizes.push(Shape {
+                    c,
+                    h: prev.h / 2,
+                    w: prev.w / 2,
+                });
+            }
+        }
+    }
+    for stage in (0..cfg.channels.len()).rev() {
+        let (from, to) = (sizes[stage + 1], sizes[stage]);
+        let act = if stage == 0 { cfg.output_act } else { cfg.act };
+        match cfg.deck {
+            Deck::Strided => {
+                // (n − 1)·2 − 2 + 3 + op = target  ⇒  op = target − 2n + 1 (0 or 1).
+                let output_pad = (to.h + 1).saturating_sub(2 * from.h);
+                layers.push(Layer::ConvTranspose2d {
+                    in_c: from.c,
+                    out_c: to.c,
+                    k: 3,
+                    stride: 2,
+                    pad: 1,
+                    output_pad,
+                    act,
+                });
+            }
+            Deck::Pool => {
+                layers.push(Layer::MaxUnpool2 { pool: pools[stage] });
+                layers.push(Layer::Conv2d {
+                    in_c: from.c,
+                    out_c: to.c,
+                    k: 3,
+                    stride: 1,
+                    pad: 1,
+                    act,
+                });
+            }
+        }
+    }
+    Model::new(name, input, layers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +170,64 @@ mod tests {
             m.parameter_count(),
             784 * 256 + 256 + 256 * 64 + 64 + 64 * 256 + 256 + 256 * 784 + 784
         );
+    }
+
+    #[test]
+    fn default_conv_dae_has_the_documented_shapes() {
+        let cfg = ConvConfig {
+            channels: vec![32, 64],
+            deck: Deck::Strided,
+            act: Act::Relu,
+            output_act: Act::Sigmoid,
+        };
+        let m = conv_ae("conv-dae", Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();
+        let shapes: Vec<(usize, usize, usize)> = m.shapes.iter().map(|s| (s.c, s.h, s.w)).collect();
+        assert_eq!(
+            shapes,
+            vec![
+                (1, 28, 28),
+                (32, 14, 14),
+                (64, 7, 7),
+                (32, 14, 14),
+                (1, 28, 28)
+            ]
+        );
+        assert!(matches!(
+            m.layers[2],
+            Layer::ConvTranspose2d { output_pad: 1, .. }
+        ));
+        assert_eq!(
+            m.parameter_count(),
+            (9 * 32 + 32) + (32 * 64 * 9 + 64) + (64 * 32 * 9 + 32) + (32 * 9 + 1)
+        );
+    }
+
+    #[test]
+    fn pooled_conv_ae_mirrors_its_pools() {
+        let cfg = ConvConfig {
+            channels: vec![8, 16],
+            deck: Deck::Pool,
+            act: Act::Relu,
+            output_act: Act::Sigmoid,
+        };
+        let m = conv_ae("conv-ae", Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();
+        assert_eq!(m.layers.len(), 10);
+        assert_eq!(m.layers[6], Layer::MaxUnpool2 { pool: 5 });
+        assert_eq!(m.layers[8], Layer::MaxUnpool2 { pool: 2 });
+        assert_eq!(*m.shapes.last().unwrap(), Shape { c: 1, h: 28, w: 28 });
+    }
+
+    #[test]
+    fn odd_sizes_get_matching_output_padding() {
+        let cfg = ConvConfig {
+            channels: vec![4, 4, 4],
+            deck: Deck::Strided,
+            act: Act::Relu,
+            output_act: Act::Sigmoid,
+        };
+        let m = conv_ae("conv-ae", Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();
+        assert_eq!(m.shapes[3], Shape { c: 4, h: 4, w: 4 });
+        assert_eq!(*m.shapes.last().unwrap(), Shape { c: 1, h: 28, w: 28 });
     }
 
     #[test]

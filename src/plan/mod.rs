@@ -2,16 +2,20 @@
 //!
 //! A plan owns no memory; it lists every buffer a run needs (sizes fixed up front) and three programs over
 //! them:
-//! - `forward_backward`: gather a shuffled training batch, forward, loss, backward (all gradients written);
+//! - `forward_backward`: gather a shuffled training batch, corrupt it (denoising models), forward, loss,
+//!   backward (every gradient written);
 //! - `update`: one optimizer op per parameter, then advance the step counter;
-//! - `eval`: gather a test batch (in order), forward, loss — no gradients are used.
+//! - `eval`: gather a test batch (in order), corrupt it, forward (batch norm on running statistics), loss.
 //!
 //! A training step is `forward_backward` followed by `update`; backends record many steps back to back with
-//! no host round trip, since every per-step quantity (batch index, Adam's t) lives in a device-side state
-//! buffer that the last op of a step advances.
+//! no host round trip, since every per-step quantity (batch index, Adam's t, the noise key) lives in a
+//! device-side state buffer that the last op of a step advances.
 
-use crate::model::{Layer, Model, init};
-use crate::ops::{Act, AdamHyper, BufId, LossKind, Op, state};
+mod layers;
+
+use crate::model::{Model, init};
+use crate::ops::{Act, AdamHyper, BufId, LossKind, Noise, Op, state};
+use layers::{LayerBufs, Pass};
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub enum Role {
     Grad,
     Activation,
     OptimizerState,
+    /// Non-learned state that evaluation uses (batch-norm running statistics).
+    Stat,
     Data,
     Index,
     State,
@@ -41,17 +47,33 @@ pub struct BufferDesc {
     pub role: Role,
 }
 
+/// How a parameter starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// U(−bound, bound), drawn from the parameter's seeded stream.
+    Uniform(f32),
+    Constant(f32),
+}
+
 /// A learnable tensor: where it lives, where its gradient goes, how it starts.
 #[derive(Clone, Debug)]
 pub struct ParamDesc {
     /// PyTorch-style name, e.g. `layers.0.weight`.
     pub name: String,
-    /// PyTorch layout, e.g. [out, in] for a linear weight.
+    /// PyTorch layout, e.g. [out, in] for a linear weight, [out, in, k, k] for a convolution.
     pub shape: Vec<usize>,
     pub buf: BufId,
     pub grad: BufId,
-    /// Initial values are U(±init_bound).
-    pub init_bound: f32,
+    pub init: Init,
+}
+
+/// A non-learned tensor that is part of the model (batch-norm running statistics).
+#[derive(Clone, Debug)]
+pub struct StatDesc {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub buf: BufId,
+    pub init: f32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,6 +93,10 @@ pub struct PlanConfig {
     pub optimizer: Optimizer,
     pub train_samples: usize,
     pub test_samples: usize,
+    /// Corruption of the model's input (denoising autoencoders); the loss compares with the clean input.
+    pub noise: Option<Noise>,
+    /// Key of the noise stream.
+    pub seed: u64,
 }
 
 /// Buffers the host reads or writes between steps.
@@ -82,8 +108,10 @@ pub struct PlanIo {
     pub test_data: BufId,
     pub test_perm: BufId,
     pub eval_state: BufId,
-    /// The batch fed to the model (clean), [batch, features].
+    /// The clean batch, [batch, features]: the loss's target.
     pub input: BufId,
+    /// What the model sees: the corrupted batch for denoising models, else the same buffer as `input`.
+    pub model_input: BufId,
     /// The reconstruction act(logits), [batch, features].
     pub recon: BufId,
     /// Loss sums: slot 0 training, slot 1 evaluation (sum over elements, not a mean).
@@ -94,10 +122,15 @@ pub struct PlanIo {
 pub const TRAIN_SLOT: usize = 0;
 pub const EVAL_SLOT: usize = 1;
 
+/// Noise streams: training and evaluation draw independent corruption.
+const TRAIN_STREAM: u32 = 0;
+const EVAL_STREAM: u32 = 1;
+
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub buffers: Vec<BufferDesc>,
     pub params: Vec<ParamDesc>,
+    pub stats: Vec<StatDesc>,
     pub forward_backward: Vec<Op>,
     pub update: Vec<Op>,
     pub eval: Vec<Op>,
@@ -147,15 +180,6 @@ impl Builder {
     }
 }
 
-/// What forward produced for one layer, kept for its backward.
-struct Saved {
-    input: BufId,
-    output: BufId,
-    output_grad: BufId,
-    weight: usize,
-    bias: usize,
-}
-
 pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     if cfg.batch == 0 {
         return Err(PlanError::EmptyBatch);
@@ -197,185 +221,130 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     let test_perm = b.add("test_perm", cfg.test_samples, Elem::U32, Role::Index);
     let eval_state = b.add("eval_state", state::LEN, Elem::U32, Role::State);
     let input = b.f32("input", batch * features, Role::Activation);
+    let model_input = match cfg.noise {
+        Some(_) => b.f32("noisy_input", batch * features, Role::Activation),
+        None => input,
+    };
     let loss_acc = b.f32("loss_acc", 2, Role::Scratch);
 
-    // Parameters, PyTorch names and layouts.
+    // Every layer's parameters and activations, in order.
     let mut params = Vec::new();
+    let mut stats = Vec::new();
+    let mut bufs: Vec<LayerBufs> = Vec::new();
     for (i, layer) in model.layers.iter().enumerate() {
-        match *layer {
-            Layer::Linear {
-                inputs, outputs, ..
-            } => {
-                let bound = init::pytorch_bound(inputs);
-                for (suffix, shape) in [("weight", vec![outputs, inputs]), ("bias", vec![outputs])]
-                {
-                    let name = format!("layers.{i}.{suffix}");
-                    let len = shape.iter().product();
-                    let buf = b.f32(&name, len, Role::Param);
-                    let grad = b.f32(format!("{name}.grad"), len, Role::Grad);
-                    params.push(ParamDesc {
-                        name,
-                        shape,
-                        buf,
-                        grad,
-                        init_bound: bound,
-                    });
-                }
-            }
-        }
+        let (x, dx) = match bufs.last() {
+            Some(prev) => (prev.output, Some(prev.output_grad)),
+            // The input needs no gradient, except where a kernel always writes one.
+            None if matches!(layer, crate::model::Layer::BatchNorm2d { .. }) => (
+                model_input,
+                Some(b.f32("input.grad", batch * features, Role::Scratch)),
+            ),
+            None => (model_input, None),
+        };
+        let l = layers::allocate(
+            &mut b,
+            &mut params,
+            &mut stats,
+            i,
+            layer,
+            x,
+            dx,
+            model.shapes[i + 1],
+            batch,
+        );
+        bufs.push(l);
     }
-
-    // Forward.
-    let mut forward = Vec::new();
-    let mut saved = Vec::new();
-    let mut x = input;
     let last = model.layers.len() - 1;
-    for (i, layer) in model.layers.iter().enumerate() {
-        match *layer {
-            Layer::Linear {
-                inputs,
-                outputs,
-                act,
-            } => {
-                let y = b.f32(format!("layers.{i}.out"), batch * outputs, Role::Activation);
-                let dy = b.f32(
-                    format!("layers.{i}.out.grad"),
-                    batch * outputs,
-                    Role::Activation,
-                );
-                let (weight, bias) = (2 * i, 2 * i + 1);
-                // Y[B×out] = X[B×in]·Wᵀ, W stored [out×in].
-                forward.push(Op::Matmul {
-                    a: x,
-                    b: params[weight].buf,
-                    c: y,
-                    m: batch,
-                    n: outputs,
-                    k: inputs,
-                    trans_a: false,
-                    trans_b: true,
-                    accumulate: false,
-                });
-                // The output activation is applied inside the loss, which sees logits.
-                let act = if i == last { Act::Identity } else { act };
-                forward.push(Op::BiasAct {
-                    y,
-                    bias: params[bias].buf,
-                    rows: batch,
-                    channels: outputs,
-                    inner: 1,
-                    act,
-                });
-                saved.push(Saved {
-                    input: x,
-                    output: y,
-                    output_grad: dy,
-                    weight,
-                    bias,
-                });
-                x = y;
-            }
-        }
-    }
-    let logits = x;
-    let logits_grad = saved[last].output_grad;
+    let logits = bufs[last].output;
+    let logits_grad = bufs[last].output_grad;
     let recon = b.f32("recon", batch * features, Role::Activation);
     let partial_count = (batch * features).div_ceil(256);
     let partials = b.f32("loss_partials", partial_count, Role::Scratch);
 
-    let gather = |data, perm, st, samples| Op::GatherBatch {
-        data,
-        perm,
-        state: st,
-        out: input,
-        batch,
-        features,
-        samples,
-    };
-    let loss = |st, samples| Op::Loss {
-        kind: cfg.loss,
-        output_act,
-        logits,
-        target: input,
-        grad: logits_grad,
-        recon,
-        partials,
-        state: st,
-        rows: batch,
-        cols: features,
-        samples,
-    };
-
-    let mut forward_backward = vec![gather(
-        train_data,
-        train_perm,
-        train_state,
-        cfg.train_samples,
-    )];
-    forward_backward.extend(forward.iter().cloned());
-    forward_backward.push(loss(train_state, cfg.train_samples));
-    forward_backward.push(Op::ReduceSum {
-        partials,
-        count: partial_count,
-        acc: loss_acc,
-        slot: TRAIN_SLOT,
-    });
-
-    // Backward, last layer first.
-    for (i, layer) in model.layers.iter().enumerate().rev() {
-        let s = &saved[i];
-        match *layer {
-            Layer::Linear {
-                inputs,
-                outputs,
-                act,
-            } => {
-                if i != last && act != Act::Identity {
-                    forward_backward.push(Op::ActBackward {
-                        y: s.output,
-                        grad: s.output_grad,
-                        len: batch * outputs,
-                        act,
-                    });
-                }
-                forward_backward.push(Op::BiasGrad {
-                    grad: s.output_grad,
-                    db: params[s.bias].grad,
-                    rows: batch,
-                    channels: outputs,
-                    inner: 1,
-                });
-                // dW[out×in] = dYᵀ·X.
-                forward_backward.push(Op::Matmul {
-                    a: s.output_grad,
-                    b: s.input,
-                    c: params[s.weight].grad,
-                    m: outputs,
-                    n: inputs,
-                    k: batch,
-                    trans_a: true,
-                    trans_b: false,
-                    accumulate: false,
-                });
-                if i > 0 {
-                    // dX[B×in] = dY·W.
-                    forward_backward.push(Op::Matmul {
-                        a: s.output_grad,
-                        b: params[s.weight].buf,
-                        c: saved[i - 1].output_grad,
-                        m: batch,
-                        n: inputs,
-                        k: outputs,
-                        trans_a: false,
-                        trans_b: false,
-                        accumulate: false,
-                    });
-                }
-            }
+    let forward = |pass: Pass| -> Vec<Op> {
+        let mut ops = vec![];
+        for (i, layer) in model.layers.iter().enumerate() {
+            let (inp, out) = (model.shapes[i], model.shapes[i + 1]);
+            ops.extend(layers::forward(
+                layer,
+                &bufs[i],
+                &bufs,
+                &params,
+                inp,
+                out,
+                pass,
+                i == last,
+            ));
         }
+        ops
+    };
+    // gather → corrupt → forward → loss → sum, for one program.
+    let head = |data, perm, pass: Pass, stream, slot| {
+        let mut ops = vec![Op::GatherBatch {
+            data,
+            perm,
+            state: pass.state,
+            out: input,
+            batch,
+            features,
+            samples: pass.samples,
+        }];
+        if let Some(noise) = cfg.noise {
+            let seed = (cfg.seed ^ (cfg.seed >> 32)) as u32;
+            ops.push(Op::Corrupt {
+                x: input,
+                y: model_input,
+                state: pass.state,
+                len: batch * features,
+                noise,
+                seed,
+                stream,
+            });
+        }
+        ops.extend(forward(pass));
+        ops.push(Op::Loss {
+            kind: cfg.loss,
+            output_act,
+            logits,
+            target: input,
+            grad: logits_grad,
+            recon,
+            partials,
+            state: pass.state,
+            rows: batch,
+            cols: features,
+            samples: pass.samples,
+        });
+        ops.push(Op::ReduceSum {
+            partials,
+            count: partial_count,
+            acc: loss_acc,
+            slot,
+        });
+        ops
+    };
+
+    let train = Pass {
+        batch,
+        state: train_state,
+        samples: cfg.train_samples,
+        training: true,
+    };
+    let mut forward_backward = head(train_data, train_perm, train, TRAIN_STREAM, TRAIN_SLOT);
+    for (i, layer) in model.layers.iter().enumerate().rev() {
+        let (inp, out) = (model.shapes[i], model.shapes[i + 1]);
+        forward_backward.extend(layers::backward(
+            layer,
+            &bufs[i],
+            &bufs,
+            &params,
+            inp,
+            out,
+            train,
+            i == last,
+        ));
     }
 
-    // Optimizer.
     let mut update = Vec::new();
     for p in &params {
         let len = b.buffers[p.buf.0].len;
@@ -413,20 +382,19 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     }
     update.push(Op::AdvanceStep { state: train_state });
 
-    let mut eval = vec![gather(test_data, test_perm, eval_state, cfg.test_samples)];
-    eval.extend(forward);
-    eval.push(loss(eval_state, cfg.test_samples));
-    eval.push(Op::ReduceSum {
-        partials,
-        count: partial_count,
-        acc: loss_acc,
-        slot: EVAL_SLOT,
-    });
+    let evaluation = Pass {
+        batch,
+        state: eval_state,
+        samples: cfg.test_samples,
+        training: false,
+    };
+    let mut eval = head(test_data, test_perm, evaluation, EVAL_STREAM, EVAL_SLOT);
     eval.push(Op::AdvanceStep { state: eval_state });
 
     Ok(Plan {
         buffers: b.buffers,
         params,
+        stats,
         forward_backward,
         update,
         eval,
@@ -438,6 +406,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             test_perm,
             eval_state,
             input,
+            model_input,
             recon,
             loss_acc,
         },
@@ -460,7 +429,13 @@ impl Plan {
         self.params
             .iter()
             .enumerate()
-            .map(|(i, p)| init::uniform(seed, i, self.buffers[p.buf.0].len, p.init_bound))
+            .map(|(i, p)| {
+                let len = self.buffers[p.buf.0].len;
+                match p.init {
+                    Init::Uniform(bound) => init::uniform(seed, i, len, bound),
+                    Init::Constant(v) => vec![v; len],
+                }
+            })
             .collect()
     }
     /// Total bytes of all buffers.
@@ -477,6 +452,7 @@ impl Plan {
         Plan {
             buffers,
             params: Vec::new(),
+            stats: Vec::new(),
             forward_backward: ops,
             update: Vec::new(),
             eval: Vec::new(),
@@ -488,6 +464,7 @@ impl Plan {
                 test_perm: z,
                 eval_state: z,
                 input: z,
+                model_input: z,
                 recon: z,
                 loss_acc: z,
             },
