@@ -211,3 +211,65 @@ fn dense_ae_reaches_the_reference_test_loss_in_four_epochs_on_cpu() {
         "test BCE per pixel after 4 epochs is {test_loss}"
     );
 }
+
+/// The README's main job, in its short form: conv-dae with its default Gaussian noise writes the
+/// denoising picture, on the CPU backend and on the GPU (lavapipe in CI); the CPU repeats exactly.
+#[test]
+fn conv_dae_short_run_writes_a_denoising_picture_and_repeats_exactly() {
+    let run = |backend: &str, name: &str| {
+        let out = temp_dir(name);
+        let o = gpu_ae(&[
+            "train",
+            "--variant",
+            "conv-dae",
+            "--epochs",
+            "1",
+            "--limit",
+            "300",
+            "--batch-size",
+            "64",
+            "--backend",
+            backend,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        let picture = image::open(out.join("denoising.png")).expect("a readable denoising.png");
+        assert!(picture.height() > 3 * 28 * 3, "three rows of digits");
+        losses(&std::fs::read_to_string(out.join("metrics.csv")).unwrap())
+    };
+    let cpu = run("cpu", "cdae-cpu");
+    assert_eq!(
+        run("cpu", "cdae-cpu-again"),
+        cpu,
+        "same seed, same noise, same losses"
+    );
+    if common::gpu().is_some() {
+        let gpu = run("auto", "cdae-gpu");
+        assert!(
+            (gpu[0].1 - cpu[0].1).abs() <= 1e-3 * cpu[0].1,
+            "test loss gpu {:?} cpu {:?}",
+            gpu,
+            cpu
+        );
+    }
+}
+
+#[test]
+fn a_bad_noise_spec_is_rejected_with_the_accepted_forms() {
+    let o = gpu_ae(&["train", "--variant", "conv-dae", "--noise", "blur:2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("gaussian, mask or salt-pepper"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = gpu_ae(&["train", "--variant", "conv-dae", "--noise", "mask:1.5"]);
+    assert_eq!(o.status.code(), Some(2));
+}
