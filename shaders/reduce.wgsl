@@ -1,16 +1,19 @@
-// acc[slot] += Σ partials[0..count): one workgroup, fixed order, so the step's loss stays on the device
-// and is read back only when the host asks.
+// s = Σ partials[0..count): one workgroup, fixed order. acc[slot] += s keeps the epoch's loss on the
+// device until the host asks; log[state[1]] = s records each step's sum, so a non-finite loss can be
+// traced to the step that produced it.
 
 struct ReduceParams {
     count: u32,
     slot: u32,
-    _pad0: u32,
-    _pad1: u32,
+    log_len: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> rp: ReduceParams;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(3) var<storage, read> reduce_state: array<u32>;
+@group(0) @binding(4) var<storage, read_write> log: array<f32>;
 
 var<workgroup> scratch: array<f32, 256>;
 
@@ -30,5 +33,9 @@ fn reduce_sum(@builtin(local_invocation_index) lid: u32) {
     }
     if (lid == 0u) {
         acc[rp.slot] = acc[rp.slot] + scratch[0];
+        let step = reduce_state[1];
+        if (step < rp.log_len) {
+            log[step] = scratch[0];
+        }
     }
 }

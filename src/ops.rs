@@ -136,12 +136,15 @@ pub enum Op {
         cols: usize,
         samples: usize,
     },
-    /// acc[slot] += Σ partials[0..count]: the summed per-element loss of a step, kept on the device.
+    /// s = Σ partials[0..count], the summed per-element loss of a step: acc[slot] += s, and
+    /// log[state[1]] = s, so the host can tell which step of an epoch first went non-finite.
     ReduceSum {
         partials: BufId,
         count: usize,
         acc: BufId,
         slot: usize,
+        state: BufId,
+        log: BufId,
     },
     /// Adam (PyTorch semantics, L2 weight decay added to the gradient), step t = state[0] + 1.
     Adam {

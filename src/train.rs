@@ -1,6 +1,7 @@
 //! The training loop: epochs of shuffled batches, recorded many steps per submit, with the loss read
 //! back once per chunk of steps.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::backend::{Executor, Program, load_initial_state};
@@ -39,12 +40,48 @@ pub struct Reconstructions {
     pub recon: Vec<Vec<f32>>,
 }
 
+/// How an epoch ended.
+#[derive(Clone, Copy, Debug)]
+pub enum EpochOutcome {
+    Completed(EpochResult),
+    /// The stop flag was raised; training stopped after the steps already submitted.
+    Interrupted {
+        epoch: usize,
+        steps_done: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(
+        "the training loss became {value} at epoch {epoch}, step {global_step} (batch {batch} of the epoch); \
+         stopped before saving anything from this state. Try a smaller --lr"
+    )]
+    NonFinite {
+        epoch: usize,
+        global_step: usize,
+        batch: usize,
+        value: f32,
+    },
+}
+
+/// Where training stands: enough, with the seed, to continue exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Position {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps done in the current (unfinished) epoch.
+    pub batch_in_epoch: usize,
+    /// Optimizer steps since the start of training.
+    pub global_step: usize,
+    /// The current epoch's summed training loss so far (the device's loss accumulator).
+    pub epoch_loss_sum: f64,
+}
+
 pub struct Trainer<'e> {
     ex: &'e mut dyn Executor,
     seed: u64,
-    /// Epochs completed.
-    pub epoch: usize,
-    pub global_step: usize,
+    pub position: Position,
     /// Steps recorded into one command buffer between loss read-backs.
     pub steps_per_submit: usize,
 }
@@ -61,8 +98,7 @@ impl<'e> Trainer<'e> {
         Trainer {
             ex,
             seed,
-            epoch: 0,
-            global_step: 0,
+            position: Position::default(),
             steps_per_submit: 50,
         }
     }
@@ -71,45 +107,94 @@ impl<'e> Trainer<'e> {
         self.ex
     }
 
-    /// One pass over the training set in the epoch's seeded order.
-    pub fn train_epoch(&mut self, progress: &mut dyn FnMut(Progress)) -> EpochResult {
+    /// Runs the rest of the current epoch (all of it, unless resuming mid-epoch) in its seeded order.
+    /// Checks `stop` between submissions; a non-finite loss stops training with the step that caused it.
+    pub fn train_epoch(
+        &mut self,
+        progress: &mut dyn FnMut(Progress),
+        stop: &AtomicBool,
+    ) -> Result<EpochOutcome, TrainError> {
         let plan = self.ex.plan();
         let (io, batch, samples, features) =
             (plan.io, plan.batch, plan.train_samples, plan.features);
         let steps_total = plan.steps_per_epoch();
-        let epoch = self.epoch + 1;
+        let pos = self.position;
+        let epoch = pos.epoch + 1;
         self.ex.write_u32(
             io.train_perm,
-            &epoch_permutation(samples, self.seed, self.epoch as u64),
+            &epoch_permutation(samples, self.seed, pos.epoch as u64),
         );
-        self.ex.write_u32(io.train_state, &self.state_words(0));
-        self.ex.write_f32(io.loss_acc, &[0.0, 0.0]);
+        let mut words = [0; state::LEN];
+        words[state::GLOBAL_STEP] = pos.global_step as u32;
+        words[state::BATCH] = pos.batch_in_epoch as u32;
+        self.ex.write_u32(io.train_state, &words);
+        self.ex
+            .write_f32(io.loss_acc, &[pos.epoch_loss_sum as f32, 0.0]);
         let start = Instant::now();
-        let mut done = 0;
-        let mut loss_sum = 0.0;
+        let first = pos.batch_in_epoch;
+        let mut done = first;
+        let mut loss_sum = pos.epoch_loss_sum;
         while done < steps_total {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(EpochOutcome::Interrupted {
+                    epoch,
+                    steps_done: done,
+                });
+            }
             let chunk = self.steps_per_submit.max(1).min(steps_total - done);
             self.ex.run(Program::TrainStep, chunk);
+            let sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT];
+            if !sum.is_finite() {
+                return Err(self.locate_non_finite(epoch, done, chunk));
+            }
             done += chunk;
-            loss_sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT] as f64;
+            loss_sum = sum as f64;
+            self.position = Position {
+                epoch: pos.epoch,
+                batch_in_epoch: done,
+                global_step: pos.global_step + (done - first),
+                epoch_loss_sum: loss_sum,
+            };
             let seen = (done * batch).min(samples);
+            let timed = ((done - first) * batch).min(samples);
             progress(Progress {
                 epoch,
                 steps_done: done,
                 steps_total,
                 loss: loss_sum / (seen * features) as f64,
-                samples_per_second: seen as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                samples_per_second: timed as f64 / start.elapsed().as_secs_f64().max(1e-9),
             });
         }
         let seconds = start.elapsed().as_secs_f64();
-        self.epoch = epoch;
-        self.global_step += steps_total;
-        EpochResult {
+        let timed = ((steps_total - first) * batch).min(samples);
+        self.position = Position {
             epoch,
-            global_step: self.global_step,
+            batch_in_epoch: 0,
+            global_step: pos.global_step + (steps_total - first),
+            epoch_loss_sum: 0.0,
+        };
+        Ok(EpochOutcome::Completed(EpochResult {
+            epoch,
+            global_step: self.position.global_step,
             train_loss: loss_sum / (samples * features) as f64,
             seconds,
-            samples_per_second: samples as f64 / seconds.max(1e-9),
+            samples_per_second: timed as f64 / seconds.max(1e-9),
+        }))
+    }
+
+    /// The first step of the chunk [start, start + len) whose loss is not finite, from the device's log.
+    fn locate_non_finite(&mut self, epoch: usize, start: usize, len: usize) -> TrainError {
+        let log = self.ex.read_f32(self.ex.plan().io.train_log);
+        let (batch, value) = (start..start + len)
+            .map(|b| (b, log[b]))
+            .find(|(_, v)| !v.is_finite())
+            .unwrap_or((start + len - 1, f32::NAN));
+        let global_step = self.position.global_step + (batch - self.position.batch_in_epoch) + 1;
+        TrainError::NonFinite {
+            epoch,
+            global_step,
+            batch: batch + 1,
+            value,
         }
     }
 
@@ -153,12 +238,5 @@ impl<'e> Trainer<'e> {
             seen: rows(io.model_input),
             recon: rows(io.recon),
         }
-    }
-
-    fn state_words(&self, batch_index: u32) -> [u32; state::LEN] {
-        let mut s = [0; state::LEN];
-        s[state::GLOBAL_STEP] = self.global_step as u32;
-        s[state::BATCH] = batch_index;
-        s
     }
 }

@@ -207,6 +207,7 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
             BufferDesc::f32("partials", partial_count),
             BufferDesc::u32("state", state::LEN),
             BufferDesc::f32("acc", 2),
+            BufferDesc::f32("log", 4),
         ];
         let ops = vec![
             Op::Loss {
@@ -227,6 +228,8 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
                 count: partial_count,
                 acc: BufId(6),
                 slot: 1,
+                state: BufId(5),
+                log: BufId(7),
             },
         ];
         let target: Vec<f32> = random(rows * cols, 11, 1.0)
@@ -254,6 +257,7 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
             REL,
         );
         compare(&format!("loss sum {kind:?}"), &mut cpu, &mut gpu, 6, REL);
+        compare(&format!("step log {kind:?}"), &mut cpu, &mut gpu, 7, REL);
     }
 }
 

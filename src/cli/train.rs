@@ -1,5 +1,8 @@
 //! `gpu-ae train`: data → model → plan → backend → epochs → metrics and pictures.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -14,7 +17,7 @@ use crate::ops::{Act, AdamHyper, LossKind};
 use crate::plan::{Optimizer, PlanConfig, compile};
 use crate::report::metrics::{MetricsCsv, MetricsRow};
 use crate::report::png::save_grid;
-use crate::train::{EpochResult, Trainer};
+use crate::train::{EpochOutcome, Trainer};
 
 /// How many test digits the reconstruction picture shows.
 const PICTURE_DIGITS: usize = 16;
@@ -156,21 +159,33 @@ fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::
     );
     trainer.steps_per_submit = args.steps_per_submit;
     let steps = trainer.executor().plan().steps_per_epoch();
-    for epoch in 1..=args.epochs {
+    let stop = stop_flag();
+    while trainer.position.epoch < args.epochs {
+        let epoch = trainer.position.epoch + 1;
         let bar = progress_bar(args, steps, epoch);
-        let result: EpochResult = trainer.train_epoch(&mut |p| {
-            bar.set_position(p.steps_done as u64);
-            bar.set_message(format!(
-                "loss {:.5} · {:.0} samples/s",
-                p.loss, p.samples_per_second
-            ));
-        });
+        bar.set_position(trainer.position.batch_in_epoch as u64);
+        let outcome = trainer.train_epoch(
+            &mut |p| {
+                bar.set_position(p.steps_done as u64);
+                bar.set_message(format!(
+                    "loss {:.5} · {:.0} samples/s",
+                    p.loss, p.samples_per_second
+                ));
+            },
+            &stop,
+        );
         bar.finish_and_clear();
+        let result = match outcome? {
+            EpochOutcome::Completed(result) => result,
+            EpochOutcome::Interrupted { epoch, steps_done } => {
+                println!("interrupted at epoch {epoch}, step {steps_done} of {steps}");
+                return Ok(());
+            }
+        };
         let test_loss = trainer.evaluate();
         anyhow::ensure!(
-            result.train_loss.is_finite() && test_loss.is_finite(),
-            "training diverged at epoch {epoch}: train loss {}, test loss {test_loss}; try a smaller --lr",
-            result.train_loss
+            test_loss.is_finite(),
+            "the test loss became {test_loss} after epoch {epoch}; try a smaller --lr"
         );
         println!(
             "epoch {epoch:>3}  train loss {:.5}  test loss {:.5}  {:.2} s  {:.0} samples/s",
@@ -222,4 +237,19 @@ fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::
         );
     }
     Ok(())
+}
+
+/// Raised by the first Ctrl-C: training stops after the steps already submitted. A second Ctrl-C exits at
+/// once.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    // Installing fails only when a handler exists already (a second run in one process); keep going then.
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current steps (Ctrl-C again to quit at once)");
+    });
+    flag
 }

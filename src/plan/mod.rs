@@ -116,6 +116,8 @@ pub struct PlanIo {
     pub recon: BufId,
     /// Loss sums: slot 0 training, slot 1 evaluation (sum over elements, not a mean).
     pub loss_acc: BufId,
+    /// Each training step's loss sum, indexed by the step's batch index within the epoch.
+    pub train_log: BufId,
 }
 
 /// Which loss accumulator slot a program adds to.
@@ -226,6 +228,16 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         None => input,
     };
     let loss_acc = b.f32("loss_acc", 2, Role::Scratch);
+    let train_log = b.f32(
+        "train_step_losses",
+        cfg.train_samples.div_ceil(batch),
+        Role::Scratch,
+    );
+    let eval_log = b.f32(
+        "eval_step_losses",
+        cfg.test_samples.div_ceil(batch),
+        Role::Scratch,
+    );
 
     // Every layer's parameters and activations, in order.
     let mut params = Vec::new();
@@ -320,6 +332,12 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             count: partial_count,
             acc: loss_acc,
             slot,
+            state: pass.state,
+            log: if slot == TRAIN_SLOT {
+                train_log
+            } else {
+                eval_log
+            },
         });
         ops
     };
@@ -409,6 +427,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             model_input,
             recon,
             loss_acc,
+            train_log,
         },
         batch,
         features,
@@ -467,6 +486,7 @@ impl Plan {
                 model_input: z,
                 recon: z,
                 loss_acc: z,
+                train_log: z,
             },
             batch: 1,
             features: 1,

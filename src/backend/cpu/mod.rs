@@ -199,9 +199,15 @@ impl<T: Real> CpuExecutor<T> {
                 count,
                 acc,
                 slot,
+                state: st,
+                log,
             } => {
                 let sum = kernels::reduce_sum(&self.floats(partials)[..count]);
                 self.floats_mut(acc)[slot] += sum;
+                let step = self.words(st)[state::BATCH] as usize;
+                if let Some(entry) = self.floats_mut(log).get_mut(step) {
+                    *entry = sum;
+                }
             }
             Op::Adam {
                 param,

@@ -337,14 +337,16 @@ impl Kernels {
         count: usize,
         acc: &wgpu::Buffer,
         slot: usize,
+        state: &wgpu::Buffer,
+        log: &wgpu::Buffer,
     ) -> Dispatch {
-        let params = [count as u32, slot as u32];
+        let params = [count as u32, slot as u32, (log.size() / 4) as u32];
         self.dispatch(
             Shader::Reduce,
             "reduce_sum",
             &params,
-            &[0, 1, 2],
-            &[partials, acc],
+            &[0, 1, 2, 3, 4],
+            &[partials, acc, state, log],
             [1, 1, 1],
         )
     }

@@ -188,7 +188,9 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             count,
             acc,
             slot,
-        } => k.reduce_sum(b(partials), count, b(acc), slot),
+            state,
+            log,
+        } => k.reduce_sum(b(partials), count, b(acc), slot, b(state), b(log)),
         Op::Adam {
             param,
             grad,
