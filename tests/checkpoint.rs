@@ -559,7 +559,10 @@ fn python_safetensors_reads_the_checkpoint() {
         Ok(out) => {
             eprintln!(
                 "skipping python_safetensors_reads_the_checkpoint: `import safetensors, numpy` failed ({}); pip install safetensors numpy to run it",
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("no message")
             );
             return;
         }
