@@ -6,6 +6,7 @@
 //! reads the loss back → [`report`] writes metrics and pictures.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod model;

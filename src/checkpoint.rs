@@ -1,0 +1,634 @@
+//! Checkpoints: every tensor a run needs to resume exactly, in a [safetensors] file.
+//!
+//! A checkpoint holds the plan's parameters and batch-norm running statistics under their PyTorch names,
+//! the optimizer state under `optimizer.{param}.{slot}` with torch.optim's slot names (`exp_avg`,
+//! `exp_avg_sq` for Adam, `momentum_buffer` for SGD), each with its parameter's shape, and the position in
+//! training in the `__metadata__` map (string → string):
+//!
+//! | key | value |
+//! |---|---|
+//! | `format` | [`FORMAT`] |
+//! | `config` | the run's model and training configuration as JSON text (written by the CLI) |
+//! | `epoch`, `batch_in_epoch`, `global_step`, `seed` | decimal integers |
+//! | `train_loss_sum` | the epoch's loss sum so far, as Rust's shortest round-tripping `f64` text |
+//! | `gpu_ae_version` | the crate version that wrote the file |
+//!
+//! Tensors are F32, little-endian. Names and shapes of the default variants on MNIST (checked by
+//! `tests/checkpoint.rs`):
+//!
+//! `ae` (784-256-64-256-784, `nn.Linear` layout [out, in]):
+//!
+//! | tensor | shape |
+//! |---|---|
+//! | `layers.0.weight`, `layers.0.bias` | [256, 784], [256] |
+//! | `layers.1.weight`, `layers.1.bias` | [64, 256], [64] |
+//! | `layers.2.weight`, `layers.2.bias` | [256, 64], [256] |
+//! | `layers.3.weight`, `layers.3.bias` | [784, 256], [784] |
+//!
+//! `conv-ae` / `conv-dae` (channels 32,64, strided deck; `nn.Conv2d` layout [out, in, k, k],
+//! `nn.ConvTranspose2d` layout [in, out, k, k]):
+//!
+//! | tensor | shape |
+//! |---|---|
+//! | `layers.0.weight`, `layers.0.bias` (Conv2d 1→32) | [32, 1, 3, 3], [32] |
+//! | `layers.1.weight`, `layers.1.bias` (Conv2d 32→64) | [64, 32, 3, 3], [64] |
+//! | `layers.2.weight`, `layers.2.bias` (ConvTranspose2d 64→32) | [64, 32, 3, 3], [32] |
+//! | `layers.3.weight`, `layers.3.bias` (ConvTranspose2d 32→1) | [32, 1, 3, 3], [1] |
+//!
+//! With `--deck pool` every encoder stage is Conv2d, BatchNorm2d, MaxPool2d, so layer `i+1` of a stage is
+//! a batch norm with `weight`, `bias`, `running_mean` and `running_var`, each [channels] (PyTorch's
+//! `num_batches_tracked` is not kept: the running statistics use a fixed momentum).
+//!
+//! Optimizer state follows each parameter: with Adam, `optimizer.layers.0.weight.exp_avg` and
+//! `optimizer.layers.0.weight.exp_avg_sq`, [256, 784] for `ae`; with SGD,
+//! `optimizer.layers.0.weight.momentum_buffer`.
+//!
+//! [safetensors]: https://github.com/huggingface/safetensors
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, View};
+
+use crate::backend::Executor;
+use crate::ops::{BufId, state};
+use crate::plan::{Plan, Role, TRAIN_SLOT};
+use crate::rng::epoch_permutation;
+
+/// The `format` metadata value of every checkpoint this version writes and reads.
+pub const FORMAT: &str = "gpu-ae-checkpoint-1";
+/// Files larger than this are refused before reading.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+/// Largest accepted JSON header. Ours take about 100 bytes per tensor, so this is far above any real
+/// checkpoint, and it bounds what parsing a hostile header can allocate.
+pub const MAX_HEADER_BYTES: u64 = 8 << 20;
+
+/// Metadata keys, in the order they are documented above.
+const KEY_FORMAT: &str = "format";
+const KEY_CONFIG: &str = "config";
+const KEY_EPOCH: &str = "epoch";
+const KEY_BATCH: &str = "batch_in_epoch";
+const KEY_STEP: &str = "global_step";
+const KEY_SEED: &str = "seed";
+const KEY_LOSS: &str = "train_loss_sum";
+const KEY_VERSION: &str = "gpu_ae_version";
+
+/// Plan buffer suffixes of optimizer state → torch.optim slot names, with the optimizer they belong to.
+const OPTIMIZER_SLOTS: [(&str, &str, &str); 3] = [
+    ("adam_m", "exp_avg", "Adam"),
+    ("adam_v", "exp_avg_sq", "Adam"),
+    ("momentum", "momentum_buffer", "SGD"),
+];
+
+/// Everything that can go wrong with a checkpoint; each message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{}: cannot {action}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+
+    #[error(
+        "{}: the file is {size} bytes, more than the {limit}-byte limit for checkpoints; is this the right file?",
+        path.display()
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
+    #[error(
+        "{}: not a safetensors file ({problem}); the file is truncated, corrupt, or of another kind",
+        path.display()
+    )]
+    NotSafetensors { path: PathBuf, problem: String },
+
+    #[error("{}: not a gpu-ae checkpoint: {problem}", path.display())]
+    WrongFormat { path: PathBuf, problem: String },
+
+    #[error("{}: bad checkpoint metadata {key:?}: {problem}", path.display())]
+    BadMetadata {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+
+    #[error("{}: tensor {name}: {problem}", path.display())]
+    BadTensor {
+        path: PathBuf,
+        name: String,
+        problem: String,
+    },
+
+    #[error(
+        "{}: the checkpoint has no tensor {name}, which the chosen variant needs; the checkpoint does not fit the chosen variant",
+        path.display()
+    )]
+    MissingTensor { path: PathBuf, name: String },
+
+    #[error(
+        "{}: the checkpoint holds tensor {name}, which the chosen variant does not have; the checkpoint does not fit the chosen variant",
+        path.display()
+    )]
+    UnexpectedTensor { path: PathBuf, name: String },
+
+    #[error(
+        "{}: tensor {name} has shape {found:?} but the chosen variant needs {expected:?}; the checkpoint does not fit the chosen variant",
+        path.display()
+    )]
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error(
+        "{}: the checkpoint holds {checkpoint} optimizer state but this run uses {chosen} (missing {name}); resume with the optimizer the checkpoint was trained with",
+        path.display()
+    )]
+    OptimizerMismatch {
+        path: PathBuf,
+        name: String,
+        chosen: &'static str,
+        checkpoint: &'static str,
+    },
+
+    #[error(
+        "{}: tensor {name} holds a non-finite value ({value}) at element {index}; the run had diverged when it was saved",
+        path.display()
+    )]
+    NonFinite {
+        path: PathBuf,
+        name: String,
+        index: usize,
+        value: f32,
+    },
+}
+
+/// Everything needed to resume exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps done in the current epoch.
+    pub batch_in_epoch: usize,
+    /// Optimizer steps done since the start of training.
+    pub global_step: usize,
+    /// The run's seed (initialisation, shuffling, noise).
+    pub seed: u64,
+    /// `loss_acc[TRAIN_SLOT]` so far in the current epoch.
+    pub train_loss_sum: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The run's model and training configuration, written by the CLI.
+    pub config: serde_json::Value,
+    pub state: TrainingState,
+    /// (name, shape, values), values row-major.
+    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// The file this checkpoint was loaded from, named in [`restore`]'s errors; `None` after [`capture`].
+    pub path: Option<PathBuf>,
+}
+
+/// What a plan keeps across steps, under checkpoint names.
+struct PlanTensor {
+    name: String,
+    shape: Vec<usize>,
+    buf: BufId,
+    /// For optimizer state: the optimizer it belongs to.
+    optimizer: Option<&'static str>,
+}
+
+/// Parameters, then statistics, then optimizer state, in plan order.
+fn plan_tensors(plan: &Plan) -> Vec<PlanTensor> {
+    let mut out: Vec<PlanTensor> = plan
+        .params
+        .iter()
+        .map(|p| (&p.name, &p.shape, p.buf))
+        .chain(plan.stats.iter().map(|s| (&s.name, &s.shape, s.buf)))
+        .map(|(name, shape, buf)| PlanTensor {
+            name: name.clone(),
+            shape: shape.clone(),
+            buf,
+            optimizer: None,
+        })
+        .collect();
+    for (i, desc) in plan.buffers.iter().enumerate() {
+        if desc.role != Role::OptimizerState {
+            continue;
+        }
+        let slot = OPTIMIZER_SLOTS.iter().find_map(|&(suffix, torch, which)| {
+            let param = desc.name.strip_suffix(suffix)?.strip_suffix('.')?;
+            let p = plan.params.iter().find(|p| p.name == param)?;
+            Some((format!("optimizer.{param}.{torch}"), p.shape.clone(), which))
+        });
+        // A buffer the table does not know keeps its plan name, flat: still saved, still restored.
+        let (name, shape, which) =
+            slot.unwrap_or_else(|| (format!("optimizer.{}", desc.name), vec![desc.len], "?"));
+        out.push(PlanTensor {
+            name,
+            shape,
+            buf: BufId(i),
+            optimizer: Some(which),
+        });
+    }
+    out
+}
+
+/// Reads every parameter, statistic and optimizer-state buffer of `ex`'s plan (waiting for queued work).
+pub fn capture(
+    ex: &mut dyn Executor,
+    config: serde_json::Value,
+    state: TrainingState,
+) -> Checkpoint {
+    let tensors = plan_tensors(ex.plan())
+        .into_iter()
+        .map(|t| {
+            let values = ex.read_f32(t.buf);
+            (t.name, t.shape, values)
+        })
+        .collect();
+    Checkpoint {
+        config,
+        state,
+        tensors,
+        path: None,
+    }
+}
+
+/// One tensor, viewed as safetensors bytes without copying on little-endian machines.
+struct F32View<'a> {
+    shape: &'a [usize],
+    values: &'a [f32],
+}
+
+impl View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            bytemuck::cast_slice(self.values).into()
+        } else {
+            self.values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+    }
+    fn data_len(&self) -> usize {
+        self.values.len() * 4
+    }
+}
+
+/// Writes `ckpt` atomically: a sibling `*.safetensors.tmp` is written and synced, then renamed over `path`,
+/// then the directory is synced. An existing checkpoint at `path` is only ever replaced by a complete one.
+pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, shape, values) in &ckpt.tensors {
+        let bad = |problem: String| CheckpointError::BadTensor {
+            path: path.into(),
+            name: name.clone(),
+            problem,
+        };
+        if !seen.insert(name.as_str()) {
+            return Err(bad("the name occurs twice".into()));
+        }
+        let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if numel != Some(values.len()) {
+            return Err(bad(format!(
+                "shape {shape:?} does not hold {} values",
+                values.len()
+            )));
+        }
+    }
+    let s = &ckpt.state;
+    let metadata = [
+        (KEY_FORMAT, FORMAT.to_string()),
+        (KEY_CONFIG, ckpt.config.to_string()),
+        (KEY_EPOCH, s.epoch.to_string()),
+        (KEY_BATCH, s.batch_in_epoch.to_string()),
+        (KEY_STEP, s.global_step.to_string()),
+        (KEY_SEED, s.seed.to_string()),
+        (KEY_LOSS, format!("{:?}", s.train_loss_sum)),
+        (KEY_VERSION, env!("CARGO_PKG_VERSION").to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let views = ckpt.tensors.iter().map(|(name, shape, values)| {
+        (
+            name.as_str(),
+            F32View {
+                shape,
+                values: values.as_slice(),
+            },
+        )
+    });
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| {
+        CheckpointError::NotSafetensors {
+            path: path.into(),
+            problem: format!("cannot serialize: {e}"),
+        }
+    })?;
+
+    let tmp = path.with_extension("safetensors.tmp");
+    let io_err = |at: &Path, action: &'static str| {
+        let at = at.to_path_buf();
+        move |source| CheckpointError::Io {
+            path: at,
+            action,
+            source,
+        }
+    };
+    let written = File::create(&tmp)
+        .map_err(io_err(&tmp, "create the temporary checkpoint file"))
+        .and_then(|mut file| {
+            file.write_all(&bytes)
+                .map_err(io_err(&tmp, "write the checkpoint"))?;
+            file.sync_all()
+                .map_err(io_err(&tmp, "sync the checkpoint to disk"))
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(io_err(path, "move the new checkpoint into place"))
+        });
+    if let Err(e) = written {
+        // The old checkpoint, if any, is untouched; the partial one goes.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_parent_dir(path)
+}
+
+/// Makes the rename durable. Directories cannot be opened for syncing everywhere (Windows), so this is
+/// Unix-only.
+fn sync_parent_dir(path: &Path) -> Result<(), CheckpointError> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| CheckpointError::Io {
+                path: dir.into(),
+                action: "sync the checkpoint's directory",
+                source,
+            })?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Reads at most [`MAX_FILE_BYTES`], refusing larger files before reading.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    let io_err = |action| {
+        move |source| CheckpointError::Io {
+            path: path.into(),
+            action,
+            source,
+        }
+    };
+    let file = File::open(path).map_err(io_err("open the checkpoint"))?;
+    let size = file
+        .metadata()
+        .map_err(io_err("read the checkpoint's size"))?
+        .len();
+    let too_large = |size| CheckpointError::TooLarge {
+        path: path.into(),
+        size,
+        limit: MAX_FILE_BYTES,
+    };
+    if size > MAX_FILE_BYTES {
+        return Err(too_large(size));
+    }
+    // The size may change under us; `take` keeps the promise anyway.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read the checkpoint"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Parses and validates a checkpoint: safetensors structure, our format tag and metadata, F32 tensors.
+/// Never panics on a corrupt file; allocates at most about twice the file's size.
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = read_bounded(path)?;
+    let not_safetensors = |problem: String| CheckpointError::NotSafetensors {
+        path: path.into(),
+        problem,
+    };
+    // The header length is checked here too, against a tighter limit than the safetensors crate's.
+    let header_len = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| not_safetensors(format!("only {} bytes", bytes.len())))?;
+    if header_len > MAX_HEADER_BYTES || header_len > bytes.len() as u64 - 8 {
+        return Err(not_safetensors(format!(
+            "header length {header_len} does not fit a {}-byte file (limit {MAX_HEADER_BYTES})",
+            bytes.len()
+        )));
+    }
+    let (header_len, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(e.to_string()))?;
+    // read_metadata has checked that the tensors tile this exactly, each 4 × its shape's product bytes.
+    let data = &bytes[8 + header_len..];
+
+    let wrong_format = |problem: String| CheckpointError::WrongFormat {
+        path: path.into(),
+        problem,
+    };
+    let meta = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| wrong_format("the file has no __metadata__".into()))?;
+    match meta.get(KEY_FORMAT) {
+        Some(f) if f == FORMAT => {}
+        Some(f) => {
+            return Err(wrong_format(format!(
+                "format is {f:?}, this version reads {FORMAT:?}"
+            )));
+        }
+        None => return Err(wrong_format("the metadata has no \"format\" key".into())),
+    }
+    let text = |key: &'static str| {
+        meta.get(key).ok_or_else(|| CheckpointError::BadMetadata {
+            path: path.into(),
+            key,
+            problem: "missing".into(),
+        })
+    };
+    fn number<T: std::str::FromStr>(
+        path: &Path,
+        key: &'static str,
+        text: &str,
+    ) -> Result<T, CheckpointError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        text.parse().map_err(|e| CheckpointError::BadMetadata {
+            path: path.into(),
+            key,
+            problem: format!("{text:?} is not a valid number: {e}"),
+        })
+    }
+    let config =
+        serde_json::from_str(text(KEY_CONFIG)?).map_err(|e| CheckpointError::BadMetadata {
+            path: path.into(),
+            key: KEY_CONFIG,
+            problem: format!("not valid JSON: {e}"),
+        })?;
+    let state = TrainingState {
+        epoch: number(path, KEY_EPOCH, text(KEY_EPOCH)?)?,
+        batch_in_epoch: number(path, KEY_BATCH, text(KEY_BATCH)?)?,
+        global_step: number(path, KEY_STEP, text(KEY_STEP)?)?,
+        seed: number(path, KEY_SEED, text(KEY_SEED)?)?,
+        train_loss_sum: number(path, KEY_LOSS, text(KEY_LOSS)?)?,
+    };
+
+    let mut tensors = Vec::new();
+    for name in header.offset_keys() {
+        let info = header
+            .info(&name)
+            .ok_or_else(|| not_safetensors(format!("tensor {name} is listed but not described")))?;
+        if info.dtype != Dtype::F32 {
+            return Err(CheckpointError::BadTensor {
+                path: path.into(),
+                name,
+                problem: format!("dtype {}, expected F32", info.dtype),
+            });
+        }
+        let (start, end) = info.data_offsets;
+        let values = data
+            .get(start..end)
+            .ok_or_else(|| not_safetensors(format!("tensor {name} lies outside the file")))?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.push((name, info.shape.clone(), values));
+    }
+    Ok(Checkpoint {
+        config,
+        state,
+        tensors,
+        path: Some(path.into()),
+    })
+}
+
+/// Writes the checkpoint into `ex`'s plan: every parameter, statistic and optimizer-state tensor (each must
+/// be present with exactly the plan's shape, and finite), the epoch's shuffle order, the step counters
+/// `train_state = [global_step, batch_in_epoch, 0, 0]` and `loss_acc[TRAIN_SLOT] = train_loss_sum`.
+/// Everything is checked before anything is written, so a failed restore leaves `ex` as it was.
+///
+/// The data sets are not part of a checkpoint: upload them first ([`crate::backend::load_initial_state`]).
+pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    let path = ckpt
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("<checkpoint in memory>"));
+    let plan = ex.plan();
+    let wanted = plan_tensors(plan);
+    let found = |name: &str| ckpt.tensors.iter().find(|(n, _, _)| n == name);
+
+    let mut writes: Vec<(BufId, &[f32])> = Vec::with_capacity(wanted.len());
+    for t in &wanted {
+        let Some((_, shape, values)) = found(&t.name) else {
+            let other = OPTIMIZER_SLOTS
+                .iter()
+                .filter(|&&(_, _, which)| Some(which) != t.optimizer)
+                .find(|&&(_, torch, _)| {
+                    ckpt.tensors
+                        .iter()
+                        .any(|(n, _, _)| n.starts_with("optimizer.") && n.ends_with(torch))
+                });
+            return Err(match (t.optimizer, other) {
+                (Some(chosen), Some(&(_, _, checkpoint))) => CheckpointError::OptimizerMismatch {
+                    path,
+                    name: t.name.clone(),
+                    chosen,
+                    checkpoint,
+                },
+                _ => CheckpointError::MissingTensor {
+                    path,
+                    name: t.name.clone(),
+                },
+            });
+        };
+        if *shape != t.shape || values.len() != t.shape.iter().product::<usize>() {
+            return Err(CheckpointError::ShapeMismatch {
+                path,
+                name: t.name.clone(),
+                expected: t.shape.clone(),
+                found: shape.clone(),
+            });
+        }
+        if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(CheckpointError::NonFinite {
+                path,
+                name: t.name.clone(),
+                index,
+                value,
+            });
+        }
+        writes.push((t.buf, values));
+    }
+    if let Some((name, _, _)) = ckpt
+        .tensors
+        .iter()
+        .find(|(n, _, _)| !wanted.iter().any(|t| &t.name == n))
+    {
+        return Err(CheckpointError::UnexpectedTensor {
+            path,
+            name: name.clone(),
+        });
+    }
+
+    let s = &ckpt.state;
+    let bad = |key, problem: String| CheckpointError::BadMetadata {
+        path: path.clone(),
+        key,
+        problem,
+    };
+    let global_step = u32::try_from(s.global_step)
+        .map_err(|_| bad(KEY_STEP, "exceeds the device step counter (u32)".into()))?;
+    let steps = plan.steps_per_epoch();
+    if s.batch_in_epoch > steps {
+        return Err(bad(
+            KEY_BATCH,
+            format!(
+                "{} steps into the epoch, but the chosen batch size makes epochs of {steps} steps",
+                s.batch_in_epoch
+            ),
+        ));
+    }
+    if !s.train_loss_sum.is_finite() {
+        return Err(bad(KEY_LOSS, format!("{} is not finite", s.train_loss_sum)));
+    }
+    let io = plan.io;
+    let order = epoch_permutation(plan.train_samples, s.seed, s.epoch as u64);
+
+    for (buf, values) in writes {
+        ex.write_f32(buf, values);
+    }
+    let mut words = [0u32; state::LEN];
+    words[state::GLOBAL_STEP] = global_step;
+    words[state::BATCH] = s.batch_in_epoch as u32;
+    ex.write_u32(io.train_state, &words);
+    ex.write_u32(io.train_perm, &order);
+    let mut acc = ex.read_f32(io.loss_acc);
+    acc[TRAIN_SLOT] = s.train_loss_sum as f32;
+    ex.write_f32(io.loss_acc, &acc);
+    Ok(())
+}
