@@ -1,5 +1,7 @@
 //! The command line: every flag defined and documented here, one file per subcommand doing the work.
 
+pub mod config;
+pub mod eval;
 pub mod info;
 pub mod train;
 
@@ -27,6 +29,35 @@ pub enum Command {
     Train(TrainArgs),
     /// List every GPU adapter with its backend, type, driver and the limits that matter.
     Info(InfoArgs),
+    /// Test loss (the run's own, and MSE) of a saved checkpoint.
+    Eval(CheckpointArgs),
+    /// Write test digits over their reconstructions by a saved checkpoint to a PNG.
+    Reconstruct(ReconstructArgs),
+}
+
+/// A checkpoint and where to run it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    /// A checkpoint written by `gpu-ae train` (DIR/checkpoint.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Directory of IDX files; default: the data set the checkpoint was trained on.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReconstructArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+    /// The PNG to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How many test digits to show.
+    #[arg(long, default_value_t = 16)]
+    pub count: usize,
 }
 
 /// Where the work runs.
@@ -210,6 +241,13 @@ pub struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Write DIR/checkpoint.safetensors every N epochs (and at the end, and on Ctrl-C); 0: never.
+    #[arg(long, default_value_t = 1)]
+    pub save_every: usize,
+    /// Continue the run saved in this checkpoint: its model, optimizer and data settings replace the flags;
+    /// --epochs is the total to reach.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -234,5 +272,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Eval(args) => eval::eval(&args),
+        Command::Reconstruct(args) => eval::reconstruct(&args),
     }
 }

@@ -6,18 +6,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{BackendArg, DeckArg, LossArg, OptimizerArg, TrainArgs, Variant};
+use super::{BackendArg, DeckArg, LossArg, OptimizerArg, TrainArgs, Variant, config};
 use crate::backend::Executor;
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::{GpuContext, GpuExecutor};
+use crate::checkpoint::{self, Checkpoint, TrainingState};
 use crate::data::mnist::{self, Dataset};
 use crate::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae};
 use crate::model::{Model, Shape};
 use crate::ops::{Act, AdamHyper, LossKind};
-use crate::plan::{Optimizer, PlanConfig, compile};
+use crate::plan::{Optimizer, Plan, PlanConfig, compile};
 use crate::report::metrics::{MetricsCsv, MetricsRow};
 use crate::report::png::save_grid;
-use crate::train::{EpochOutcome, Trainer};
+use crate::train::{EpochOutcome, Position, Trainer};
 
 /// How many test digits the reconstruction picture shows.
 const PICTURE_DIGITS: usize = 16;
@@ -99,17 +100,52 @@ pub fn plan_config(args: &TrainArgs, data: &Dataset) -> PlanConfig {
     }
 }
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
-    let data = load_data(args)?;
+/// The model and its compiled plan for `args` on `data`.
+pub fn build(args: &TrainArgs, data: &Dataset) -> anyhow::Result<(Model, Plan)> {
     let img = &data.train.images;
-    let input = Shape {
-        c: 1,
-        h: img.rows,
-        w: img.cols,
+    let model = build_model(
+        args,
+        Shape {
+            c: 1,
+            h: img.rows,
+            w: img.cols,
+        },
+    )?;
+    let plan = compile(&model, &plan_config(args, data))?;
+    Ok((model, plan))
+}
+
+/// Runs `f` on an executor of `plan` on the chosen backend.
+pub fn with_executor<R>(
+    backend: BackendArg,
+    plan: Plan,
+    f: impl FnOnce(&mut dyn Executor) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    match backend {
+        BackendArg::Cpu => f(&mut CpuExecutor::<f32>::new(plan)),
+        api => {
+            let ctx = GpuContext::new(api.api())?;
+            let mut ex = GpuExecutor::new(&ctx, plan)?;
+            f(&mut ex)
+        }
+    }
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let mut args = args.clone();
+    let resume = match args.resume.clone() {
+        Some(path) => {
+            let ckpt = checkpoint::load(&path)?;
+            config::apply(&mut args, &ckpt.config)
+                .with_context(|| format!("{}", path.display()))?;
+            Some(ckpt)
+        }
+        None => None,
     };
-    let model = build_model(args, input)?;
-    let plan = compile(&model, &plan_config(args, &data))?;
+    anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
+    let data = load_data(&args)?;
+    let (model, plan) = build(&args, &data)?;
+    let img = &data.train.images;
     println!(
         "data: {} ({} training, {} test images of {}×{})",
         data.dir.display(),
@@ -119,17 +155,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         img.cols
     );
     println!("model: {}", model.describe());
-    match args.backend {
-        BackendArg::Cpu => {
-            let mut ex = CpuExecutor::<f32>::new(plan);
-            train_on(&mut ex, args, &data)
-        }
-        api => {
-            let ctx = GpuContext::new(api.api())?;
-            let mut ex = GpuExecutor::new(&ctx, plan)?;
-            train_on(&mut ex, args, &data)
-        }
-    }
+    with_executor(args.backend, plan, |ex| {
+        train_on(ex, &args, &data, resume.as_ref())
+    })
 }
 
 fn progress_bar(args: &TrainArgs, steps: usize, epoch: usize) -> ProgressBar {
@@ -146,11 +174,13 @@ fn progress_bar(args: &TrainArgs, steps: usize, epoch: usize) -> ProgressBar {
     bar
 }
 
-fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::Result<()> {
+fn train_on(
+    ex: &mut dyn Executor,
+    args: &TrainArgs,
+    data: &Dataset,
+    resume: Option<&Checkpoint>,
+) -> anyhow::Result<()> {
     println!("backend: {}", ex.describe());
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
-    let mut metrics = MetricsCsv::create(&args.out)?;
     let mut trainer = Trainer::new(
         ex,
         &data.train.images.pixels,
@@ -158,6 +188,42 @@ fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::
         args.seed,
     );
     trainer.steps_per_submit = args.steps_per_submit;
+    if let Some(ckpt) = resume {
+        checkpoint::restore(trainer.executor(), ckpt)?;
+        let s = &ckpt.state;
+        trainer.position = Position {
+            epoch: s.epoch,
+            batch_in_epoch: s.batch_in_epoch,
+            global_step: s.global_step,
+            epoch_loss_sum: s.train_loss_sum,
+        };
+        println!(
+            "resumed at epoch {}, step {} of it (global step {})",
+            s.epoch + 1,
+            s.batch_in_epoch,
+            s.global_step
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    let mut metrics = match resume {
+        Some(_) => MetricsCsv::resume(&args.out, trainer.position.epoch)?,
+        None => MetricsCsv::create(&args.out)?,
+    };
+    let checkpoint_path = args.out.join("checkpoint.safetensors");
+    let save = |trainer: &mut Trainer| -> anyhow::Result<()> {
+        let p = trainer.position;
+        let state = TrainingState {
+            epoch: p.epoch,
+            batch_in_epoch: p.batch_in_epoch,
+            global_step: p.global_step,
+            seed: args.seed,
+            train_loss_sum: p.epoch_loss_sum,
+        };
+        let ckpt = checkpoint::capture(trainer.executor(), config::to_json(args), state);
+        checkpoint::save(&checkpoint_path, &ckpt)?;
+        Ok(())
+    };
     let steps = trainer.executor().plan().steps_per_epoch();
     let stop = stop_flag();
     while trainer.position.epoch < args.epochs {
@@ -178,14 +244,25 @@ fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::
         let result = match outcome? {
             EpochOutcome::Completed(result) => result,
             EpochOutcome::Interrupted { epoch, steps_done } => {
-                println!("interrupted at epoch {epoch}, step {steps_done} of {steps}");
-                return Ok(());
+                if args.save_every > 0 {
+                    save(&mut trainer)?;
+                    println!(
+                        "interrupted at epoch {epoch}, step {steps_done} of {steps}; saved {} (continue with --resume)",
+                        checkpoint_path.display()
+                    );
+                } else {
+                    println!(
+                        "interrupted at epoch {epoch}, step {steps_done} of {steps}; nothing saved (--save-every 0)"
+                    );
+                }
+                std::process::exit(130);
             }
         };
         let test_loss = trainer.evaluate();
         anyhow::ensure!(
             test_loss.is_finite(),
-            "the test loss became {test_loss} after epoch {epoch}; try a smaller --lr"
+            "the test loss became {test_loss} after epoch {epoch}; stopped before saving anything from this \
+             state. Try a smaller --lr"
         );
         println!(
             "epoch {epoch:>3}  train loss {:.5}  test loss {:.5}  {:.2} s  {:.0} samples/s",
@@ -199,6 +276,9 @@ fn train_on(ex: &mut dyn Executor, args: &TrainArgs, data: &Dataset) -> anyhow::
             seconds: result.seconds,
             samples_per_second: result.samples_per_second,
         })?;
+        if args.save_every > 0 && (epoch % args.save_every == 0 || epoch == args.epochs) {
+            save(&mut trainer)?;
+        }
     }
     let shown = trainer.reconstructions(PICTURE_DIGITS);
     let img = &data.test.images;

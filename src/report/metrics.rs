@@ -40,6 +40,37 @@ impl MetricsCsv {
         Ok(csv)
     }
 
+    /// Opens `DIR/metrics.csv` to continue a resumed run: keeps the header and the lines of epochs up to
+    /// `epochs_done`, drops later ones (written after the checkpoint the run resumes from), and appends from
+    /// there. Creates the file when there is none.
+    pub fn resume(dir: &Path, epochs_done: usize) -> Result<MetricsCsv, ReportError> {
+        let path = dir.join("metrics.csv");
+        let io = |source| ReportError::Io {
+            path: path.clone(),
+            source,
+        };
+        let kept: Vec<String> = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    l.split(',')
+                        .next()
+                        .and_then(|e| e.parse::<usize>().ok())
+                        .is_some_and(|e| e <= epochs_done)
+                })
+                .map(str::to_string)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(e)),
+        };
+        let mut csv = MetricsCsv::create(dir)?;
+        for line in &kept {
+            csv.write_line(line)?;
+        }
+        Ok(csv)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
