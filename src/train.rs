@@ -84,6 +84,9 @@ pub struct Trainer<'e> {
     pub position: Position,
     /// Steps recorded into one command buffer between loss read-backs.
     pub steps_per_submit: usize,
+    /// Test hook: before global step N + 1 runs, the output layer's bias is overwritten with NaN, so the
+    /// non-finite guard can be exercised end to end (`GPU_AE_INJECT_NAN_AT_STEP=N`).
+    pub inject_nan_at_step: Option<usize>,
 }
 
 impl<'e> Trainer<'e> {
@@ -100,6 +103,7 @@ impl<'e> Trainer<'e> {
             seed,
             position: Position::default(),
             steps_per_submit: 50,
+            inject_nan_at_step: None,
         }
     }
 
@@ -141,7 +145,23 @@ impl<'e> Trainer<'e> {
                     steps_done: done,
                 });
             }
-            let chunk = self.steps_per_submit.max(1).min(steps_total - done);
+            let mut chunk = self.steps_per_submit.max(1).min(steps_total - done);
+            if let Some(n) = self.inject_nan_at_step {
+                let global = pos.global_step + (done - first);
+                if global == n {
+                    let p = self
+                        .ex
+                        .plan()
+                        .params
+                        .last()
+                        .expect("a model has parameters")
+                        .clone();
+                    self.ex
+                        .write_f32(p.buf, &vec![f32::NAN; p.shape.iter().product()]);
+                } else if global < n {
+                    chunk = chunk.min(n - global);
+                }
+            }
             self.ex.run(Program::TrainStep, chunk);
             let sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT];
             if !sum.is_finite() {

@@ -188,6 +188,9 @@ fn train_on(
         args.seed,
     );
     trainer.steps_per_submit = args.steps_per_submit;
+    trainer.inject_nan_at_step = std::env::var("GPU_AE_INJECT_NAN_AT_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok());
     if let Some(ckpt) = resume {
         checkpoint::restore(trainer.executor(), ckpt)?;
         let s = &ckpt.state;
@@ -221,6 +224,20 @@ fn train_on(
             train_loss_sum: p.epoch_loss_sum,
         };
         let ckpt = checkpoint::capture(trainer.executor(), config::to_json(args), state);
+        // Never replace a good checkpoint with a diverged one.
+        if let Some((name, _, _)) = ckpt
+            .tensors
+            .iter()
+            .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
+        {
+            anyhow::bail!(
+                "tensor {name} holds a non-finite value at epoch {}, step {}; not saving, so {} keeps the last good \
+                 state. Try a smaller --lr",
+                trainer.position.epoch + 1,
+                trainer.position.global_step,
+                checkpoint_path.display()
+            );
+        }
         checkpoint::save(&checkpoint_path, &ckpt)?;
         Ok(())
     };
