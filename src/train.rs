@@ -31,6 +31,15 @@ pub struct EpochResult {
     pub samples_per_second: f64,
 }
 
+/// What [`Trainer::time_steps`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct StepTiming {
+    pub steps: usize,
+    pub seconds: f64,
+    /// Mean loss per element over the timed steps (a sanity check that real work was done).
+    pub train_loss: f64,
+}
+
 /// Test images next to what the model made of them.
 pub struct Reconstructions {
     pub clean: Vec<Vec<f32>>,
@@ -78,12 +87,7 @@ impl<'e> Trainer<'e> {
             (plan.io, plan.batch, plan.train_samples, plan.features);
         let steps_total = plan.steps_per_epoch();
         let epoch = self.epoch + 1;
-        self.ex.write_u32(
-            io.train_perm,
-            &epoch_permutation(samples, self.seed, self.epoch as u64),
-        );
-        self.ex.write_u32(io.train_state, &self.state_words(0));
-        self.ex.write_f32(io.loss_acc, &[0.0, 0.0]);
+        self.start_pass();
         let start = Instant::now();
         let mut done = 0;
         let mut loss_sum = 0.0;
@@ -111,6 +115,59 @@ impl<'e> Trainer<'e> {
             seconds,
             samples_per_second: samples as f64 / seconds.max(1e-9),
         }
+    }
+
+    /// Runs `steps` untimed training steps from the start of the current epoch's order (at most one epoch),
+    /// waiting for them: first use of every pipeline and buffer before anything is timed.
+    pub fn warm_up(&mut self, steps: usize) {
+        let steps = steps.min(self.ex.plan().steps_per_epoch());
+        if steps == 0 {
+            return;
+        }
+        self.start_pass();
+        self.ex.run(Program::TrainStep, steps);
+        self.ex.finish();
+        self.global_step += steps;
+    }
+
+    /// Times the first `steps` training steps of the current epoch's order (at most one epoch), recorded
+    /// and read back exactly as [`Trainer::train_epoch`] does: chunks of `steps_per_submit` steps, the loss
+    /// read back after each, the clock stopped after the executor has finished.
+    pub fn time_steps(&mut self, steps: usize) -> StepTiming {
+        let plan = self.ex.plan();
+        let (io, batch, samples, features) =
+            (plan.io, plan.batch, plan.train_samples, plan.features);
+        let steps = steps.clamp(1, plan.steps_per_epoch());
+        self.start_pass();
+        let start = Instant::now();
+        let mut done = 0;
+        let mut loss_sum = 0.0;
+        while done < steps {
+            let chunk = self.steps_per_submit.max(1).min(steps - done);
+            self.ex.run(Program::TrainStep, chunk);
+            done += chunk;
+            loss_sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT] as f64;
+        }
+        self.ex.finish();
+        let seconds = start.elapsed().as_secs_f64();
+        self.global_step += steps;
+        StepTiming {
+            steps,
+            seconds,
+            train_loss: loss_sum / ((steps * batch).min(samples) * features) as f64,
+        }
+    }
+
+    /// Uploads the current epoch's order, points the state at its first batch, zeroes the loss sums.
+    fn start_pass(&mut self) {
+        let io = self.ex.plan().io;
+        let samples = self.ex.plan().train_samples;
+        self.ex.write_u32(
+            io.train_perm,
+            &epoch_permutation(samples, self.seed, self.epoch as u64),
+        );
+        self.ex.write_u32(io.train_state, &self.state_words(0));
+        self.ex.write_f32(io.loss_acc, &[0.0, 0.0]);
     }
 
     /// Mean loss per element over the whole test set.

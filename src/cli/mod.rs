@@ -1,5 +1,6 @@
 //! The command line: every flag defined and documented here, one file per subcommand doing the work.
 
+pub mod bench;
 pub mod info;
 pub mod train;
 
@@ -27,6 +28,10 @@ pub enum Command {
     Train(TrainArgs),
     /// List every GPU adapter with its backend, type, driver and the limits that matter.
     Info(InfoArgs),
+    /// Seconds per epoch of the reference models on the GPU and the CPU, measured in the same run, their
+    /// ratio, and GPU matmul GFLOP/s. See benches/README.md for what each figure means.
+    #[command(args_override_self = true)]
+    Bench(bench::BenchArgs),
 }
 
 /// Where the work runs.
@@ -210,6 +215,14 @@ pub struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// After the first epoch, print the per-op GPU profile of one training step (each dispatch timed with
+    /// GPU timestamps where the adapter supports them, else on the host, as the header says), then exit:
+    /// no further epochs, no pictures. GPU backends only.
+    #[arg(long)]
+    pub profile: bool,
+    /// Rows of the --profile table (the slowest ops first).
+    #[arg(long, default_value_t = 25)]
+    pub profile_top: usize,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -234,5 +247,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Bench(args) => bench::run(&args).map(|_| ()),
     }
 }
