@@ -531,3 +531,301 @@ pub mod state {
     pub const BATCH: usize = 1;
     pub const LEN: usize = 4;
 }
+
+/// Cost estimates for the profiler and the benchmarks: useful work, not what a kernel happens to do.
+///
+/// `flops` counts multiply-adds as two and every other arithmetic step as one (matmul 2·m·n·k, convolutions
+/// [`ConvGeom::flops`]); data movement ops count zero. `bytes` is the minimal traffic: every element read once
+/// plus every element written once, at 4 bytes (the packed u8 data set at 1), so GB/s is a lower bound on
+/// what the kernel actually moves.
+impl Op {
+    pub fn flops(&self) -> u64 {
+        let f = match *self {
+            Op::GatherBatch {
+                batch, features, ..
+            } => batch * features,
+            Op::Matmul { m, n, k, .. } => 2 * m * n * k,
+            Op::BiasAct {
+                rows,
+                channels,
+                inner,
+                ..
+            } => 2 * rows * channels * inner,
+            Op::ActBackward { len, .. } => 2 * len,
+            Op::BiasGrad {
+                rows,
+                channels,
+                inner,
+                ..
+            } => rows * channels * inner,
+            Op::Loss { rows, cols, .. } => 8 * rows * cols,
+            Op::ReduceSum { count, .. } => count,
+            Op::Adam { len, .. } => 12 * len,
+            Op::Sgd { len, .. } => 4 * len,
+            Op::AdvanceStep { .. } => 2,
+            Op::MaxPool2x2 {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                ..
+            } => 3 * batch * channels * (in_h / 2) * (in_w / 2),
+            Op::MaxPool2x2Backward { .. }
+            | Op::MaxUnpool2x2 { .. }
+            | Op::MaxUnpool2x2Backward { .. }
+            | Op::UpsampleNearest { .. } => 0,
+            Op::UpsampleNearestBackward {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                factor,
+                ..
+            } => batch * channels * in_h * in_w * factor * factor,
+            Op::BatchNorm2d {
+                batch,
+                channels,
+                inner,
+                ..
+            } => 6 * batch * channels * inner,
+            Op::BatchNorm2dBackward {
+                batch,
+                channels,
+                inner,
+                ..
+            } => 8 * batch * channels * inner,
+            Op::Corrupt { len, .. } => 10 * len,
+            Op::Conv2d { geom, .. }
+            | Op::Conv2dBackwardData { geom, .. }
+            | Op::Conv2dBackwardWeight { geom, .. } => geom.flops(),
+        };
+        f as u64
+    }
+
+    pub fn bytes(&self) -> u64 {
+        let acc = |accumulate: bool| if accumulate { 2 } else { 1 };
+        let words = match *self {
+            // u8 pixels in (a quarter word each), a perm index per row, f32 out.
+            Op::GatherBatch {
+                batch, features, ..
+            } => batch * features / 4 + batch + batch * features,
+            Op::Matmul {
+                m,
+                n,
+                k,
+                accumulate,
+                ..
+            } => m * k + k * n + acc(accumulate) * m * n,
+            Op::BiasAct {
+                rows,
+                channels,
+                inner,
+                ..
+            } => 2 * rows * channels * inner + channels,
+            Op::ActBackward { len, .. } => 3 * len,
+            Op::BiasGrad {
+                rows,
+                channels,
+                inner,
+                ..
+            } => rows * channels * inner + channels,
+            // logits and target in; gradient, reconstruction and partial sums out.
+            Op::Loss { rows, cols, .. } => 4 * rows * cols + (rows * cols).div_ceil(256),
+            Op::ReduceSum { count, .. } => count + 2,
+            // param, grad, m, v in; param, m, v out.
+            Op::Adam { len, .. } => 7 * len,
+            Op::Sgd { len, .. } => 5 * len,
+            Op::AdvanceStep { .. } => 4,
+            Op::MaxPool2x2 {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                ..
+            } => {
+                let out = batch * channels * (in_h / 2) * (in_w / 2);
+                batch * channels * in_h * in_w + 2 * out
+            }
+            Op::MaxPool2x2Backward {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                ..
+            } => batch * channels * in_h * in_w + 2 * batch * channels * (in_h / 2) * (in_w / 2),
+            Op::MaxUnpool2x2 {
+                batch,
+                channels,
+                out_h,
+                out_w,
+                ..
+            } => {
+                batch * channels * out_h * out_w + 2 * batch * channels * (out_h / 2) * (out_w / 2)
+            }
+            Op::MaxUnpool2x2Backward {
+                batch,
+                channels,
+                out_h,
+                out_w,
+                ..
+            } => 3 * batch * channels * (out_h / 2) * (out_w / 2),
+            Op::UpsampleNearest {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                factor,
+                ..
+            }
+            | Op::UpsampleNearestBackward {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                factor,
+                ..
+            } => batch * channels * in_h * in_w * (1 + factor * factor),
+            // x, γ, β in; y, mean, inv_std and the running statistics out.
+            Op::BatchNorm2d {
+                batch,
+                channels,
+                inner,
+                ..
+            } => 2 * batch * channels * inner + 8 * channels,
+            Op::BatchNorm2dBackward {
+                batch,
+                channels,
+                inner,
+                ..
+            } => 3 * batch * channels * inner + 5 * channels,
+            Op::Corrupt { len, .. } => 2 * len,
+            Op::Conv2d { geom, .. } => geom.x_len() + geom.w_len() + geom.y_len(),
+            Op::Conv2dBackwardData {
+                geom, accumulate, ..
+            } => geom.y_len() + geom.w_len() + acc(accumulate) * geom.x_len(),
+            Op::Conv2dBackwardWeight {
+                geom, accumulate, ..
+            } => geom.y_len() + geom.x_len() + acc(accumulate) * geom.w_len(),
+        };
+        4 * words as u64
+    }
+
+    /// The sizes that matter for an op's cost, for profiler tables: e.g. `128×784·784×256` for a matmul,
+    /// `x 128×1×28×28 w 32×1×3×3 s2` for a convolution.
+    pub fn shapes(&self) -> String {
+        let conv = |g: &ConvGeom| {
+            format!(
+                "x {}×{}×{}×{} w {}×{}×{}×{} s{} → {}×{}",
+                g.batch,
+                g.in_c,
+                g.in_h,
+                g.in_w,
+                g.out_c,
+                g.in_c,
+                g.k_h,
+                g.k_w,
+                g.stride,
+                g.out_h,
+                g.out_w
+            )
+        };
+        match self {
+            Op::GatherBatch {
+                batch, features, ..
+            } => format!("{batch}×{features}"),
+            Op::Matmul {
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                accumulate,
+                ..
+            } => format!(
+                "{m}×{k}{}·{k}×{n}{}{}",
+                if *trans_a { "ᵀ" } else { "" },
+                if *trans_b { "ᵀ" } else { "" },
+                if *accumulate { " +=" } else { "" }
+            ),
+            Op::BiasAct {
+                rows,
+                channels,
+                inner,
+                act,
+                ..
+            } => format!("{rows}×{channels}×{inner} {}", act.name()),
+            Op::ActBackward { len, act, .. } => format!("{len} {}", act.name()),
+            Op::BiasGrad {
+                rows,
+                channels,
+                inner,
+                ..
+            } => format!("{rows}×{channels}×{inner}"),
+            Op::Loss {
+                kind, rows, cols, ..
+            } => format!("{rows}×{cols} {kind:?}"),
+            Op::ReduceSum { count, .. } => format!("{count}"),
+            Op::Adam { len, .. } | Op::Sgd { len, .. } | Op::Corrupt { len, .. } => {
+                format!("{len}")
+            }
+            Op::AdvanceStep { .. } => String::new(),
+            Op::MaxPool2x2 {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                ..
+            }
+            | Op::MaxPool2x2Backward {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                ..
+            }
+            | Op::UpsampleNearest {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                ..
+            }
+            | Op::UpsampleNearestBackward {
+                batch,
+                channels,
+                in_h,
+                in_w,
+                ..
+            } => format!("in {batch}×{channels}×{in_h}×{in_w}"),
+            Op::MaxUnpool2x2 {
+                batch,
+                channels,
+                out_h,
+                out_w,
+                ..
+            }
+            | Op::MaxUnpool2x2Backward {
+                batch,
+                channels,
+                out_h,
+                out_w,
+                ..
+            } => format!("out {batch}×{channels}×{out_h}×{out_w}"),
+            Op::BatchNorm2d {
+                batch,
+                channels,
+                inner,
+                ..
+            }
+            | Op::BatchNorm2dBackward {
+                batch,
+                channels,
+                inner,
+                ..
+            } => format!("{batch}×{channels}×{inner}"),
+            Op::Conv2d { geom, .. }
+            | Op::Conv2dBackwardData { geom, .. }
+            | Op::Conv2dBackwardWeight { geom, .. } => conv(geom),
+        }
+    }
+}

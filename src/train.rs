@@ -32,6 +32,15 @@ pub struct EpochResult {
     pub samples_per_second: f64,
 }
 
+/// What [`Trainer::time_steps`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct StepTiming {
+    pub steps: usize,
+    pub seconds: f64,
+    /// Mean loss per element over the timed steps (a sanity check that real work was done).
+    pub train_loss: f64,
+}
+
 /// Test images next to what the model made of them.
 pub struct Reconstructions {
     pub clean: Vec<Vec<f32>>,
@@ -124,16 +133,7 @@ impl<'e> Trainer<'e> {
         let steps_total = plan.steps_per_epoch();
         let pos = self.position;
         let epoch = pos.epoch + 1;
-        self.ex.write_u32(
-            io.train_perm,
-            &epoch_permutation(samples, self.seed, pos.epoch as u64),
-        );
-        let mut words = [0; state::LEN];
-        words[state::GLOBAL_STEP] = pos.global_step as u32;
-        words[state::BATCH] = pos.batch_in_epoch as u32;
-        self.ex.write_u32(io.train_state, &words);
-        self.ex
-            .write_f32(io.loss_acc, &[pos.epoch_loss_sum as f32, 0.0]);
+        self.start_pass();
         let start = Instant::now();
         let first = pos.batch_in_epoch;
         let mut done = first;
@@ -216,6 +216,65 @@ impl<'e> Trainer<'e> {
             batch: batch + 1,
             value,
         }
+    }
+
+    /// Runs `steps` untimed training steps from the start of the current epoch's order (at most one epoch),
+    /// waiting for them: first use of every pipeline and buffer before anything is timed.
+    pub fn warm_up(&mut self, steps: usize) {
+        let steps = steps.min(self.ex.plan().steps_per_epoch());
+        if steps == 0 {
+            return;
+        }
+        self.start_pass();
+        self.ex.run(Program::TrainStep, steps);
+        self.ex.finish();
+        self.position.global_step += steps;
+    }
+
+    /// Times the first `steps` training steps of the current epoch's order (at most one epoch), recorded
+    /// and read back exactly as [`Trainer::train_epoch`] does: chunks of `steps_per_submit` steps, the loss
+    /// read back after each, the clock stopped after the executor has finished.
+    pub fn time_steps(&mut self, steps: usize) -> StepTiming {
+        let plan = self.ex.plan();
+        let (io, batch, samples, features) =
+            (plan.io, plan.batch, plan.train_samples, plan.features);
+        let steps = steps.clamp(1, plan.steps_per_epoch());
+        self.start_pass();
+        let start = Instant::now();
+        let mut done = 0;
+        let mut loss_sum = 0.0;
+        while done < steps {
+            let chunk = self.steps_per_submit.max(1).min(steps - done);
+            self.ex.run(Program::TrainStep, chunk);
+            done += chunk;
+            loss_sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT] as f64;
+        }
+        self.ex.finish();
+        let seconds = start.elapsed().as_secs_f64();
+        self.position.global_step += steps;
+        StepTiming {
+            steps,
+            seconds,
+            train_loss: loss_sum / ((steps * batch).min(samples) * features) as f64,
+        }
+    }
+
+    /// Uploads the current epoch's order and points the device at the current position: the state words
+    /// (global step, batch within the epoch) and the epoch's loss sum so far.
+    fn start_pass(&mut self) {
+        let pos = self.position;
+        let io = self.ex.plan().io;
+        let samples = self.ex.plan().train_samples;
+        self.ex.write_u32(
+            io.train_perm,
+            &epoch_permutation(samples, self.seed, pos.epoch as u64),
+        );
+        let mut words = [0; state::LEN];
+        words[state::GLOBAL_STEP] = pos.global_step as u32;
+        words[state::BATCH] = pos.batch_in_epoch as u32;
+        self.ex.write_u32(io.train_state, &words);
+        self.ex
+            .write_f32(io.loss_acc, &[pos.epoch_loss_sum as f32, 0.0]);
     }
 
     /// Mean loss per element over the whole test set.

@@ -1,5 +1,6 @@
 //! The command line: every flag defined and documented here, one file per subcommand doing the work.
 
+pub mod bench;
 pub mod config;
 pub mod eval;
 pub mod info;
@@ -33,6 +34,10 @@ pub enum Command {
     Eval(CheckpointArgs),
     /// Write test digits over their reconstructions by a saved checkpoint to a PNG.
     Reconstruct(ReconstructArgs),
+    /// Seconds per epoch of the reference models on the GPU and the CPU, measured in the same run, their
+    /// ratio, and GPU matmul GFLOP/s. See benches/README.md for what each figure means.
+    #[command(args_override_self = true)]
+    Bench(bench::BenchArgs),
 }
 
 /// A checkpoint and where to run it.
@@ -248,6 +253,14 @@ pub struct TrainArgs {
     /// --epochs is the total to reach.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// After the first epoch, print the per-op GPU profile of one training step (each dispatch timed with
+    /// GPU timestamps where the adapter supports them, else on the host, as the header says), then exit:
+    /// no further epochs, no pictures. GPU backends only.
+    #[arg(long)]
+    pub profile: bool,
+    /// Rows of the --profile table (the slowest ops first).
+    #[arg(long, default_value_t = 25)]
+    pub profile_top: usize,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -274,5 +287,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Reconstruct(args) => eval::reconstruct(&args),
+        Command::Bench(args) => bench::run(&args).map(|_| ()),
     }
 }

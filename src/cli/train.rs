@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{BackendArg, DeckArg, LossArg, OptimizerArg, TrainArgs, Variant, config};
 use crate::backend::Executor;
 use crate::backend::cpu::CpuExecutor;
+use crate::backend::gpu::profile::{TimingChoice, profile_step};
 use crate::backend::gpu::{GpuContext, GpuExecutor};
 use crate::checkpoint::{self, Checkpoint, TrainingState};
 use crate::data::mnist::{self, Dataset};
@@ -19,6 +20,9 @@ use crate::plan::{Optimizer, Plan, PlanConfig, compile};
 use crate::report::metrics::{MetricsCsv, MetricsRow};
 use crate::report::png::save_grid;
 use crate::train::{EpochOutcome, Position, Trainer};
+
+/// Steps the profiler times (the median is reported).
+const PROFILE_REPEATS: usize = 5;
 
 /// How many test digits the reconstruction picture shows.
 const PICTURE_DIGITS: usize = 16;
@@ -155,9 +159,49 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         img.cols
     );
     println!("model: {}", model.describe());
+    if args.profile {
+        anyhow::ensure!(
+            args.backend != BackendArg::Cpu,
+            "--profile times GPU dispatches; choose a GPU --backend (auto, vulkan, …)"
+        );
+        let ctx = GpuContext::new(args.backend.api())?;
+        let mut ex = GpuExecutor::new(&ctx, plan)?;
+        return profile_after_first_epoch(&mut ex, &args, &data);
+    }
     with_executor(args.backend, plan, |ex| {
         train_on(ex, &args, &data, resume.as_ref())
     })
+}
+
+/// `--profile`: one epoch as usual, then the per-op table of one training step.
+fn profile_after_first_epoch(
+    ex: &mut GpuExecutor<'_>,
+    args: &TrainArgs,
+    data: &Dataset,
+) -> anyhow::Result<()> {
+    println!("backend: {}", ex.describe());
+    let mut trainer = Trainer::new(
+        ex,
+        &data.train.images.pixels,
+        &data.test.images.pixels,
+        args.seed,
+    );
+    trainer.steps_per_submit = args.steps_per_submit;
+    let bar = progress_bar(args, trainer.executor().plan().steps_per_epoch(), 1);
+    let never = AtomicBool::new(false);
+    let outcome = trainer.train_epoch(&mut |p| bar.set_position(p.steps_done as u64), &never)?;
+    bar.finish_and_clear();
+    let EpochOutcome::Completed(result) = outcome else {
+        unreachable!("nothing raises the stop flag")
+    };
+    println!(
+        "epoch   1  train loss {:.5}  {:.2} s  {:.0} samples/s",
+        result.train_loss, result.seconds, result.samples_per_second
+    );
+    let profile = profile_step(ex, TimingChoice::Auto, PROFILE_REPEATS);
+    print!("{}", profile.render(args.profile_top));
+    println!("--profile: stopping after the first epoch (no further epochs, no pictures)");
+    Ok(())
 }
 
 fn progress_bar(args: &TrainArgs, steps: usize, epoch: usize) -> ProgressBar {

@@ -4,6 +4,7 @@
 pub mod context;
 mod conv;
 pub mod kernels;
+pub mod profile;
 
 mod noise;
 mod norm;
