@@ -10,22 +10,80 @@
 //! weight grad  dw[out_c × K] = Σ_n dy[n][out_c × P] · colsᵀ[P × K]
 //! ```
 //!
-//! Samples are spread over threads; the weight gradient sums fixed pieces of the batch and then adds the
-//! pieces in order, so the result does not depend on the number of threads.
+//! The batch is cut into fixed pieces of [`piece_samples`] samples (a number that depends on the geometry only)
+//! and each piece is one wide product: its samples' im2col matrices side by side, cols[K × S·P], so the GEMMs
+//! have S·P columns instead of P. Each piece runs on one thread with a single-threaded GEMM and reuses that
+//! thread's scratch buffers. The weight gradient sums each piece in one GEMM (over S·P) and then adds the
+//! pieces in order, so no result depends on the number of threads or on scheduling.
 
-use super::kernels::matmul;
 use super::real::Real;
+use super::scratch::Scratch;
 use crate::ops::ConvGeom;
 use rayon::prelude::*;
 
-/// Samples per partial weight gradient. Fixed, so the order of the batch sum is fixed.
-const WEIGHT_GRAD_PIECE: usize = 8;
+/// Aim for pieces whose im2col matrix holds about this many values (a few hundred KiB: it stays in L2).
+const PIECE_VALUES: usize = 1 << 17;
+/// At most this many samples per piece, so a batch still makes several pieces to share between threads.
+const MAX_PIECE_SAMPLES: usize = 16;
 
 /// Rows (K) and columns (P) of one sample's im2col matrix.
 fn cols_shape(g: &ConvGeom) -> (usize, usize) {
     (g.in_c * g.k_h * g.k_w, g.out_h * g.out_w)
 }
 
+/// Samples per piece: fixed by the geometry alone, so the batch is always cut the same way.
+pub fn piece_samples(g: &ConvGeom) -> usize {
+    let (k, positions) = cols_shape(g);
+    (PIECE_VALUES / (k * positions).max(1)).clamp(1, MAX_PIECE_SAMPLES)
+}
+
+/// C[m×n] (row stride ldc) ← A·B (+ C when `accumulate`), single-threaded; A and B given by their strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: Real>(
+    (m, k, n): (usize, usize, usize),
+    a: &[T],
+    (rsa, csa): (usize, usize),
+    b: &[T],
+    (rsb, csb): (usize, usize),
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    };
+    assert!(
+        a.len() >= last(m, k, rsa, csa)
+            && b.len() >= last(k, n, rsb, csb)
+            && c.len() >= last(m, n, ldc, 1),
+        "conv gemm: buffers too small for {m}×{k}·{k}×{n}"
+    );
+    let beta = if accumulate { T::one() } else { T::zero() };
+    // SAFETY: the assert above covers every strided access; c does not overlap a or b (it is borrowed
+    // mutably).
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            T::one(),
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        )
+    }
+}
 /// Calls `f(row, c, i, js, start)` for every row = (c, a, b) of the im2col matrix and every output row i
 /// whose input row h = i·s − p + a lies inside the input: `js` is the range of output columns j whose input
 /// column v = j·s − p + b lies inside too, `start` = h·in_w + v for the first of them (later ones follow at
@@ -57,117 +115,179 @@ fn for_each_tap(
     }
 }
 
-/// cols[K × P] = im2col(x) for one sample x[in_c, in_h, in_w]; taps in the padding are zero.
-fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T]) {
-    let (_, positions) = cols_shape(g);
-    cols.fill(T::zero());
+/// Columns [col0, col0 + P) of cols[K × ld] = im2col(x) for one sample x[in_c, in_h, in_w]. Only taps inside
+/// the input are written: the caller zeroes the matrix first (padding taps are zero).
+fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T], ld: usize, col0: usize) {
     let plane = g.in_h * g.in_w;
     for_each_tap(g, |row, c, i, js, start| {
         let x_plane = &x[c * plane..(c + 1) * plane];
-        let out = &mut cols[row * positions + i * g.out_w..][..g.out_w];
-        for (t, j) in js.enumerate() {
-            out[j] = x_plane[start + t * g.stride];
+        let out = &mut cols[row * ld + col0 + i * g.out_w..][..g.out_w];
+        if g.stride == 1 {
+            out[js.clone()].copy_from_slice(&x_plane[start..start + js.len()]);
+        } else {
+            for (t, j) in js.enumerate() {
+                out[j] = x_plane[start + t * g.stride];
+            }
         }
     });
 }
 
-/// dx += col2im(cols) for one sample: every column entry added back to the input pixel it was read from.
-fn col2im_add<T: Real>(g: &ConvGeom, cols: &[T], dx: &mut [T]) {
-    let (_, positions) = cols_shape(g);
+/// dx += col2im of columns [col0, col0 + P) of cols[K × ld], for one sample: every column entry added back to
+/// the input pixel it was read from.
+fn col2im_add<T: Real>(g: &ConvGeom, cols: &[T], ld: usize, col0: usize, dx: &mut [T]) {
     let plane = g.in_h * g.in_w;
     for_each_tap(g, |row, c, i, js, start| {
         let dx_plane = &mut dx[c * plane..(c + 1) * plane];
-        let src = &cols[row * positions + i * g.out_w..][..g.out_w];
+        let src = &cols[row * ld + col0 + i * g.out_w..][..g.out_w];
         for (t, j) in js.enumerate() {
             dx_plane[start + t * g.stride] += src[j];
         }
     });
 }
 
+/// packed[o, s·P + p] = t[s, o, p] for the S samples of a piece of an [S, out_c, P] tensor.
+fn pack_channels<T: Real>(t: &[T], packed: &mut [T], channels: usize, positions: usize) {
+    let samples = t.len() / (channels * positions);
+    let ld = samples * positions;
+    for (s, sample) in t.chunks(channels * positions).enumerate() {
+        for (o, row) in sample.chunks(positions).enumerate() {
+            packed[o * ld + s * positions..][..positions].copy_from_slice(row);
+        }
+    }
+}
+
+/// The inverse of [`pack_channels`]: t[s, o, p] = packed[o, s·P + p].
+fn unpack_channels<T: Real>(packed: &[T], t: &mut [T], channels: usize, positions: usize) {
+    let samples = t.len() / (channels * positions);
+    let ld = samples * positions;
+    for (s, sample) in t.chunks_mut(channels * positions).enumerate() {
+        for (o, row) in sample.chunks_mut(positions).enumerate() {
+            row.copy_from_slice(&packed[o * ld + s * positions..][..positions]);
+        }
+    }
+}
+
 /// y[n, o, i, j] = Σ_{c, a, b} x[n, c, i·s − p + a, j·s − p + b] · w[o, c, a, b].
-pub fn conv2d<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
+/// Per piece of S samples: out[out_c × S·P] = w · cols[K × S·P], then out is unpacked into y.
+pub fn conv2d<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], scratch: &Scratch<T>) {
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
+    let piece = piece_samples(g);
     let w = &w[..g.w_len()];
     y[..g.y_len()]
-        .par_chunks_mut(y_sample)
-        .zip(x[..g.x_len()].par_chunks(x_sample))
-        .for_each_init(
-            || vec![T::zero(); k * positions],
-            |cols, (y, x)| {
-                im2col(g, x, cols);
-                matmul(w, cols, y, g.out_c, positions, k, false, false, false);
-            },
-        );
+        .par_chunks_mut(y_sample * piece)
+        .zip(x[..g.x_len()].par_chunks(x_sample * piece))
+        .for_each(|(y, x)| {
+            let ld = (y.len() / y_sample) * positions;
+            scratch.thread(k * ld + g.out_c * ld, |buf| {
+                let (cols, out) = buf.split_at_mut(k * ld);
+                cols.fill(T::zero());
+                for (s, x) in x.chunks(x_sample).enumerate() {
+                    im2col(g, x, cols, ld, s * positions);
+                }
+                gemm((g.out_c, k, ld), w, (k, 1), cols, (ld, 1), out, ld, false);
+                unpack_channels(out, y, g.out_c, positions);
+            })
+        });
 }
 
 /// dx = ∂L/∂x of [`conv2d`] (+ dx when `accumulate`): dx[n] = col2im(wᵀ · dy[n]).
+/// Per piece of S samples: cols[K × S·P] = wᵀ · dy packed as [out_c × S·P], then col2im per sample.
 pub fn conv2d_backward_data<T: Real>(
     g: &ConvGeom,
     dy: &[T],
     w: &[T],
     dx: &mut [T],
     accumulate: bool,
+    scratch: &Scratch<T>,
 ) {
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
+    let piece = piece_samples(g);
     let w = &w[..g.w_len()];
     dx[..g.x_len()]
-        .par_chunks_mut(x_sample)
-        .zip(dy[..g.y_len()].par_chunks(y_sample))
-        .for_each_init(
-            || vec![T::zero(); k * positions],
-            |cols, (dx, dy)| {
-                matmul(w, dy, cols, k, positions, g.out_c, true, false, false);
+        .par_chunks_mut(x_sample * piece)
+        .zip(dy[..g.y_len()].par_chunks(y_sample * piece))
+        .for_each(|(dx, dy)| {
+            let ld = (dy.len() / y_sample) * positions;
+            scratch.thread(k * ld + g.out_c * ld, |buf| {
+                let (cols, packed) = buf.split_at_mut(k * ld);
+                pack_channels(dy, packed, g.out_c, positions);
+                gemm(
+                    (k, g.out_c, ld),
+                    w,
+                    (1, k),
+                    packed,
+                    (ld, 1),
+                    cols,
+                    ld,
+                    false,
+                );
                 if !accumulate {
                     dx.fill(T::zero());
                 }
-                col2im_add(g, cols, dx);
-            },
-        );
+                for (s, dx) in dx.chunks_mut(x_sample).enumerate() {
+                    col2im_add(g, cols, ld, s * positions, dx);
+                }
+            })
+        });
 }
 
-/// dw = ∂L/∂w of [`conv2d`] (+ dw when `accumulate`): dw = Σ_n dy[n] · im2col(x[n])ᵀ, summed over pieces of
-/// [`WEIGHT_GRAD_PIECE`] samples, then over the pieces in order.
+/// dw = ∂L/∂w of [`conv2d`] (+ dw when `accumulate`): dw = Σ_n dy[n] · im2col(x[n])ᵀ. Each piece of S
+/// samples gives one partial, dy packed as [out_c × S·P] times cols[K × S·P]ᵀ; the partials are then added
+/// in piece order.
 pub fn conv2d_backward_weight<T: Real>(
     g: &ConvGeom,
     dy: &[T],
     x: &[T],
     dw: &mut [T],
     accumulate: bool,
+    scratch: &Scratch<T>,
 ) {
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
+    let piece = piece_samples(g);
     let len = g.w_len();
-    let x_pieces = x[..g.x_len()].par_chunks(x_sample * WEIGHT_GRAD_PIECE);
-    let dy_pieces = dy[..g.y_len()].par_chunks(y_sample * WEIGHT_GRAD_PIECE);
-    let partials: Vec<Vec<T>> = x_pieces
-        .zip(dy_pieces)
-        .map(|(x, dy)| {
-            let mut cols = vec![T::zero(); k * positions];
-            let mut partial = vec![T::zero(); len];
-            for (n, (x, dy)) in x.chunks(x_sample).zip(dy.chunks(y_sample)).enumerate() {
-                im2col(g, x, &mut cols);
-                matmul(
-                    dy,
-                    &cols,
-                    &mut partial,
-                    g.out_c,
-                    k,
-                    positions,
-                    false,
-                    true,
-                    n > 0,
-                );
-            }
-            partial
-        })
-        .collect();
-    dw[..len].par_iter_mut().enumerate().for_each(|(e, d)| {
-        let mut sum = if accumulate { *d } else { T::zero() };
-        for partial in &partials {
-            sum += partial[e];
-        }
-        *d = sum;
+    let pieces = g.batch.div_ceil(piece);
+    scratch.shared(pieces * len, |partials| {
+        partials
+            .par_chunks_mut(len)
+            .zip(x[..g.x_len()].par_chunks(x_sample * piece))
+            .zip(dy[..g.y_len()].par_chunks(y_sample * piece))
+            .for_each(|((partial, x), dy)| {
+                let ld = (dy.len() / y_sample) * positions;
+                scratch.thread(k * ld + g.out_c * ld, |buf| {
+                    let (cols, packed) = buf.split_at_mut(k * ld);
+                    cols.fill(T::zero());
+                    for (s, x) in x.chunks(x_sample).enumerate() {
+                        im2col(g, x, cols, ld, s * positions);
+                    }
+                    pack_channels(dy, packed, g.out_c, positions);
+                    gemm(
+                        (g.out_c, ld, k),
+                        packed,
+                        (ld, 1),
+                        cols,
+                        (1, ld),
+                        partial,
+                        k,
+                        false,
+                    );
+                })
+            });
+        let partials = &*partials;
+        dw[..len]
+            .par_chunks_mut(4096)
+            .enumerate()
+            .for_each(|(chunk, d)| {
+                for (i, d) in d.iter_mut().enumerate() {
+                    let e = chunk * 4096 + i;
+                    let mut sum = if accumulate { *d } else { T::zero() };
+                    for p in 0..pieces {
+                        sum += partials[p * len + e];
+                    }
+                    *d = sum;
+                }
+            });
     });
 }

@@ -50,7 +50,10 @@ pub fn valid_rows(batch: usize, samples: usize, batch_index: usize) -> usize {
 }
 
 /// C[m×n] = op(A)·op(B) (+ C when `accumulate`); A is [m×k] or, transposed, [k×m]; B is [k×n] or [n×k].
-/// Rows of C are split between threads; each element is summed in one fixed order.
+///
+/// C is cut into one block per thread, along the rows (each block re-packs all of B) or the columns (each
+/// re-packs all of A), whichever copies less. Every element is still one dot product over k in the GEMM's
+/// fixed order, so where the cuts fall does not change a bit of the result.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Real>(
     a: &[T],
@@ -70,37 +73,83 @@ pub fn matmul<T: Real>(
     let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
     let beta = if accumulate { T::one() } else { T::zero() };
-    let threads = rayon::current_num_threads().max(1);
-    let rows_per = m.div_ceil(threads).max(16);
-    let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);
-    c[..m * n]
-        .par_chunks_mut(rows_per * n)
-        .enumerate()
-        .for_each(|(chunk, c_rows)| {
-            let i0 = chunk * rows_per;
-            let rows = c_rows.len() / n.max(1);
-            // SAFETY: the asserted lengths cover every strided access; each chunk writes only its own rows.
-            unsafe {
-                T::gemm(
-                    rows,
-                    k,
-                    n,
-                    T::one(),
-                    (a_ptr as *const T).add(i0 * rsa),
-                    rsa as isize,
-                    csa as isize,
-                    b_ptr as *const T,
-                    rsb as isize,
-                    csb as isize,
-                    beta,
-                    c_rows.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            }
-        });
+    // Below this many multiply-adds a second thread costs more than it saves.
+    const MIN_PARALLEL: usize = 1 << 16;
+    let threads = if m * n * k < MIN_PARALLEL {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    };
+    let by_rows = m >= n;
+    let span = if by_rows { m } else { n };
+    let block = span.div_ceil(threads).max(8);
+    let (a_ptr, b_ptr, c_ptr) = (
+        a.as_ptr() as usize,
+        b.as_ptr() as usize,
+        c.as_mut_ptr() as usize,
+    );
+    (0..span.div_ceil(block)).into_par_iter().for_each(|piece| {
+        let first = piece * block;
+        let len = block.min(span - first);
+        let (rows, cols) = if by_rows { (len, n) } else { (m, len) };
+        let (a_off, b_off, c_off) = if by_rows {
+            (first * rsa, 0, first * n)
+        } else {
+            (0, first * csb, first)
+        };
+        // SAFETY: the asserted lengths cover every strided access; the blocks of C are disjoint (rows
+        // [first, first + len) or columns [first, first + len)), so no two pieces write the same element.
+        unsafe {
+            T::gemm(
+                rows,
+                k,
+                cols,
+                T::one(),
+                (a_ptr as *const T).add(a_off),
+                rsa as isize,
+                csa as isize,
+                (b_ptr as *const T).add(b_off),
+                rsb as isize,
+                csb as isize,
+                beta,
+                (c_ptr as *mut T).add(c_off),
+                n as isize,
+                1,
+            )
+        }
+    });
 }
 
+/// Runs `$body` with `$a` bound to `act` as a constant, so that [`activate`] and [`activation_slope`] inline
+/// to one branch-free expression and the loop around them vectorizes.
+macro_rules! per_act {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            Act::Identity => {
+                const $a: Act = Act::Identity;
+                $body
+            }
+            Act::Relu => {
+                const $a: Act = Act::Relu;
+                $body
+            }
+            Act::LeakyRelu => {
+                const $a: Act = Act::LeakyRelu;
+                $body
+            }
+            Act::Sigmoid => {
+                const $a: Act = Act::Sigmoid;
+                $body
+            }
+            Act::Tanh => {
+                const $a: Act = Act::Tanh;
+                $body
+            }
+        }
+    };
+}
+
+#[inline(always)]
 pub fn activate<T: Real>(x: T, act: Act) -> T {
     match act {
         Act::Identity => x,
@@ -118,6 +167,7 @@ pub fn activate<T: Real>(x: T, act: Act) -> T {
 }
 
 /// act'(x) written through y = act(x).
+#[inline(always)]
 pub fn activation_slope<T: Real>(y: T, act: Act) -> T {
     match act {
         Act::Identity => T::one(),
@@ -152,10 +202,10 @@ pub fn bias_act<T: Real>(
     y[..rows * channels * inner]
         .par_chunks_mut(channels * inner)
         .for_each(|row| {
-            for (c, plane) in row.chunks_mut(inner).enumerate() {
-                for v in plane {
-                    *v = activate(*v + bias[c], act);
-                }
+            for (plane, &b) in row.chunks_mut(inner).zip(bias) {
+                per_act!(act, |A| for v in plane.iter_mut() {
+                    *v = activate(*v + b, A);
+                })
             }
         });
 }
@@ -165,14 +215,32 @@ pub fn act_backward<T: Real>(y: &[T], grad: &mut [T], act: Act) {
     grad.par_chunks_mut(PIECE)
         .zip(y.par_chunks(PIECE))
         .for_each(|(g, y)| {
-            for (g, &y) in g.iter_mut().zip(y) {
-                *g *= activation_slope(y, act);
-            }
+            per_act!(act, |A| for (g, &y) in g.iter_mut().zip(y) {
+                *g *= activation_slope(y, A);
+            })
         });
 }
 
-/// db[c] = Σ_{r, s} grad[r, c, s].
+/// db[c] = Σ_{r, s} grad[r, c, s], summed in (r, s) order.
 pub fn bias_grad<T: Real>(grad: &[T], db: &mut [T], rows: usize, channels: usize, inner: usize) {
+    if inner == 1 {
+        // Dense layers: add whole rows, so the loop runs along memory (same order per element).
+        const CHANNELS_PER_PIECE: usize = 256;
+        db[..channels]
+            .par_chunks_mut(CHANNELS_PER_PIECE)
+            .enumerate()
+            .for_each(|(piece, db)| {
+                let c0 = piece * CHANNELS_PER_PIECE;
+                db.fill(T::zero());
+                for r in 0..rows {
+                    let row = &grad[r * channels + c0..][..db.len()];
+                    for (d, &g) in db.iter_mut().zip(row) {
+                        *d += g;
+                    }
+                }
+            });
+        return;
+    }
     db[..channels]
         .par_iter_mut()
         .enumerate()
@@ -232,6 +300,7 @@ pub fn loss<T: Real>(
 }
 
 /// (loss, ∂loss/∂z, reconstruction) for one element with logit z and target x.
+#[inline(always)]
 pub fn loss_element<T: Real>(kind: LossKind, output_act: Act, z: T, x: T) -> (T, T, T) {
     match kind {
         LossKind::BceWithLogits => {

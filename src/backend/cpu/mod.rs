@@ -8,6 +8,8 @@ pub mod real;
 pub mod noise;
 pub mod norm;
 pub mod pool;
+pub mod profile;
+pub mod scratch;
 
 use super::{Executor, Program};
 use crate::ops::{BufId, Op, state};
@@ -22,6 +24,10 @@ enum Storage<T> {
 pub struct CpuExecutor<T: Real = f32> {
     plan: Plan,
     buffers: Vec<Storage<T>>,
+    /// Working memory reused by the conv kernels.
+    scratch: scratch::Scratch<T>,
+    /// Per-op timings, when `GPU_AE_CPU_PROFILE` is set.
+    profile: Option<profile::Profile>,
 }
 
 impl<T: Real> CpuExecutor<T> {
@@ -34,7 +40,12 @@ impl<T: Real> CpuExecutor<T> {
                 Elem::U32 => Storage::Words(vec![0; b.len]),
             })
             .collect();
-        CpuExecutor { plan, buffers }
+        CpuExecutor {
+            plan,
+            buffers,
+            scratch: scratch::Scratch::default(),
+            profile: profile::Profile::from_env(),
+        }
     }
 
     pub fn floats(&self, id: BufId) -> &[T] {
@@ -471,7 +482,9 @@ impl<T: Real> CpuExecutor<T> {
                 });
             }
             Op::Conv2d { geom, x, w, y } => {
-                self.with_out(y, |s, y| conv::conv2d(&geom, s.floats(x), s.floats(w), y));
+                self.with_out(y, |s, y| {
+                    conv::conv2d(&geom, s.floats(x), s.floats(w), y, &s.scratch)
+                });
             }
             Op::Conv2dBackwardData {
                 geom,
@@ -481,7 +494,14 @@ impl<T: Real> CpuExecutor<T> {
                 accumulate,
             } => {
                 self.with_out(dx, |s, dx| {
-                    conv::conv2d_backward_data(&geom, s.floats(dy), s.floats(w), dx, accumulate)
+                    conv::conv2d_backward_data(
+                        &geom,
+                        s.floats(dy),
+                        s.floats(w),
+                        dx,
+                        accumulate,
+                        &s.scratch,
+                    )
                 });
             }
             Op::Conv2dBackwardWeight {
@@ -492,23 +512,44 @@ impl<T: Real> CpuExecutor<T> {
                 accumulate,
             } => {
                 self.with_out(dw, |s, dw| {
-                    conv::conv2d_backward_weight(&geom, s.floats(dy), s.floats(x), dw, accumulate)
+                    conv::conv2d_backward_weight(
+                        &geom,
+                        s.floats(dy),
+                        s.floats(x),
+                        dw,
+                        accumulate,
+                        &s.scratch,
+                    )
                 });
             }
         }
     }
 
-    fn ops(&self, program: Program) -> Vec<Op> {
-        match program {
-            Program::ForwardBackward => self.plan.forward_backward.clone(),
-            Program::TrainStep => self
-                .plan
-                .forward_backward
-                .iter()
-                .chain(&self.plan.update)
-                .cloned()
-                .collect(),
-            Program::Eval => self.plan.eval.clone(),
+    /// Runs `op`, timed when profiling.
+    fn execute_profiled(&mut self, op: &Op) {
+        match self.profile.take() {
+            Some(mut profile) => {
+                profile.time(op, || self.execute(op));
+                self.profile = Some(profile);
+            }
+            None => self.execute(op),
+        }
+    }
+
+    /// Runs one op list of the plan; the list is borrowed out of the plan meanwhile (no op reads it).
+    fn run_list(&mut self, list: fn(&mut Plan) -> &mut Vec<Op>) {
+        let ops = std::mem::take(list(&mut self.plan));
+        for op in &ops {
+            self.execute_profiled(op);
+        }
+        *list(&mut self.plan) = ops;
+    }
+}
+
+impl<T: Real> Drop for CpuExecutor<T> {
+    fn drop(&mut self) {
+        if let Some(profile) = &self.profile {
+            eprint!("{}", profile.report());
         }
     }
 }
@@ -525,10 +566,14 @@ impl<T: Real> Executor for CpuExecutor<T> {
         &self.plan
     }
     fn run(&mut self, program: Program, repeats: usize) {
-        let ops = self.ops(program);
         for _ in 0..repeats {
-            for op in &ops {
-                self.execute(op);
+            match program {
+                Program::ForwardBackward => self.run_list(|p| &mut p.forward_backward),
+                Program::TrainStep => {
+                    self.run_list(|p| &mut p.forward_backward);
+                    self.run_list(|p| &mut p.update);
+                }
+                Program::Eval => self.run_list(|p| &mut p.eval),
             }
         }
     }
