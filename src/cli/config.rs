@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 use serde_json::{Value, json};
 
-use super::{Cli, Command, TrainArgs, parse_noise};
+use super::{Cli, Command, NoiseChoice, TrainArgs, parse_noise};
 use crate::ops::Noise;
 
 fn name<T: ValueEnum>(v: T) -> String {
@@ -102,7 +102,9 @@ pub fn apply(args: &mut TrainArgs, config: &Value) -> anyhow::Result<()> {
     args.channels = list("channels")?;
     args.deck = choice("deck", &text("deck")?)?;
     args.loss = choice("loss", &text("loss")?)?;
-    args.noise = Some(parse_noise(&text("noise")?).map_err(anyhow::Error::msg)?);
+    args.noise = Some(NoiseChoice(
+        parse_noise(&text("noise")?).map_err(anyhow::Error::msg)?,
+    ));
     args.batch_size = count("batch_size")?;
     args.optimizer = choice("optimizer", &text("optimizer")?)?;
     args.lr = number("lr")? as f32;

@@ -110,6 +110,15 @@ pub enum DeckArg {
     Pool,
 }
 
+/// What `--noise` chose: a corruption, or `none`. (A newtype rather than `Option<Option<Noise>>`,
+/// which clap reads as a flag whose value may be left out.)
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NoiseChoice(pub Option<Noise>);
+
+fn parse_noise_choice(text: &str) -> Result<NoiseChoice, String> {
+    parse_noise(text).map(NoiseChoice)
+}
+
 /// `--noise`: `none`, `gaussian:σ`, `mask:ν` or `salt-pepper:p`.
 pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
     if text == "none" {
@@ -218,8 +227,8 @@ pub struct TrainArgs {
     pub deck: DeckArg,
     /// Input corruption: none, gaussian:σ (clipped to [0, 1]), mask:ν (zero a fraction), salt-pepper:p.
     /// Default: gaussian:0.5 for conv-dae, none otherwise. The loss always compares with the clean input.
-    #[arg(long, value_parser = parse_noise)]
-    pub noise: Option<Option<Noise>>,
+    #[arg(long, value_parser = parse_noise_choice)]
+    pub noise: Option<NoiseChoice>,
     /// Width of the code.
     #[arg(long, default_value_t = 64)]
     pub latent: usize,
@@ -274,7 +283,7 @@ impl TrainArgs {
     /// The corruption this run applies: `--noise`, else the variant's default.
     pub fn noise(&self) -> Option<Noise> {
         match (self.noise, self.variant) {
-            (Some(chosen), _) => chosen,
+            (Some(NoiseChoice(chosen)), _) => chosen,
             (None, Variant::ConvDae) => Some(Noise::Gaussian { sigma: 0.5 }),
             (None, _) => None,
         }
