@@ -539,6 +539,58 @@ pub mod state {
 /// plus every element written once, at 4 bytes (the packed u8 data set at 1), so GB/s is a lower bound on
 /// what the kernel actually moves.
 impl Op {
+    /// The f32 buffers this op writes (u32 outputs such as argmax indices and the step counter are left
+    /// out): what `--detect-anomaly` checks after each op.
+    pub fn float_outputs(&self) -> Vec<BufId> {
+        match *self {
+            Op::GatherBatch { out, .. } => vec![out],
+            Op::Matmul { c, .. } => vec![c],
+            Op::BiasAct { y, .. } => vec![y],
+            Op::ActBackward { grad, .. } => vec![grad],
+            Op::BiasGrad { db, .. } => vec![db],
+            Op::Loss {
+                grad,
+                recon,
+                partials,
+                ..
+            } => vec![grad, recon, partials],
+            Op::ReduceSum { acc, log, .. } => vec![acc, log],
+            Op::Adam { param, m, v, .. } => vec![param, m, v],
+            Op::Sgd {
+                param, velocity, ..
+            } => vec![param, velocity],
+            Op::AdvanceStep { .. } => vec![],
+            Op::MaxPool2x2 { y, .. } => vec![y],
+            Op::MaxPool2x2Backward { dx, .. } => vec![dx],
+            Op::MaxUnpool2x2 { y, .. } => vec![y],
+            Op::MaxUnpool2x2Backward { dx, .. } => vec![dx],
+            Op::UpsampleNearest { y, .. } => vec![y],
+            Op::UpsampleNearestBackward { dx, .. } => vec![dx],
+            Op::BatchNorm2d {
+                y,
+                mean,
+                inv_std,
+                running_mean,
+                running_var,
+                training,
+                ..
+            } => {
+                if training {
+                    vec![y, mean, inv_std, running_mean, running_var]
+                } else {
+                    vec![y]
+                }
+            }
+            Op::BatchNorm2dBackward {
+                dx, dgamma, dbeta, ..
+            } => vec![dx, dgamma, dbeta],
+            Op::Corrupt { y, .. } => vec![y],
+            Op::Conv2d { y, .. } => vec![y],
+            Op::Conv2dBackwardData { dx, .. } => vec![dx],
+            Op::Conv2dBackwardWeight { dw, .. } => vec![dw],
+        }
+    }
+
     pub fn flops(&self) -> u64 {
         let f = match *self {
             Op::GatherBatch {

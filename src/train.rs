@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::{Executor, Program, load_initial_state};
+use crate::backend::{Executor, Program, load_initial_state, step_ops};
 use crate::ops::state;
 use crate::plan::{EVAL_SLOT, TRAIN_SLOT};
 use crate::rng::epoch_permutation;
@@ -72,6 +72,20 @@ pub enum TrainError {
         batch: usize,
         value: f32,
     },
+    #[error(
+        "--detect-anomaly: op {index} of the training step, {op} ({shapes}), wrote {value} to {buffer}[{element}] \
+         at epoch {epoch}, step {global_step}; every op before it wrote finite values"
+    )]
+    Anomaly {
+        epoch: usize,
+        global_step: usize,
+        index: usize,
+        op: &'static str,
+        shapes: String,
+        buffer: String,
+        element: usize,
+        value: f32,
+    },
 }
 
 /// Where training stands: enough, with the seed, to continue exactly.
@@ -96,6 +110,9 @@ pub struct Trainer<'e> {
     /// Test hook: before global step N + 1 runs, the output layer's bias is overwritten with NaN, so the
     /// non-finite guard can be exercised end to end (`GPU_AE_INJECT_NAN_AT_STEP=N`).
     pub inject_nan_at_step: Option<usize>,
+    /// The slow path: one step at a time, one op at a time, every op's f32 outputs read back and checked, so
+    /// the first op that produces a NaN or an infinity is named (`--detect-anomaly`).
+    pub detect_anomaly: bool,
 }
 
 impl<'e> Trainer<'e> {
@@ -113,6 +130,7 @@ impl<'e> Trainer<'e> {
             position: Position::default(),
             steps_per_submit: 50,
             inject_nan_at_step: None,
+            detect_anomaly: false,
         }
     }
 
@@ -162,7 +180,12 @@ impl<'e> Trainer<'e> {
                     chunk = chunk.min(n - global);
                 }
             }
-            self.ex.run(Program::TrainStep, chunk);
+            if self.detect_anomaly {
+                chunk = 1;
+                self.checked_step(epoch, pos.global_step + (done - first) + 1)?;
+            } else {
+                self.ex.run(Program::TrainStep, chunk);
+            }
             let sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT];
             if !sum.is_finite() {
                 return Err(self.locate_non_finite(epoch, done, chunk));
@@ -200,6 +223,33 @@ impl<'e> Trainer<'e> {
             seconds,
             samples_per_second: timed as f64 / seconds.max(1e-9),
         }))
+    }
+
+    /// One training step run op by op, each op's f32 outputs read back: the first non-finite value names
+    /// its op. `global_step` (1-based) is the step being taken, for the message.
+    fn checked_step(&mut self, epoch: usize, global_step: usize) -> Result<(), TrainError> {
+        let ops: Vec<_> = step_ops(self.ex.plan()).cloned().collect();
+        for (index, op) in ops.iter().enumerate() {
+            self.ex.run_step_op(index);
+            for buf in op.float_outputs() {
+                let values = self.ex.read_f32(buf);
+                if let Some((element, &value)) =
+                    values.iter().enumerate().find(|(_, v)| !v.is_finite())
+                {
+                    return Err(TrainError::Anomaly {
+                        epoch,
+                        global_step,
+                        index,
+                        op: op.name(),
+                        shapes: op.shapes(),
+                        buffer: self.ex.plan().buffers[buf.0].name.clone(),
+                        element,
+                        value,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The first step of the chunk [start, start + len) whose loss is not finite, from the device's log.

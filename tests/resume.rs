@@ -469,3 +469,76 @@ fn a_batch_beyond_the_adapters_buffer_limit_is_refused_clearly() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn detect_anomaly_names_the_first_op_that_went_non_finite() {
+    let mut backends = vec!["cpu"];
+    if common::gpu().is_some() {
+        backends.push("auto");
+    }
+    for backend in backends {
+        let out = temp_dir(&format!("anomaly-{backend}"));
+        // 300 images at batch 128: step 5 is the second batch of epoch 2; the hook poisons the output bias.
+        let o = Command::new(BIN)
+            .args([
+                "train",
+                "--quiet",
+                "--limit",
+                "300",
+                "--epochs",
+                "3",
+                "--backend",
+                backend,
+                "--detect-anomaly",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .env("GPU_AE_INJECT_NAN_AT_STEP", "4")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{backend}");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(
+                "bias_act (128×784×1 identity), wrote NaN to layers.3.out[0] at epoch 2, step 5"
+            ),
+            "{backend}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn the_anomaly_slow_path_trains_exactly_like_the_fast_one() {
+    let args = |extra: &[&str], out: &Path| {
+        let mut a = vec![
+            "train".to_string(),
+            "--quiet".into(),
+            "--variant".into(),
+            "conv-ae".into(),
+            "--deck".into(),
+            "pool".into(),
+            "--channels".into(),
+            "3,5".into(),
+            "--limit".into(),
+            "150".into(),
+            "--batch-size".into(),
+            "40".into(),
+            "--epochs".into(),
+            "2".into(),
+            "--backend".into(),
+            "cpu".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let fast = temp_dir("fast");
+    let slow = temp_dir("slow");
+    for (dir, extra) in [(&fast, &[][..]), (&slow, &["--detect-anomaly"][..])] {
+        let o = Command::new(BIN).args(args(extra, dir)).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    assert_eq!(losses(&slow), losses(&fast));
+}

@@ -32,6 +32,14 @@ pub trait Executor {
     fn read_u32(&mut self, buf: BufId) -> Vec<u32>;
     /// Waits for every queued run to finish.
     fn finish(&mut self);
+    /// Queues op `index` of the training step (the forward-backward ops, then the update ops) on its own.
+    /// Running every index in order is one [`Program::TrainStep`]: the slow path of `--detect-anomaly`.
+    fn run_step_op(&mut self, index: usize);
+}
+
+/// The ops of one training step, in the order [`Executor::run_step_op`] numbers them.
+pub fn step_ops(plan: &Plan) -> impl Iterator<Item = &crate::ops::Op> {
+    plan.forward_backward.iter().chain(&plan.update)
 }
 
 /// Uploads the packed u8 training and test sets, identity test order, initial parameters and zeroed state.

@@ -267,6 +267,10 @@ pub struct TrainArgs {
     /// no further epochs, no pictures. GPU backends only.
     #[arg(long)]
     pub profile: bool,
+    /// Slow path for hunting NaNs: run each step op by op, read every op's outputs back and stop at the
+    /// first op that writes a NaN or an infinity, naming it, its shapes and the buffer.
+    #[arg(long)]
+    pub detect_anomaly: bool,
     /// Rows of the --profile table (the slowest ops first).
     #[arg(long, default_value_t = 25)]
     pub profile_top: usize,

@@ -232,6 +232,7 @@ fn train_on(
         args.seed,
     );
     trainer.steps_per_submit = args.steps_per_submit;
+    trainer.detect_anomaly = args.detect_anomaly;
     trainer.inject_nan_at_step = std::env::var("GPU_AE_INJECT_NAN_AT_STEP")
         .ok()
         .and_then(|v| v.parse().ok());

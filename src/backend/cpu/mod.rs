@@ -594,4 +594,13 @@ impl<T: Real> Executor for CpuExecutor<T> {
         self.words(buf).to_vec()
     }
     fn finish(&mut self) {}
+    fn run_step_op(&mut self, index: usize) {
+        let fb = self.plan.forward_backward.len();
+        let op = if index < fb {
+            self.plan.forward_backward[index].clone()
+        } else {
+            self.plan.update[index - fb].clone()
+        };
+        self.execute_profiled(&op);
+    }
 }

@@ -432,4 +432,26 @@ impl Executor for GpuExecutor<'_> {
         self.ctx.queue.submit([]);
         self.wait();
     }
+    fn run_step_op(&mut self, index: usize) {
+        let fb = self.forward_backward.len();
+        let dispatch = if index < fb {
+            &self.forward_backward[index]
+        } else {
+            &self.update[index - fb]
+        };
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(dispatch.name),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(dispatch.name),
+                timestamp_writes: None,
+            });
+            record(&mut pass, std::slice::from_ref(dispatch));
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+    }
 }
