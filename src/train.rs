@@ -73,6 +73,14 @@ pub enum TrainError {
         value: f32,
     },
     #[error(
+        "the GPU failed during epoch {epoch}, by step {global_step}: {reason}. Nothing from this state was saved"
+    )]
+    DeviceLost {
+        epoch: usize,
+        global_step: usize,
+        reason: String,
+    },
+    #[error(
         "--detect-anomaly: op {index} of the training step, {op} ({shapes}), wrote {value} to {buffer}[{element}] \
          at epoch {epoch}, step {global_step}; every op before it wrote finite values"
     )]
@@ -113,6 +121,9 @@ pub struct Trainer<'e> {
     /// The slow path: one step at a time, one op at a time, every op's f32 outputs read back and checked, so
     /// the first op that produces a NaN or an infinity is named (`--detect-anomaly`).
     pub detect_anomaly: bool,
+    /// Test hook: before global step N + 1 runs, the device is made to fail as a lost GPU does
+    /// (`GPU_AE_LOSE_DEVICE_AT_STEP=N`).
+    pub lose_device_at_step: Option<usize>,
 }
 
 impl<'e> Trainer<'e> {
@@ -131,6 +142,7 @@ impl<'e> Trainer<'e> {
             steps_per_submit: 50,
             inject_nan_at_step: None,
             detect_anomaly: false,
+            lose_device_at_step: None,
         }
     }
 
@@ -164,21 +176,28 @@ impl<'e> Trainer<'e> {
                 });
             }
             let mut chunk = self.steps_per_submit.max(1).min(steps_total - done);
-            if let Some(n) = self.inject_nan_at_step {
-                let global = pos.global_step + (done - first);
-                if global == n {
-                    let p = self
-                        .ex
-                        .plan()
-                        .params
-                        .last()
-                        .expect("a model has parameters")
-                        .clone();
-                    self.ex
-                        .write_f32(p.buf, &vec![f32::NAN; p.shape.iter().product()]);
-                } else if global < n {
-                    chunk = chunk.min(n - global);
+            let global = pos.global_step + (done - first);
+            for hook in [self.inject_nan_at_step, self.lose_device_at_step]
+                .into_iter()
+                .flatten()
+            {
+                if global < hook {
+                    chunk = chunk.min(hook - global);
                 }
+            }
+            if self.inject_nan_at_step == Some(global) {
+                let p = self
+                    .ex
+                    .plan()
+                    .params
+                    .last()
+                    .expect("a model has parameters")
+                    .clone();
+                self.ex
+                    .write_f32(p.buf, &vec![f32::NAN; p.shape.iter().product()]);
+            }
+            if self.lose_device_at_step == Some(global) {
+                self.ex.lose_device();
             }
             if self.detect_anomaly {
                 chunk = 1;
@@ -187,6 +206,7 @@ impl<'e> Trainer<'e> {
                 self.ex.run(Program::TrainStep, chunk);
             }
             let sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT];
+            self.check_device(epoch, global + 1)?;
             if !sum.is_finite() {
                 return Err(self.locate_non_finite(epoch, done, chunk));
             }
@@ -225,6 +245,18 @@ impl<'e> Trainer<'e> {
         }))
     }
 
+    /// Fails once the device has: nothing read from it since can be trusted.
+    pub fn check_device(&self, epoch: usize, global_step: usize) -> Result<(), TrainError> {
+        match self.ex.fault() {
+            Some(reason) => Err(TrainError::DeviceLost {
+                epoch,
+                global_step,
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// One training step run op by op, each op's f32 outputs read back: the first non-finite value names
     /// its op. `global_step` (1-based) is the step being taken, for the message.
     fn checked_step(&mut self, epoch: usize, global_step: usize) -> Result<(), TrainError> {
@@ -233,6 +265,7 @@ impl<'e> Trainer<'e> {
             self.ex.run_step_op(index);
             for buf in op.float_outputs() {
                 let values = self.ex.read_f32(buf);
+                self.check_device(epoch, global_step)?;
                 if let Some((element, &value)) =
                     values.iter().enumerate().find(|(_, v)| !v.is_finite())
                 {

@@ -542,3 +542,41 @@ fn the_anomaly_slow_path_trains_exactly_like_the_fast_one() {
     }
     assert_eq!(losses(&slow), losses(&fast));
 }
+
+#[test]
+fn a_lost_device_stops_with_a_message_and_the_checkpoint_resumes() {
+    let Some(_) = common::gpu() else { return };
+    let out = temp_dir("lost");
+    let out_s = out.to_str().unwrap();
+    // 300 images at batch 128: 3 steps per epoch; the device is destroyed before step 5 (epoch 2).
+    let o = Command::new(BIN)
+        .args([
+            "train", "--quiet", "--limit", "300", "--epochs", "3", "--out", out_s,
+        ])
+        .env("GPU_AE_LOSE_DEVICE_AT_STEP", "4")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("the GPU failed during epoch 2") && err.contains("device lost"),
+        "{err}"
+    );
+    assert!(err.contains("keeps the last good state"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let ckpt = out.join("checkpoint.safetensors");
+    let saved = checkpoint::load(&ckpt).expect("the epoch-1 checkpoint is intact");
+    assert_eq!(saved.state.epoch, 1);
+    let o = run(&[
+        "train",
+        "--quiet",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--out",
+        out_s,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(losses(&out).len(), 3);
+}

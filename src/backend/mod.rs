@@ -35,6 +35,13 @@ pub trait Executor {
     /// Queues op `index` of the training step (the forward-backward ops, then the update ops) on its own.
     /// Running every index in order is one [`Program::TrainStep`]: the slow path of `--detect-anomaly`.
     fn run_step_op(&mut self, index: usize);
+    /// The device's failure, once it has one (a lost GPU): from then on reads return NaNs and nothing that
+    /// was read can be trusted. The CPU never fails this way.
+    fn fault(&self) -> Option<String> {
+        None
+    }
+    /// Test hook: makes the device fail as a lost GPU does (`GPU_AE_LOSE_DEVICE_AT_STEP`). No-op on the CPU.
+    fn lose_device(&mut self) {}
 }
 
 /// The ops of one training step, in the order [`Executor::run_step_op`] numbers them.

@@ -1,5 +1,6 @@
 //! `gpu-ae train`: data → model → plan → backend → epochs → metrics and pictures.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,7 +20,7 @@ use crate::ops::{Act, AdamHyper, LossKind};
 use crate::plan::{Optimizer, Plan, PlanConfig, compile};
 use crate::report::metrics::{MetricsCsv, MetricsRow};
 use crate::report::png::save_grid;
-use crate::train::{EpochOutcome, Position, Trainer};
+use crate::train::{EpochOutcome, Position, TrainError, Trainer};
 
 /// Steps the profiler times (the median is reported).
 const PROFILE_REPEATS: usize = 5;
@@ -233,9 +234,9 @@ fn train_on(
     );
     trainer.steps_per_submit = args.steps_per_submit;
     trainer.detect_anomaly = args.detect_anomaly;
-    trainer.inject_nan_at_step = std::env::var("GPU_AE_INJECT_NAN_AT_STEP")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let hook = |name| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    trainer.inject_nan_at_step = hook("GPU_AE_INJECT_NAN_AT_STEP");
+    trainer.lose_device_at_step = hook("GPU_AE_LOSE_DEVICE_AT_STEP");
     if let Some(ckpt) = resume {
         checkpoint::restore(trainer.executor(), ckpt)?;
         let s = &ckpt.state;
@@ -269,6 +270,7 @@ fn train_on(
             train_loss_sum: p.epoch_loss_sum,
         };
         let ckpt = checkpoint::capture(trainer.executor(), config::to_json(args), state);
+        trainer.check_device(p.epoch + 1, p.global_step)?;
         // Never replace a good checkpoint with a diverged one.
         if let Some((name, _, _)) = ckpt
             .tensors
@@ -303,7 +305,7 @@ fn train_on(
             &stop,
         );
         bar.finish_and_clear();
-        let result = match outcome? {
+        let result = match outcome.map_err(|e| after_failure(e, &checkpoint_path))? {
             EpochOutcome::Completed(result) => result,
             EpochOutcome::Interrupted { epoch, steps_done } => {
                 if args.save_every > 0 {
@@ -321,6 +323,9 @@ fn train_on(
             }
         };
         let test_loss = trainer.evaluate();
+        trainer
+            .check_device(epoch, trainer.position.global_step)
+            .map_err(|e| after_failure(e, &checkpoint_path))?;
         anyhow::ensure!(
             test_loss.is_finite(),
             "the test loss became {test_loss} after epoch {epoch}; stopped before saving anything from this \
@@ -379,6 +384,20 @@ fn train_on(
         );
     }
     Ok(())
+}
+
+/// A training failure, with what the user still has: the last checkpoint, untouched.
+fn after_failure(error: TrainError, checkpoint_path: &Path) -> anyhow::Error {
+    let kept = if checkpoint_path.exists() {
+        format!(
+            "{} keeps the last good state (continue with --resume {})",
+            checkpoint_path.display(),
+            checkpoint_path.display()
+        )
+    } else {
+        "no checkpoint had been written yet".to_string()
+    };
+    anyhow::anyhow!("{error}; {kept}")
 }
 
 /// Raised by the first Ctrl-C: training stops after the steps already submitted. A second Ctrl-C exits at

@@ -1,5 +1,7 @@
 //! Instance → adapter → device: which GPU we run on, with its own limits.
 
+use std::sync::{Arc, Mutex};
+
 use thiserror::Error;
 
 /// The graphics API to run through (`--backend`).
@@ -58,6 +60,9 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The first device loss or uncaptured GPU error, recorded by wgpu's callbacks (which would otherwise
+    /// panic) so that the training loop can stop with a message and leave the last checkpoint alone.
+    fault: Arc<Mutex<Option<String>>>,
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -152,17 +157,47 @@ impl GpuContext {
             adapter: describe_adapter(&info),
             source,
         })?;
+        let fault: Arc<Mutex<Option<String>>> = Arc::default();
+        let record = |fault: &Arc<Mutex<Option<String>>>, what: String| {
+            let mut slot = fault.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(what);
+        };
+        let lost = fault.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let detail = if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            };
+            record(&lost, format!("device lost ({reason:?}){detail}"));
+        });
+        let uncaptured = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |error| {
+            record(&uncaptured, error.to_string());
+        }));
         Ok(GpuContext {
             device,
             queue,
             info,
             limits,
             features,
+            fault,
         })
     }
 
     pub fn describe(&self) -> String {
         describe_adapter(&self.info)
+    }
+
+    /// What went wrong with the device, if anything has: a loss, or an error no scope captured.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a fault found by the caller (a failed read-back).
+    pub fn record_fault(&self, what: String) {
+        let mut slot = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(what);
     }
 
     /// Fails with a clear message when a buffer of `bytes` cannot be bound as storage on this adapter.

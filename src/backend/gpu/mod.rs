@@ -103,13 +103,22 @@ impl<'a> GpuExecutor<'a> {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        let _ = device.poll(wgpu::PollType::wait_indefinitely());
-        let mapped = rx.recv().ok().and_then(|r| r.ok()).is_some();
-        assert!(
-            mapped,
-            "reading buffer {} back from the GPU failed (device lost?)",
-            self.plan.buffers[id.0].name
-        );
+        let polled = device.poll(wgpu::PollType::wait_indefinitely());
+        let mapped = match (polled, rx.try_recv()) {
+            (Ok(_), Ok(Ok(()))) => Ok(()),
+            (Err(e), _) => Err(e.to_string()),
+            (_, Ok(Err(e))) => Err(e.to_string()),
+            (_, Err(_)) => Err("the map callback never ran".to_string()),
+        };
+        if let Err(why) = mapped {
+            // Not a panic: the fault is recorded, the caller checks `Executor::fault` before trusting
+            // anything it read, and gets NaNs meanwhile.
+            self.ctx.record_fault(format!(
+                "reading buffer {} back failed: {why}",
+                self.plan.buffers[id.0].name
+            ));
+            return bytemuck::cast_slice(&vec![f32::NAN; size as usize / 4]).to_vec();
+        }
         let bytes = staging
             .get_mapped_range(..)
             .map(|view| view.to_vec())
@@ -431,6 +440,12 @@ impl Executor for GpuExecutor<'_> {
     fn finish(&mut self) {
         self.ctx.queue.submit([]);
         self.wait();
+    }
+    fn fault(&self) -> Option<String> {
+        self.ctx.fault()
+    }
+    fn lose_device(&mut self) {
+        self.ctx.device.destroy();
     }
     fn run_step_op(&mut self, index: usize) {
         let fb = self.forward_backward.len();
