@@ -13,7 +13,7 @@ use gpu_ae::backend::{Executor, Program, load_initial_state};
 use gpu_ae::checkpoint::{
     self, Checkpoint, CheckpointError, FORMAT, TrainingState, capture, restore, save,
 };
-use gpu_ae::cli::{Cli, Command};
+use gpu_ae::cli::{Cli, Command, OptimizerArg};
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae};
 use gpu_ae::ops::{Act, AdamHyper, LossKind, Noise};
@@ -464,7 +464,10 @@ fn default_plan(flags: &[&str]) -> Plan {
     let cfg = PlanConfig {
         batch: 4,
         loss: LossKind::BceWithLogits,
-        optimizer: Optimizer::Adam(AdamHyper::default()),
+        optimizer: match args.optimizer {
+            OptimizerArg::Adam => Optimizer::Adam(AdamHyper::default()),
+            OptimizerArg::Sgd => sgd(),
+        },
         train_samples: 8,
         test_samples: 4,
         noise: args.noise(),
@@ -615,4 +618,35 @@ with safe_open(sys.argv[1], framework="numpy") as f:
     let got: Vec<String> = lines.map(str::to_string).collect();
     assert_eq!(got, want);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every row of the README's tensor table (`| flags | name | [shape] |`) names a tensor that the default
+/// model for those flags saves, with that shape.
+#[test]
+fn the_readme_tensor_table_matches_what_is_saved() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let mut rows = 0;
+    for line in readme.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // ["", "`flags`", "`name`", "[shape]", ""]
+        if cells.len() != 5 || !cells[3].starts_with('[') || !cells[2].starts_with('`') {
+            continue;
+        }
+        let mut flags = vec!["--variant"];
+        flags.extend(cells[1].trim_matches('`').split_whitespace());
+        let name = cells[2].trim_matches('`');
+        let shape: Vec<usize> = cells[3]
+            .trim_matches(['[', ']'])
+            .split(',')
+            .map(|d| d.trim().parse().expect("a dimension"))
+            .collect();
+        let got = names_and_shapes(&default_plan(&flags));
+        assert!(
+            got.contains(&(name.to_string(), shape.clone())),
+            "README row {line:?} not in the checkpoint of {flags:?}: {got:?}"
+        );
+        rows += 1;
+    }
+    assert!(rows >= 20, "found only {rows} tensor rows in README.md");
 }
