@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,7 +19,7 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn run(args: &[&str]) -> Output {
+fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(BIN)
         .args(args)
         .output()
@@ -42,7 +43,7 @@ fn losses(dir: &Path) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn spawn(args: &[&str]) -> Child {
+fn spawn<S: AsRef<OsStr>>(args: &[S]) -> Child {
     Command::new(BIN)
         .args(args)
         .stdout(Stdio::piped())
@@ -72,6 +73,25 @@ fn signal(child: &Child, sig: &str) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// `train --resume DIR/checkpoint.safetensors` up to `epochs`, writing into DIR again.
+fn resume_args(dir: &Path, epochs: usize, backend: &str) -> Vec<String> {
+    let ckpt = dir.join("checkpoint.safetensors");
+    [
+        "train",
+        "--quiet",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--epochs",
+        &epochs.to_string(),
+        "--backend",
+        backend,
+        "--out",
+        dir.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn train_args<'a>(extra: &[&'a str], out: &'a str) -> Vec<&'a str> {
@@ -129,19 +149,7 @@ fn ctrl_c_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_one() {
         saved.state
     );
 
-    let ckpt = cut.join("checkpoint.safetensors");
-    let o = run(&[
-        "train",
-        "--quiet",
-        "--resume",
-        ckpt.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--backend",
-        "cpu",
-        "--out",
-        cut_s,
-    ]);
+    let o = run(&resume_args(&cut, 2, "cpu"));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
         text(&o.stdout).contains("resumed at epoch 1"),
@@ -192,18 +200,7 @@ fn sigkill_during_saves_leaves_a_checkpoint_that_resumes_exactly() {
             "round {round}: {:?}",
             saved.state
         );
-        child = spawn(&[
-            "train",
-            "--quiet",
-            "--resume",
-            ckpt.to_str().unwrap(),
-            "--epochs",
-            "24",
-            "--backend",
-            "cpu",
-            "--out",
-            cut_s,
-        ]);
+        child = spawn(&resume_args(&cut, 24, "cpu"));
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -230,17 +227,7 @@ fn gpu_resume_matches_an_uninterrupted_run() {
     let cut_s = cut.to_str().unwrap();
     let o = run(&train_args(&[quick, &["--epochs", "1"]].concat(), cut_s));
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let ckpt = cut.join("checkpoint.safetensors");
-    let o = run(&[
-        "train",
-        "--quiet",
-        "--resume",
-        ckpt.to_str().unwrap(),
-        "--epochs",
-        "3",
-        "--out",
-        cut_s,
-    ]);
+    let o = run(&resume_args(&cut, 3, "auto"));
     assert!(o.status.success(), "{}", text(&o.stderr));
     for ((a_train, a_test), (b_train, b_test)) in losses(&cut).into_iter().zip(losses(&whole)) {
         assert!(
@@ -567,16 +554,7 @@ fn a_lost_device_stops_with_a_message_and_the_checkpoint_resumes() {
     let ckpt = out.join("checkpoint.safetensors");
     let saved = checkpoint::load(&ckpt).expect("the epoch-1 checkpoint is intact");
     assert_eq!(saved.state.epoch, 1);
-    let o = run(&[
-        "train",
-        "--quiet",
-        "--resume",
-        ckpt.to_str().unwrap(),
-        "--epochs",
-        "3",
-        "--out",
-        out_s,
-    ]);
+    let o = run(&resume_args(&out, 3, "auto"));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(losses(&out).len(), 3);
 }

@@ -381,11 +381,25 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
     }
 }
 
-fn record(pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch]) {
-    for d in dispatches {
-        pass.set_pipeline(&d.pipeline);
-        pass.set_bind_group(0, &d.bind_group, &[]);
-        pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+impl GpuExecutor<'_> {
+    /// Records `dispatches` into one compute pass of one command buffer and submits it.
+    fn submit<'d>(&self, label: &str, dispatches: impl IntoIterator<Item = &'d Dispatch>) {
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            for d in dispatches {
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
     }
 }
 
@@ -397,29 +411,13 @@ impl Executor for GpuExecutor<'_> {
         &self.plan
     }
     fn run(&mut self, program: Program, repeats: usize) {
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("steps"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("steps"),
-                timestamp_writes: None,
-            });
-            for _ in 0..repeats {
-                match program {
-                    Program::ForwardBackward => record(&mut pass, &self.forward_backward),
-                    Program::TrainStep => {
-                        record(&mut pass, &self.forward_backward);
-                        record(&mut pass, &self.update);
-                    }
-                    Program::Eval => record(&mut pass, &self.eval),
-                }
-            }
-        }
-        self.ctx.queue.submit([encoder.finish()]);
+        let lists: &[&[Dispatch]] = match program {
+            Program::ForwardBackward => &[&self.forward_backward],
+            Program::TrainStep => &[&self.forward_backward, &self.update],
+            Program::Eval => &[&self.eval],
+        };
+        let step = lists.iter().flat_map(|l| l.iter());
+        self.submit("steps", (0..repeats).flat_map(|_| step.clone()));
     }
     fn write_f32(&mut self, buf: BufId, data: &[f32]) {
         self.ctx
@@ -454,19 +452,6 @@ impl Executor for GpuExecutor<'_> {
         } else {
             &self.update[index - fb]
         };
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(dispatch.name),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(dispatch.name),
-                timestamp_writes: None,
-            });
-            record(&mut pass, std::slice::from_ref(dispatch));
-        }
-        self.ctx.queue.submit([encoder.finish()]);
+        self.submit(dispatch.name, [dispatch]);
     }
 }

@@ -296,24 +296,7 @@ fn host_timed_ops(ex: &mut GpuExecutor<'_>, repeats: usize) -> Vec<f64> {
         .map(|i| {
             let record = |ex: &GpuExecutor<'_>, times: usize| {
                 let d = step_dispatches(ex)[i];
-                let mut encoder =
-                    ex.ctx
-                        .device
-                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                            label: Some("profile"),
-                        });
-                {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some(d.name),
-                        timestamp_writes: None,
-                    });
-                    for _ in 0..times {
-                        pass.set_pipeline(&d.pipeline);
-                        pass.set_bind_group(0, &d.bind_group, &[]);
-                        pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
-                    }
-                }
-                ex.ctx.queue.submit([encoder.finish()]);
+                ex.submit(d.name, std::iter::repeat_n(d, times));
             };
             record(ex, 1);
             ex.finish();
