@@ -35,10 +35,19 @@ pub fn gather_batch<T: Real>(
                 return;
             }
             let sample = perm[pos] as usize;
-            for (f, v) in row.iter_mut().enumerate() {
-                let byte = sample * features + f;
-                let value = (data[byte / 4] >> ((byte % 4) * 8)) & 0xff;
-                *v = T::from_f32(value as f32 / 255.0);
+            let scale = |byte: u32| T::from_f32(byte as f32 / 255.0);
+            if cfg!(target_endian = "little") {
+                // The packed words are the bytes themselves, in order.
+                let bytes: &[u8] = bytemuck::cast_slice(data);
+                let src = &bytes[sample * features..][..features];
+                for (v, &b) in row.iter_mut().zip(src) {
+                    *v = scale(b as u32);
+                }
+            } else {
+                for (f, v) in row.iter_mut().enumerate() {
+                    let byte = sample * features + f;
+                    *v = scale((data[byte / 4] >> ((byte % 4) * 8)) & 0xff);
+                }
             }
         });
     valid_rows(batch, samples, batch_index)
@@ -161,9 +170,19 @@ pub fn activate<T: Real>(x: T, act: Act) -> T {
                 x * T::from_f32(Act::LEAKY_SLOPE)
             }
         }
-        Act::Sigmoid => T::one() / (T::one() + (-x).exp()),
+        Act::Sigmoid => sigmoid_parts(x).1,
         Act::Tanh => x.tanh(),
     }
+}
+
+/// (e, σ(x)) with e = exp(−|x|) ∈ (0, 1]: σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) below, so nothing
+/// overflows, and callers that also need log(1 + exp(−|x|)) reuse e.
+#[inline(always)]
+fn sigmoid_parts<T: Real>(x: T) -> (T, T) {
+    let e = (-x.abs()).exp();
+    let d = T::one() + e;
+    let y = if x >= T::zero() { T::one() / d } else { e / d };
+    (e, y)
 }
 
 /// act'(x) written through y = act(x).
@@ -202,10 +221,17 @@ pub fn bias_act<T: Real>(
     y[..rows * channels * inner]
         .par_chunks_mut(channels * inner)
         .for_each(|row| {
-            for (plane, &b) in row.chunks_mut(inner).zip(bias) {
-                per_act!(act, |A| for v in plane.iter_mut() {
+            if inner == 1 {
+                // Dense layers: one bias per element of the row.
+                per_act!(act, |A| for (v, &b) in row.iter_mut().zip(bias) {
                     *v = activate(*v + b, A);
                 })
+            } else {
+                for (plane, &b) in row.chunks_mut(inner).zip(bias) {
+                    per_act!(act, |A| for v in plane.iter_mut() {
+                        *v = activate(*v + b, A);
+                    })
+                }
             }
         });
 }
@@ -304,8 +330,9 @@ pub fn loss<T: Real>(
 pub fn loss_element<T: Real>(kind: LossKind, output_act: Act, z: T, x: T) -> (T, T, T) {
     match kind {
         LossKind::BceWithLogits => {
-            let y = activate(z, Act::Sigmoid);
-            let l = z.max(T::zero()) - z * x + (T::one() + (-z.abs()).exp()).ln();
+            // One exp serves both the reconstruction and log(1 + exp(−|z|)) = ln(1 + e).
+            let (e, y) = sigmoid_parts(z);
+            let l = z.max(T::zero()) - z * x + (T::one() + e).ln();
             (l, y - x, y)
         }
         LossKind::Mse => {
