@@ -201,7 +201,7 @@ impl<'e> Trainer<'e> {
             }
             if self.detect_anomaly {
                 chunk = 1;
-                self.checked_step(epoch, pos.global_step + (done - first) + 1)?;
+                self.checked_step(epoch, global + 1)?;
             } else {
                 self.ex.run(Program::TrainStep, chunk);
             }
