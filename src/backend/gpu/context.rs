@@ -63,6 +63,9 @@ pub struct GpuContext {
     /// The first device loss or uncaptured GPU error, recorded by wgpu's callbacks (which would otherwise
     /// panic) so that the training loop can stop with a message and leave the last checkpoint alone.
     fault: Arc<Mutex<Option<String>>>,
+    /// Whether shaders keep wgpu's bounds checks on buffer accesses: only with `GPU_AE_SHADER_CHECKS=1`
+    /// (for debugging a kernel); the tested kernels run without them.
+    pub shader_bounds_checks: bool,
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -182,6 +185,7 @@ impl GpuContext {
             limits,
             features,
             fault,
+            shader_bounds_checks: std::env::var("GPU_AE_SHADER_CHECKS").is_ok_and(|v| v == "1"),
         })
     }
 

@@ -54,7 +54,7 @@ impl<'a> GpuExecutor<'a> {
                 })
             })
             .collect();
-        let mut kernels = Kernels::new(&ctx.device);
+        let mut kernels = Kernels::new(&ctx.device, ctx.shader_bounds_checks);
         let build = |ops: &[Op], kernels: &mut Kernels| {
             ops.iter()
                 .map(|op| dispatch_for(kernels, &buffers, op))
