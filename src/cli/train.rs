@@ -343,7 +343,7 @@ fn train_on(
             seconds: result.seconds,
             samples_per_second: result.samples_per_second,
         })?;
-        if args.save_every > 0 && (epoch % args.save_every == 0 || epoch == args.epochs) {
+        if args.save_every > 0 && (epoch.is_multiple_of(args.save_every) || epoch == args.epochs) {
             save(&mut trainer)?;
         }
     }
