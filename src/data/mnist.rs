@@ -80,9 +80,16 @@ pub struct Dataset {
     pub dir: PathBuf,
 }
 
-/// The bundled MNIST: `concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mnist")`.
+/// The bundled MNIST: `assets/mnist` of the source tree the binary was built from, or, where that tree is
+/// gone (a binary copied to another machine), `assets/mnist` under the working directory.
 pub fn bundled_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mnist"))
+    let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mnist"));
+    let here = PathBuf::from("assets/mnist");
+    if !built.is_dir() && here.is_dir() {
+        here
+    } else {
+        built
+    }
 }
 
 /// `load_dir(bundled_dir(), true)`.
