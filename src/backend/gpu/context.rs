@@ -193,6 +193,14 @@ impl GpuContext {
         describe_adapter(&self.info)
     }
 
+    /// Bytes of device memory wgpu's allocator holds for this device's buffers, where the backend reports
+    /// it (Vulkan, DX12, Metal do).
+    pub fn allocated_bytes(&self) -> Option<u64> {
+        self.device
+            .generate_allocator_report()
+            .map(|r| r.total_allocated_bytes)
+    }
+
     /// What went wrong with the device, if anything has: a loss, or an error no scope captured.
     pub fn fault(&self) -> Option<String> {
         self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()

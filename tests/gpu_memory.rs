@@ -1,0 +1,81 @@
+//! Every device buffer is allocated before training starts: many epochs later the device holds exactly as
+//! much memory as after the first.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+
+use gpu_ae::backend::gpu::GpuExecutor;
+use gpu_ae::checkpoint::{self, TrainingState};
+use gpu_ae::model::Shape;
+use gpu_ae::model::variants::{ConvConfig, Deck, conv_ae};
+use gpu_ae::ops::{Act, AdamHyper, LossKind, Noise};
+use gpu_ae::plan::{Optimizer, PlanConfig, compile};
+use gpu_ae::train::{EpochOutcome, Trainer};
+
+#[test]
+fn twenty_epochs_allocate_nothing_after_the_first() {
+    let Some(ctx) = common::gpu() else { return };
+    let Some(at_start) = ctx.allocated_bytes() else {
+        eprintln!("skipping: {} reports no allocator figures", ctx.describe());
+        return;
+    };
+    let (side, samples) = (12, 40);
+    let image = Shape {
+        c: 1,
+        h: side,
+        w: side,
+    };
+    let cfg = ConvConfig {
+        channels: vec![3, 5],
+        deck: Deck::Pool,
+        act: Act::Relu,
+        output_act: Act::Sigmoid,
+    };
+    let model = conv_ae("conv-dae", image, &cfg).expect("model");
+    let plan = compile(
+        &model,
+        &PlanConfig {
+            batch: 16,
+            loss: LossKind::BceWithLogits,
+            optimizer: Optimizer::Adam(AdamHyper::default()),
+            train_samples: samples,
+            test_samples: samples,
+            noise: Some(Noise::Mask { fraction: 0.25 }),
+            seed: 3,
+        },
+    )
+    .expect("plan");
+    let pixels = common::random_bytes(samples * side * side, 11);
+    let mut ex = GpuExecutor::new(&ctx, plan).expect("executor");
+    let mut trainer = Trainer::new(&mut ex, &pixels, &pixels, 3);
+    trainer.steps_per_submit = 2;
+    let never = AtomicBool::new(false);
+    let mut after_epoch = Vec::new();
+    for _ in 0..20 {
+        let outcome = trainer
+            .train_epoch(&mut |_| {}, &never)
+            .expect("finite losses");
+        assert!(matches!(outcome, EpochOutcome::Completed(_)));
+        assert!(trainer.evaluate().is_finite());
+        // What a save reads back, every epoch, as `train` does.
+        let p = trainer.position;
+        let state = TrainingState {
+            epoch: p.epoch,
+            batch_in_epoch: p.batch_in_epoch,
+            global_step: p.global_step,
+            seed: 3,
+            train_loss_sum: p.epoch_loss_sum,
+        };
+        let _ = checkpoint::capture(trainer.executor(), serde_json::json!({}), state);
+        after_epoch.push(ctx.allocated_bytes().expect("figures"));
+    }
+    assert!(
+        after_epoch[0] > at_start,
+        "the plan's buffers show in the figures"
+    );
+    assert!(
+        after_epoch.iter().all(|&b| b == after_epoch[0]),
+        "device memory after each epoch: {after_epoch:?}"
+    );
+}
