@@ -109,12 +109,24 @@ pub struct Position {
     pub epoch_loss_sum: f64,
 }
 
+/// `steps_per_submit` that lets the trainer choose the chunk length.
+pub const AUTO_STEPS: usize = 0;
+/// Automatic chunks aim at this much work between read-backs: the progress bar moves several times a
+/// second, and a fast GPU gets hundreds of steps (often a whole epoch) per submission.
+pub const AUTO_CHUNK_SECONDS: f64 = 0.2;
+/// The first automatic chunk, before anything has been timed.
+const AUTO_FIRST_CHUNK: usize = 4;
+const AUTO_MAX_CHUNK: usize = 4096;
+
 pub struct Trainer<'e> {
     ex: &'e mut dyn Executor,
     seed: u64,
     pub position: Position,
-    /// Steps recorded into one command buffer between loss read-backs.
+    /// Steps recorded into one command buffer between loss read-backs; [`AUTO_STEPS`] (0): as many as
+    /// take about [`AUTO_CHUNK_SECONDS`], learned from the chunks so far.
     pub steps_per_submit: usize,
+    /// Seconds per training step of the last chunk (read-back included): what automatic chunks are cut by.
+    seconds_per_step: Option<f64>,
     /// Test hook: before global step N + 1 runs, the output layer's bias is overwritten with NaN, so the
     /// non-finite guard can be exercised end to end (`GPU_AE_INJECT_NAN_AT_STEP=N`).
     pub inject_nan_at_step: Option<usize>,
@@ -139,7 +151,8 @@ impl<'e> Trainer<'e> {
             ex,
             seed,
             position: Position::default(),
-            steps_per_submit: 50,
+            steps_per_submit: AUTO_STEPS,
+            seconds_per_step: None,
             inject_nan_at_step: None,
             detect_anomaly: false,
             lose_device_at_step: None,
@@ -175,7 +188,7 @@ impl<'e> Trainer<'e> {
                     steps_done: done,
                 });
             }
-            let mut chunk = self.steps_per_submit.max(1).min(steps_total - done);
+            let mut chunk = self.chunk_len().min(steps_total - done);
             let global = pos.global_step + (done - first);
             for hook in [self.inject_nan_at_step, self.lose_device_at_step]
                 .into_iter()
@@ -199,6 +212,7 @@ impl<'e> Trainer<'e> {
             if self.lose_device_at_step == Some(global) {
                 self.ex.lose_device();
             }
+            let chunk_start = Instant::now();
             if self.detect_anomaly {
                 chunk = 1;
                 self.checked_step(epoch, global + 1)?;
@@ -206,6 +220,7 @@ impl<'e> Trainer<'e> {
                 self.ex.run(Program::TrainStep, chunk);
             }
             let sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT];
+            self.observe(chunk, chunk_start);
             self.check_device(epoch, global + 1)?;
             if !sum.is_finite() {
                 return Err(self.locate_non_finite(epoch, done, chunk));
@@ -243,6 +258,22 @@ impl<'e> Trainer<'e> {
             seconds,
             samples_per_second: timed as f64 / seconds.max(1e-9),
         }))
+    }
+
+    /// Steps in the next chunk: the fixed `steps_per_submit`, or enough for about [`AUTO_CHUNK_SECONDS`].
+    fn chunk_len(&self) -> usize {
+        match (self.steps_per_submit, self.seconds_per_step) {
+            (AUTO_STEPS, None) => AUTO_FIRST_CHUNK,
+            (AUTO_STEPS, Some(s)) => {
+                ((AUTO_CHUNK_SECONDS / s.max(1e-9)) as usize).clamp(1, AUTO_MAX_CHUNK)
+            }
+            (fixed, _) => fixed,
+        }
+    }
+
+    /// Records how long the chunk of `steps` that began at `start` took, read-back included.
+    fn observe(&mut self, steps: usize, start: Instant) {
+        self.seconds_per_step = Some(start.elapsed().as_secs_f64() / steps.max(1) as f64);
     }
 
     /// Fails once the device has: nothing read from it since can be trusted.
@@ -327,10 +358,12 @@ impl<'e> Trainer<'e> {
         let mut done = 0;
         let mut loss_sum = 0.0;
         while done < steps {
-            let chunk = self.steps_per_submit.max(1).min(steps - done);
+            let chunk = self.chunk_len().min(steps - done);
+            let chunk_start = Instant::now();
             self.ex.run(Program::TrainStep, chunk);
             done += chunk;
             loss_sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT] as f64;
+            self.observe(chunk, chunk_start);
         }
         self.ex.finish();
         let seconds = start.elapsed().as_secs_f64();
@@ -370,7 +403,8 @@ impl<'e> Trainer<'e> {
         );
         self.ex.write_u32(io.eval_state, &[0; state::LEN]);
         self.ex.write_f32(io.loss_acc, &[0.0, 0.0]);
-        let chunk = self.steps_per_submit.max(1);
+        // Evaluation steps are cheaper than training steps; chunks of the training length are safe.
+        let chunk = self.chunk_len();
         let mut done = 0;
         while done < steps {
             let n = chunk.min(steps - done);

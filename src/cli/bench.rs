@@ -126,8 +126,9 @@ pub struct BenchArgs {
     /// Untimed steps before each measurement (pipeline first use, caches, clocks).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// Training steps recorded into one GPU submission between loss read-backs (as `train`).
-    #[arg(long, default_value_t = 50)]
+    /// Training steps recorded into one GPU submission between loss read-backs: a number or `auto` (as
+    /// `train`).
+    #[arg(long, default_value = "auto", value_parser = super::parse_steps_per_submit)]
     pub steps_per_submit: usize,
     /// Do not time the CPU backend (no ratios).
     #[arg(long)]
@@ -595,7 +596,10 @@ impl BenchReport {
                 "steps": args.steps,
                 "epochs_fraction": args.epochs_fraction,
                 "warmup_steps": args.warmup,
-                "steps_per_submit": args.steps_per_submit,
+                "steps_per_submit": match args.steps_per_submit {
+                    crate::train::AUTO_STEPS => json!("auto"),
+                    n => json!(n),
+                },
                 "seed": args.seed,
             },
             "epochs": epochs,

@@ -119,6 +119,19 @@ fn parse_noise_choice(text: &str) -> Result<NoiseChoice, String> {
     parse_noise(text).map(NoiseChoice)
 }
 
+/// `--steps-per-submit`: `auto` ([`crate::train::AUTO_STEPS`]) or a positive count.
+pub fn parse_steps_per_submit(text: &str) -> Result<usize, String> {
+    match text {
+        "auto" => Ok(crate::train::AUTO_STEPS),
+        _ => match text.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "expected auto or a positive number of steps, got {text:?}"
+            )),
+        },
+    }
+}
+
 /// `--noise`: `none`, `gaussian:σ`, `mask:ν` or `salt-pepper:p`.
 pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
     if text == "none" {
@@ -249,8 +262,9 @@ pub struct TrainArgs {
     /// Where metrics.csv and the pictures go.
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
-    /// Training steps recorded into one GPU submission between loss read-backs.
-    #[arg(long, default_value_t = 50)]
+    /// Training steps recorded into one GPU submission between loss read-backs: a number, or `auto`
+    /// (as many as take about 0.2 s, learned as training goes: a whole epoch per submission on a fast GPU).
+    #[arg(long, default_value = "auto", value_parser = parse_steps_per_submit)]
     pub steps_per_submit: usize,
     /// No progress bars.
     #[arg(long)]
@@ -301,5 +315,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::eval(&args),
         Command::Reconstruct(args) => eval::reconstruct(&args),
         Command::Bench(args) => bench::run(&args).map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_per_submit_is_auto_or_a_positive_count() {
+        assert_eq!(parse_steps_per_submit("auto"), Ok(crate::train::AUTO_STEPS));
+        assert_eq!(parse_steps_per_submit("7"), Ok(7));
+        for bad in ["0", "-3", "many", ""] {
+            let err = parse_steps_per_submit(bad).unwrap_err();
+            assert!(err.contains("auto or a positive number"), "{bad}: {err}");
+        }
     }
 }
