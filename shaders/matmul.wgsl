@@ -8,6 +8,10 @@
 // columns lid.x + 16·c, so neighbouring threads write neighbouring addresses). K advances 16 at a time
 // through two 16×64 tiles in workgroup memory (8 KiB, well inside lavapipe's 32 KiB). Out-of-range
 // elements load as zero, so any m, n, k works.
+//
+// Two entry points share the tile loop: `matmul` stores (or adds) C; `matmul_bias_act` is a dense layer's
+// whole forward pass, C = act(op(A)·op(B) + bias[column]), applied as each value is stored, which saves
+// the separate bias_act dispatch and its pass over C. activation_math.wgsl is prepended to this file.
 
 struct MatmulParams {
     m: u32,
@@ -18,12 +22,26 @@ struct MatmulParams {
     a_col: u32,
     b_row: u32,
     b_col: u32,
+    act: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Only `matmul_bias_act` binds it.
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+// A thread's 4×4 block of C: row r in rr.
+struct Block {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
 
 const TILE: u32 = 64u;
 const BK: u32 = 16u;
@@ -33,6 +51,29 @@ var<workgroup> b_tile: array<f32, 1024>; // [BK][TILE]: b_tile[kk * TILE + j]
 
 @compute @workgroup_size(16, 16)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let blk = block_product(lid, wid);
+    let i = wid.y * TILE + lid.y;
+    let j = wid.x * TILE + lid.x;
+    store_row(i, j, blk.r0);
+    store_row(i + 16u, j, blk.r1);
+    store_row(i + 32u, j, blk.r2);
+    store_row(i + 48u, j, blk.r3);
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_bias_act(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let blk = block_product(lid, wid);
+    let i = wid.y * TILE + lid.y;
+    let j = wid.x * TILE + lid.x;
+    store_row_bias_act(i, j, blk.r0);
+    store_row_bias_act(i + 16u, j, blk.r1);
+    store_row_bias_act(i + 32u, j, blk.r2);
+    store_row_bias_act(i + 48u, j, blk.r3);
+}
+
+// This thread's block of op(A)·op(B) for the workgroup's 64×64 tile. Every thread of the workgroup calls
+// it (the barriers inside need uniform control flow).
+fn block_product(lid: vec3<u32>, wid: vec3<u32>) -> Block {
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
     let t = lid.y * 16u + lid.x;
@@ -79,10 +120,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         }
         workgroupBarrier();
     }
-    store_row(row0 + lid.y, col0 + lid.x, acc0);
-    store_row(row0 + lid.y + 16u, col0 + lid.x, acc1);
-    store_row(row0 + lid.y + 32u, col0 + lid.x, acc2);
-    store_row(row0 + lid.y + 48u, col0 + lid.x, acc3);
+    return Block(acc0, acc1, acc2, acc3);
 }
 
 // Writes (or adds) the four values of one block row: columns j, j + 16, j + 32, j + 48 of row i.
@@ -98,6 +136,19 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
                 x = x + c[i * p.n + col];
             }
             c[i * p.n + col] = x;
+        }
+    }
+}
+
+// Stores act(v + bias[column]) for columns j, j + 16, j + 32, j + 48 of row i.
+fn store_row_bias_act(i: u32, j: u32, v: vec4<f32>) {
+    if (i >= p.m) {
+        return;
+    }
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let col = j + 16u * q;
+        if (col < p.n) {
+            c[i * p.n + col] = activate(v[q] + bias[col], p.act);
         }
     }
 }

@@ -95,6 +95,19 @@ pub enum Op {
         trans_b: bool,
         accumulate: bool,
     },
+    /// A dense layer's forward pass in one kernel: y[m×n] = act(x[m×k]·op(w) + bias[column]), op(w) = wᵀ when
+    /// `trans_b` (w stored [n×k], PyTorch's Linear layout). The same as [`Op::Matmul`] then [`Op::BiasAct`].
+    MatmulBiasAct {
+        x: BufId,
+        w: BufId,
+        bias: BufId,
+        y: BufId,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_b: bool,
+        act: Act,
+    },
     /// In place: y = act(y + bias[c]) for y of shape [rows, channels, inner]; dense layers have inner = 1,
     /// convolutions inner = H·W.
     BiasAct {
@@ -499,6 +512,7 @@ impl Op {
         match self {
             Op::GatherBatch { .. } => "gather_batch",
             Op::Matmul { .. } => "matmul",
+            Op::MatmulBiasAct { .. } => "matmul_bias_act",
             Op::BiasAct { .. } => "bias_act",
             Op::ActBackward { .. } => "act_backward",
             Op::BiasGrad { .. } => "bias_grad",
@@ -545,6 +559,7 @@ impl Op {
         match *self {
             Op::GatherBatch { out, .. } => vec![out],
             Op::Matmul { c, .. } => vec![c],
+            Op::MatmulBiasAct { y, .. } => vec![y],
             Op::BiasAct { y, .. } => vec![y],
             Op::ActBackward { grad, .. } => vec![grad],
             Op::BiasGrad { db, .. } => vec![db],
@@ -597,6 +612,8 @@ impl Op {
                 batch, features, ..
             } => batch * features,
             Op::Matmul { m, n, k, .. } => 2 * m * n * k,
+            // The product, the bias add, and the activation counted as one step per element.
+            Op::MatmulBiasAct { m, n, k, .. } => 2 * m * n * k + 2 * m * n,
             Op::BiasAct {
                 rows,
                 channels,
@@ -668,6 +685,7 @@ impl Op {
                 accumulate,
                 ..
             } => m * k + k * n + acc(accumulate) * m * n,
+            Op::MatmulBiasAct { m, n, k, .. } => m * k + k * n + n + m * n,
             Op::BiasAct {
                 rows,
                 channels,
@@ -798,6 +816,18 @@ impl Op {
                 if *trans_a { "ᵀ" } else { "" },
                 if *trans_b { "ᵀ" } else { "" },
                 if *accumulate { " +=" } else { "" }
+            ),
+            Op::MatmulBiasAct {
+                m,
+                n,
+                k,
+                trans_b,
+                act,
+                ..
+            } => format!(
+                "{m}×{k}·{k}×{n}{} + bias, {}",
+                if *trans_b { "ᵀ" } else { "" },
+                act.name()
             ),
             Op::BiasAct {
                 rows,

@@ -160,6 +160,72 @@ fn bias_act_and_act_backward_match_cpu_for_every_activation() {
     }
 }
 
+/// The fused dense forward against the CPU, for every activation, across tile edges (m, n > 64, odd k),
+/// with the weight in both layouts; and on the CPU it is exactly matmul followed by bias_act.
+#[test]
+fn matmul_bias_act_matches_cpu_and_the_unfused_ops() {
+    let Some(ctx) = gpu() else { return };
+    let (m, n, k) = (70, 67, 45);
+    for act in ACTS {
+        for trans_b in [false, true] {
+            let buffers = vec![
+                BufferDesc::f32("x", m * k),
+                BufferDesc::f32("w", k * n),
+                BufferDesc::f32("bias", n),
+                BufferDesc::f32("y", m * n),
+                BufferDesc::f32("y_unfused", m * n),
+            ];
+            let (x, w, bias, y, y2) = (BufId(0), BufId(1), BufId(2), BufId(3), BufId(4));
+            let ops = vec![
+                Op::MatmulBiasAct {
+                    x,
+                    w,
+                    bias,
+                    y,
+                    m,
+                    n,
+                    k,
+                    trans_b,
+                    act,
+                },
+                Op::Matmul {
+                    a: x,
+                    b: w,
+                    c: y2,
+                    m,
+                    n,
+                    k,
+                    trans_a: false,
+                    trans_b,
+                    accumulate: false,
+                },
+                Op::BiasAct {
+                    y: y2,
+                    bias,
+                    rows: m,
+                    channels: n,
+                    inner: 1,
+                    act,
+                },
+            ];
+            let inputs = [
+                (0, random(m * k, 31, 1.0)),
+                (1, random(k * n, 32, 0.5)),
+                (2, random(n, 33, 1.0)),
+            ];
+            let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &inputs, &[]);
+            let what = format!("matmul_bias_act {act:?} trans_b={trans_b}");
+            compare(&what, &mut cpu, &mut gpu, 3, REL);
+            compare(&format!("{what}, unfused"), &mut cpu, &mut gpu, 4, REL);
+            assert_eq!(
+                cpu.read_f32(y),
+                cpu.read_f32(y2),
+                "{what}: the CPU twin is matmul then bias_act"
+            );
+        }
+    }
+}
+
 #[test]
 fn bias_grad_matches_cpu() {
     let Some(ctx) = gpu() else { return };

@@ -235,20 +235,17 @@ pub(super) fn forward(
             inputs,
             outputs,
             act: a,
-        } => vec![
-            Op::Matmul {
-                a: x,
-                b: w(l.weight),
-                c: y,
-                m: batch,
-                n: outputs,
-                k: inputs,
-                trans_a: false,
-                trans_b: true,
-                accumulate: false,
-            },
-            bias_act(act(a)),
-        ],
+        } => vec![Op::MatmulBiasAct {
+            x,
+            w: w(l.weight),
+            bias: w(l.bias),
+            y,
+            m: batch,
+            n: outputs,
+            k: inputs,
+            trans_b: true,
+            act: act(a),
+        }],
         // y = act(x ⊛ W + b)
         Layer::Conv2d { act: a, .. } => {
             let geom = conv_geom(layer, input, batch).expect("conv layer");

@@ -144,6 +144,22 @@ impl<T: Real> CpuExecutor<T> {
                     )
                 });
             }
+            Op::MatmulBiasAct {
+                x,
+                w,
+                bias,
+                y,
+                m,
+                n,
+                k,
+                trans_b,
+                act,
+            } => {
+                self.with_out(y, |s, y| {
+                    kernels::matmul(s.floats(x), s.floats(w), y, m, n, k, false, trans_b, false);
+                    kernels::bias_act(y, s.floats(bias), m, n, 1, act);
+                });
+            }
             Op::BiasAct {
                 y,
                 bias,

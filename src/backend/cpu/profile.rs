@@ -79,6 +79,7 @@ fn label(op: &Op) -> String {
             if *trans_a { "ᵀ" } else { "" },
             if *trans_b { "ᵀ" } else { "" }
         ),
+        Op::MatmulBiasAct { .. } => format!("matmul_bias_act {}", op.shapes()),
         Op::BiasAct {
             rows,
             channels,

@@ -44,11 +44,14 @@ impl Shader {
         }
     }
 
-    /// The module source; activation.wgsl and loss.wgsl get activation_math.wgsl prepended.
+    /// The module source; activation.wgsl, loss.wgsl and matmul.wgsl get activation_math.wgsl prepended.
     pub fn source(self) -> String {
         match self {
             Shader::Data => include_str!("../../../shaders/data.wgsl").into(),
-            Shader::Matmul => include_str!("../../../shaders/matmul.wgsl").into(),
+            Shader::Matmul => format!(
+                "{ACTIVATION_MATH}\n{}",
+                include_str!("../../../shaders/matmul.wgsl")
+            ),
             Shader::Activation => format!(
                 "{ACTIVATION_MATH}\n{}",
                 include_str!("../../../shaders/activation.wgsl")
@@ -74,6 +77,30 @@ pub struct Dispatch {
     pub pipeline: Arc<wgpu::ComputePipeline>,
     pub bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
+}
+
+/// MatmulParams of matmul.wgsl: sizes, the accumulate flag, the operands' strides, the epilogue's act.
+fn matmul_params(
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    accumulate: bool,
+    act: Act,
+) -> [u32; 12] {
+    let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
+    let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
+    let sizes = [m, n, k, accumulate as usize, a_row, a_col, b_row, b_col].map(|v| v as u32);
+    let mut params = [0; 12];
+    params[..8].copy_from_slice(&sizes);
+    params[8] = act.code();
+    params
+}
+
+/// One workgroup per 64×64 tile of C.
+fn matmul_groups(m: usize, n: usize) -> [u32; 3] {
+    [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1]
 }
 
 /// Compiles shader modules and pipelines on first use and keeps them.
@@ -242,17 +269,39 @@ impl Kernels {
         trans_b: bool,
         accumulate: bool,
     ) -> Dispatch {
-        let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
-        let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
-        let params = [m, n, k, accumulate as usize, a_row, a_col, b_row, b_col].map(|v| v as u32);
-        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
+        let params = matmul_params(m, n, k, trans_a, trans_b, accumulate, Act::Identity);
         self.dispatch(
             Shader::Matmul,
             "matmul",
             &params,
             &[0, 1, 2, 3],
             &[a, b, c],
-            groups,
+            matmul_groups(m, n),
+        )
+    }
+
+    /// y[m×n] = act(x·op(w) + bias[column]): a dense layer's forward pass in one dispatch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_bias_act(
+        &mut self,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_b: bool,
+        act: Act,
+    ) -> Dispatch {
+        let params = matmul_params(m, n, k, false, trans_b, false, act);
+        self.dispatch(
+            Shader::Matmul,
+            "matmul_bias_act",
+            &params,
+            &[0, 1, 2, 3, 4],
+            &[x, w, y, bias],
+            matmul_groups(m, n),
         )
     }
 

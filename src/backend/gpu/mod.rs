@@ -152,6 +152,17 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             trans_b,
             accumulate,
         } => k.matmul(b(a), b(bm), b(c), m, n, kk, trans_a, trans_b, accumulate),
+        Op::MatmulBiasAct {
+            x,
+            w,
+            bias,
+            y,
+            m,
+            n,
+            k: kk,
+            trans_b,
+            act,
+        } => k.matmul_bias_act(b(x), b(w), b(bias), b(y), m, n, kk, trans_b, act),
         Op::BiasAct {
             y,
             bias,
