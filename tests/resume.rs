@@ -487,7 +487,7 @@ fn detect_anomaly_names_the_first_op_that_went_non_finite() {
         let err = text(&o.stderr);
         assert!(
             err.contains(
-                "bias_act (128×784×1 identity), wrote NaN to layers.3.out[0] at epoch 2, step 5"
+                "matmul_bias_act (128×256·256×784ᵀ + bias, identity), wrote NaN to layers.3.out[0] at epoch 2, step 5"
             ),
             "{backend}: {err}"
         );
