@@ -7,24 +7,10 @@
 //
 // The data gradient is also the forward of a transposed convolution (see ConvGeom in src/ops.rs).
 // The first two run one thread per output element and gather, so no two threads write the same address
-// (WGSL has no float atomics). The weight gradient runs one workgroup per weight element: 256 threads stride
+// (WGSL has no float atomics); conv_gemm.wgsl has implicit-GEMM forms of them that src/backend/gpu/conv.rs
+// uses when there are enough channels to fill its tiles. conv_params.wgsl (ConvParams) is prepended. The weight gradient runs one workgroup per weight element: 256 threads stride
 // over the batch·positions terms, then a tree reduction in workgroup memory; the order is fixed, so results
 // are the same run after run.
-
-struct ConvParams {
-    batch: u32,
-    in_c: u32,
-    in_h: u32,
-    in_w: u32,
-    out_c: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    stride: u32,
-    pad: u32,
-    accumulate: u32,
-}
 
 @group(0) @binding(0) var<uniform> fwd: ConvParams;
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;

@@ -1,11 +1,18 @@
 //! Dispatches for the entry points of `shaders/conv2d.wgsl`: convolution forward, data gradient (also the
 //! forward of a transposed convolution) and weight gradient. The math is stated in the shader.
+//!
+//! The forward and the data gradient come in two forms, chosen by shape: the implicit GEMM when the
+//! channels of its rows (output channels forward, input channels for the data gradient) fill at least a
+//! quarter of its 32-row tile, the one-thread-per-output gather otherwise (a `…→1` layer, say). The
+//! weight gradient likewise: with 8 or more channels on both sides, an implicit GEMM split along its long
+//! batch·positions reduction into partial sums (one slice per z), then a second launch that adds the
+//! slices in a fixed order; otherwise one workgroup per weight element.
 
 use super::kernels::{Dispatch, Kernels, Shader, linear_groups};
 use crate::ops::ConvGeom;
 
-/// The shader's `ConvParams`, in field order.
-fn params(g: &ConvGeom, accumulate: bool) -> [u32; 12] {
+/// The shader's `ConvParams`, in field order, `chunk` 0 (only the split weight gradient sets it).
+fn params(g: &ConvGeom, accumulate: bool) -> [u32; 16] {
     [
         g.batch,
         g.in_c,
@@ -19,8 +26,29 @@ fn params(g: &ConvGeom, accumulate: bool) -> [u32; 12] {
         g.stride,
         g.pad,
         accumulate as usize,
+        0,
+        0,
+        0,
+        0,
     ]
     .map(|v| v as u32)
+}
+
+/// Fewest rows (channels) for which a 32-row implicit-GEMM tile beats one thread per output.
+const GEMM_MIN_ROWS: usize = 8;
+
+/// The implicit-GEMM grid: a 32-row × 128-column tile of C per workgroup, `phases` copies along z (the
+/// data gradient's stride phases), column tiles past 65 535 folded into z as well (the kernel reads
+/// phase = wid.z mod phases and column tile = (wid.z / phases) · groups.x + wid.x; surplus tiles store
+/// nothing).
+fn gemm_grid(rows: usize, columns: usize, phases: usize) -> [u32; 3] {
+    let tiles = columns.div_ceil(128).max(1);
+    let x = tiles.min(65_535);
+    [
+        x as u32,
+        rows.div_ceil(32) as u32,
+        (tiles.div_ceil(x) * phases) as u32,
+    ]
 }
 
 /// `count` workgroups, folded into 2-D past 65 535; the kernel's group index is wid.y · groups.x + wid.x.
@@ -30,7 +58,8 @@ fn workgroup_per_item(count: usize) -> [u32; 3] {
 }
 
 impl Kernels {
-    /// One thread per element of y.
+    /// Implicit GEMM over output channels × (batch · output positions), K = in_c · k_h · k_w; or one
+    /// thread per element of y when there are few output channels.
     pub fn conv2d(
         &mut self,
         g: &ConvGeom,
@@ -38,17 +67,26 @@ impl Kernels {
         w: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Dispatch {
+        let (shader, entry, groups) = if g.out_c >= GEMM_MIN_ROWS {
+            let columns = g.batch * g.out_h * g.out_w;
+            let grid = gemm_grid(g.out_c, columns, 1);
+            (Shader::ConvGemm, "conv2d_gemm", grid)
+        } else {
+            (Shader::Conv2d, "conv2d", linear_groups(g.y_len()))
+        };
         self.dispatch(
-            Shader::Conv2d,
-            "conv2d",
+            shader,
+            entry,
             &params(g, false),
             &[0, 1, 2, 3],
             &[x, w, y],
-            linear_groups(g.y_len()),
+            groups,
         )
     }
 
-    /// One thread per element of dx, gathering over the outputs its pixel feeds.
+    /// Implicit GEMM per stride phase over input channels × (batch · the phase's pixels), K = out_c · the
+    /// phase's taps; or one thread per element of dx, gathering over the outputs its pixel feeds, when
+    /// there are few input channels.
     pub fn conv2d_backward_data(
         &mut self,
         g: &ConvGeom,
@@ -57,10 +95,18 @@ impl Kernels {
         dx: &wgpu::Buffer,
         accumulate: bool,
     ) -> Dispatch {
-        let groups = linear_groups(g.x_len());
+        let (shader, entry, groups) = if g.in_c >= GEMM_MIN_ROWS {
+            // Phase 0 has the most pixels: ⌈in_h / s⌉ × ⌈in_w / s⌉ per image.
+            let columns = g.batch * g.in_h.div_ceil(g.stride) * g.in_w.div_ceil(g.stride);
+            let grid = gemm_grid(g.in_c, columns, g.stride * g.stride);
+            (Shader::ConvGemm, "conv2d_backward_data_gemm", grid)
+        } else {
+            let groups = linear_groups(g.x_len());
+            (Shader::Conv2d, "conv2d_backward_data", groups)
+        };
         self.dispatch(
-            Shader::Conv2d,
-            "conv2d_backward_data",
+            shader,
+            entry,
             &params(g, accumulate),
             &[4, 5, 6, 7],
             &[dy, w, dx],
@@ -68,7 +114,9 @@ impl Kernels {
         )
     }
 
-    /// One workgroup per element of dw.
+    /// Split implicit GEMM (output channels × in_c·k_h·k_w, summed over batch · output positions in
+    /// slices) and the sum of the slices; or one workgroup per element of dw when either side has few
+    /// channels.
     pub fn conv2d_backward_weight(
         &mut self,
         g: &ConvGeom,
@@ -77,14 +125,49 @@ impl Kernels {
         dw: &wgpu::Buffer,
         accumulate: bool,
     ) -> Dispatch {
-        let groups = workgroup_per_item(g.w_len());
-        self.dispatch(
-            Shader::Conv2d,
-            "conv2d_backward_weight",
-            &params(g, accumulate),
+        if g.in_c < GEMM_MIN_ROWS || g.out_c < GEMM_MIN_ROWS {
+            return self.dispatch(
+                Shader::Conv2d,
+                "conv2d_backward_weight",
+                &params(g, accumulate),
+                &[8, 9, 10, 11],
+                &[dy, x, dw],
+                workgroup_per_item(g.w_len()),
+            );
+        }
+        let columns = g.in_c * g.k_h * g.k_w;
+        let terms = g.batch * g.out_h * g.out_w;
+        let [tiles_x, tiles_y, _] = gemm_grid(g.out_c, columns, 1);
+        let (chunk, slices) = weight_slices(terms, (tiles_x * tiles_y) as usize);
+        let mut p = params(g, accumulate);
+        p[12] = chunk as u32;
+        // Allocated with the plan, like every other buffer: slices × dw, a few MiB at most.
+        let partial = self.scratch("conv2d_backward_weight partial sums", slices * g.w_len());
+        let partials = self.dispatch(
+            Shader::ConvGemm,
+            "conv2d_backward_weight_gemm",
+            &p,
             &[8, 9, 10, 11],
-            &[dy, x, dw],
-            groups,
-        )
+            &[dy, x, &partial],
+            [tiles_x, tiles_y, slices as u32],
+        );
+        let sum = self.dispatch(
+            Shader::ConvGemm,
+            "conv2d_backward_weight_sum",
+            &p,
+            &[12, 13, 14],
+            &[&partial, dw],
+            linear_groups(g.w_len()),
+        );
+        partials.followed_by(sum)
     }
+}
+
+/// How the weight gradient's `terms` (batch · output positions) split into slices for `tiles` output
+/// tiles: enough workgroups to fill a large GPU (about 256), but at least 256 terms per slice so that
+/// small problems stay one or a few slices. Returns (terms per slice, a multiple of 16; slices).
+fn weight_slices(terms: usize, tiles: usize) -> (usize, usize) {
+    let wanted = 256usize.div_ceil(tiles.max(1));
+    let chunk = terms.div_ceil(wanted).next_multiple_of(16).max(256);
+    (chunk, terms.div_ceil(chunk).max(1))
 }

@@ -23,9 +23,11 @@ pub enum Shader {
     BatchNorm,
     Noise,
     Conv2d,
+    ConvGemm,
 }
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
+const CONV_PARAMS: &str = include_str!("../../../shaders/conv_params.wgsl");
 
 impl Shader {
     pub fn file(self) -> &'static str {
@@ -41,10 +43,12 @@ impl Shader {
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Noise => "noise.wgsl",
             Shader::Conv2d => "conv2d.wgsl",
+            Shader::ConvGemm => "conv_gemm.wgsl",
         }
     }
 
-    /// The module source; activation.wgsl, loss.wgsl and matmul.wgsl get activation_math.wgsl prepended.
+    /// The module source; activation.wgsl, loss.wgsl and matmul.wgsl get activation_math.wgsl prepended,
+    /// conv2d.wgsl and conv_gemm.wgsl conv_params.wgsl.
     pub fn source(self) -> String {
         match self {
             Shader::Data => include_str!("../../../shaders/data.wgsl").into(),
@@ -66,17 +70,45 @@ impl Shader {
             Shader::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Shader::BatchNorm => include_str!("../../../shaders/batchnorm.wgsl").into(),
             Shader::Noise => include_str!("../../../shaders/noise.wgsl").into(),
-            Shader::Conv2d => include_str!("../../../shaders/conv2d.wgsl").into(),
+            Shader::Conv2d => format!(
+                "{CONV_PARAMS}\n{}",
+                include_str!("../../../shaders/conv2d.wgsl")
+            ),
+            Shader::ConvGemm => format!(
+                "{CONV_PARAMS}\n{}",
+                include_str!("../../../shaders/conv_gemm.wgsl")
+            ),
         }
     }
 }
 
-/// One recorded kernel launch.
+/// One op's kernel launch, and the launch that finishes it where an op takes two (a split reduction's
+/// partial sums, then their sum).
 pub struct Dispatch {
     pub name: &'static str,
     pub pipeline: Arc<wgpu::ComputePipeline>,
     pub bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
+    pub then: Option<Box<Dispatch>>,
+}
+
+impl Dispatch {
+    /// Records the launch (and its follow-up) into `pass`; wgpu orders the two by their buffer use.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+        if let Some(next) = &self.then {
+            next.record(pass);
+        }
+    }
+
+    /// This launch, then `next`, as one op.
+    pub fn followed_by(mut self, next: Dispatch) -> Dispatch {
+        self.then = Some(Box::new(next));
+        self
+    }
 }
 
 /// MatmulParams of matmul.wgsl: sizes, the accumulate flag, the operands' strides, the epilogue's act.
@@ -212,7 +244,19 @@ impl Kernels {
             pipeline,
             bind_group,
             workgroups,
+            then: None,
         }
+    }
+
+    /// A storage buffer an op keeps for itself (split reductions' partial sums), made when the plan's
+    /// dispatches are built.
+    pub(super) fn scratch(&self, label: &str, floats: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (floats.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -253,6 +297,7 @@ impl Kernels {
             pipeline,
             bind_group,
             workgroups: [1, 1, 1],
+            then: None,
         }
     }
 

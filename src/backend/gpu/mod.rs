@@ -405,9 +405,7 @@ impl GpuExecutor<'_> {
                 timestamp_writes: None,
             });
             for d in dispatches {
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+                d.record(&mut pass);
             }
         }
         self.ctx.queue.submit([encoder.finish()]);

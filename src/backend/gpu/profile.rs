@@ -260,9 +260,7 @@ fn timestamped_step(ex: &GpuExecutor<'_>) -> Vec<f64> {
                 end_of_pass_write_index: Some(2 * i as u32 + 1),
             }),
         });
-        pass.set_pipeline(&d.pipeline);
-        pass.set_bind_group(0, &d.bind_group, &[]);
-        pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+        d.record(&mut pass);
     }
     encoder.resolve_query_set(&query_set, 0..count, &resolved, 0);
     encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, size);

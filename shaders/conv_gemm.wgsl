@@ -1,0 +1,352 @@
+// Implicit-GEMM forms of conv2d.wgsl's forward and data gradient (the math is stated there), for layers
+// with enough channels to fill a tile; src/backend/gpu/conv.rs chooses. conv_params.wgsl is prepended.
+//
+// C[row, q] = Σ_k A[row, k] · B[k, q] with B gathered from the image as the tile is loaded (no im2col
+// buffer). The forward has rows = output channels o, columns q = (n, i, j), k = (c, a, b). The data
+// gradient runs once per stride phase (h mod s, v mod s): within a phase the taps that reach an output are
+// fixed (a ≡ h + p mod s), so k runs over (o, those taps) and no tile column is spent on the zeros a
+// strided gather meets; rows = input channels c, columns q = the phase's pixels (n, h, v).
+//
+// The weight gradient is a GEMM too, rows = output channels o, columns = (c, a, b), summed over
+// q = (n, i, j): batch × positions terms, thousands, against a few thousand outputs. So the sum is split:
+// workgroup z adds up terms [z·chunk, (z + 1)·chunk) into slice z of a partial buffer, and
+// conv2d_backward_weight_sum adds the slices in order (fixed order: the same result run after run).
+//
+// A 32×8 workgroup computes a 32×128 tile of C, each thread a 4×4 block (rows lid.y + 8·r, columns
+// lid.x + 32·q, so neighbouring threads store neighbouring positions); K advances 16 at a time through a
+// 16×32 tile of A and a 16×128 tile of B in workgroup memory (10 KiB, inside lavapipe's 32 KiB). Short,
+// wide tiles because channel counts are small (1 to 64 in the conv-dae) while positions number
+// batch × plane. Each thread decodes the one B column it loads once, outside the K loop. No two threads
+// write one address, and every sum runs in a fixed order.
+
+@group(0) @binding(0) var<uniform> fwd: ConvParams;
+@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
+@group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
+
+@group(0) @binding(4) var<uniform> bwd_data: ConvParams;
+@group(0) @binding(5) var<storage, read> bwd_data_dy: array<f32>;
+@group(0) @binding(6) var<storage, read> bwd_data_w: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bwd_data_dx: array<f32>;
+
+@group(0) @binding(8) var<uniform> bwd_weight: ConvParams;
+@group(0) @binding(9) var<storage, read> bwd_weight_dy: array<f32>;
+@group(0) @binding(10) var<storage, read> bwd_weight_x: array<f32>;
+@group(0) @binding(11) var<storage, read_write> bwd_weight_partial: array<f32>;
+
+@group(0) @binding(12) var<uniform> weight_sum: ConvParams;
+@group(0) @binding(13) var<storage, read> weight_sum_partial: array<f32>;
+@group(0) @binding(14) var<storage, read_write> weight_sum_dw: array<f32>;
+
+const TM: u32 = 32u;
+const TN: u32 = 128u;
+const BK: u32 = 16u;
+
+var<workgroup> tile_a: array<f32, 512>; // [BK][TM]: tile_a[kk * TM + row]
+var<workgroup> tile_b: array<f32, 2048>; // [BK][TN]: tile_b[kk * TN + column]
+
+// A thread's 4×4 block of C: rr holds row lid.y + 8·r, its components columns lid.x + 32·q.
+struct Block {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+// Adds this thread's share of the product of the two tiles now in workgroup memory.
+fn tile_product(lid: vec3<u32>, acc: Block) -> Block {
+    var o = acc;
+    for (var kk = 0u; kk < BK; kk = kk + 1u) {
+        let ab = kk * TM + lid.y;
+        let bb = kk * TN + lid.x;
+        let ar = vec4<f32>(tile_a[ab], tile_a[ab + 8u], tile_a[ab + 16u], tile_a[ab + 24u]);
+        let br = vec4<f32>(tile_b[bb], tile_b[bb + 32u], tile_b[bb + 64u], tile_b[bb + 96u]);
+        o.r0 = fma(vec4<f32>(ar.x), br, o.r0);
+        o.r1 = fma(vec4<f32>(ar.y), br, o.r1);
+        o.r2 = fma(vec4<f32>(ar.z), br, o.r2);
+        o.r3 = fma(vec4<f32>(ar.w), br, o.r3);
+    }
+    return o;
+}
+
+fn block_row(blk: Block, r: u32) -> vec4<f32> {
+    switch r {
+        case 0u: { return blk.r0; }
+        case 1u: { return blk.r1; }
+        case 2u: { return blk.r2; }
+        default: { return blk.r3; }
+    }
+}
+
+@compute @workgroup_size(32, 8)
+fn conv2d_gemm(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let g = fwd;
+    let taps = g.k_h * g.k_w;
+    let k_len = g.in_c * taps;
+    let plane = g.out_h * g.out_w;
+    let columns = g.batch * plane;
+    let row0 = wid.y * TM;
+    // Column tiles past 65 535 fold into wid.z (gemm_grid in conv.rs).
+    let col0 = (wid.z * groups.x + wid.x) * TN;
+    let t = lid.y * 32u + lid.x;
+    // The B column this thread loads, the same for the whole K loop: output position (n, i, j).
+    let bj = t % TN;
+    let q = col0 + bj;
+    let n = q / plane;
+    let i = (q % plane) / g.out_w;
+    let j = q % g.out_w;
+    let h0 = i32(i * g.stride) - i32(g.pad);
+    let v0 = i32(j * g.stride) - i32(g.pad);
+    let x_image = n * g.in_c * g.in_h * g.in_w;
+    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var k0 = 0u; k0 < k_len; k0 = k0 + BK) {
+        // A = w viewed as [out_c][in_c·k_h·k_w]: consecutive threads read consecutive k.
+        for (var r = 0u; r < 2u; r = r + 1u) {
+            let e = t + 256u * r;
+            let o = row0 + e / BK;
+            let k = k0 + e % BK;
+            var av = 0.0;
+            if (o < g.out_c && k < k_len) {
+                av = fwd_w[o * k_len + k];
+            }
+            tile_a[(e % BK) * TM + e / BK] = av;
+        }
+        // B[k, q] = x[n, c, i·s − p + a, j·s − p + b] with k = (c, a, b), zero in the padding.
+        for (var r = 0u; r < 8u; r = r + 1u) {
+            let kk = t / TN + 2u * r;
+            let k = k0 + kk;
+            var bv = 0.0;
+            if (q < columns && k < k_len) {
+                let c = k / taps;
+                let tap = k % taps;
+                let h = h0 + i32(tap / g.k_w);
+                let v = v0 + i32(tap % g.k_w);
+                if (h >= 0 && h < i32(g.in_h) && v >= 0 && v < i32(g.in_w)) {
+                    bv = fwd_x[x_image + (c * g.in_h + u32(h)) * g.in_w + u32(v)];
+                }
+            }
+            tile_b[kk * TN + bj] = bv;
+        }
+        workgroupBarrier();
+        acc = tile_product(lid, acc);
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let o = row0 + lid.y + 8u * r;
+        let vals = block_row(acc, r);
+        for (var cq = 0u; cq < 4u; cq = cq + 1u) {
+            let col = col0 + lid.x + 32u * cq;
+            if (o < g.out_c && col < columns) {
+                fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = vals[cq];
+            }
+        }
+    }
+}
+
+// Taps along one axis that reach an output from pixels of phase `phase` (pixel ≡ phase mod s): those
+// a ≡ phase + p (mod s), i.e. a = first + s·t for t < count.
+struct PhaseTaps {
+    first: u32,
+    count: u32,
+}
+
+fn phase_taps(phase: u32, pad: u32, stride: u32, k: u32) -> PhaseTaps {
+    let first = (phase + pad) % stride;
+    var count = 0u;
+    if (first < k) {
+        count = (k - first + stride - 1u) / stride;
+    }
+    return PhaseTaps(first, count);
+}
+
+// How many pixels of an axis of length `len` have phase `phase`.
+fn phase_len(phase: u32, stride: u32, len: u32) -> u32 {
+    if (phase >= len) {
+        return 0u;
+    }
+    return (len - phase + stride - 1u) / stride;
+}
+
+// wid.z = phase + s²·fold: the stride phase (ph, pv) = (phase / s, phase % s), and column tiles past
+// 65 535 fold as in conv2d_gemm.
+@compute @workgroup_size(32, 8)
+fn conv2d_backward_data_gemm(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let g = bwd_data;
+    let s = g.stride;
+    let phase = wid.z % (s * s);
+    let ph = phase / s;
+    let pv = phase % s;
+    let ta = phase_taps(ph, g.pad, s, g.k_h);
+    let tb = phase_taps(pv, g.pad, s, g.k_w);
+    let taps = ta.count * tb.count;
+    let k_len = g.out_c * taps;
+    // This phase's pixels h = ph + s·h2, v = pv + s·v2; tap a = ta.first + s·x reaches output row
+    // i = (h + p − a) / s = i0 + h2 − x, exactly (no remainder, by the choice of ta.first).
+    let rows_h = phase_len(ph, s, g.in_h);
+    let cols_v = phase_len(pv, s, g.in_w);
+    let i0 = i32((ph + g.pad - ta.first) / s);
+    let j0 = i32((pv + g.pad - tb.first) / s);
+    let plane = rows_h * cols_v;
+    let columns = g.batch * plane;
+    let row0 = wid.y * TM;
+    let col0 = ((wid.z / (s * s)) * groups.x + wid.x) * TN;
+    let t = lid.y * 32u + lid.x;
+    // The B column this thread loads: pixel (n, h2, v2) of this phase.
+    let bj = t % TN;
+    let q = col0 + bj;
+    let n = q / max(plane, 1u);
+    let h2 = i32((q % max(plane, 1u)) / max(cols_v, 1u));
+    let v2 = i32(q % max(cols_v, 1u));
+    let dy_image = n * g.out_c * g.out_h * g.out_w;
+    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var k0 = 0u; k0 < k_len; k0 = k0 + BK) {
+        // A[c, k] = w[o, c, a, b] with k = (o, x, y), a = ta.first + s·x, b = tb.first + s·y.
+        for (var r = 0u; r < 2u; r = r + 1u) {
+            let e = t + 256u * r;
+            let c = row0 + e / BK;
+            let k = k0 + e % BK;
+            var av = 0.0;
+            if (c < g.in_c && k < k_len) {
+                let o = k / taps;
+                let a = ta.first + s * ((k % taps) / tb.count);
+                let b = tb.first + s * (k % tb.count);
+                av = bwd_data_w[((o * g.in_c + c) * g.k_h + a) * g.k_w + b];
+            }
+            tile_a[(e % BK) * TM + e / BK] = av;
+        }
+        // B[k, q] = dy[n, o, i0 + h2 − x, j0 + v2 − y] where that output exists, else zero.
+        for (var r = 0u; r < 8u; r = r + 1u) {
+            let kk = t / TN + 2u * r;
+            let k = k0 + kk;
+            var bv = 0.0;
+            if (q < columns && k < k_len) {
+                let i = i0 + h2 - i32((k % taps) / tb.count);
+                let j = j0 + v2 - i32(k % tb.count);
+                if (i >= 0 && i < i32(g.out_h) && j >= 0 && j < i32(g.out_w)) {
+                    bv = bwd_data_dy[dy_image + ((k / taps) * g.out_h + u32(i)) * g.out_w + u32(j)];
+                }
+            }
+            tile_b[kk * TN + bj] = bv;
+        }
+        workgroupBarrier();
+        acc = tile_product(lid, acc);
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let c = row0 + lid.y + 8u * r;
+        let vals = block_row(acc, r);
+        for (var cq = 0u; cq < 4u; cq = cq + 1u) {
+            let col = col0 + lid.x + 32u * cq;
+            if (c < g.in_c && col < columns) {
+                let p2 = col % plane;
+                let h = ph + s * (p2 / cols_v);
+                let v = pv + s * (p2 % cols_v);
+                let at = (((col / plane) * g.in_c + c) * g.in_h + h) * g.in_w + v;
+                var value = vals[cq];
+                if (g.accumulate != 0u) {
+                    value = value + bwd_data_dx[at];
+                }
+                bwd_data_dx[at] = value;
+            }
+        }
+    }
+}
+
+// Slice wid.z of dw: partial[z, o, (c, a, b)] = Σ over this slice's q = (n, i, j) of
+// dy[n, o, i, j] · x[n, c, i·s − p + a, j·s − p + b].
+@compute @workgroup_size(32, 8)
+fn conv2d_backward_weight_gemm(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let g = bwd_weight;
+    let taps = g.k_h * g.k_w;
+    let columns = g.in_c * taps;
+    let plane = g.out_h * g.out_w;
+    let q_begin = wid.z * g.chunk;
+    let q_end = min(q_begin + g.chunk, g.batch * plane);
+    let row0 = wid.y * TM;
+    let col0 = wid.x * TN;
+    let t = lid.y * 32u + lid.x;
+    // The B column this thread loads, the same for the whole loop: weight column (c, a, b).
+    let bj = t % TN;
+    let col = col0 + bj;
+    let c = col / taps;
+    let a = (col % taps) / g.k_w;
+    let b = col % g.k_w;
+    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var q0 = q_begin; q0 < q_end; q0 = q0 + BK) {
+        // A[o, q] = dy[n, o, i, j]: consecutive threads read consecutive positions.
+        for (var r = 0u; r < 2u; r = r + 1u) {
+            let e = t + 256u * r;
+            let o = row0 + e / BK;
+            let q = q0 + e % BK;
+            var av = 0.0;
+            if (o < g.out_c && q < q_end) {
+                av = bwd_weight_dy[((q / plane) * g.out_c + o) * plane + q % plane];
+            }
+            tile_a[(e % BK) * TM + e / BK] = av;
+        }
+        // B[q, (c, a, b)] = x[n, c, i·s − p + a, j·s − p + b], zero in the padding.
+        for (var r = 0u; r < 8u; r = r + 1u) {
+            let kk = t / TN + 2u * r;
+            let q = q0 + kk;
+            var bv = 0.0;
+            if (col < columns && q < q_end) {
+                let pos = q % plane;
+                let h = i32((pos / g.out_w) * g.stride + a) - i32(g.pad);
+                let v = i32((pos % g.out_w) * g.stride + b) - i32(g.pad);
+                if (h >= 0 && h < i32(g.in_h) && v >= 0 && v < i32(g.in_w)) {
+                    let n = q / plane;
+                    bv = bwd_weight_x[((n * g.in_c + c) * g.in_h + u32(h)) * g.in_w + u32(v)];
+                }
+            }
+            tile_b[kk * TN + bj] = bv;
+        }
+        workgroupBarrier();
+        acc = tile_product(lid, acc);
+        workgroupBarrier();
+    }
+    let slice = wid.z * g.out_c * columns;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let o = row0 + lid.y + 8u * r;
+        let vals = block_row(acc, r);
+        for (var cq = 0u; cq < 4u; cq = cq + 1u) {
+            let k = col0 + lid.x + 32u * cq;
+            if (o < g.out_c && k < columns) {
+                bwd_weight_partial[slice + o * columns + k] = vals[cq];
+            }
+        }
+    }
+}
+
+// dw[e] = Σ_z partial[z, e] in slice order (+ dw[e] when accumulating); one thread per weight element.
+@compute @workgroup_size(256)
+fn conv2d_backward_weight_sum(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let g = weight_sum;
+    let len = g.out_c * g.in_c * g.k_h * g.k_w;
+    let e = gid.y * groups.x * 256u + gid.x;
+    if (e >= len) {
+        return;
+    }
+    let slices = (g.batch * g.out_h * g.out_w + g.chunk - 1u) / g.chunk;
+    var total = 0.0;
+    for (var z = 0u; z < slices; z = z + 1u) {
+        total = total + weight_sum_partial[z * len + e];
+    }
+    if (g.accumulate != 0u) {
+        total = total + weight_sum_dw[e];
+    }
+    weight_sum_dw[e] = total;
+}
