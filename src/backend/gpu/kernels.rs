@@ -47,37 +47,32 @@ impl Shader {
         }
     }
 
-    /// The module source; activation.wgsl, loss.wgsl and matmul.wgsl get activation_math.wgsl prepended,
-    /// conv2d.wgsl and conv_gemm.wgsl conv_params.wgsl.
+    /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
+    /// matmul.wgsl use activation_math.wgsl; conv2d.wgsl and conv_gemm.wgsl conv_params.wgsl).
     pub fn source(self) -> String {
+        let (prelude, body) = self.texts();
+        match prelude {
+            Some(prelude) => format!("{prelude}\n{body}"),
+            None => body.into(),
+        }
+    }
+
+    fn texts(self) -> (Option<&'static str>, &'static str) {
+        let math = Some(ACTIVATION_MATH);
+        let conv = Some(CONV_PARAMS);
         match self {
-            Shader::Data => include_str!("../../../shaders/data.wgsl").into(),
-            Shader::Matmul => format!(
-                "{ACTIVATION_MATH}\n{}",
-                include_str!("../../../shaders/matmul.wgsl")
-            ),
-            Shader::Activation => format!(
-                "{ACTIVATION_MATH}\n{}",
-                include_str!("../../../shaders/activation.wgsl")
-            ),
-            Shader::Bias => include_str!("../../../shaders/bias.wgsl").into(),
-            Shader::Loss => format!(
-                "{ACTIVATION_MATH}\n{}",
-                include_str!("../../../shaders/loss.wgsl")
-            ),
-            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl").into(),
-            Shader::Optim => include_str!("../../../shaders/optim.wgsl").into(),
-            Shader::Pool => include_str!("../../../shaders/pool.wgsl").into(),
-            Shader::BatchNorm => include_str!("../../../shaders/batchnorm.wgsl").into(),
-            Shader::Noise => include_str!("../../../shaders/noise.wgsl").into(),
-            Shader::Conv2d => format!(
-                "{CONV_PARAMS}\n{}",
-                include_str!("../../../shaders/conv2d.wgsl")
-            ),
-            Shader::ConvGemm => format!(
-                "{CONV_PARAMS}\n{}",
-                include_str!("../../../shaders/conv_gemm.wgsl")
-            ),
+            Shader::Data => (None, include_str!("../../../shaders/data.wgsl")),
+            Shader::Matmul => (math, include_str!("../../../shaders/matmul.wgsl")),
+            Shader::Activation => (math, include_str!("../../../shaders/activation.wgsl")),
+            Shader::Bias => (None, include_str!("../../../shaders/bias.wgsl")),
+            Shader::Loss => (math, include_str!("../../../shaders/loss.wgsl")),
+            Shader::Reduce => (None, include_str!("../../../shaders/reduce.wgsl")),
+            Shader::Optim => (None, include_str!("../../../shaders/optim.wgsl")),
+            Shader::Pool => (None, include_str!("../../../shaders/pool.wgsl")),
+            Shader::BatchNorm => (None, include_str!("../../../shaders/batchnorm.wgsl")),
+            Shader::Noise => (None, include_str!("../../../shaders/noise.wgsl")),
+            Shader::Conv2d => (conv, include_str!("../../../shaders/conv2d.wgsl")),
+            Shader::ConvGemm => (conv, include_str!("../../../shaders/conv_gemm.wgsl")),
         }
     }
 }
@@ -509,5 +504,43 @@ impl Kernels {
             &[param, grad, velocity],
             linear_groups(len),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shader;
+    use wgpu::naga;
+
+    const ALL: [Shader; 12] = [
+        Shader::Data,
+        Shader::Matmul,
+        Shader::Activation,
+        Shader::Bias,
+        Shader::Loss,
+        Shader::Reduce,
+        Shader::Optim,
+        Shader::Pool,
+        Shader::BatchNorm,
+        Shader::Noise,
+        Shader::Conv2d,
+        Shader::ConvGemm,
+    ];
+
+    /// Every module parses and validates as wgpu would before handing it to a driver, so a broken
+    /// shader fails here on a machine with no adapter at all.
+    #[test]
+    fn every_shader_module_parses_and_validates() {
+        for shader in ALL {
+            let source = shader.source();
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{}: {}", shader.file(), e.emit_to_string(&source)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", shader.file()));
+        }
     }
 }
