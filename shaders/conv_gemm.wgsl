@@ -18,6 +18,10 @@
 // wide tiles because channel counts are small (1 to 64 in the conv-dae) while positions number
 // batch × plane. Each thread decodes the one B column it loads once, outside the K loop. No two threads
 // write one address, and every sum runs in a fixed order.
+//
+// These kernels live apart from conv2d.wgsl's, and every entry point here has the same 32×8 shape: with
+// both files in one module, lavapipe (Mesa 22.3) left part of the 256×1 gather forward's output unwritten,
+// as if it had run that entry point in another one's workgroup shape.
 
 @group(0) @binding(0) var<uniform> fwd: ConvParams;
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
@@ -328,15 +332,17 @@ fn conv2d_backward_weight_gemm(
     }
 }
 
-// dw[e] = Σ_z partial[z, e] in slice order (+ dw[e] when accumulating); one thread per weight element.
-@compute @workgroup_size(256)
+// dw[e] = Σ_z partial[z, e] in slice order (+ dw[e] when accumulating); one thread per weight element,
+// 256 per workgroup in the same 32×8 shape as the other entry points (see the note at the top).
+@compute @workgroup_size(32, 8)
 fn conv2d_backward_weight_sum(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let g = weight_sum;
     let len = g.out_c * g.in_c * g.k_h * g.k_w;
-    let e = gid.y * groups.x * 256u + gid.x;
+    let e = (wid.y * groups.x + wid.x) * 256u + li;
     if (e >= len) {
         return;
     }
