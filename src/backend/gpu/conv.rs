@@ -1,5 +1,6 @@
-//! Dispatches for the entry points of `shaders/conv2d.wgsl`: convolution forward, data gradient (also the
-//! forward of a transposed convolution) and weight gradient. The math is stated in the shader.
+//! Dispatches for the entry points of `shaders/conv2d.wgsl` and `shaders/conv_gemm.wgsl`: convolution
+//! forward, data gradient (also the forward of a transposed convolution) and weight gradient. The math is
+//! stated in conv2d.wgsl, the GEMM tiling in conv_gemm.wgsl.
 //!
 //! The forward and the data gradient come in two forms, chosen by shape: the implicit GEMM when the
 //! channels of its rows (output channels forward, input channels for the data gradient) fill at least a
