@@ -1,5 +1,6 @@
-// Implicit-GEMM forms of conv2d.wgsl's forward and data gradient (the math is stated there), for layers
-// with enough channels to fill a tile; src/backend/gpu/conv.rs chooses. conv_params.wgsl is prepended.
+// Implicit-GEMM forms of conv2d.wgsl's forward, data gradient and weight gradient (the math is stated
+// there), for layers with enough channels to fill a tile; src/backend/gpu/conv.rs chooses. conv_params.wgsl
+// is prepended.
 //
 // C[row, q] = Σ_k A[row, k] · B[k, q] with B gathered from the image as the tile is loaded (no im2col
 // buffer). The forward has rows = output channels o, columns q = (n, i, j), k = (c, a, b). The data
@@ -13,8 +14,8 @@
 // conv2d_backward_weight_sum adds the slices in order (fixed order: the same result run after run).
 //
 // A 32×8 workgroup computes a 32×128 tile of C, each thread a 4×4 block (rows lid.y + 8·r, columns
-// lid.x + 32·q, so neighbouring threads store neighbouring positions); K advances 16 at a time through a
-// 16×32 tile of A and a 16×128 tile of B in workgroup memory (10 KiB, inside lavapipe's 32 KiB). Short,
+// lid.x + 32·q, so neighbouring threads store neighbouring positions); the summed index advances 16 at a
+// time through a 16×32 tile of A and a 16×128 tile of B in workgroup memory (10 KiB, inside lavapipe's 32 KiB). Short,
 // wide tiles because channel counts are small (1 to 64 in the conv-dae) while positions number
 // batch × plane. Each thread decodes the one B column it loads once, outside the K loop. No two threads
 // write one address, and every sum runs in a fixed order.
