@@ -29,6 +29,9 @@ pub struct EpochResult {
     /// Mean loss per element over the epoch's training batches.
     pub train_loss: f64,
     pub seconds: f64,
+    /// Of `seconds`, the host's time inside [`Executor::run`]: recording and submitting the steps. A GPU
+    /// sits idle through it between chunks; on the CPU backend it is the work itself.
+    pub recording_seconds: f64,
     pub samples_per_second: f64,
 }
 
@@ -37,6 +40,8 @@ pub struct EpochResult {
 pub struct StepTiming {
     pub steps: usize,
     pub seconds: f64,
+    /// Of `seconds`, the host's time inside [`Executor::run`] (see [`EpochResult::recording_seconds`]).
+    pub recording_seconds: f64,
     /// Mean loss per element over the timed steps (a sanity check that real work was done).
     pub train_loss: f64,
 }
@@ -181,6 +186,7 @@ impl<'e> Trainer<'e> {
         let first = pos.batch_in_epoch;
         let mut done = first;
         let mut loss_sum = pos.epoch_loss_sum;
+        let mut recording = 0.0;
         while done < steps_total {
             if stop.load(Ordering::Relaxed) {
                 return Ok(EpochOutcome::Interrupted {
@@ -218,6 +224,7 @@ impl<'e> Trainer<'e> {
                 self.checked_step(epoch, global + 1)?;
             } else {
                 self.ex.run(Program::TrainStep, chunk);
+                recording += chunk_start.elapsed().as_secs_f64();
             }
             let sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT];
             self.observe(chunk, chunk_start);
@@ -256,6 +263,7 @@ impl<'e> Trainer<'e> {
             global_step: self.position.global_step,
             train_loss: loss_sum / (samples * features) as f64,
             seconds,
+            recording_seconds: recording,
             samples_per_second: timed as f64 / seconds.max(1e-9),
         }))
     }
@@ -357,10 +365,12 @@ impl<'e> Trainer<'e> {
         let start = Instant::now();
         let mut done = 0;
         let mut loss_sum = 0.0;
+        let mut recording = 0.0;
         while done < steps {
             let chunk = self.chunk_len().min(steps - done);
             let chunk_start = Instant::now();
             self.ex.run(Program::TrainStep, chunk);
+            recording += chunk_start.elapsed().as_secs_f64();
             done += chunk;
             loss_sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT] as f64;
             self.observe(chunk, chunk_start);
@@ -371,6 +381,7 @@ impl<'e> Trainer<'e> {
         StepTiming {
             steps,
             seconds,
+            recording_seconds: recording,
             train_loss: loss_sum / ((steps * batch).min(samples) * features) as f64,
         }
     }

@@ -69,7 +69,15 @@ fn check_epoch(e: &Value, backend: &str) {
     assert_eq!(e["extrapolated"], true, "2 steps of 469 are extrapolated");
     assert!(e["device"].as_str().is_some_and(|d| !d.is_empty()));
     positive(&e["seconds_timed"], "seconds_timed");
-    positive(&e["seconds_per_epoch"], "seconds_per_epoch");
+    let epoch = positive(&e["seconds_per_epoch"], "seconds_per_epoch");
+    let recording = positive(
+        &e["recording_seconds_per_epoch"],
+        "recording_seconds_per_epoch",
+    );
+    assert!(
+        recording <= epoch,
+        "recording {recording} s is part of the epoch's {epoch} s"
+    );
     positive(&e["train_loss"], "train_loss");
     assert_eq!(
         positive(&e["steps_per_epoch"], "steps_per_epoch"),

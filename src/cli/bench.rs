@@ -172,6 +172,8 @@ pub struct EpochFigure {
     pub steps_timed: usize,
     pub seconds_timed: f64,
     pub seconds_per_epoch: f64,
+    /// Of `seconds_per_epoch`, the host's time recording and submitting steps (`Executor::run`).
+    pub recording_seconds_per_epoch: f64,
     pub extrapolated: bool,
     pub train_loss: f64,
 }
@@ -351,17 +353,21 @@ fn time_epoch(
     );
     trainer.steps_per_submit = args.steps_per_submit;
     trainer.warm_up(args.warmup);
-    let (steps_timed, seconds_timed, train_loss) = match args.steps_for(steps_per_epoch) {
+    let (steps_timed, seconds_timed, recording, train_loss) = match args.steps_for(steps_per_epoch)
+    {
         Some(steps) => {
             let t = trainer.time_steps(steps);
-            (t.steps, t.seconds, t.train_loss)
+            (t.steps, t.seconds, t.recording_seconds, t.train_loss)
         }
         None => {
             let never = std::sync::atomic::AtomicBool::new(false);
             match trainer.train_epoch(&mut |_| {}, &never)? {
-                crate::train::EpochOutcome::Completed(r) => {
-                    (steps_per_epoch, r.seconds, r.train_loss)
-                }
+                crate::train::EpochOutcome::Completed(r) => (
+                    steps_per_epoch,
+                    r.seconds,
+                    r.recording_seconds,
+                    r.train_loss,
+                ),
                 crate::train::EpochOutcome::Interrupted { .. } => {
                     unreachable!("nothing raises the stop flag")
                 }
@@ -377,6 +383,7 @@ fn time_epoch(
         steps_timed,
         seconds_timed,
         seconds_per_epoch: seconds_timed / steps_timed as f64 * steps_per_epoch as f64,
+        recording_seconds_per_epoch: recording / steps_timed as f64 * steps_per_epoch as f64,
         extrapolated: steps_timed < steps_per_epoch,
         train_loss,
     })
@@ -463,8 +470,8 @@ impl BenchReport {
         }
         let _ = writeln!(
             out,
-            "{:<10} {:>6} {:>14} {:>14} {:>10}",
-            "model", "batch", "GPU s/epoch", "CPU s/epoch", "CPU/GPU"
+            "{:<10} {:>6} {:>14} {:>14} {:>10} {:>16}",
+            "model", "batch", "GPU s/epoch", "CPU s/epoch", "CPU/GPU", "GPU recording s"
         );
         let mut seen: Vec<(BenchModel, usize)> = Vec::new();
         let mut extrapolated = false;
@@ -496,20 +503,33 @@ impl BenchReport {
                 .find(|r| r.0 == f.model && r.1 == f.batch)
                 .map(|r| format_ratio(r.3 / r.2))
                 .unwrap_or_else(|| "—".into());
+            let recording = self
+                .epochs
+                .iter()
+                .find(|g| g.model == f.model && g.batch == f.batch && g.backend == "gpu")
+                .map(|g| format!("{:.3}", g.recording_seconds_per_epoch))
+                .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 out,
-                "{:<10} {:>6} {:>14} {:>14} {:>10}",
+                "{:<10} {:>6} {:>14} {:>14} {:>10} {:>16}",
                 f.model.name(),
                 f.batch,
                 cell("gpu"),
                 cell("cpu"),
-                ratio
+                ratio,
+                recording
             );
         }
         if extrapolated {
             let _ = writeln!(
                 out,
                 "* extrapolated: a fixed number of steps timed (warm-up excluded), scaled to a full epoch"
+            );
+        }
+        if self.epochs.iter().any(|f| f.backend == "gpu") {
+            let _ = writeln!(
+                out,
+                "GPU recording s: of the GPU epoch, host time spent recording and submitting steps (the device idles through it between chunks)"
             );
         }
         if !self.matmuls.is_empty() {
@@ -549,6 +569,7 @@ impl BenchReport {
                     "warmup_steps": args.warmup.min(f.steps_per_epoch),
                     "seconds_timed": f.seconds_timed,
                     "seconds_per_epoch": f.seconds_per_epoch,
+                    "recording_seconds_per_epoch": f.recording_seconds_per_epoch,
                     "extrapolated": f.extrapolated,
                     "train_loss": f.train_loss,
                     "equivalent_command": train.join(" "),
