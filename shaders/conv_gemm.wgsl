@@ -1,6 +1,6 @@
 // Implicit-GEMM forms of conv2d.wgsl's forward, data gradient and weight gradient (the math is stated
 // there), for layers with enough channels to fill a tile; src/backend/gpu/conv.rs chooses. conv_params.wgsl
-// is prepended.
+// and activation_math.wgsl are prepended.
 //
 // C[row, q] = Σ_k A[row, k] · B[k, q] with B gathered from the image as the tile is loaded (no im2col
 // buffer). The forward has rows = output channels o, columns q = (n, i, j), k = (c, a, b). The data
@@ -33,6 +33,11 @@
 @group(0) @binding(5) var<storage, read> bwd_data_dy: array<f32>;
 @group(0) @binding(6) var<storage, read> bwd_data_w: array<f32>;
 @group(0) @binding(7) var<storage, read_write> bwd_data_dx: array<f32>;
+
+// Only the *_bias_act entry points bind these: a layer's bias, added (then ConvParams.act applied) as
+// each output is stored.
+@group(0) @binding(15) var<storage, read> fwd_bias: array<f32>;
+@group(0) @binding(16) var<storage, read> bwd_data_bias: array<f32>;
 
 @group(0) @binding(8) var<uniform> bwd_weight: ConvParams;
 @group(0) @binding(9) var<storage, read> bwd_weight_dy: array<f32>;
@@ -89,6 +94,21 @@ fn conv2d_gemm(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    store_forward(lid, wid, groups, forward_block(lid, wid, groups), false);
+}
+
+// y = act(conv(x, w) + bias[o]): a convolution layer's whole forward pass.
+@compute @workgroup_size(32, 8)
+fn conv2d_gemm_bias_act(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    store_forward(lid, wid, groups, forward_block(lid, wid, groups), true);
+}
+
+// This thread's block of the forward GEMM. Every thread of the workgroup calls it (barriers inside).
+fn forward_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
     let g = fwd;
     let taps = g.k_h * g.k_w;
     let k_len = g.in_c * taps;
@@ -140,13 +160,28 @@ fn conv2d_gemm(
         acc = tile_product(lid, acc);
         workgroupBarrier();
     }
+    return acc;
+}
+
+// Stores the block at y[n, o, i, j], as act(value + bias[o]) when `bias_act` (a uniform flag: the
+// bias binding exists only in the entry point that passes true).
+fn store_forward(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, bias_act: bool) {
+    let g = fwd;
+    let plane = g.out_h * g.out_w;
+    let columns = g.batch * plane;
+    let row0 = wid.y * TM;
+    let col0 = (wid.z * groups.x + wid.x) * TN;
     for (var r = 0u; r < 4u; r = r + 1u) {
         let o = row0 + lid.y + 8u * r;
         let vals = block_row(acc, r);
         for (var cq = 0u; cq < 4u; cq = cq + 1u) {
             let col = col0 + lid.x + 32u * cq;
             if (o < g.out_c && col < columns) {
-                fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = vals[cq];
+                var value = vals[cq];
+                if (bias_act) {
+                    value = activate(value + fwd_bias[o], g.act);
+                }
+                fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = value;
             }
         }
     }
@@ -184,6 +219,23 @@ fn conv2d_backward_data_gemm(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    store_data(lid, wid, groups, data_block(lid, wid, groups), false);
+}
+
+// dx = act(conv_transpose(dy, w) + bias[c]): a transposed convolution layer's whole forward pass (never
+// accumulating).
+@compute @workgroup_size(32, 8)
+fn conv2d_backward_data_gemm_bias_act(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    store_data(lid, wid, groups, data_block(lid, wid, groups), true);
+}
+
+// This thread's block of the data-gradient GEMM for the workgroup's stride phase. Every thread of the
+// workgroup calls it (barriers inside).
+fn data_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
     let g = bwd_data;
     let s = g.stride;
     let phase = wid.z % (s * s);
@@ -245,6 +297,22 @@ fn conv2d_backward_data_gemm(
         acc = tile_product(lid, acc);
         workgroupBarrier();
     }
+    return acc;
+}
+
+// Stores the block at dx[n, c, h, v] for this phase's pixels: plus dx when accumulating, or as
+// act(value + bias[c]) when `bias_act` (a uniform flag, as in store_forward).
+fn store_data(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, bias_act: bool) {
+    let g = bwd_data;
+    let s = g.stride;
+    let phase = wid.z % (s * s);
+    let ph = phase / s;
+    let pv = phase % s;
+    let cols_v = phase_len(pv, s, g.in_w);
+    let plane = phase_len(ph, s, g.in_h) * cols_v;
+    let columns = g.batch * plane;
+    let row0 = wid.y * TM;
+    let col0 = ((wid.z / (s * s)) * groups.x + wid.x) * TN;
     for (var r = 0u; r < 4u; r = r + 1u) {
         let c = row0 + lid.y + 8u * r;
         let vals = block_row(acc, r);
@@ -256,7 +324,9 @@ fn conv2d_backward_data_gemm(
                 let v = pv + s * (p2 % cols_v);
                 let at = (((col / plane) * g.in_c + c) * g.in_h + h) * g.in_w + v;
                 var value = vals[cq];
-                if (g.accumulate != 0u) {
+                if (bias_act) {
+                    value = activate(value + bwd_data_bias[c], g.act);
+                } else if (g.accumulate != 0u) {
                     value = value + bwd_data_dx[at];
                 }
                 bwd_data_dx[at] = value;

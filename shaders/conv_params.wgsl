@@ -1,5 +1,6 @@
-// The geometry uniform of conv2d.wgsl and conv_gemm.wgsl: ConvGeom in src/ops.rs, the accumulate flag, and
-// for the split weight gradient the batch·positions terms each partial sum covers.
+// The geometry uniform of conv2d.wgsl and conv_gemm.wgsl: ConvGeom in src/ops.rs, the accumulate flag, for
+// the split weight gradient the batch·positions terms each partial sum covers, and for the *_bias_act
+// entry points the activation code (activation_math.wgsl).
 
 struct ConvParams {
     batch: u32,
@@ -15,7 +16,7 @@ struct ConvParams {
     pad: u32,
     accumulate: u32,
     chunk: u32,
-    _pad0: u32,
+    act: u32,
     _pad1: u32,
     _pad2: u32,
 }

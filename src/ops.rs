@@ -320,6 +320,19 @@ pub enum Op {
         dx: BufId,
         accumulate: bool,
     },
+    /// A convolution layer's forward pass in one op: y = act(conv(x, w) + bias[o]) with the conv of
+    /// [`Op::Conv2d`], or, when `transposed`, y = act(conv_transpose(x, w) + bias[o]) with the transposed
+    /// convolution computed as [`Op::Conv2dBackwardData`] of `geom` (x in the role of dy, y of dx).
+    /// The same as the conv op then [`Op::BiasAct`]; the GPU adds bias and activation as it stores.
+    ConvBiasAct {
+        geom: ConvGeom,
+        x: BufId,
+        w: BufId,
+        bias: BufId,
+        y: BufId,
+        act: Act,
+        transposed: bool,
+    },
     /// dw = ∂L/∂w of [`Op::Conv2d`] (+ dw when `accumulate`):
     /// dw[o, c, a, b] = Σ_{n, i, j} dy[n, o, i, j] · x[n, c, i·s − p + a, j·s − p + b].
     Conv2dBackwardWeight {
@@ -507,7 +520,8 @@ impl Noise {
 }
 
 impl Op {
-    /// Short name used by the profiler and in error messages; equal to the WGSL entry point.
+    /// Short name used by the profiler and in error messages: the WGSL entry point, or the stem of the
+    /// entry points an op chooses among by shape (`conv2d` for `conv2d` and `conv2d_gemm`).
     pub fn name(&self) -> &'static str {
         match self {
             Op::GatherBatch { .. } => "gather_batch",
@@ -533,6 +547,12 @@ impl Op {
             Op::Conv2d { .. } => "conv2d",
             Op::Conv2dBackwardData { .. } => "conv2d_backward_data",
             Op::Conv2dBackwardWeight { .. } => "conv2d_backward_weight",
+            Op::ConvBiasAct {
+                transposed: false, ..
+            } => "conv2d_bias_act",
+            Op::ConvBiasAct {
+                transposed: true, ..
+            } => "conv_transpose2d_bias_act",
         }
     }
 }
@@ -603,6 +623,7 @@ impl Op {
             Op::Conv2d { y, .. } => vec![y],
             Op::Conv2dBackwardData { dx, .. } => vec![dx],
             Op::Conv2dBackwardWeight { dw, .. } => vec![dw],
+            Op::ConvBiasAct { y, .. } => vec![y],
         }
     }
 
@@ -667,6 +688,17 @@ impl Op {
             Op::Conv2d { geom, .. }
             | Op::Conv2dBackwardData { geom, .. }
             | Op::Conv2dBackwardWeight { geom, .. } => geom.flops(),
+            // The convolution, then bias and activation per output element.
+            Op::ConvBiasAct {
+                geom, transposed, ..
+            } => {
+                let outputs = if transposed {
+                    geom.x_len()
+                } else {
+                    geom.y_len()
+                };
+                geom.flops() + 2 * outputs
+            }
         };
         f as u64
     }
@@ -776,6 +808,15 @@ impl Op {
             Op::Conv2dBackwardWeight {
                 geom, accumulate, ..
             } => geom.y_len() + geom.x_len() + acc(accumulate) * geom.w_len(),
+            // Input, weights, bias, output; the bias has a value per output channel.
+            Op::ConvBiasAct {
+                geom, transposed, ..
+            } => {
+                geom.x_len()
+                    + geom.w_len()
+                    + geom.y_len()
+                    + if transposed { geom.in_c } else { geom.out_c }
+            }
         };
         4 * words as u64
     }
@@ -908,6 +949,7 @@ impl Op {
             Op::Conv2d { geom, .. }
             | Op::Conv2dBackwardData { geom, .. }
             | Op::Conv2dBackwardWeight { geom, .. } => conv(geom),
+            Op::ConvBiasAct { geom, act, .. } => format!("{} + bias, {}", conv(geom), act.name()),
         }
     }
 }

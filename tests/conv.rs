@@ -7,7 +7,7 @@ use common::{assert_close, gpu, random};
 use gpu_ae::backend::cpu::CpuExecutor;
 use gpu_ae::backend::gpu::GpuExecutor;
 use gpu_ae::backend::{Executor, Program};
-use gpu_ae::ops::{BufId, ConvGeom, Op};
+use gpu_ae::ops::{Act, BufId, ConvGeom, Op};
 use gpu_ae::plan::{BufferDesc, Plan};
 
 const REL: f32 = 1e-4;
@@ -435,5 +435,65 @@ fn conv_ops_match_cpu_at_conv_dae_size() {
     let Some(ctx) = gpu() else { return };
     for (t, g) in conv_dae_layers(16).into_iter().enumerate() {
         assert_gpu_matches_cpu(&ctx, g, false, 600 + 10 * t as u64);
+    }
+}
+
+/// A convolution layer's fused forward (conv or transposed conv, then bias and activation in the same
+/// op) against the CPU, which runs the unfused pair: every activation, on the GEMM kernels (8+ channels)
+/// and on the gather kernels followed by bias_act.
+#[test]
+fn fused_conv_bias_act_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    const BIAS: BufId = BufId(3);
+    let acts = [
+        Act::Identity,
+        Act::Relu,
+        Act::LeakyRelu,
+        Act::Sigmoid,
+        Act::Tanh,
+    ];
+    for (t, g) in awkward_geometries().into_iter().enumerate() {
+        for transposed in [false, true] {
+            // Transposed: x has the conv's output shape and y its input shape.
+            let (x_len, y_len, channels) = if transposed {
+                (g.y_len(), g.x_len(), g.in_c)
+            } else {
+                (g.x_len(), g.y_len(), g.out_c)
+            };
+            let act = acts[(2 * t + transposed as usize) % acts.len()];
+            let buffers = vec![
+                BufferDesc::f32("x", x_len),
+                BufferDesc::f32("w", g.w_len()),
+                BufferDesc::f32("y", y_len),
+                BufferDesc::f32("bias", channels),
+            ];
+            let op = Op::ConvBiasAct {
+                geom: g,
+                x: X,
+                w: W,
+                bias: BIAS,
+                y: Y,
+                act,
+                transposed,
+            };
+            let plan = Plan::from_ops(buffers, vec![op]);
+            let mut cpu = CpuExecutor::<f32>::new(plan.clone());
+            let mut gpu = GpuExecutor::new(&ctx, plan).expect("plan fits the adapter");
+            let seed = 700 + 10 * t as u64;
+            let inputs = [
+                (X, random(x_len, seed, 1.0)),
+                (W, random(g.w_len(), seed + 1, 0.5)),
+                (BIAS, random(channels, seed + 2, 1.0)),
+                (Y, random(y_len, seed + 3, 1.0)),
+            ];
+            for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+                for (id, data) in &inputs {
+                    ex.write_f32(*id, data);
+                }
+                ex.run(Program::ForwardBackward, 1);
+            }
+            let what = format!("conv_bias_act transposed={transposed} {act:?} {g:?}");
+            assert_close(&what, &gpu.read_f32(Y), &cpu.read_f32(Y), REL);
+        }
     }
 }

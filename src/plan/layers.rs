@@ -220,14 +220,6 @@ pub(super) fn forward(
     let (x, y) = (l.input, l.output);
     let w = |p: Option<usize>| params[p.expect("layer has this parameter")].buf;
     let act = |a: Act| if is_last { Act::Identity } else { a };
-    let bias_act = |act: Act| Op::BiasAct {
-        y,
-        bias: w(l.bias),
-        rows: batch,
-        channels: output.c,
-        inner: output.h * output.w,
-        act,
-    };
     let planes = (batch, input.c);
     match *layer {
         // Y[B×out] = act(X[B×in]·Wᵀ + b)
@@ -247,32 +239,25 @@ pub(super) fn forward(
             act: act(a),
         }],
         // y = act(x ⊛ W + b)
-        Layer::Conv2d { act: a, .. } => {
-            let geom = conv_geom(layer, input, batch).expect("conv layer");
-            vec![
-                Op::Conv2d {
-                    geom,
-                    x,
-                    w: w(l.weight),
-                    y,
-                },
-                bias_act(act(a)),
-            ]
-        }
+        Layer::Conv2d { act: a, .. } => vec![Op::ConvBiasAct {
+            geom: conv_geom(layer, input, batch).expect("conv layer"),
+            x,
+            w: w(l.weight),
+            bias: w(l.bias),
+            y,
+            act: act(a),
+            transposed: false,
+        }],
         // y = act(x ⊛ᵀ W + b): the data gradient of the convolution it transposes.
-        Layer::ConvTranspose2d { act: a, .. } => {
-            let geom = conv_geom(layer, input, batch).expect("conv layer");
-            vec![
-                Op::Conv2dBackwardData {
-                    geom,
-                    dy: x,
-                    w: w(l.weight),
-                    dx: y,
-                    accumulate: false,
-                },
-                bias_act(act(a)),
-            ]
-        }
+        Layer::ConvTranspose2d { act: a, .. } => vec![Op::ConvBiasAct {
+            geom: conv_geom(layer, input, batch).expect("conv layer"),
+            x,
+            w: w(l.weight),
+            bias: w(l.bias),
+            y,
+            act: act(a),
+            transposed: true,
+        }],
         Layer::MaxPool2 => vec![Op::MaxPool2x2 {
             x,
             y,

@@ -502,6 +502,38 @@ impl<T: Real> CpuExecutor<T> {
                     conv::conv2d(&geom, s.floats(x), s.floats(w), y, &s.scratch)
                 });
             }
+            // The unfused pair, exactly: the CPU is the reference the GPU's fused store is checked against.
+            Op::ConvBiasAct {
+                geom,
+                x,
+                w,
+                bias,
+                y,
+                act,
+                transposed,
+            } => {
+                let (channels, inner) = if transposed {
+                    self.with_out(y, |s, y| {
+                        conv::conv2d_backward_data(
+                            &geom,
+                            s.floats(x),
+                            s.floats(w),
+                            y,
+                            false,
+                            &s.scratch,
+                        )
+                    });
+                    (geom.in_c, geom.in_h * geom.in_w)
+                } else {
+                    self.with_out(y, |s, y| {
+                        conv::conv2d(&geom, s.floats(x), s.floats(w), y, &s.scratch)
+                    });
+                    (geom.out_c, geom.out_h * geom.out_w)
+                };
+                self.with_out(y, |s, y| {
+                    kernels::bias_act(y, s.floats(bias), geom.batch, channels, inner, act)
+                });
+            }
             Op::Conv2dBackwardData {
                 geom,
                 dy,

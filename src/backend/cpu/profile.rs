@@ -57,7 +57,8 @@ fn label(op: &Op) -> String {
     match op {
         Op::Conv2d { geom: g, .. }
         | Op::Conv2dBackwardData { geom: g, .. }
-        | Op::Conv2dBackwardWeight { geom: g, .. } => format!(
+        | Op::Conv2dBackwardWeight { geom: g, .. }
+        | Op::ConvBiasAct { geom: g, .. } => format!(
             "{} {}×{}×{}→{}×{}×{}",
             op.name(),
             g.in_c,

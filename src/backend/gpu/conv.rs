@@ -10,9 +10,10 @@
 //! slices in a fixed order; otherwise one workgroup per weight element.
 
 use super::kernels::{Dispatch, Kernels, Shader, linear_groups};
-use crate::ops::ConvGeom;
+use crate::ops::{Act, ConvGeom};
 
-/// The shader's `ConvParams`, in field order, `chunk` 0 (only the split weight gradient sets it).
+/// The shader's `ConvParams`, in field order, `chunk` and `act` 0 (the split weight gradient sets chunk,
+/// the *_bias_act entry points act).
 fn params(g: &ConvGeom, accumulate: bool) -> [u32; 16] {
     [
         g.batch,
@@ -68,20 +69,63 @@ impl Kernels {
         w: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Dispatch {
-        let (shader, entry, groups) = if g.out_c >= GEMM_MIN_ROWS {
-            let columns = g.batch * g.out_h * g.out_w;
-            let grid = gemm_grid(g.out_c, columns, 1);
-            (Shader::ConvGemm, "conv2d_gemm", grid)
-        } else {
-            (Shader::Conv2d, "conv2d", linear_groups(g.y_len()))
+        self.conv_forward(g, x, w, y, None)
+    }
+
+    /// y = act(conv(x, w) + bias): the GEMM adds bias and activation as it stores; the gather kernel is
+    /// followed by a bias_act launch.
+    pub fn conv2d_bias_act(
+        &mut self,
+        g: &ConvGeom,
+        [x, w, bias, y]: [&wgpu::Buffer; 4],
+        act: Act,
+    ) -> Dispatch {
+        self.conv_forward(g, x, w, y, Some((bias, act)))
+    }
+
+    fn conv_forward(
+        &mut self,
+        g: &ConvGeom,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        epilogue: Option<(&wgpu::Buffer, Act)>,
+    ) -> Dispatch {
+        let mut p = params(g, false);
+        if g.out_c < GEMM_MIN_ROWS {
+            let conv = self.dispatch(
+                Shader::Conv2d,
+                "conv2d",
+                &p,
+                &[0, 1, 2, 3],
+                &[x, w, y],
+                linear_groups(g.y_len()),
+            );
+            return match epilogue {
+                Some((bias, act)) => {
+                    let inner = g.out_h * g.out_w;
+                    conv.followed_by(self.bias_act(y, bias, g.batch, g.out_c, inner, act))
+                }
+                None => conv,
+            };
+        }
+        let grid = gemm_grid(g.out_c, g.batch * g.out_h * g.out_w, 1);
+        // The plain entry point never reads the bias binding but shares the store code that does, so
+        // it binds the weights there.
+        let (entry, bias) = match epilogue {
+            Some((bias, act)) => {
+                p[13] = act.code();
+                ("conv2d_gemm_bias_act", bias)
+            }
+            None => ("conv2d_gemm", w),
         };
         self.dispatch(
-            shader,
+            Shader::ConvGemm,
             entry,
-            &params(g, false),
-            &[0, 1, 2, 3],
-            &[x, w, y],
-            groups,
+            &p,
+            &[0, 1, 2, 3, 15],
+            &[x, w, y, bias],
+            grid,
         )
     }
 
@@ -96,22 +140,66 @@ impl Kernels {
         dx: &wgpu::Buffer,
         accumulate: bool,
     ) -> Dispatch {
-        let (shader, entry, groups) = if g.in_c >= GEMM_MIN_ROWS {
-            // Phase 0 has the most pixels: ⌈in_h / s⌉ × ⌈in_w / s⌉ per image.
-            let columns = g.batch * g.in_h.div_ceil(g.stride) * g.in_w.div_ceil(g.stride);
-            let grid = gemm_grid(g.in_c, columns, g.stride * g.stride);
-            (Shader::ConvGemm, "conv2d_backward_data_gemm", grid)
-        } else {
-            let groups = linear_groups(g.x_len());
-            (Shader::Conv2d, "conv2d_backward_data", groups)
+        self.conv_data(g, dy, w, dx, accumulate, None)
+    }
+
+    /// A transposed convolution layer's forward pass: y = act(conv_transpose(x, w) + bias), computed as
+    /// the data gradient of `g` with x as dy and y as dx, bias and activation added as the GEMM stores
+    /// (or by a bias_act launch after the gather kernel).
+    pub fn conv_transpose2d_bias_act(
+        &mut self,
+        g: &ConvGeom,
+        [x, w, bias, y]: [&wgpu::Buffer; 4],
+        act: Act,
+    ) -> Dispatch {
+        self.conv_data(g, x, w, y, false, Some((bias, act)))
+    }
+
+    fn conv_data(
+        &mut self,
+        g: &ConvGeom,
+        dy: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        dx: &wgpu::Buffer,
+        accumulate: bool,
+        epilogue: Option<(&wgpu::Buffer, Act)>,
+    ) -> Dispatch {
+        let mut p = params(g, accumulate);
+        if g.in_c < GEMM_MIN_ROWS {
+            let conv = self.dispatch(
+                Shader::Conv2d,
+                "conv2d_backward_data",
+                &p,
+                &[4, 5, 6, 7],
+                &[dy, w, dx],
+                linear_groups(g.x_len()),
+            );
+            return match epilogue {
+                Some((bias, act)) => {
+                    let inner = g.in_h * g.in_w;
+                    conv.followed_by(self.bias_act(dx, bias, g.batch, g.in_c, inner, act))
+                }
+                None => conv,
+            };
+        }
+        // Phase 0 has the most pixels: ⌈in_h / s⌉ × ⌈in_w / s⌉ per image.
+        let columns = g.batch * g.in_h.div_ceil(g.stride) * g.in_w.div_ceil(g.stride);
+        let grid = gemm_grid(g.in_c, columns, g.stride * g.stride);
+        // As in conv_forward: the plain entry point binds the weights where the bias would be.
+        let (entry, bias) = match epilogue {
+            Some((bias, act)) => {
+                p[13] = act.code();
+                ("conv2d_backward_data_gemm_bias_act", bias)
+            }
+            None => ("conv2d_backward_data_gemm", w),
         };
         self.dispatch(
-            shader,
+            Shader::ConvGemm,
             entry,
-            &params(g, accumulate),
-            &[4, 5, 6, 7],
-            &[dy, w, dx],
-            groups,
+            &p,
+            &[4, 5, 6, 7, 16],
+            &[dy, w, dx, bias],
+            grid,
         )
     }
 

@@ -48,31 +48,35 @@ impl Shader {
     }
 
     /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
-    /// matmul.wgsl use activation_math.wgsl; conv2d.wgsl and conv_gemm.wgsl conv_params.wgsl).
+    /// matmul.wgsl use activation_math.wgsl; conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl both).
     pub fn source(self) -> String {
-        let (prelude, body) = self.texts();
-        match prelude {
-            Some(prelude) => format!("{prelude}\n{body}"),
-            None => body.into(),
+        let (preludes, body) = self.texts();
+        let mut source = String::new();
+        for prelude in preludes {
+            source.push_str(prelude);
+            source.push('\n');
         }
+        source + body
     }
 
-    fn texts(self) -> (Option<&'static str>, &'static str) {
-        let math = Some(ACTIVATION_MATH);
-        let conv = Some(CONV_PARAMS);
+    fn texts(self) -> (&'static [&'static str], &'static str) {
+        const MATH: &[&str] = &[ACTIVATION_MATH];
         match self {
-            Shader::Data => (None, include_str!("../../../shaders/data.wgsl")),
-            Shader::Matmul => (math, include_str!("../../../shaders/matmul.wgsl")),
-            Shader::Activation => (math, include_str!("../../../shaders/activation.wgsl")),
-            Shader::Bias => (None, include_str!("../../../shaders/bias.wgsl")),
-            Shader::Loss => (math, include_str!("../../../shaders/loss.wgsl")),
-            Shader::Reduce => (None, include_str!("../../../shaders/reduce.wgsl")),
-            Shader::Optim => (None, include_str!("../../../shaders/optim.wgsl")),
-            Shader::Pool => (None, include_str!("../../../shaders/pool.wgsl")),
-            Shader::BatchNorm => (None, include_str!("../../../shaders/batchnorm.wgsl")),
-            Shader::Noise => (None, include_str!("../../../shaders/noise.wgsl")),
-            Shader::Conv2d => (conv, include_str!("../../../shaders/conv2d.wgsl")),
-            Shader::ConvGemm => (conv, include_str!("../../../shaders/conv_gemm.wgsl")),
+            Shader::Data => (&[], include_str!("../../../shaders/data.wgsl")),
+            Shader::Matmul => (MATH, include_str!("../../../shaders/matmul.wgsl")),
+            Shader::Activation => (MATH, include_str!("../../../shaders/activation.wgsl")),
+            Shader::Bias => (&[], include_str!("../../../shaders/bias.wgsl")),
+            Shader::Loss => (MATH, include_str!("../../../shaders/loss.wgsl")),
+            Shader::Reduce => (&[], include_str!("../../../shaders/reduce.wgsl")),
+            Shader::Optim => (&[], include_str!("../../../shaders/optim.wgsl")),
+            Shader::Pool => (&[], include_str!("../../../shaders/pool.wgsl")),
+            Shader::BatchNorm => (&[], include_str!("../../../shaders/batchnorm.wgsl")),
+            Shader::Noise => (&[], include_str!("../../../shaders/noise.wgsl")),
+            Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
+            Shader::ConvGemm => (
+                &[CONV_PARAMS, ACTIVATION_MATH],
+                include_str!("../../../shaders/conv_gemm.wgsl"),
+            ),
         }
     }
 }

@@ -375,6 +375,22 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             stream,
         } => k.corrupt(b(x), b(y), b(state), len, noise, seed, stream),
         Op::Conv2d { geom, x, w, y } => k.conv2d(&geom, b(x), b(w), b(y)),
+        Op::ConvBiasAct {
+            geom,
+            x,
+            w,
+            bias,
+            y,
+            act,
+            transposed,
+        } => {
+            let bufs = [b(x), b(w), b(bias), b(y)];
+            if transposed {
+                k.conv_transpose2d_bias_act(&geom, bufs, act)
+            } else {
+                k.conv2d_bias_act(&geom, bufs, act)
+            }
+        }
         Op::Conv2dBackwardData {
             geom,
             dy,

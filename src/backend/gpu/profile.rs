@@ -91,9 +91,15 @@ impl Profile {
             self.device
         );
         let _ = writeln!(out, "timing: {how}");
+        // Columns as wide as their longest entry (format widths count chars, so × and → pad right).
+        let width = |f: fn(&ProfileRow) -> usize, header: &str| {
+            self.rows.iter().map(f).fold(header.len(), usize::max)
+        };
+        let name_w = width(|r| r.name.chars().count(), "op");
+        let shapes_w = width(|r| r.shapes.chars().count(), "shapes");
         let _ = writeln!(
             out,
-            "{:>4}  {:<24} {:<44} {:>10} {:>6} {:>9} {:>8}",
+            "{:>4}  {:<name_w$} {:<shapes_w$} {:>10} {:>6} {:>9} {:>8}",
             "#", "op", "shapes", "µs", "%", "GFLOP/s", "GB/s"
         );
         let total = self.total_micros();
@@ -102,7 +108,7 @@ impl Profile {
         for r in sorted.iter().take(top) {
             let _ = writeln!(
                 out,
-                "{:>4}  {:<24} {:<44} {:>10.1} {:>5.1}% {:>9.1} {:>8.1}",
+                "{:>4}  {:<name_w$} {:<shapes_w$} {:>10.1} {:>5.1}% {:>9.1} {:>8.1}",
                 r.index,
                 r.name,
                 r.shapes,
