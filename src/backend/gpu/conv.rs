@@ -101,24 +101,11 @@ impl Kernels {
                 &[x, w, y],
                 linear_groups(g.y_len()),
             );
-            return match epilogue {
-                Some((bias, act)) => {
-                    let inner = g.out_h * g.out_w;
-                    conv.followed_by(self.bias_act(y, bias, g.batch, g.out_c, inner, act))
-                }
-                None => conv,
-            };
+            let planes = (g.batch, g.out_c, g.out_h * g.out_w);
+            return self.then_bias_act(conv, y, planes, epilogue);
         }
         let grid = gemm_grid(g.out_c, g.batch * g.out_h * g.out_w, 1);
-        // The plain entry point never reads the bias binding but shares the store code that does, so
-        // it binds the weights there.
-        let (entry, bias) = match epilogue {
-            Some((bias, act)) => {
-                p[13] = act.code();
-                ("conv2d_gemm_bias_act", bias)
-            }
-            None => ("conv2d_gemm", w),
-        };
+        let (entry, bias) = gemm_entry(&mut p, epilogue, w, "conv2d_gemm", "conv2d_gemm_bias_act");
         self.dispatch(
             Shader::ConvGemm,
             entry,
@@ -127,6 +114,23 @@ impl Kernels {
             &[x, w, y, bias],
             grid,
         )
+    }
+
+    /// `conv`, then bias and activation over its output `y` of shape `planes` = (batch, channels, inner)
+    /// when the op asks for them.
+    fn then_bias_act(
+        &mut self,
+        conv: Dispatch,
+        y: &wgpu::Buffer,
+        (batch, channels, inner): (usize, usize, usize),
+        epilogue: Option<(&wgpu::Buffer, Act)>,
+    ) -> Dispatch {
+        match epilogue {
+            Some((bias, act)) => {
+                conv.followed_by(self.bias_act(y, bias, batch, channels, inner, act))
+            }
+            None => conv,
+        }
     }
 
     /// Implicit GEMM per stride phase over input channels × (batch · the phase's pixels), K = out_c · the
@@ -174,25 +178,17 @@ impl Kernels {
                 &[dy, w, dx],
                 linear_groups(g.x_len()),
             );
-            return match epilogue {
-                Some((bias, act)) => {
-                    let inner = g.in_h * g.in_w;
-                    conv.followed_by(self.bias_act(dx, bias, g.batch, g.in_c, inner, act))
-                }
-                None => conv,
-            };
+            let planes = (g.batch, g.in_c, g.in_h * g.in_w);
+            return self.then_bias_act(conv, dx, planes, epilogue);
         }
         // Phase 0 has the most pixels: ⌈in_h / s⌉ × ⌈in_w / s⌉ per image.
         let columns = g.batch * g.in_h.div_ceil(g.stride) * g.in_w.div_ceil(g.stride);
         let grid = gemm_grid(g.in_c, columns, g.stride * g.stride);
-        // As in conv_forward: the plain entry point binds the weights where the bias would be.
-        let (entry, bias) = match epilogue {
-            Some((bias, act)) => {
-                p[13] = act.code();
-                ("conv2d_backward_data_gemm_bias_act", bias)
-            }
-            None => ("conv2d_backward_data_gemm", w),
-        };
+        let (plain, fused) = (
+            "conv2d_backward_data_gemm",
+            "conv2d_backward_data_gemm_bias_act",
+        );
+        let (entry, bias) = gemm_entry(&mut p, epilogue, w, plain, fused);
         self.dispatch(
             Shader::ConvGemm,
             entry,
@@ -249,6 +245,25 @@ impl Kernels {
             linear_groups(g.w_len()),
         );
         partials.followed_by(sum)
+    }
+}
+
+/// The GEMM entry point and the buffer for its bias binding: the fused entry with the layer's bias (its
+/// activation code set in `p`), or the plain one, which never reads that binding but shares the store
+/// code that does, so the weights are bound there.
+fn gemm_entry<'b>(
+    p: &mut [u32; 16],
+    epilogue: Option<(&'b wgpu::Buffer, Act)>,
+    w: &'b wgpu::Buffer,
+    plain: &'static str,
+    fused: &'static str,
+) -> (&'static str, &'b wgpu::Buffer) {
+    match epilogue {
+        Some((bias, act)) => {
+            p[13] = act.code();
+            (fused, bias)
+        }
+        None => (plain, w),
     }
 }
 
