@@ -303,7 +303,8 @@ pub enum Op {
         stream: u32,
     },
     /// y[n, o, i, j] = Σ_{c, a, b} x[n, c, i·s − p + a, j·s − p + b] · w[o, c, a, b] (taps outside the input
-    /// read zero). No bias: add it with [`Op::BiasAct`], inner = out_h·out_w.
+    /// read zero). No bias: a layer's forward is [`Op::ConvBiasAct`]; this bare form serves backward
+    /// passes (the data gradient of a transposed convolution).
     Conv2d {
         geom: ConvGeom,
         x: BufId,
