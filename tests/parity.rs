@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_close, gpu, random, random_bytes};
 use gpu_ae::backend::cpu::CpuExecutor;
-use gpu_ae::backend::gpu::GpuExecutor;
+use gpu_ae::backend::gpu::{GpuExecutor, MatmulChoice};
 use gpu_ae::backend::{Executor, Program, load_initial_state, pack_bytes};
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{DenseConfig, dense_ae};
@@ -20,6 +20,14 @@ const ACTS: [Act; 5] = [
     Act::Tanh,
 ];
 
+/// Every GPU matmul kernel, forced in turn: lavapipe takes 128×128 tiles for every shape, a discrete GPU
+/// 64×64 tiles or split K for smaller products.
+const MATMUL_KERNELS: [MatmulChoice; 3] = [
+    MatmulChoice::Tile64,
+    MatmulChoice::Tile128,
+    MatmulChoice::SplitK(3),
+];
+
 /// Runs `ops` over `buffers` on both backends after writing `floats` and `words`; returns the executors.
 fn run_both<'a>(
     ctx: &'a gpu_ae::backend::gpu::GpuContext,
@@ -28,9 +36,21 @@ fn run_both<'a>(
     floats: &[(usize, Vec<f32>)],
     words: &[(usize, Vec<u32>)],
 ) -> (CpuExecutor, GpuExecutor<'a>) {
+    run_both_with(ctx, MatmulChoice::Auto, buffers, ops, floats, words)
+}
+
+/// As [`run_both`], every GPU matmul on the kernel `matmul` names.
+fn run_both_with<'a>(
+    ctx: &'a gpu_ae::backend::gpu::GpuContext,
+    matmul: MatmulChoice,
+    buffers: Vec<BufferDesc>,
+    ops: Vec<Op>,
+    floats: &[(usize, Vec<f32>)],
+    words: &[(usize, Vec<u32>)],
+) -> (CpuExecutor, GpuExecutor<'a>) {
     let plan = Plan::from_ops(buffers, ops);
     let mut cpu = CpuExecutor::<f32>::new(plan.clone());
-    let mut gpu = GpuExecutor::new(ctx, plan).expect("plan fits the adapter");
+    let mut gpu = GpuExecutor::with_matmul(ctx, plan, matmul).expect("plan fits the adapter");
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
         for (id, data) in floats {
             ex.write_f32(BufId(*id), data);
@@ -53,72 +73,88 @@ fn compare(what: &str, cpu: &mut CpuExecutor, gpu: &mut GpuExecutor, id: usize, 
 fn matmul_matches_cpu_in_every_transpose_form_on_odd_sizes() {
     let Some(ctx) = gpu() else { return };
     let (m, n, k) = (37, 53, 29);
-    for trans_a in [false, true] {
-        for trans_b in [false, true] {
-            for accumulate in [false, true] {
-                let buffers = vec![
-                    BufferDesc::f32("a", m * k),
-                    BufferDesc::f32("b", k * n),
-                    BufferDesc::f32("c", m * n),
-                ];
-                let op = Op::Matmul {
-                    a: BufId(0),
-                    b: BufId(1),
-                    c: BufId(2),
-                    m,
-                    n,
-                    k,
-                    trans_a,
-                    trans_b,
-                    accumulate,
-                };
-                let inputs = [
-                    (0, random(m * k, 1, 1.0)),
-                    (1, random(k * n, 2, 1.0)),
-                    (2, random(m * n, 3, 1.0)),
-                ];
-                let (mut cpu, mut gpu) = run_both(&ctx, buffers, vec![op], &inputs, &[]);
-                compare(
-                    &format!("matmul ta={trans_a} tb={trans_b} acc={accumulate}"),
-                    &mut cpu,
-                    &mut gpu,
-                    2,
-                    REL,
-                );
+    for kernel in MATMUL_KERNELS {
+        for trans_a in [false, true] {
+            for trans_b in [false, true] {
+                for accumulate in [false, true] {
+                    let buffers = vec![
+                        BufferDesc::f32("a", m * k),
+                        BufferDesc::f32("b", k * n),
+                        BufferDesc::f32("c", m * n),
+                    ];
+                    let op = Op::Matmul {
+                        a: BufId(0),
+                        b: BufId(1),
+                        c: BufId(2),
+                        m,
+                        n,
+                        k,
+                        trans_a,
+                        trans_b,
+                        accumulate,
+                    };
+                    let inputs = [
+                        (0, random(m * k, 1, 1.0)),
+                        (1, random(k * n, 2, 1.0)),
+                        (2, random(m * n, 3, 1.0)),
+                    ];
+                    let (mut cpu, mut gpu) =
+                        run_both_with(&ctx, kernel, buffers, vec![op], &inputs, &[]);
+                    compare(
+                        &format!("matmul {kernel:?} ta={trans_a} tb={trans_b} acc={accumulate}"),
+                        &mut cpu,
+                        &mut gpu,
+                        2,
+                        REL,
+                    );
+                }
             }
         }
     }
 }
 
+/// Sizes that cross the edges of both tile sizes (64, 128) and of split-K's slices, with every operand
+/// transposed somewhere.
 #[test]
 fn matmul_matches_cpu_across_tile_edges() {
     let Some(ctx) = gpu() else { return };
-    for (m, n, k) in [(1, 1, 1), (65, 129, 17), (128, 67, 200), (3, 300, 5)] {
-        let buffers = vec![
-            BufferDesc::f32("a", m * k),
-            BufferDesc::f32("b", k * n),
-            BufferDesc::f32("c", m * n),
-        ];
-        let op = Op::Matmul {
-            a: BufId(0),
-            b: BufId(1),
-            c: BufId(2),
-            m,
-            n,
-            k,
-            trans_a: false,
-            trans_b: true,
-            accumulate: false,
-        };
-        let inputs = [(0, random(m * k, 4, 1.0)), (1, random(k * n, 5, 1.0))];
-        let (mut cpu, mut gpu) = run_both(&ctx, buffers, vec![op], &inputs, &[]);
-        compare(
-            &format!("matmul {m}×{k}·{k}×{n}"),
-            &mut cpu,
-            &mut gpu,
-            2,
-            REL,
-        );
+    let sizes = [
+        (1, 1, 1),
+        (65, 129, 17),
+        (128, 67, 200),
+        (3, 300, 5),
+        (130, 257, 35),
+        (70, 140, 301),
+    ];
+    for kernel in MATMUL_KERNELS {
+        for (case, (m, n, k)) in sizes.into_iter().enumerate() {
+            let buffers = vec![
+                BufferDesc::f32("a", m * k),
+                BufferDesc::f32("b", k * n),
+                BufferDesc::f32("c", m * n),
+            ];
+            let (trans_a, trans_b) = (case % 2 == 1, case % 3 != 1);
+            let op = Op::Matmul {
+                a: BufId(0),
+                b: BufId(1),
+                c: BufId(2),
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                accumulate: false,
+            };
+            let inputs = [(0, random(m * k, 4, 1.0)), (1, random(k * n, 5, 1.0))];
+            let (mut cpu, mut gpu) = run_both_with(&ctx, kernel, buffers, vec![op], &inputs, &[]);
+            compare(
+                &format!("matmul {kernel:?} {m}×{k}·{k}×{n} ta={trans_a} tb={trans_b}"),
+                &mut cpu,
+                &mut gpu,
+                2,
+                REL,
+            );
+        }
     }
 }
 
@@ -166,8 +202,10 @@ fn bias_act_and_act_backward_match_cpu_for_every_activation() {
 fn matmul_bias_act_matches_cpu_and_the_unfused_ops() {
     let Some(ctx) = gpu() else { return };
     let (m, n, k) = (70, 67, 45);
-    for act in ACTS {
+    for (case, act) in ACTS.into_iter().enumerate() {
         for trans_b in [false, true] {
+            // Each activation on one of the kernels, in turn, so that all three fuse bias and activation.
+            let kernel = MATMUL_KERNELS[(case + trans_b as usize) % MATMUL_KERNELS.len()];
             let buffers = vec![
                 BufferDesc::f32("x", m * k),
                 BufferDesc::f32("w", k * n),
@@ -213,8 +251,8 @@ fn matmul_bias_act_matches_cpu_and_the_unfused_ops() {
                 (1, random(k * n, 32, 0.5)),
                 (2, random(n, 33, 1.0)),
             ];
-            let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &inputs, &[]);
-            let what = format!("matmul_bias_act {act:?} trans_b={trans_b}");
+            let (mut cpu, mut gpu) = run_both_with(&ctx, kernel, buffers, ops, &inputs, &[]);
+            let what = format!("matmul_bias_act {kernel:?} {act:?} trans_b={trans_b}");
             compare(&what, &mut cpu, &mut gpu, 3, REL);
             compare(&format!("{what}, unfused"), &mut cpu, &mut gpu, 4, REL);
             assert_eq!(

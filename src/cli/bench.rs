@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::train::{build_model, load_data, plan_config};
 use super::{BackendArg, TrainArgs};
 use crate::backend::cpu::CpuExecutor;
-use crate::backend::gpu::{GpuContext, GpuExecutor};
+use crate::backend::gpu::{GpuContext, GpuExecutor, MatmulChoice};
 use crate::backend::{Executor, Program};
 use crate::data::mnist::Dataset;
 use crate::model::Shape;
@@ -143,6 +143,10 @@ pub struct BenchArgs {
         default_value = "128x784x256,1024x784x256,1024x1024x1024,4096x4096x4096"
     )]
     pub matmul_sizes: Vec<String>,
+    /// GPU matmul kernels to time at each size (comma-separated): `auto` (the one training would use for
+    /// that shape), `tile64`, `tile128`, `splitk` (8 slices of K) or `splitkN`.
+    #[arg(long, value_delimiter = ',', default_value = "auto", value_parser = MatmulChoice::parse)]
+    pub matmul_kernels: Vec<MatmulChoice>,
     /// Seconds of repeated runs to aim for per matmul size (after one warm-up and one probe run).
     #[arg(long, default_value_t = 1.0)]
     pub matmul_seconds: f64,
@@ -181,6 +185,9 @@ pub struct EpochFigure {
 #[derive(Clone, Debug)]
 pub struct MatmulFigure {
     pub size: MatmulSize,
+    /// The kernel as asked for (`auto`: chosen by shape) and the one that ran.
+    pub kernel: MatmulChoice,
+    pub ran: MatmulChoice,
     pub repeats: usize,
     pub seconds: f64,
     pub gflops: f64,
@@ -282,12 +289,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     }
     if let Some(ctx) = &ctx {
         for size in matmul_sizes {
-            let figure = time_matmul(ctx, size, args.matmul_seconds)?;
-            eprintln!(
-                "matmul {}x{}x{}: {:.1} GFLOP/s",
-                size.m, size.k, size.n, figure.gflops
-            );
-            report.matmuls.push(figure);
+            for &kernel in &args.matmul_kernels {
+                let figure = time_matmul(ctx, size, kernel, args.matmul_seconds)?;
+                eprintln!(
+                    "matmul {}x{}x{} {}: {:.1} GFLOP/s",
+                    size.m,
+                    size.k,
+                    size.n,
+                    figure.kernel_label(),
+                    figure.gflops
+                );
+                report.matmuls.push(figure);
+            }
         }
     }
     print!("{}", report.render());
@@ -394,6 +407,7 @@ fn time_epoch(
 fn time_matmul(
     ctx: &GpuContext,
     size: MatmulSize,
+    kernel: MatmulChoice,
     target_seconds: f64,
 ) -> anyhow::Result<MatmulFigure> {
     let MatmulSize { m, k, n } = size;
@@ -414,7 +428,7 @@ fn time_matmul(
         accumulate: false,
     };
     let flops = op.flops() as f64;
-    let mut ex = GpuExecutor::new(ctx, Plan::from_ops(buffers, vec![op]))?;
+    let mut ex = GpuExecutor::with_matmul(ctx, Plan::from_ops(buffers, vec![op]), kernel)?;
     let fill = |len: usize, salt: usize| -> Vec<f32> {
         (0..len)
             .map(|i| ((i * 7 + salt) % 13) as f32 / 13.0 - 0.5)
@@ -432,12 +446,26 @@ fn time_matmul(
     let probe = timed(1).max(1e-6);
     let repeats = ((target_seconds / probe).ceil() as usize).clamp(1, 1000);
     let seconds = timed(repeats);
+    let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
     Ok(MatmulFigure {
         size,
+        kernel,
+        ran: kernel.resolve(m, n, k, cpu),
         repeats,
         seconds,
         gflops: flops * repeats as f64 / seconds.max(1e-9) / 1e9,
     })
+}
+
+impl MatmulFigure {
+    /// `tile128`, or `auto (splitk6)` where the kernel was chosen by shape.
+    pub fn kernel_label(&self) -> String {
+        if self.kernel == self.ran {
+            self.kernel.name()
+        } else {
+            format!("{} ({})", self.kernel.name(), self.ran.name())
+        }
+    }
 }
 
 impl BenchReport {
@@ -535,14 +563,15 @@ impl BenchReport {
         if !self.matmuls.is_empty() {
             let _ = writeln!(
                 out,
-                "{:<22} {:>10} {:>10}",
-                "GPU matmul M×K×N", "GFLOP/s", "runs"
+                "{:<22} {:<18} {:>10} {:>10}",
+                "GPU matmul M×K×N", "kernel", "GFLOP/s", "runs"
             );
             for m in &self.matmuls {
                 let _ = writeln!(
                     out,
-                    "{:<22} {:>10.1} {:>10}",
+                    "{:<22} {:<18} {:>10.1} {:>10}",
                     format!("{}×{}×{}", m.size.m, m.size.k, m.size.n),
+                    m.kernel_label(),
                     m.gflops,
                     m.repeats
                 );
@@ -595,6 +624,8 @@ impl BenchReport {
             .map(|m| {
                 json!({
                     "m": m.size.m, "k": m.size.k, "n": m.size.n,
+                    "kernel": m.kernel.name(),
+                    "kernel_ran": m.ran.name(),
                     "flops_per_run": 2 * m.size.m * m.size.n * m.size.k,
                     "runs": m.repeats,
                     "seconds": m.seconds,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
+use super::matmul::MatmulChoice;
 use crate::ops::{Act, AdamHyper, LossKind};
 
 /// The WGSL sources, compiled into the binary.
@@ -14,6 +15,7 @@ use crate::ops::{Act, AdamHyper, LossKind};
 pub enum Shader {
     Data,
     Matmul,
+    MatmulLarge,
     Activation,
     Bias,
     Loss,
@@ -27,6 +29,7 @@ pub enum Shader {
 }
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
+const MATMUL_COMMON: &str = include_str!("../../../shaders/matmul_common.wgsl");
 const CONV_PARAMS: &str = include_str!("../../../shaders/conv_params.wgsl");
 
 impl Shader {
@@ -34,6 +37,7 @@ impl Shader {
         match self {
             Shader::Data => "data.wgsl",
             Shader::Matmul => "matmul.wgsl",
+            Shader::MatmulLarge => "matmul_large.wgsl",
             Shader::Activation => "activation.wgsl",
             Shader::Bias => "bias.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -47,8 +51,9 @@ impl Shader {
         }
     }
 
-    /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
-    /// matmul.wgsl use activation_math.wgsl; conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl both).
+    /// The module source: the file, after the shared definitions it uses (activation.wgsl and loss.wgsl
+    /// use activation_math.wgsl; matmul.wgsl and matmul_large.wgsl that and matmul_common.wgsl;
+    /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl and activation_math.wgsl).
     pub fn source(self) -> String {
         let (preludes, body) = self.texts();
         let mut source = String::new();
@@ -61,9 +66,11 @@ impl Shader {
 
     fn texts(self) -> (&'static [&'static str], &'static str) {
         const MATH: &[&str] = &[ACTIVATION_MATH];
+        const MATMUL: &[&str] = &[ACTIVATION_MATH, MATMUL_COMMON];
         match self {
             Shader::Data => (&[], include_str!("../../../shaders/data.wgsl")),
-            Shader::Matmul => (MATH, include_str!("../../../shaders/matmul.wgsl")),
+            Shader::Matmul => (MATMUL, include_str!("../../../shaders/matmul.wgsl")),
+            Shader::MatmulLarge => (MATMUL, include_str!("../../../shaders/matmul_large.wgsl")),
             Shader::Activation => (MATH, include_str!("../../../shaders/activation.wgsl")),
             Shader::Bias => (&[], include_str!("../../../shaders/bias.wgsl")),
             Shader::Loss => (MATH, include_str!("../../../shaders/loss.wgsl")),
@@ -110,36 +117,15 @@ impl Dispatch {
     }
 }
 
-/// MatmulParams of matmul.wgsl: sizes, the accumulate flag, the operands' strides, the epilogue's act.
-fn matmul_params(
-    m: usize,
-    n: usize,
-    k: usize,
-    trans_a: bool,
-    trans_b: bool,
-    accumulate: bool,
-    act: Act,
-) -> [u32; 12] {
-    let (a_row, a_col) = if trans_a { (1, m) } else { (k, 1) };
-    let (b_row, b_col) = if trans_b { (1, k) } else { (n, 1) };
-    let sizes = [m, n, k, accumulate as usize, a_row, a_col, b_row, b_col].map(|v| v as u32);
-    let mut params = [0; 12];
-    params[..8].copy_from_slice(&sizes);
-    params[8] = act.code();
-    params
-}
-
-/// One workgroup per 64×64 tile of C.
-fn matmul_groups(m: usize, n: usize) -> [u32; 3] {
-    [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1]
-}
-
 /// Compiles shader modules and pipelines on first use and keeps them.
 pub struct Kernels {
     device: wgpu::Device,
     modules: HashMap<Shader, wgpu::ShaderModule>,
     pipelines: HashMap<(Shader, &'static str), Arc<wgpu::ComputePipeline>>,
     bounds_checks: bool,
+    /// Whether the adapter is a CPU (lavapipe): kernels chosen by shape keep to their simplest form.
+    adapter_is_cpu: bool,
+    matmul_choice: MatmulChoice,
 }
 
 /// Workgroups for `n` threads in groups of 256, folded into 2-D when n needs more than 65 535 groups.
@@ -157,13 +143,28 @@ fn bits(v: f32) -> u32 {
 impl Kernels {
     /// `bounds_checks: false` compiles the shaders without the clamps wgpu would add to every buffer access:
     /// every kernel guards its own indices, and the parity tests check each one on odd sizes.
-    pub fn new(device: &wgpu::Device, bounds_checks: bool) -> Kernels {
+    pub fn new(
+        device: &wgpu::Device,
+        bounds_checks: bool,
+        adapter_is_cpu: bool,
+        matmul_choice: MatmulChoice,
+    ) -> Kernels {
         Kernels {
             device: device.clone(),
             modules: HashMap::new(),
             pipelines: HashMap::new(),
             bounds_checks,
+            adapter_is_cpu,
+            matmul_choice,
         }
+    }
+
+    pub(super) fn adapter_is_cpu(&self) -> bool {
+        self.adapter_is_cpu
+    }
+
+    pub(super) fn matmul_choice(&self) -> MatmulChoice {
+        self.matmul_choice
     }
 
     fn pipeline(&mut self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
@@ -298,55 +299,6 @@ impl Kernels {
             workgroups: [1, 1, 1],
             then: None,
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn matmul(
-        &mut self,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        c: &wgpu::Buffer,
-        m: usize,
-        n: usize,
-        k: usize,
-        trans_a: bool,
-        trans_b: bool,
-        accumulate: bool,
-    ) -> Dispatch {
-        let params = matmul_params(m, n, k, trans_a, trans_b, accumulate, Act::Identity);
-        self.dispatch(
-            Shader::Matmul,
-            "matmul",
-            &params,
-            &[0, 1, 2, 3],
-            &[a, b, c],
-            matmul_groups(m, n),
-        )
-    }
-
-    /// y[m×n] = act(x·op(w) + bias[column]): a dense layer's forward pass in one dispatch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn matmul_bias_act(
-        &mut self,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        bias: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        m: usize,
-        n: usize,
-        k: usize,
-        trans_b: bool,
-        act: Act,
-    ) -> Dispatch {
-        let params = matmul_params(m, n, k, false, trans_b, false, act);
-        self.dispatch(
-            Shader::Matmul,
-            "matmul_bias_act",
-            &params,
-            &[0, 1, 2, 3, 4],
-            &[x, w, y, bias],
-            matmul_groups(m, n),
-        )
     }
 
     pub fn bias_act(
@@ -516,9 +468,10 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 12] = [
+    const ALL: [Shader; 13] = [
         Shader::Data,
         Shader::Matmul,
+        Shader::MatmulLarge,
         Shader::Activation,
         Shader::Bias,
         Shader::Loss,

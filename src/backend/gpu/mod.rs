@@ -4,6 +4,7 @@
 pub mod context;
 mod conv;
 pub mod kernels;
+mod matmul;
 pub mod profile;
 
 mod noise;
@@ -17,6 +18,7 @@ use std::sync::mpsc;
 
 pub use context::{ApiChoice, GpuContext, GpuError};
 use kernels::{Dispatch, Kernels};
+pub use matmul::MatmulChoice;
 
 use super::{Executor, Program};
 use crate::ops::{BufId, Op};
@@ -34,8 +36,19 @@ pub struct GpuExecutor<'a> {
 }
 
 impl<'a> GpuExecutor<'a> {
-    /// Allocates the plan's buffers (zeroed) and builds every dispatch.
+    /// Allocates the plan's buffers (zeroed) and builds every dispatch, each matmul on the kernel its
+    /// shape calls for.
     pub fn new(ctx: &'a GpuContext, plan: Plan) -> Result<GpuExecutor<'a>, GpuError> {
+        GpuExecutor::with_matmul(ctx, plan, MatmulChoice::Auto)
+    }
+
+    /// As [`GpuExecutor::new`], every matmul on the kernel `matmul` names (tests and benchmarks compare
+    /// the kernels this way).
+    pub fn with_matmul(
+        ctx: &'a GpuContext,
+        plan: Plan,
+        matmul: MatmulChoice,
+    ) -> Result<GpuExecutor<'a>, GpuError> {
         for b in &plan.buffers {
             ctx.check_binding(&format!("buffer {}", b.name), b.len as u64 * 4)?;
         }
@@ -54,7 +67,8 @@ impl<'a> GpuExecutor<'a> {
                 })
             })
             .collect();
-        let mut kernels = Kernels::new(&ctx.device, ctx.shader_bounds_checks);
+        let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
+        let mut kernels = Kernels::new(&ctx.device, ctx.shader_bounds_checks, cpu, matmul);
         let build = |ops: &[Op], kernels: &mut Kernels| {
             ops.iter()
                 .map(|op| dispatch_for(kernels, &buffers, op))
