@@ -1,10 +1,11 @@
-//! The training loop: epochs of shuffled batches, recorded many steps per submit, with the loss read
-//! back once per chunk of steps.
+//! The training loop: epochs of shuffled batches, recorded many steps per submit, the loss read back
+//! once per chunk of steps: one chunk behind, so that the device runs the next chunk meanwhile.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::{Executor, Program, load_initial_state, step_ops};
+use crate::backend::{Executor, Program, Snapshot, load_initial_state, step_ops};
 use crate::ops::state;
 use crate::plan::{EVAL_SLOT, TRAIN_SLOT};
 use crate::rng::epoch_permutation;
@@ -114,6 +115,15 @@ pub struct Position {
     pub epoch_loss_sum: f64,
 }
 
+/// Training steps queued as one submission, with the copy of the loss accumulator they end with.
+struct Chunk {
+    loss: Snapshot,
+    /// The chunk's first step within the epoch, and its step count.
+    start: usize,
+    len: usize,
+    queued_at: Instant,
+}
+
 /// `steps_per_submit` that lets the trainer choose the chunk length.
 pub const AUTO_STEPS: usize = 0;
 /// Automatic chunks aim at this much work between read-backs: the progress bar moves several times a
@@ -187,52 +197,76 @@ impl<'e> Trainer<'e> {
         let mut done = first;
         let mut loss_sum = pos.epoch_loss_sum;
         let mut recording = 0.0;
+        // Chunks in flight, oldest first, and the first step not yet queued. Two in flight: the device
+        // runs one while the host reads the loss of the one before and records the one after.
+        let mut in_flight: VecDeque<Chunk> = VecDeque::new();
+        let mut queued = first;
+        let depth = if self.detect_anomaly { 1 } else { 2 };
+        let mut last_finish = start;
         while done < steps_total {
-            if stop.load(Ordering::Relaxed) {
+            while queued < steps_total && in_flight.len() < depth && !stop.load(Ordering::Relaxed) {
+                let global = pos.global_step + (queued - first);
+                let hooks = [self.inject_nan_at_step, self.lose_device_at_step];
+                // The test hooks act between chunks with nothing in flight, as without pipelining.
+                if hooks.contains(&Some(global)) && !in_flight.is_empty() {
+                    break;
+                }
+                let mut len = self.chunk_len().min(steps_total - queued);
+                for hook in hooks.into_iter().flatten() {
+                    if global < hook {
+                        len = len.min(hook - global);
+                    }
+                }
+                if self.inject_nan_at_step == Some(global) {
+                    let p = self
+                        .ex
+                        .plan()
+                        .params
+                        .last()
+                        .expect("a model has parameters")
+                        .clone();
+                    self.ex
+                        .write_f32(p.buf, &vec![f32::NAN; p.shape.iter().product()]);
+                }
+                if self.lose_device_at_step == Some(global) {
+                    self.ex.lose_device();
+                }
+                let queued_at = Instant::now();
+                let loss = if self.detect_anomaly {
+                    len = 1;
+                    self.checked_step(epoch, global + 1)?;
+                    self.ex.run_and_snapshot(Program::TrainStep, 0, io.loss_acc)
+                } else {
+                    let s = self
+                        .ex
+                        .run_and_snapshot(Program::TrainStep, len, io.loss_acc);
+                    recording += queued_at.elapsed().as_secs_f64();
+                    s
+                };
+                in_flight.push_back(Chunk {
+                    loss,
+                    start: queued,
+                    len,
+                    queued_at,
+                });
+                queued += len;
+            }
+            let Some(chunk) = in_flight.pop_front() else {
+                // Stopped, with every queued chunk accounted for.
                 return Ok(EpochOutcome::Interrupted {
                     epoch,
                     steps_done: done,
                 });
-            }
-            let mut chunk = self.chunk_len().min(steps_total - done);
-            let global = pos.global_step + (done - first);
-            for hook in [self.inject_nan_at_step, self.lose_device_at_step]
-                .into_iter()
-                .flatten()
-            {
-                if global < hook {
-                    chunk = chunk.min(hook - global);
-                }
-            }
-            if self.inject_nan_at_step == Some(global) {
-                let p = self
-                    .ex
-                    .plan()
-                    .params
-                    .last()
-                    .expect("a model has parameters")
-                    .clone();
-                self.ex
-                    .write_f32(p.buf, &vec![f32::NAN; p.shape.iter().product()]);
-            }
-            if self.lose_device_at_step == Some(global) {
-                self.ex.lose_device();
-            }
-            let chunk_start = Instant::now();
-            if self.detect_anomaly {
-                chunk = 1;
-                self.checked_step(epoch, global + 1)?;
-            } else {
-                self.ex.run(Program::TrainStep, chunk);
-                recording += chunk_start.elapsed().as_secs_f64();
-            }
-            let sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT];
-            self.observe(chunk, chunk_start);
-            self.check_device(epoch, global + 1)?;
+            };
+            let sum = self.ex.read_snapshot(chunk.loss)[TRAIN_SLOT];
+            // The chunk's time: from when the device could start it (queued, or the previous chunk done).
+            self.observe(chunk.len, chunk.queued_at.max(last_finish));
+            last_finish = Instant::now();
+            self.check_device(epoch, pos.global_step + (chunk.start - first) + 1)?;
             if !sum.is_finite() {
-                return Err(self.locate_non_finite(epoch, done, chunk));
+                return Err(self.locate_non_finite(epoch, done, chunk.len));
             }
-            done += chunk;
+            done += chunk.len;
             loss_sum = sum as f64;
             self.position = Position {
                 epoch: pos.epoch,
@@ -364,16 +398,32 @@ impl<'e> Trainer<'e> {
         self.start_pass();
         let start = Instant::now();
         let mut done = 0;
+        let mut queued = 0;
         let mut loss_sum = 0.0;
         let mut recording = 0.0;
+        let mut in_flight: VecDeque<Chunk> = VecDeque::new();
+        let mut last_finish = start;
         while done < steps {
-            let chunk = self.chunk_len().min(steps - done);
-            let chunk_start = Instant::now();
-            self.ex.run(Program::TrainStep, chunk);
-            recording += chunk_start.elapsed().as_secs_f64();
-            done += chunk;
-            loss_sum = self.ex.read_f32(io.loss_acc)[TRAIN_SLOT] as f64;
-            self.observe(chunk, chunk_start);
+            while queued < steps && in_flight.len() < 2 {
+                let len = self.chunk_len().min(steps - queued);
+                let queued_at = Instant::now();
+                let loss = self
+                    .ex
+                    .run_and_snapshot(Program::TrainStep, len, io.loss_acc);
+                recording += queued_at.elapsed().as_secs_f64();
+                in_flight.push_back(Chunk {
+                    loss,
+                    start: queued,
+                    len,
+                    queued_at,
+                });
+                queued += len;
+            }
+            let chunk = in_flight.pop_front().expect("a chunk is queued");
+            loss_sum = self.ex.read_snapshot(chunk.loss)[TRAIN_SLOT] as f64;
+            self.observe(chunk.len, chunk.queued_at.max(last_finish));
+            last_finish = Instant::now();
+            done += chunk.len;
         }
         self.ex.finish();
         let seconds = start.elapsed().as_secs_f64();

@@ -564,3 +564,38 @@ fn dense_ae_eval_and_sgd_match_cpu() {
     }
     compare("loss sums", &mut cpu, &mut gpu, plan.io.loss_acc.0, REL);
 }
+
+/// The training loop reads each chunk's loss while the next chunk runs: a snapshot must hold the buffer
+/// as its own run left it, not as runs queued after it did.
+#[test]
+fn snapshots_hold_the_loss_as_their_chunk_left_it_while_later_chunks_run() {
+    let Some(ctx) = gpu() else { return };
+    let plan = small_dense_plan(
+        Act::Relu,
+        LossKind::BceWithLogits,
+        Optimizer::Adam(AdamHyper::default()),
+    );
+    let (train, test) = (random_bytes(50 * 37, 20), random_bytes(21 * 37, 21));
+    let mut cpu = CpuExecutor::<f32>::new(plan.clone());
+    let mut gpu = GpuExecutor::new(&ctx, plan.clone()).unwrap();
+    let mut sums = Vec::new();
+    for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+        load_initial_state(ex, &train, &test, 7);
+        ex.write_u32(plan.io.train_perm, &(0..50).collect::<Vec<u32>>());
+        let acc = plan.io.loss_acc;
+        // One step a chunk (the epoch has three). The second chunk is queued before the first is read,
+        // the third after, reusing the first one's read-back buffer.
+        let first = ex.run_and_snapshot(Program::TrainStep, 1, acc);
+        let second = ex.run_and_snapshot(Program::TrainStep, 1, acc);
+        let first = ex.read_snapshot(first);
+        let third = ex.run_and_snapshot(Program::TrainStep, 1, acc);
+        let (second, third) = (ex.read_snapshot(second), ex.read_snapshot(third));
+        sums.push([first[0], second[0], third[0]]);
+    }
+    let (want, got) = (sums[0], sums[1]);
+    assert!(
+        want[0] < want[1] && want[1] < want[2],
+        "the loss sum grows chunk by chunk: {want:?}"
+    );
+    assert_close("loss sum after each chunk", &got, &want, REL);
+}

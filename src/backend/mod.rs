@@ -19,6 +19,17 @@ pub enum Program {
     Eval,
 }
 
+/// A copy of a buffer as a queued run leaves it ([`Executor::run_and_snapshot`]), to be read with
+/// [`Executor::read_snapshot`].
+#[must_use = "a snapshot holds a read-back slot until it is read"]
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The GPU's number for its pending copy.
+    ticket: usize,
+    /// Backends that run synchronously take the copy at once.
+    values: Option<Vec<f32>>,
+}
+
 pub trait Executor {
     /// A one-line description, e.g. "cpu (2 threads)" or "NVIDIA H100 (Vulkan)".
     fn describe(&self) -> String;
@@ -32,6 +43,20 @@ pub trait Executor {
     fn read_u32(&mut self, buf: BufId) -> Vec<u32>;
     /// Waits for every queued run to finish.
     fn finish(&mut self);
+    /// Queues `repeats` runs of `program` (none is fine) and a copy of `buf` as they leave it, and returns
+    /// without waiting: the host can record the next runs while the device works through these. The
+    /// training loop reads its loss accumulator this way, one chunk behind.
+    fn run_and_snapshot(&mut self, program: Program, repeats: usize, buf: BufId) -> Snapshot {
+        self.run(program, repeats);
+        Snapshot {
+            ticket: 0,
+            values: Some(self.read_f32(buf)),
+        }
+    }
+    /// The copy `snapshot` took, waiting for the runs queued before it (not those queued after).
+    fn read_snapshot(&mut self, snapshot: Snapshot) -> Vec<f32> {
+        snapshot.values.unwrap_or_default()
+    }
     /// Queues op `index` of the training step (the forward-backward ops, then the update ops) on its own.
     /// Running every index in order is one [`Program::TrainStep`]: the slow path of `--detect-anomaly`.
     fn run_step_op(&mut self, index: usize);

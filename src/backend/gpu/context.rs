@@ -172,7 +172,12 @@ impl GpuContext {
             } else {
                 format!(": {message}")
             };
-            record(&lost, format!("device lost ({reason:?}){detail}"));
+            // A loss explains every error after it (failed maps and submissions), which may have been
+            // reported first: it replaces them.
+            let mut slot = lost.lock().unwrap_or_else(|e| e.into_inner());
+            if !slot.as_ref().is_some_and(|f| f.starts_with("device lost")) {
+                *slot = Some(format!("device lost ({reason:?}){detail}"));
+            }
         });
         let uncaptured = fault.clone();
         device.on_uncaptured_error(Arc::new(move |error| {

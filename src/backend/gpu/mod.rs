@@ -20,7 +20,7 @@ pub use context::{ApiChoice, GpuContext, GpuError};
 use kernels::{Dispatch, Kernels};
 pub use matmul::MatmulChoice;
 
-use super::{Executor, Program};
+use super::{Executor, Program, Snapshot};
 use crate::ops::{BufId, Op};
 use crate::plan::Plan;
 
@@ -33,6 +33,11 @@ pub struct GpuExecutor<'a> {
     eval: Vec<Dispatch>,
     /// Map-readable copies, one per buffer read so far, kept for later reads.
     staging: HashMap<BufId, wgpu::Buffer>,
+    /// Snapshots queued and not yet read, by ticket; and read-back buffers free for the next one (two
+    /// suffice for a loop that reads each chunk's snapshot before queueing the chunk after next).
+    snapshots: HashMap<usize, PendingSnapshot>,
+    spare_snapshot_buffers: Vec<wgpu::Buffer>,
+    next_ticket: usize,
 }
 
 impl<'a> GpuExecutor<'a> {
@@ -85,6 +90,9 @@ impl<'a> GpuExecutor<'a> {
             update,
             eval,
             staging: HashMap::new(),
+            snapshots: HashMap::new(),
+            spare_snapshot_buffers: Vec::new(),
+            next_ticket: 1,
         })
     }
 
@@ -100,24 +108,33 @@ impl<'a> GpuExecutor<'a> {
     fn read_bytes(&mut self, id: BufId) -> Vec<u8> {
         let size = (self.plan.buffers[id.0].len * 4) as u64;
         let device = &self.ctx.device;
-        let staging = self.staging.entry(id).or_insert_with(|| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        });
+        let staging = self
+            .staging
+            .entry(id)
+            .or_insert_with(|| readback_buffer(device, size));
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("readback"),
         });
         encoder.copy_buffer_to_buffer(&self.buffers[id.0], 0, staging, 0, size);
-        self.ctx.queue.submit([encoder.finish()]);
-        let (tx, rx) = mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
+        let submission = self.ctx.queue.submit([encoder.finish()]);
+        let rx = request_map(staging);
+        let staging = staging.clone();
+        self.finish_read(&staging, submission, rx, id)
+    }
+
+    /// Waits for `submission` (and what came before it, nothing after), then returns the mapped contents
+    /// of `staging` and unmaps it. A failure is recorded as the device's fault and reads as NaNs.
+    fn finish_read(
+        &self,
+        staging: &wgpu::Buffer,
+        submission: wgpu::SubmissionIndex,
+        rx: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+        id: BufId,
+    ) -> Vec<u8> {
+        let polled = self.ctx.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(submission),
+            timeout: None,
         });
-        let polled = device.poll(wgpu::PollType::wait_indefinitely());
         let mapped = match (polled, rx.try_recv()) {
             (Ok(_), Ok(Ok(()))) => Ok(()),
             (Err(e), _) => Err(e.to_string()),
@@ -131,7 +148,7 @@ impl<'a> GpuExecutor<'a> {
                 "reading buffer {} back failed: {why}",
                 self.plan.buffers[id.0].name
             ));
-            return bytemuck::cast_slice(&vec![f32::NAN; size as usize / 4]).to_vec();
+            return bytemuck::cast_slice(&vec![f32::NAN; staging.size() as usize / 4]).to_vec();
         }
         let bytes = staging
             .get_mapped_range(..)
@@ -140,6 +157,33 @@ impl<'a> GpuExecutor<'a> {
         staging.unmap();
         bytes
     }
+}
+
+/// A buffer the host can map to read `size` bytes copied into it.
+fn readback_buffer(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// Asks for `staging` to be mapped once the work queued so far is done; the receiver hears when.
+fn request_map(staging: &wgpu::Buffer) -> mpsc::Receiver<Result<(), wgpu::BufferAsyncError>> {
+    let (tx, rx) = mpsc::channel();
+    staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    rx
+}
+
+/// A copy queued by `run_and_snapshot`, not read yet.
+struct PendingSnapshot {
+    buf: BufId,
+    staging: wgpu::Buffer,
+    submission: wgpu::SubmissionIndex,
+    mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
 }
 
 /// The GPU dispatch for one op: the mapping from the plan's instruction set to the WGSL entry points.
@@ -425,6 +469,16 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
 impl GpuExecutor<'_> {
     /// Records `dispatches` into one compute pass of one command buffer and submits it.
     fn submit<'d>(&self, label: &str, dispatches: impl IntoIterator<Item = &'d Dispatch>) {
+        self.submit_then_copy(label, dispatches, None);
+    }
+
+    /// As `submit`, with a copy of buffer `from` into `to` after the pass, in the same command buffer.
+    fn submit_then_copy<'d>(
+        &self,
+        label: &str,
+        dispatches: impl IntoIterator<Item = &'d Dispatch>,
+        copy: Option<(BufId, &wgpu::Buffer)>,
+    ) -> wgpu::SubmissionIndex {
         let mut encoder = self
             .ctx
             .device
@@ -438,7 +492,24 @@ impl GpuExecutor<'_> {
                 d.record(&mut pass);
             }
         }
-        self.ctx.queue.submit([encoder.finish()]);
+        if let Some((from, to)) = copy {
+            encoder.copy_buffer_to_buffer(&self.buffers[from.0], 0, to, 0, to.size());
+        }
+        self.ctx.queue.submit([encoder.finish()])
+    }
+
+    /// The dispatches of `repeats` runs of `program`, in order.
+    fn program<'s>(
+        &'s self,
+        program: Program,
+        repeats: usize,
+    ) -> impl Iterator<Item = &'s Dispatch> + 's {
+        let lists: [&[Dispatch]; 2] = match program {
+            Program::ForwardBackward => [&self.forward_backward, &[]],
+            Program::TrainStep => [&self.forward_backward, &self.update],
+            Program::Eval => [&self.eval, &[]],
+        };
+        (0..repeats).flat_map(move |_| lists.into_iter().flatten())
     }
 }
 
@@ -450,13 +521,52 @@ impl Executor for GpuExecutor<'_> {
         &self.plan
     }
     fn run(&mut self, program: Program, repeats: usize) {
-        let lists: &[&[Dispatch]] = match program {
-            Program::ForwardBackward => &[&self.forward_backward],
-            Program::TrainStep => &[&self.forward_backward, &self.update],
-            Program::Eval => &[&self.eval],
+        self.submit("steps", self.program(program, repeats));
+    }
+    fn run_and_snapshot(&mut self, program: Program, repeats: usize, buf: BufId) -> Snapshot {
+        let size = (self.plan.buffers[buf.0].len * 4) as u64;
+        let spare = self
+            .spare_snapshot_buffers
+            .iter()
+            .position(|b| b.size() == size);
+        let staging = match spare {
+            Some(i) => self.spare_snapshot_buffers.swap_remove(i),
+            None => readback_buffer(&self.ctx.device, size),
         };
-        let step = lists.iter().flat_map(|l| l.iter());
-        self.submit("steps", (0..repeats).flat_map(|_| step.clone()));
+        let submission = self.submit_then_copy(
+            "steps",
+            self.program(program, repeats),
+            Some((buf, &staging)),
+        );
+        let mapped = request_map(&staging);
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.snapshots.insert(
+            ticket,
+            PendingSnapshot {
+                buf,
+                staging,
+                submission,
+                mapped,
+            },
+        );
+        Snapshot {
+            ticket,
+            values: None,
+        }
+    }
+    fn read_snapshot(&mut self, snapshot: Snapshot) -> Vec<f32> {
+        let Some(pending) = self.snapshots.remove(&snapshot.ticket) else {
+            return snapshot.values.unwrap_or_default();
+        };
+        let bytes = self.finish_read(
+            &pending.staging,
+            pending.submission,
+            pending.mapped,
+            pending.buf,
+        );
+        self.spare_snapshot_buffers.push(pending.staging);
+        bytemuck::pod_collect_to_vec(&bytes)
     }
     fn write_f32(&mut self, buf: BufId, data: &[f32]) {
         self.ctx
@@ -483,6 +593,8 @@ impl Executor for GpuExecutor<'_> {
     }
     fn lose_device(&mut self) {
         self.ctx.device.destroy();
+        // As a real loss is noticed: on the next wait.
+        let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
     }
     fn run_step_op(&mut self, index: usize) {
         let fb = self.forward_backward.len();
