@@ -203,6 +203,7 @@ fn check_profile_covers_step(conv: bool, choice: TimingChoice) {
     let got: Vec<&str> = profile.rows.iter().map(|r| r.name).collect();
     assert_eq!(got, names, "rows in step order, named by Op::name");
     for r in &profile.rows {
+        assert!(!r.kernel.is_empty(), "{}: no kernel named", r.name);
         assert!(
             r.micros.is_finite() && r.micros >= 0.0,
             "{}: {} µs",

@@ -599,3 +599,55 @@ fn snapshots_hold_the_loss_as_their_chunk_left_it_while_later_chunks_run() {
     );
     assert_close("loss sum after each chunk", &got, &want, REL);
 }
+
+/// `Tune` times every candidate kernel on the op's own buffers while the plan is built: the winner is
+/// one of the candidates, the result matches the CPU, and nothing the timing runs wrote is left behind
+/// (a sigmoid layer would leave 0.5 everywhere in y).
+#[test]
+fn tuned_matmuls_leave_no_trace_and_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let (m, n, k) = (70, 67, 300);
+    let buffers = vec![
+        BufferDesc::f32("x", m * k),
+        BufferDesc::f32("w", n * k),
+        BufferDesc::f32("bias", n),
+        BufferDesc::f32("y", m * n),
+    ];
+    let op = Op::MatmulBiasAct {
+        x: BufId(0),
+        w: BufId(1),
+        bias: BufId(2),
+        y: BufId(3),
+        m,
+        n,
+        k,
+        trans_b: true,
+        act: Act::Sigmoid,
+    };
+    let plan = Plan::from_ops(buffers.clone(), vec![op.clone()]);
+    let mut tuned = GpuExecutor::with_matmul(&ctx, plan, MatmulChoice::Tune).unwrap();
+    assert!(
+        tuned.read_f32(BufId(3)).iter().all(|&v| v == 0.0),
+        "tuning left values in y"
+    );
+    let kernels = tuned.matmul_kernels().to_vec();
+    assert_eq!(kernels.len(), 1);
+    assert!(
+        gpu_ae::backend::gpu::matmul_candidates(m, n, k).contains(&kernels[0]),
+        "{kernels:?}"
+    );
+    let inputs = [
+        (0, random(m * k, 41, 1.0)),
+        (1, random(n * k, 42, 0.5)),
+        (2, random(n, 43, 1.0)),
+    ];
+    let (mut cpu, mut gpu) =
+        run_both_with(&ctx, MatmulChoice::Tune, buffers, vec![op], &inputs, &[]);
+    compare(
+        &format!("tuned matmul_bias_act on {:?}", kernels[0]),
+        &mut cpu,
+        &mut gpu,
+        3,
+        REL,
+    );
+}

@@ -144,7 +144,8 @@ pub struct BenchArgs {
     )]
     pub matmul_sizes: Vec<String>,
     /// GPU matmul kernels to time at each size (comma-separated): `auto` (the one training would use for
-    /// that shape), `tile64`, `tile128`, `splitk` (8 slices of K) or `splitkN`.
+    /// that shape: timed on a GPU, by shape on a CPU adapter), `tune` (timed, on any adapter), `tile64`,
+    /// `tile128`, `splitk` (8 slices of K) or `splitkN`.
     #[arg(long, value_delimiter = ',', default_value = "auto", value_parser = MatmulChoice::parse)]
     pub matmul_kernels: Vec<MatmulChoice>,
     /// Seconds of repeated runs to aim for per matmul size (after one warm-up and one probe run).
@@ -446,11 +447,10 @@ fn time_matmul(
     let probe = timed(1).max(1e-6);
     let repeats = ((target_seconds / probe).ceil() as usize).clamp(1, 1000);
     let seconds = timed(repeats);
-    let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
     Ok(MatmulFigure {
         size,
         kernel,
-        ran: kernel.resolve(m, n, k, cpu),
+        ran: ex.matmul_kernels().first().copied().unwrap_or(kernel),
         repeats,
         seconds,
         gflops: flops * repeats as f64 / seconds.max(1e-9) / 1e9,

@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::matmul::MatmulChoice;
+use super::GpuContext;
+use super::matmul::{MatmulChoice, TuneKey};
 use crate::ops::{Act, AdamHyper, LossKind};
 
 /// The WGSL sources, compiled into the binary.
@@ -120,12 +122,19 @@ impl Dispatch {
 /// Compiles shader modules and pipelines on first use and keeps them.
 pub struct Kernels {
     device: wgpu::Device,
+    queue: wgpu::Queue,
+    /// Whether the device can time dispatches itself (`Features::TIMESTAMP_QUERY`).
+    timestamps: bool,
     modules: HashMap<Shader, wgpu::ShaderModule>,
     pipelines: HashMap<(Shader, &'static str), Arc<wgpu::ComputePipeline>>,
     bounds_checks: bool,
     /// Whether the adapter is a CPU (lavapipe): kernels chosen by shape keep to their simplest form.
     adapter_is_cpu: bool,
     matmul_choice: MatmulChoice,
+    /// Matmul shapes timed so far and the kernel that won ([`MatmulChoice::Tune`]).
+    tuned_matmuls: HashMap<TuneKey, MatmulChoice>,
+    /// The kernel of every matmul dispatch built, in order.
+    matmul_kernels_chosen: Vec<MatmulChoice>,
 }
 
 /// Workgroups for `n` threads in groups of 256, folded into 2-D when n needs more than 65 535 groups.
@@ -143,20 +152,115 @@ fn bits(v: f32) -> u32 {
 impl Kernels {
     /// `bounds_checks: false` compiles the shaders without the clamps wgpu would add to every buffer access:
     /// every kernel guards its own indices, and the parity tests check each one on odd sizes.
-    pub fn new(
-        device: &wgpu::Device,
-        bounds_checks: bool,
-        adapter_is_cpu: bool,
-        matmul_choice: MatmulChoice,
-    ) -> Kernels {
+    pub fn new(ctx: &GpuContext, matmul_choice: MatmulChoice) -> Kernels {
         Kernels {
-            device: device.clone(),
+            device: ctx.device.clone(),
+            queue: ctx.queue.clone(),
+            timestamps: ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY),
             modules: HashMap::new(),
             pipelines: HashMap::new(),
-            bounds_checks,
-            adapter_is_cpu,
+            bounds_checks: ctx.shader_bounds_checks,
+            adapter_is_cpu: ctx.info.device_type == wgpu::DeviceType::Cpu,
             matmul_choice,
+            tuned_matmuls: HashMap::new(),
+            matmul_kernels_chosen: Vec::new(),
         }
+    }
+
+    pub(super) fn matmul_kernels_chosen(&mut self) -> &mut Vec<MatmulChoice> {
+        &mut self.matmul_kernels_chosen
+    }
+
+    pub(super) fn tuned_matmuls(&mut self) -> &mut HashMap<TuneKey, MatmulChoice> {
+        &mut self.tuned_matmuls
+    }
+
+    /// Microseconds one run of `dispatch` takes: after a first run (pipeline first use), the fastest of
+    /// three trials of 10 back-to-back runs in one pass, timed by GPU timestamps where the device has
+    /// them, else on the host around submit and wait. For choosing between kernels while a plan is built.
+    pub(super) fn time_dispatch(&self, dispatch: &Dispatch) -> f64 {
+        const RUNS: usize = 10;
+        let trial = |runs: usize| {
+            let query_set = self.timestamps.then(|| {
+                self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("tune"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                })
+            });
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("tune"),
+                });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("tune"),
+                    timestamp_writes: query_set.as_ref().map(|query_set| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }
+                    }),
+                });
+                for _ in 0..runs {
+                    dispatch.record(&mut pass);
+                }
+            }
+            let readback = query_set.as_ref().map(|query_set| {
+                let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("tune resolve"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("tune readback"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                encoder.resolve_query_set(query_set, 0..2, &resolved, 0);
+                encoder.copy_buffer_to_buffer(&resolved, 0, &readback, 0, 16);
+                readback
+            });
+            let start = Instant::now();
+            self.queue.submit([encoder.finish()]);
+            if let Some(readback) = &readback {
+                readback.map_async(wgpu::MapMode::Read, .., |_| {});
+            }
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+            let host = start.elapsed().as_secs_f64() * 1e6;
+            let ticks: Option<Vec<u64>> = readback.as_ref().and_then(|b| {
+                let ticks = b
+                    .get_mapped_range(..)
+                    .ok()
+                    .map(|view| bytemuck::pod_collect_to_vec(&view));
+                b.unmap();
+                ticks
+            });
+            let micros = match ticks.as_deref() {
+                Some([begin, end]) if end > begin => {
+                    (end - begin) as f64 * self.queue.get_timestamp_period() as f64 / 1e3
+                }
+                _ => host,
+            };
+            micros / runs.max(1) as f64
+        };
+        trial(1);
+        (0..3).map(|_| trial(RUNS)).fold(f64::INFINITY, f64::min)
+    }
+
+    /// Zeroes `buffer` (on the queue, in order with everything else).
+    pub(super) fn clear(&self, buffer: &wgpu::Buffer) {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("clear"),
+            });
+        encoder.clear_buffer(buffer, 0, None);
+        self.queue.submit([encoder.finish()]);
     }
 
     pub(super) fn adapter_is_cpu(&self) -> bool {

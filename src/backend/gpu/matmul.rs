@@ -1,7 +1,10 @@
 //! Dispatches for `shaders/matmul.wgsl` and `shaders/matmul_large.wgsl`, and the choice between them.
 //!
-//! Three kernels compute C = op(A)·op(B), chosen per op by C's shape (or forced, for tests and
-//! benchmarks, through [`MatmulChoice`]):
+//! Three kernels compute C = op(A)·op(B). On a GPU each shape of a plan is timed with every candidate
+//! kernel while the plan is built, and the fastest runs it ([`MatmulChoice::Tune`], what `Auto` does
+//! there: tile sizes that suit one GPU do not suit another, and timing costs milliseconds once). On a
+//! CPU adapter, or when timing is not wanted, [`choose`] picks by shape; tests and benchmarks can force
+//! one kernel. The kernels:
 //! - **64×64 tiles** (`matmul`, `matmul_bias_act`): 4×4 per thread; for products between the other two.
 //! - **128×128 tiles** (`matmul_large*`): 8×8 per thread, twice the arithmetic per byte read from
 //!   workgroup memory, the next slab of K prefetched into registers; for products with enough such tiles
@@ -27,32 +30,36 @@ pub enum MatmulChoice {
     /// At most this many slices of K; fewer when K is short (every slice is a whole number of 16-deep
     /// steps, at least one). `SplitK(1)` is the 64×64 kernel going through the scratch buffer.
     SplitK(usize),
+    /// Each shape timed on the device with every candidate kernel, the fastest kept ([`candidates`]).
+    /// What `Auto` does on a GPU; on a CPU adapter only when asked.
+    Tune,
 }
 
 impl MatmulChoice {
-    /// Names as `gpu-ae bench --matmul-kernels` takes them: auto, tile64, tile128, splitk (8 slices) or
-    /// splitkN.
+    /// Names as `gpu-ae bench --matmul-kernels` takes them: auto, tune, tile64, tile128, splitk
+    /// (8 slices) or splitkN.
     pub fn parse(text: &str) -> Result<MatmulChoice, String> {
         match text {
             "auto" => Ok(MatmulChoice::Auto),
             "tile64" => Ok(MatmulChoice::Tile64),
             "tile128" => Ok(MatmulChoice::Tile128),
+            "tune" => Ok(MatmulChoice::Tune),
             "splitk" => Ok(MatmulChoice::SplitK(8)),
             _ => match text.strip_prefix("splitk").map(str::parse::<usize>) {
                 Some(Ok(n)) if (1..=64).contains(&n) => Ok(MatmulChoice::SplitK(n)),
                 _ => Err(format!(
-                    "unknown matmul kernel {text:?}: expected auto, tile64, tile128, splitk or splitkN \
-                     (N slices, 1 to 64)"
+                    "unknown matmul kernel {text:?}: expected auto, tune, tile64, tile128, splitk or \
+                     splitkN (N slices, 1 to 64)"
                 )),
             },
         }
     }
 
-    /// The kernel that runs C[m×n] with inner dimension k: this one, or for `Auto` the one [`choose`]
-    /// picks.
+    /// The kernel that runs C[m×n] with inner dimension k without timing anything: this one, or for
+    /// `Auto` (and `Tune`) the one [`choose`] picks by shape.
     pub fn resolve(self, m: usize, n: usize, k: usize, cpu: bool) -> MatmulChoice {
         match self {
-            MatmulChoice::Auto => choose(m, n, k, cpu),
+            MatmulChoice::Auto | MatmulChoice::Tune => choose(m, n, k, cpu),
             forced => forced,
         }
     }
@@ -62,6 +69,7 @@ impl MatmulChoice {
             MatmulChoice::Auto => "auto".into(),
             MatmulChoice::Tile64 => "tile64".into(),
             MatmulChoice::Tile128 => "tile128".into(),
+            MatmulChoice::Tune => "tune".into(),
             MatmulChoice::SplitK(n) => format!("splitk{n}"),
         }
     }
@@ -98,6 +106,22 @@ fn split_k(k: usize, slices: usize) -> (usize, usize) {
     let per = k.div_ceil(slices.max(1)).div_ceil(TILE64_K_STEP).max(1) * TILE64_K_STEP;
     (per, k.div_ceil(per).max(1))
 }
+
+/// The kernels worth timing for C[m×n] with inner dimension k: both tile sizes, and split-K into 2, 4,
+/// 8 or 16 slices where each slice keeps at least 64 of K and the split launches at most 1024 workgroups.
+pub fn candidates(m: usize, n: usize, k: usize) -> Vec<MatmulChoice> {
+    let tiles = m.div_ceil(64) * n.div_ceil(64);
+    let mut kernels = vec![MatmulChoice::Tile64, MatmulChoice::Tile128];
+    for slices in [2, 4, 8, 16] {
+        if k >= 64 * slices && tiles * slices <= 1024 {
+            kernels.push(MatmulChoice::SplitK(slices));
+        }
+    }
+    kernels
+}
+
+/// What tuning a shape remembers: the product's sizes and operand layouts.
+pub(super) type TuneKey = (usize, usize, usize, bool, bool);
 
 /// MatmulParams of matmul_common.wgsl: sizes, the accumulate flag, the operands' strides, the
 /// epilogue's act, the split of k.
@@ -210,9 +234,37 @@ impl Kernels {
     }
 
     fn product(&mut self, op: Product) -> Dispatch {
-        let choice = self
-            .matmul_choice()
-            .resolve(op.m, op.n, op.k, self.adapter_is_cpu());
+        let choice = match self.matmul_choice() {
+            MatmulChoice::Tune => self.tuned(op),
+            MatmulChoice::Auto if !self.adapter_is_cpu() => self.tuned(op),
+            asked => asked.resolve(op.m, op.n, op.k, self.adapter_is_cpu()),
+        };
+        self.matmul_kernels_chosen().push(choice);
+        self.product_on(op, choice)
+    }
+
+    /// The fastest of [`candidates`] for this shape on this device, timed once per shape: each
+    /// candidate's dispatch is run on the op's own buffers, which hold zeros when a plan is being built
+    /// (the arithmetic takes as long on zeros), and C is cleared again afterwards.
+    fn tuned(&mut self, op: Product) -> MatmulChoice {
+        let key = (op.m, op.n, op.k, op.trans_a, op.trans_b);
+        if let Some(&known) = self.tuned_matmuls().get(&key) {
+            return known;
+        }
+        let mut best = (f64::INFINITY, MatmulChoice::Tile64);
+        for candidate in candidates(op.m, op.n, op.k) {
+            let dispatch = self.product_on(op, candidate);
+            let micros = self.time_dispatch(&dispatch);
+            if micros < best.0 {
+                best = (micros, candidate);
+            }
+        }
+        self.clear(op.c);
+        self.tuned_matmuls().insert(key, best.1);
+        best.1
+    }
+
+    fn product_on(&mut self, op: Product, choice: MatmulChoice) -> Dispatch {
         let act = op.bias_act.map_or(Act::Identity, |(_, act)| act);
         let whole = (op.k.max(1), 1);
         let words = |split| {
@@ -336,9 +388,32 @@ mod tests {
     }
 
     #[test]
+    fn tuning_tries_both_tiles_and_only_splits_that_leave_slices_of_64() {
+        assert_eq!(
+            candidates(128, 256, 784),
+            [
+                MatmulChoice::Tile64,
+                MatmulChoice::Tile128,
+                MatmulChoice::SplitK(2),
+                MatmulChoice::SplitK(4),
+                MatmulChoice::SplitK(8),
+            ]
+        );
+        assert_eq!(
+            candidates(4096, 4096, 4096),
+            [MatmulChoice::Tile64, MatmulChoice::Tile128]
+        );
+        assert_eq!(
+            candidates(37, 53, 100),
+            [MatmulChoice::Tile64, MatmulChoice::Tile128]
+        );
+    }
+
+    #[test]
     fn kernel_names_round_trip() {
         for c in [
             MatmulChoice::Auto,
+            MatmulChoice::Tune,
             MatmulChoice::Tile64,
             MatmulChoice::Tile128,
             MatmulChoice::SplitK(3),

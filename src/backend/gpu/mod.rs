@@ -18,7 +18,7 @@ use std::sync::mpsc;
 
 pub use context::{ApiChoice, GpuContext, GpuError};
 use kernels::{Dispatch, Kernels};
-pub use matmul::MatmulChoice;
+pub use matmul::{MatmulChoice, candidates as matmul_candidates};
 
 use super::{Executor, Program, Snapshot};
 use crate::ops::{BufId, Op};
@@ -38,6 +38,8 @@ pub struct GpuExecutor<'a> {
     snapshots: HashMap<usize, PendingSnapshot>,
     spare_snapshot_buffers: Vec<wgpu::Buffer>,
     next_ticket: usize,
+    /// The kernel each matmul op runs on, in the order the plan's programs list them.
+    matmul_kernels: Vec<MatmulChoice>,
 }
 
 impl<'a> GpuExecutor<'a> {
@@ -72,8 +74,7 @@ impl<'a> GpuExecutor<'a> {
                 })
             })
             .collect();
-        let cpu = ctx.info.device_type == wgpu::DeviceType::Cpu;
-        let mut kernels = Kernels::new(&ctx.device, ctx.shader_bounds_checks, cpu, matmul);
+        let mut kernels = Kernels::new(ctx, matmul);
         let build = |ops: &[Op], kernels: &mut Kernels| {
             ops.iter()
                 .map(|op| dispatch_for(kernels, &buffers, op))
@@ -93,7 +94,14 @@ impl<'a> GpuExecutor<'a> {
             snapshots: HashMap::new(),
             spare_snapshot_buffers: Vec::new(),
             next_ticket: 1,
+            matmul_kernels: kernels.matmul_kernels_chosen().clone(),
         })
+    }
+
+    /// The kernel each matmul op of the plan runs on (forward-backward, update, then eval ops, in order):
+    /// chosen by shape, timed on the device, or forced, as [`GpuExecutor::with_matmul`] was asked.
+    pub fn matmul_kernels(&self) -> &[MatmulChoice] {
+        &self.matmul_kernels
     }
 
     pub fn buffer(&self, id: BufId) -> &wgpu::Buffer {

@@ -40,6 +40,8 @@ pub struct ProfileRow {
     pub index: usize,
     pub name: &'static str,
     pub shapes: String,
+    /// The WGSL entry points that ran the op, joined by `+` where it takes two launches.
+    pub kernel: String,
     pub micros: f64,
     pub flops: u64,
     pub bytes: u64,
@@ -97,10 +99,11 @@ impl Profile {
         };
         let name_w = width(|r| r.name.chars().count(), "op");
         let shapes_w = width(|r| r.shapes.chars().count(), "shapes");
+        let kernel_w = width(|r| r.kernel.chars().count(), "kernel");
         let _ = writeln!(
             out,
-            "{:>4}  {:<name_w$} {:<shapes_w$} {:>10} {:>6} {:>9} {:>8}",
-            "#", "op", "shapes", "µs", "%", "GFLOP/s", "GB/s"
+            "{:>4}  {:<name_w$} {:<shapes_w$} {:<kernel_w$} {:>10} {:>6} {:>9} {:>8}",
+            "#", "op", "shapes", "kernel", "µs", "%", "GFLOP/s", "GB/s"
         );
         let total = self.total_micros();
         let mut sorted: Vec<&ProfileRow> = self.rows.iter().collect();
@@ -108,10 +111,11 @@ impl Profile {
         for r in sorted.iter().take(top) {
             let _ = writeln!(
                 out,
-                "{:>4}  {:<name_w$} {:<shapes_w$} {:>10.1} {:>5.1}% {:>9.1} {:>8.1}",
+                "{:>4}  {:<name_w$} {:<shapes_w$} {:<kernel_w$} {:>10.1} {:>5.1}% {:>9.1} {:>8.1}",
                 r.index,
                 r.name,
                 r.shapes,
+                r.kernel,
                 r.micros,
                 100.0 * r.micros / total.max(1e-9),
                 r.gflops(),
@@ -193,14 +197,17 @@ pub fn profile_step(ex: &mut GpuExecutor<'_>, choice: TimingChoice, repeats: usi
         (Timing::HostTimed { repeats }, host_timed_ops(ex, repeats))
     };
     restart_epoch(ex);
+    let kernels: Vec<String> = step_dispatches(ex).into_iter().map(entry_points).collect();
     let rows = ops
         .iter()
         .zip(micros)
+        .zip(kernels)
         .enumerate()
-        .map(|(index, (op, micros))| ProfileRow {
+        .map(|(index, ((op, micros), kernel))| ProfileRow {
             index,
             name: op.name(),
             shapes: op.shapes(),
+            kernel,
             micros,
             flops: op.flops(),
             bytes: op.bytes(),
@@ -225,6 +232,17 @@ fn restart_epoch(ex: &mut GpuExecutor<'_>) {
         *b = 0;
     }
     ex.write_u32(io.train_state, &words);
+}
+
+/// `conv2d_gemm_bias_act`, or `matmul_partial+matmul_sum_slices` for an op of two launches.
+fn entry_points(d: &Dispatch) -> String {
+    let mut names = vec![d.name];
+    let mut next = d.then.as_deref();
+    while let Some(n) = next {
+        names.push(n.name);
+        next = n.then.as_deref();
+    }
+    names.join("+")
 }
 
 fn step_dispatches<'d>(ex: &'d GpuExecutor<'_>) -> Vec<&'d Dispatch> {
