@@ -1,6 +1,7 @@
 // Implicit-GEMM forms of conv2d.wgsl's forward, data gradient and weight gradient (the math is stated
 // there), for layers with enough channels to fill a tile; src/backend/gpu/conv.rs chooses. conv_params.wgsl
-// and activation_math.wgsl are prepended.
+// and activation_math.wgsl are prepended, then one of the tile preludes conv_tile32.wgsl / conv_tile64.wgsl
+// (which use TN, BK and tile_b from this file: WGSL's module scope has no declaration order).
 //
 // C[row, q] = Σ_k A[row, k] · B[k, q] with B gathered from the image as the tile is loaded (no im2col
 // buffer). The forward has rows = output channels o, columns q = (n, i, j), k = (c, a, b). The data
@@ -13,9 +14,12 @@
 // workgroup z adds up terms [z·chunk, (z + 1)·chunk) into slice z of a partial buffer, and
 // conv2d_backward_weight_sum adds the slices in order (fixed order: the same result run after run).
 //
-// A 32×8 workgroup computes a 32×128 tile of C, each thread a 4×4 block (rows lid.y + 8·r, columns
-// lid.x + 32·q, so neighbouring threads store neighbouring positions); the summed index advances 16 at a
-// time through a 16×32 tile of A and a 16×128 tile of B in workgroup memory (10 KiB, inside lavapipe's 32 KiB). Short,
+// A 32×8 workgroup computes a TM×128 tile of C, each thread a THREAD_ROWS×4 block (rows lid.y + 8·r,
+// columns lid.x + 32·q, so neighbouring threads store neighbouring positions); the summed index advances
+// 16 at a time through a 16×TM tile of A and a 16×128 tile of B in workgroup memory (at most 12 KiB,
+// inside lavapipe's 32 KiB). TM is 32 or 64, from the tile prelude the module was built with
+// (conv_tile32.wgsl or conv_tile64.wgsl, which also define Block, zero_block, tile_product and
+// block_row); conv.rs takes the 64-row module when the rows (channels) number more than 32. Short,
 // wide tiles because channel counts are small (1 to 64 in the conv-dae) while positions number
 // batch × plane. Each thread decodes the one B column it loads once, outside the K loop. No two threads
 // write one address, and every sum runs in a fixed order.
@@ -48,45 +52,10 @@
 @group(0) @binding(13) var<storage, read> weight_sum_partial: array<f32>;
 @group(0) @binding(14) var<storage, read_write> weight_sum_dw: array<f32>;
 
-const TM: u32 = 32u;
 const TN: u32 = 128u;
 const BK: u32 = 16u;
 
-var<workgroup> tile_a: array<f32, 512>; // [BK][TM]: tile_a[kk * TM + row]
 var<workgroup> tile_b: array<f32, 2048>; // [BK][TN]: tile_b[kk * TN + column]
-
-// A thread's 4×4 block of C: rr holds row lid.y + 8·r, its components columns lid.x + 32·q.
-struct Block {
-    r0: vec4<f32>,
-    r1: vec4<f32>,
-    r2: vec4<f32>,
-    r3: vec4<f32>,
-}
-
-// Adds this thread's share of the product of the two tiles now in workgroup memory.
-fn tile_product(lid: vec3<u32>, acc: Block) -> Block {
-    var o = acc;
-    for (var kk = 0u; kk < BK; kk = kk + 1u) {
-        let ab = kk * TM + lid.y;
-        let bb = kk * TN + lid.x;
-        let ar = vec4<f32>(tile_a[ab], tile_a[ab + 8u], tile_a[ab + 16u], tile_a[ab + 24u]);
-        let br = vec4<f32>(tile_b[bb], tile_b[bb + 32u], tile_b[bb + 64u], tile_b[bb + 96u]);
-        o.r0 = fma(vec4<f32>(ar.x), br, o.r0);
-        o.r1 = fma(vec4<f32>(ar.y), br, o.r1);
-        o.r2 = fma(vec4<f32>(ar.z), br, o.r2);
-        o.r3 = fma(vec4<f32>(ar.w), br, o.r3);
-    }
-    return o;
-}
-
-fn block_row(blk: Block, r: u32) -> vec4<f32> {
-    switch r {
-        case 0u: { return blk.r0; }
-        case 1u: { return blk.r1; }
-        case 2u: { return blk.r2; }
-        default: { return blk.r3; }
-    }
-}
 
 @compute @workgroup_size(32, 8)
 fn conv2d_gemm(
@@ -127,10 +96,10 @@ fn forward_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
     let h0 = i32(i * g.stride) - i32(g.pad);
     let v0 = i32(j * g.stride) - i32(g.pad);
     let x_image = n * g.in_c * g.in_h * g.in_w;
-    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var acc = zero_block();
     for (var k0 = 0u; k0 < k_len; k0 = k0 + BK) {
         // A = w viewed as [out_c][in_c·k_h·k_w]: consecutive threads read consecutive k.
-        for (var r = 0u; r < 2u; r = r + 1u) {
+        for (var r = 0u; r < A_LOADS; r = r + 1u) {
             let e = t + 256u * r;
             let o = row0 + e / BK;
             let k = k0 + e % BK;
@@ -171,7 +140,7 @@ fn store_forward(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, 
     let columns = g.batch * plane;
     let row0 = wid.y * TM;
     let col0 = (wid.z * groups.x + wid.x) * TN;
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    for (var r = 0u; r < THREAD_ROWS; r = r + 1u) {
         let o = row0 + lid.y + 8u * r;
         let vals = block_row(acc, r);
         for (var cq = 0u; cq < 4u; cq = cq + 1u) {
@@ -263,10 +232,10 @@ fn data_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
     let h2 = i32((q % max(plane, 1u)) / max(cols_v, 1u));
     let v2 = i32(q % max(cols_v, 1u));
     let dy_image = n * g.out_c * g.out_h * g.out_w;
-    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var acc = zero_block();
     for (var k0 = 0u; k0 < k_len; k0 = k0 + BK) {
         // A[c, k] = w[o, c, a, b] with k = (o, x, y), a = ta.first + s·x, b = tb.first + s·y.
-        for (var r = 0u; r < 2u; r = r + 1u) {
+        for (var r = 0u; r < A_LOADS; r = r + 1u) {
             let e = t + 256u * r;
             let c = row0 + e / BK;
             let k = k0 + e % BK;
@@ -313,7 +282,7 @@ fn store_data(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, bia
     let columns = g.batch * plane;
     let row0 = wid.y * TM;
     let col0 = ((wid.z / (s * s)) * groups.x + wid.x) * TN;
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    for (var r = 0u; r < THREAD_ROWS; r = r + 1u) {
         let c = row0 + lid.y + 8u * r;
         let vals = block_row(acc, r);
         for (var cq = 0u; cq < 4u; cq = cq + 1u) {
@@ -357,10 +326,10 @@ fn conv2d_backward_weight_gemm(
     let c = col / taps;
     let a = (col % taps) / g.k_w;
     let b = col % g.k_w;
-    var acc = Block(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var acc = zero_block();
     for (var q0 = q_begin; q0 < q_end; q0 = q0 + BK) {
         // A[o, q] = dy[n, o, i, j]: consecutive threads read consecutive positions.
-        for (var r = 0u; r < 2u; r = r + 1u) {
+        for (var r = 0u; r < A_LOADS; r = r + 1u) {
             let e = t + 256u * r;
             let o = row0 + e / BK;
             let q = q0 + e % BK;
@@ -391,7 +360,7 @@ fn conv2d_backward_weight_gemm(
         workgroupBarrier();
     }
     let slice = wid.z * g.out_c * columns;
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    for (var r = 0u; r < THREAD_ROWS; r = r + 1u) {
         let o = row0 + lid.y + 8u * r;
         let vals = block_row(acc, r);
         for (var cq = 0u; cq < 4u; cq = cq + 1u) {

@@ -22,10 +22,13 @@ fn awkward_geometries() -> Vec<ConvGeom> {
         ConvGeom::new(3, 2, 13, 11, 3, 3, 2, 1),
         ConvGeom::new(1, 3, 8, 7, 2, 2, 3, 0),
         ConvGeom::for_transpose(2, 5, 4, 4, 3, 3, 2, 1, 1),
-        // The GPU's implicit-GEMM kernels (8 or more channels): more channels than one 32-row tile,
-        // K = 35·9 not a multiple of 16, more positions than one 128-column tile.
+        // The GPU's implicit-GEMM kernels (8 or more channels): 33 to 64 channels take one 64-row
+        // tile, partly filled; K = 35·9 not a multiple of 16, more positions than one 128-column tile.
         ConvGeom::new(2, 35, 9, 10, 37, 3, 2, 1),
         ConvGeom::for_transpose(3, 37, 5, 6, 33, 3, 2, 1, 1),
+        // 32 channels fill one 32-row tile exactly; 66 and 70 need two 64-row tiles.
+        ConvGeom::new(2, 32, 6, 7, 20, 3, 1, 1),
+        ConvGeom::new(1, 66, 5, 4, 70, 3, 2, 1),
         // Stride 3 with a 2×2 kernel: in the data gradient some stride phases reach no output at all.
         ConvGeom::new(2, 9, 8, 7, 10, 2, 3, 1),
         // 5·17·15 = 1275 batch·position terms: the GPU's weight gradient sums them in five slices, the

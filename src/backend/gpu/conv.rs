@@ -4,7 +4,8 @@
 //!
 //! The forward and the data gradient come in two forms, chosen by shape: the implicit GEMM when the
 //! channels of its rows (output channels forward, input channels for the data gradient) fill at least a
-//! quarter of its 32-row tile, the one-thread-per-output gather otherwise (a `…→1` layer, say). The
+//! quarter of a 32-row tile, the one-thread-per-output gather otherwise (a `…→1` layer, say). The GEMMs
+//! take 64-row tiles for more than 32 rows (`gemm_tile`). The
 //! weight gradient likewise: with 8 or more channels on both sides, an implicit GEMM split along its long
 //! batch·positions reduction into partial sums (one slice per z), then a second launch that adds the
 //! slices in a fixed order; otherwise one workgroup per weight element.
@@ -39,16 +40,27 @@ fn params(g: &ConvGeom, accumulate: bool) -> [u32; 16] {
 /// Fewest rows (channels) for which a 32-row implicit-GEMM tile beats one thread per output.
 const GEMM_MIN_ROWS: usize = 8;
 
-/// The implicit-GEMM grid: a 32-row × 128-column tile of C per workgroup, `phases` copies along z (the
-/// data gradient's stride phases), column tiles past 65 535 folded into z as well (the kernel reads
-/// phase = wid.z mod phases and column tile = (wid.z / phases) · groups.x + wid.x; surplus tiles store
-/// nothing).
+/// The implicit-GEMM module for `rows` rows (channels): 64-row tiles above 32 rows, where each gathered
+/// element of B then feeds twice the arithmetic; 32-row tiles otherwise, which waste no rows on a
+/// 32-channel layer. Returns the module and its tile height.
+fn gemm_tile(rows: usize) -> (Shader, usize) {
+    if rows > 32 {
+        (Shader::ConvGemmWide, 64)
+    } else {
+        (Shader::ConvGemm, 32)
+    }
+}
+
+/// The implicit-GEMM grid: a tile of C (`gemm_tile(rows)` rows × 128 columns) per workgroup, `phases`
+/// copies along z (the data gradient's stride phases), column tiles past 65 535 folded into z as well
+/// (the kernel reads phase = wid.z mod phases and column tile = (wid.z / phases) · groups.x + wid.x;
+/// surplus tiles store nothing).
 fn gemm_grid(rows: usize, columns: usize, phases: usize) -> [u32; 3] {
     let tiles = columns.div_ceil(128).max(1);
     let x = tiles.min(65_535);
     [
         x as u32,
-        rows.div_ceil(32) as u32,
+        rows.div_ceil(gemm_tile(rows).1) as u32,
         (tiles.div_ceil(x) * phases) as u32,
     ]
 }
@@ -107,7 +119,7 @@ impl Kernels {
         let grid = gemm_grid(g.out_c, g.batch * g.out_h * g.out_w, 1);
         let (entry, bias) = gemm_entry(&mut p, epilogue, w, "conv2d_gemm", "conv2d_gemm_bias_act");
         self.dispatch(
-            Shader::ConvGemm,
+            gemm_tile(g.out_c).0,
             entry,
             &p,
             &[0, 1, 2, 3, 15],
@@ -190,7 +202,7 @@ impl Kernels {
         );
         let (entry, bias) = gemm_entry(&mut p, epilogue, w, plain, fused);
         self.dispatch(
-            Shader::ConvGemm,
+            gemm_tile(g.in_c).0,
             entry,
             &p,
             &[4, 5, 6, 7, 16],
@@ -229,7 +241,7 @@ impl Kernels {
         // Allocated with the plan, like every other buffer: slices × dw, a few MiB at most.
         let partial = self.scratch("conv2d_backward_weight partial sums", slices * g.w_len());
         let partials = self.dispatch(
-            Shader::ConvGemm,
+            gemm_tile(g.out_c).0,
             "conv2d_backward_weight_gemm",
             &p,
             &[8, 9, 10, 11],
@@ -237,7 +249,7 @@ impl Kernels {
             [tiles_x, tiles_y, slices as u32],
         );
         let sum = self.dispatch(
-            Shader::ConvGemm,
+            gemm_tile(g.out_c).0,
             "conv2d_backward_weight_sum",
             &p,
             &[12, 13, 14],

@@ -27,12 +27,16 @@ pub enum Shader {
     BatchNorm,
     Noise,
     Conv2d,
+    /// conv_gemm.wgsl with the 32-row tile, and with the 64-row tile.
     ConvGemm,
+    ConvGemmWide,
 }
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../../shaders/matmul_common.wgsl");
 const CONV_PARAMS: &str = include_str!("../../../shaders/conv_params.wgsl");
+const CONV_TILE32: &str = include_str!("../../../shaders/conv_tile32.wgsl");
+const CONV_TILE64: &str = include_str!("../../../shaders/conv_tile64.wgsl");
 
 impl Shader {
     pub fn file(self) -> &'static str {
@@ -49,13 +53,15 @@ impl Shader {
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Noise => "noise.wgsl",
             Shader::Conv2d => "conv2d.wgsl",
-            Shader::ConvGemm => "conv_gemm.wgsl",
+            Shader::ConvGemm => "conv_gemm.wgsl (32-row tile)",
+            Shader::ConvGemmWide => "conv_gemm.wgsl (64-row tile)",
         }
     }
 
     /// The module source: the file, after the shared definitions it uses (activation.wgsl and loss.wgsl
     /// use activation_math.wgsl; matmul.wgsl and matmul_large.wgsl that and matmul_common.wgsl;
-    /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl and activation_math.wgsl).
+    /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
+    /// conv_tile32.wgsl or conv_tile64.wgsl).
     pub fn source(self) -> String {
         let (preludes, body) = self.texts();
         let mut source = String::new();
@@ -83,7 +89,11 @@ impl Shader {
             Shader::Noise => (&[], include_str!("../../../shaders/noise.wgsl")),
             Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
             Shader::ConvGemm => (
-                &[CONV_PARAMS, ACTIVATION_MATH],
+                &[CONV_PARAMS, ACTIVATION_MATH, CONV_TILE32],
+                include_str!("../../../shaders/conv_gemm.wgsl"),
+            ),
+            Shader::ConvGemmWide => (
+                &[CONV_PARAMS, ACTIVATION_MATH, CONV_TILE64],
                 include_str!("../../../shaders/conv_gemm.wgsl"),
             ),
         }
@@ -572,7 +582,7 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 13] = [
+    const ALL: [Shader; 14] = [
         Shader::Data,
         Shader::Matmul,
         Shader::MatmulLarge,
@@ -586,6 +596,7 @@ mod tests {
         Shader::Noise,
         Shader::Conv2d,
         Shader::ConvGemm,
+        Shader::ConvGemmWide,
     ];
 
     /// Every module parses and validates as wgpu would before handing it to a driver, so a broken
