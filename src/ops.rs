@@ -361,7 +361,7 @@ pub enum Op {
 /// Why: ConvT(x) = Convᵀ·x for the linear map Conv(·; w) of the geometry, so its data gradient is
 /// Conv·dy_t, and ⟨dy_t, Convᵀ(x_t; w)⟩ = ⟨Conv(dy_t; w), x_t⟩ is bilinear in (dy_t, x_t) exactly like the
 /// conv's weight gradient with (x, dy) := (dy_t, x_t). `tests/conv.rs` checks all three by finite differences.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvGeom {
     pub batch: usize,
     pub in_c: usize,

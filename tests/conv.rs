@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, gpu, random};
 use gpu_ae::backend::cpu::CpuExecutor;
-use gpu_ae::backend::gpu::GpuExecutor;
+use gpu_ae::backend::gpu::{GpuExecutor, MatmulChoice};
 use gpu_ae::backend::{Executor, Program};
 use gpu_ae::ops::{Act, BufId, ConvGeom, Op};
 use gpu_ae::plan::{BufferDesc, Plan};
@@ -387,9 +387,27 @@ fn assert_gpu_matches_cpu(
     accumulate: bool,
     seed: u64,
 ) {
+    assert_gpu_matches_cpu_with(ctx, g, accumulate, seed, MatmulChoice::Auto);
+}
+
+/// As [`assert_gpu_matches_cpu`], with the GPU's kernels chosen as `kernels` says (`Tune`: timed on
+/// the device while the plan is built, which must leave every buffer as it was: zero).
+fn assert_gpu_matches_cpu_with(
+    ctx: &gpu_ae::backend::gpu::GpuContext,
+    g: ConvGeom,
+    accumulate: bool,
+    seed: u64,
+    kernels: MatmulChoice,
+) {
     let plan = Plan::from_ops(conv_buffers(&g), conv_ops(g, accumulate));
     let mut cpu = CpuExecutor::<f32>::new(plan.clone());
-    let mut gpu = GpuExecutor::new(ctx, plan).expect("plan fits the adapter");
+    let mut gpu = GpuExecutor::with_matmul(ctx, plan, kernels).expect("plan fits the adapter");
+    for id in [Y, DX, DW] {
+        assert!(
+            gpu.read_f32(id).iter().all(|&v| v == 0.0),
+            "building the plan ({kernels:?}) left values in buffer {id:?}"
+        );
+    }
     let inputs = [
         (X, random(g.x_len(), seed, 1.0)),
         (W, random(g.w_len(), seed + 1, 0.5)),
@@ -410,6 +428,51 @@ fn assert_gpu_matches_cpu(
     ] {
         let what = format!("{name} accumulate={accumulate} {g:?}");
         assert_close(&what, &gpu.read_f32(id), &cpu.read_f32(id), REL);
+    }
+}
+
+/// Tuning times both tile heights of every implicit-GEMM op on its own buffers: whichever wins, the
+/// results match the CPU and nothing the timing runs wrote survives.
+#[test]
+fn tuned_conv_tiles_leave_no_trace_and_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    for (t, g) in [
+        ConvGeom::new(2, 35, 9, 10, 37, 3, 2, 1),
+        ConvGeom::new(2, 32, 6, 7, 20, 3, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_gpu_matches_cpu_with(&ctx, g, true, 60 + 5 * t as u64, MatmulChoice::Tune);
+        // A layer's fused forward, sigmoid: timed on zeros it writes 0.5 everywhere, unless cleared.
+        for transposed in [false, true] {
+            let (x_len, y_len, channels) = if transposed {
+                (g.y_len(), g.x_len(), g.in_c)
+            } else {
+                (g.x_len(), g.y_len(), g.out_c)
+            };
+            let buffers = vec![
+                BufferDesc::f32("x", x_len),
+                BufferDesc::f32("w", g.w_len()),
+                BufferDesc::f32("y", y_len),
+                BufferDesc::f32("bias", channels),
+            ];
+            let op = Op::ConvBiasAct {
+                geom: g,
+                x: X,
+                w: W,
+                bias: BufId(3),
+                y: Y,
+                act: Act::Sigmoid,
+                transposed,
+            };
+            let plan = Plan::from_ops(buffers, vec![op]);
+            let mut tuned = GpuExecutor::with_matmul(&ctx, plan, MatmulChoice::Tune).unwrap();
+            assert!(
+                tuned.read_f32(Y).iter().all(|&v| v == 0.0),
+                "tuning the fused conv (transposed={transposed}) left values in y"
+            );
+        }
     }
 }
 

@@ -267,7 +267,9 @@ fn matmul_bias_act_matches_cpu_and_the_unfused_ops() {
 #[test]
 fn bias_grad_matches_cpu() {
     let Some(ctx) = gpu() else { return };
-    for (rows, channels, inner) in [(37, 53, 1), (19, 5, 49), (300, 3, 1)] {
+    // Dense (inner 1): channels across 32-channel workgroups, rows not a multiple of the 8 lanes, fewer
+    // rows than lanes. Conv (inner > 1): one workgroup per channel.
+    for (rows, channels, inner) in [(37, 53, 1), (19, 5, 49), (300, 3, 1), (5, 70, 1)] {
         let len = rows * channels * inner;
         let buffers = vec![
             BufferDesc::f32("grad", len),

@@ -5,7 +5,8 @@
 //! The forward and the data gradient come in two forms, chosen by shape: the implicit GEMM when the
 //! channels of its rows (output channels forward, input channels for the data gradient) fill at least a
 //! quarter of a 32-row tile, the one-thread-per-output gather otherwise (a `…→1` layer, say). The GEMMs
-//! take 64-row tiles for more than 32 rows (`gemm_tile`). The
+//! take 64-row tiles for more than 32 rows (`gemm_tile`); on a GPU both tile heights are timed for each
+//! op while the plan is built and the faster kept (`Kernels::with_gemm_tile`). The
 //! weight gradient likewise: with 8 or more channels on both sides, an implicit GEMM split along its long
 //! batch·positions reduction into partial sums (one slice per z), then a second launch that adds the
 //! slices in a fixed order; otherwise one workgroup per weight element.
@@ -51,16 +52,16 @@ fn gemm_tile(rows: usize) -> (Shader, usize) {
     }
 }
 
-/// The implicit-GEMM grid: a tile of C (`gemm_tile(rows)` rows × 128 columns) per workgroup, `phases`
+/// The implicit-GEMM grid: a tile of C (`tile_rows` × 128 columns) per workgroup, `phases`
 /// copies along z (the data gradient's stride phases), column tiles past 65 535 folded into z as well
 /// (the kernel reads phase = wid.z mod phases and column tile = (wid.z / phases) · groups.x + wid.x;
 /// surplus tiles store nothing).
-fn gemm_grid(rows: usize, columns: usize, phases: usize) -> [u32; 3] {
+fn gemm_grid(rows: usize, tile_rows: usize, columns: usize, phases: usize) -> [u32; 3] {
     let tiles = columns.div_ceil(128).max(1);
     let x = tiles.min(65_535);
     [
         x as u32,
-        rows.div_ceil(gemm_tile(rows).1) as u32,
+        rows.div_ceil(tile_rows) as u32,
         (tiles.div_ceil(x) * phases) as u32,
     ]
 }
@@ -72,6 +73,37 @@ fn workgroup_per_item(count: usize) -> [u32; 3] {
 }
 
 impl Kernels {
+    /// The implicit-GEMM dispatch `build` makes for a tile: the one [`gemm_tile`] picks for `rows`, or,
+    /// when the kernels are tuned ([`super::MatmulChoice::Tune`], the default on a GPU), whichever of
+    /// the two tiles ran faster on this device for this op and geometry, timed once on the op's own
+    /// buffers (zeros while the plan is built; `out` is cleared again after).
+    fn with_gemm_tile(
+        &mut self,
+        key: (&'static str, ConvGeom),
+        rows: usize,
+        out: &wgpu::Buffer,
+        build: impl Fn(&mut Kernels, (Shader, usize)) -> Dispatch,
+    ) -> Dispatch {
+        let tile = if !self.tuning() {
+            gemm_tile(rows)
+        } else if let Some(&known) = self.tuned_conv_tiles().get(&key) {
+            known
+        } else {
+            let mut best = (f64::INFINITY, gemm_tile(rows));
+            for tile in [(Shader::ConvGemm, 32), (Shader::ConvGemmWide, 64)] {
+                let dispatch = build(self, tile);
+                let micros = self.time_dispatch(&dispatch);
+                if micros < best.0 {
+                    best = (micros, tile);
+                }
+            }
+            self.clear(out);
+            self.tuned_conv_tiles().insert(key, best.1);
+            best.1
+        };
+        build(self, tile)
+    }
+
     /// Implicit GEMM over output channels × (batch · output positions), K = in_c · k_h · k_w; or one
     /// thread per element of y when there are few output channels.
     pub fn conv2d(
@@ -116,16 +148,18 @@ impl Kernels {
             let planes = (g.batch, g.out_c, g.out_h * g.out_w);
             return self.then_bias_act(conv, y, planes, epilogue);
         }
-        let grid = gemm_grid(g.out_c, g.batch * g.out_h * g.out_w, 1);
+        let columns = g.batch * g.out_h * g.out_w;
         let (entry, bias) = gemm_entry(&mut p, epilogue, w, "conv2d_gemm", "conv2d_gemm_bias_act");
-        self.dispatch(
-            gemm_tile(g.out_c).0,
-            entry,
-            &p,
-            &[0, 1, 2, 3, 15],
-            &[x, w, y, bias],
-            grid,
-        )
+        self.with_gemm_tile((entry, *g), g.out_c, y, |k, (shader, tile_rows)| {
+            k.dispatch(
+                shader,
+                entry,
+                &p,
+                &[0, 1, 2, 3, 15],
+                &[x, w, y, bias],
+                gemm_grid(g.out_c, tile_rows, columns, 1),
+            )
+        })
     }
 
     /// `conv`, then bias and activation over its output `y` of shape `planes` = (batch, channels, inner)
@@ -195,20 +229,21 @@ impl Kernels {
         }
         // Phase 0 has the most pixels: ⌈in_h / s⌉ × ⌈in_w / s⌉ per image.
         let columns = g.batch * g.in_h.div_ceil(g.stride) * g.in_w.div_ceil(g.stride);
-        let grid = gemm_grid(g.in_c, columns, g.stride * g.stride);
         let (plain, fused) = (
             "conv2d_backward_data_gemm",
             "conv2d_backward_data_gemm_bias_act",
         );
         let (entry, bias) = gemm_entry(&mut p, epilogue, w, plain, fused);
-        self.dispatch(
-            gemm_tile(g.in_c).0,
-            entry,
-            &p,
-            &[4, 5, 6, 7, 16],
-            &[dy, w, dx, bias],
-            grid,
-        )
+        self.with_gemm_tile((entry, *g), g.in_c, dx, |k, (shader, tile_rows)| {
+            k.dispatch(
+                shader,
+                entry,
+                &p,
+                &[4, 5, 6, 7, 16],
+                &[dy, w, dx, bias],
+                gemm_grid(g.in_c, tile_rows, columns, g.stride * g.stride),
+            )
+        })
     }
 
     /// Split implicit GEMM (output channels × in_c·k_h·k_w, summed over batch · output positions in
@@ -234,29 +269,32 @@ impl Kernels {
         }
         let columns = g.in_c * g.k_h * g.k_w;
         let terms = g.batch * g.out_h * g.out_w;
-        let [tiles_x, tiles_y, _] = gemm_grid(g.out_c, columns, 1);
-        let (chunk, slices) = weight_slices(terms, (tiles_x * tiles_y) as usize);
-        let mut p = params(g, accumulate);
-        p[12] = chunk as u32;
-        // Allocated with the plan, like every other buffer: slices × dw, a few MiB at most.
-        let partial = self.scratch("conv2d_backward_weight partial sums", slices * g.w_len());
-        let partials = self.dispatch(
-            gemm_tile(g.out_c).0,
-            "conv2d_backward_weight_gemm",
-            &p,
-            &[8, 9, 10, 11],
-            &[dy, x, &partial],
-            [tiles_x, tiles_y, slices as u32],
-        );
-        let sum = self.dispatch(
-            gemm_tile(g.out_c).0,
-            "conv2d_backward_weight_sum",
-            &p,
-            &[12, 13, 14],
-            &[&partial, dw],
-            linear_groups(g.w_len()),
-        );
-        partials.followed_by(sum)
+        let key = ("conv2d_backward_weight_gemm", *g);
+        self.with_gemm_tile(key, g.out_c, dw, |k, (shader, tile_rows)| {
+            let [tiles_x, tiles_y, _] = gemm_grid(g.out_c, tile_rows, columns, 1);
+            let (chunk, slices) = weight_slices(terms, (tiles_x * tiles_y) as usize);
+            let mut p = params(g, accumulate);
+            p[12] = chunk as u32;
+            // Allocated with the plan, like every other buffer: slices × dw, a few MiB at most.
+            let partial = k.scratch("conv2d_backward_weight partial sums", slices * g.w_len());
+            let partials = k.dispatch(
+                shader,
+                "conv2d_backward_weight_gemm",
+                &p,
+                &[8, 9, 10, 11],
+                &[dy, x, &partial],
+                [tiles_x, tiles_y, slices as u32],
+            );
+            let sum = k.dispatch(
+                shader,
+                "conv2d_backward_weight_sum",
+                &p,
+                &[12, 13, 14],
+                &[&partial, dw],
+                linear_groups(g.w_len()),
+            );
+            partials.followed_by(sum)
+        })
     }
 }
 

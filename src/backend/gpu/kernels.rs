@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 
 use super::GpuContext;
 use super::matmul::{MatmulChoice, TuneKey};
-use crate::ops::{Act, AdamHyper, LossKind};
+use crate::ops::{Act, AdamHyper, ConvGeom, LossKind};
 
 /// The WGSL sources, compiled into the binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,6 +145,8 @@ pub struct Kernels {
     tuned_matmuls: HashMap<TuneKey, MatmulChoice>,
     /// The kernel of every matmul dispatch built, in order.
     matmul_kernels_chosen: Vec<MatmulChoice>,
+    /// Implicit-GEMM convolutions timed so far (entry point, geometry) and the tile that won.
+    tuned_conv_tiles: HashMap<(&'static str, ConvGeom), (Shader, usize)>,
 }
 
 /// Workgroups for `n` threads in groups of 256, folded into 2-D when n needs more than 65 535 groups.
@@ -174,7 +176,25 @@ impl Kernels {
             matmul_choice,
             tuned_matmuls: HashMap::new(),
             matmul_kernels_chosen: Vec::new(),
+            tuned_conv_tiles: HashMap::new(),
         }
+    }
+
+    /// Whether kernels with several forms are timed on the device while the plan is built: when asked
+    /// ([`MatmulChoice::Tune`]), and by default on a GPU (not on a CPU adapter, where timing is slow and
+    /// the shape rules were measured).
+    pub(super) fn tuning(&self) -> bool {
+        match self.matmul_choice {
+            MatmulChoice::Tune => true,
+            MatmulChoice::Auto => !self.adapter_is_cpu,
+            _ => false,
+        }
+    }
+
+    pub(super) fn tuned_conv_tiles(
+        &mut self,
+    ) -> &mut HashMap<(&'static str, ConvGeom), (Shader, usize)> {
+        &mut self.tuned_conv_tiles
     }
 
     pub(super) fn matmul_kernels_chosen(&mut self) -> &mut Vec<MatmulChoice> {
@@ -462,13 +482,18 @@ impl Kernels {
         inner: usize,
     ) -> Dispatch {
         let params = [rows as u32, channels as u32, inner as u32];
+        let (entry, groups) = if inner == 1 {
+            ("bias_grad_columns", channels.div_ceil(32))
+        } else {
+            ("bias_grad", channels)
+        };
         self.dispatch(
             Shader::Bias,
-            "bias_grad",
+            entry,
             &params,
             &[0, 1, 2],
             &[grad, db],
-            [channels as u32, 1, 1],
+            [groups as u32, 1, 1],
         )
     }
 

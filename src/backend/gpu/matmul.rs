@@ -30,8 +30,9 @@ pub enum MatmulChoice {
     /// At most this many slices of K; fewer when K is short (every slice is a whole number of 16-deep
     /// steps, at least one). `SplitK(1)` is the 64×64 kernel going through the scratch buffer.
     SplitK(usize),
-    /// Each shape timed on the device with every candidate kernel, the fastest kept ([`candidates`]).
-    /// What `Auto` does on a GPU; on a CPU adapter only when asked.
+    /// Each shape timed on the device with every candidate kernel, the fastest kept ([`candidates`]);
+    /// likewise the two tile heights of the implicit-GEMM convolutions. What `Auto` does on a GPU; on a
+    /// CPU adapter only when asked.
     Tune,
 }
 
@@ -234,10 +235,11 @@ impl Kernels {
     }
 
     fn product(&mut self, op: Product) -> Dispatch {
-        let choice = match self.matmul_choice() {
-            MatmulChoice::Tune => self.tuned(op),
-            MatmulChoice::Auto if !self.adapter_is_cpu() => self.tuned(op),
-            asked => asked.resolve(op.m, op.n, op.k, self.adapter_is_cpu()),
+        let choice = if self.tuning() {
+            self.tuned(op)
+        } else {
+            self.matmul_choice()
+                .resolve(op.m, op.n, op.k, self.adapter_is_cpu())
         };
         self.matmul_kernels_chosen().push(choice);
         self.product_on(op, choice)
