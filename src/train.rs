@@ -30,8 +30,8 @@ pub struct EpochResult {
     /// Mean loss per element over the epoch's training batches.
     pub train_loss: f64,
     pub seconds: f64,
-    /// Of `seconds`, the host's time inside [`Executor::run`]: recording and submitting the steps. A GPU
-    /// sits idle through it between chunks; on the CPU backend it is the work itself.
+    /// Of `seconds`, the host's time inside [`Executor::run_and_snapshot`]: recording and submitting the
+    /// steps, while the GPU runs the chunk before; on the CPU backend it is the work itself.
     pub recording_seconds: f64,
     pub samples_per_second: f64,
 }
@@ -41,7 +41,8 @@ pub struct EpochResult {
 pub struct StepTiming {
     pub steps: usize,
     pub seconds: f64,
-    /// Of `seconds`, the host's time inside [`Executor::run`] (see [`EpochResult::recording_seconds`]).
+    /// Of `seconds`, the host's time inside [`Executor::run_and_snapshot`] (see
+    /// [`EpochResult::recording_seconds`]).
     pub recording_seconds: f64,
     /// Mean loss per element over the timed steps (a sanity check that real work was done).
     pub train_loss: f64,

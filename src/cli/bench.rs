@@ -177,7 +177,7 @@ pub struct EpochFigure {
     pub steps_timed: usize,
     pub seconds_timed: f64,
     pub seconds_per_epoch: f64,
-    /// Of `seconds_per_epoch`, the host's time recording and submitting steps (`Executor::run`).
+    /// Of `seconds_per_epoch`, the host's time recording and submitting steps (`Executor::run_and_snapshot`), overlapping the previous chunk on the device.
     pub recording_seconds_per_epoch: f64,
     pub extrapolated: bool,
     pub train_loss: f64,
@@ -557,7 +557,7 @@ impl BenchReport {
         if self.epochs.iter().any(|f| f.backend == "gpu") {
             let _ = writeln!(
                 out,
-                "GPU recording s: of the GPU epoch, host time spent recording and submitting steps (the device idles through it between chunks)"
+                "GPU recording s: of the GPU epoch, host time spent recording and submitting steps (while the previous chunk runs on the device)"
             );
         }
         if !self.matmuls.is_empty() {

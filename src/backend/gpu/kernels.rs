@@ -293,6 +293,10 @@ impl Kernels {
         self.queue.submit([encoder.finish()]);
     }
 
+    pub(super) fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
     pub(super) fn adapter_is_cpu(&self) -> bool {
         self.adapter_is_cpu
     }

@@ -287,7 +287,12 @@ impl Kernels {
                 128,
                 ["matmul_large", "matmul_large_bias_act"],
             ),
-            MatmulChoice::SplitK(slices) => return self.split_product(op, split_k(op.k, slices)),
+            MatmulChoice::SplitK(slices) => {
+                // The scratch buffer holds every slice of C and must bind as one storage buffer.
+                let limit = self.device().limits().max_storage_buffer_binding_size as usize;
+                let fit = (limit / (op.m * op.n * 4).max(1)).max(1);
+                return self.split_product(op, split_k(op.k, slices.min(fit)));
+            }
             _ => (Shader::Matmul, 64, ["matmul", "matmul_bias_act"]),
         };
         let groups = tile_groups(op.m, op.n, tile, 1);
