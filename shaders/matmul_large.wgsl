@@ -1,28 +1,12 @@
-// C[m×n] = op(A)·op(B) for products with many 128×128 tiles of C (the 4096³ benchmark, wide layers at
-// large batches). matmul_common.wgsl (parameters, bindings, loads, stores) is prepended, after
-// activation_math.wgsl; matmul.wgsl holds the 64×64 kernel used for smaller products.
+// C[m×n] = op(A)·op(B) in 128×128 tiles (matmul_tile128.wgsl), the operands read as scalars: any m, n,
+// k and transpose form. For products with many such tiles (the 4096³ benchmark, wide layers at large
+// batches) and for every product on lavapipe. matmul_common.wgsl, matmul_operands.wgsl and
+// matmul_tile128.wgsl are prepended, after activation_math.wgsl; matmul_vec4.wgsl is the same tile
+// with 16-byte operand loads where the sizes allow them.
 //
-// A 16×16 workgroup computes a 128×128 tile, each thread an 8×8 block: rows 4·ly + {0..3} and
-// 64 + 4·ly + {0..3}, columns 4·lx + {0..3} and 64 + 4·lx + {0..3}, so that a thread reads each step's
-// operands as two vec4 of A and two vec4 of B from workgroup memory (64 FMAs per four 16-byte loads)
-// and neighbouring threads read neighbouring vec4s. K advances 8 at a time. While the workgroup
-// multiplies one 8-deep slab, each thread already holds its share of the next in registers (four values
-// of A, four of B), so the global loads' latency hides behind the arithmetic.
-//
-// Workgroup memory holds a slab of A as la[kk·33 + q] = op(A)[row0 + 4q .. 4q + 3, k0 + kk] and of B
-// as lb[kk·33 + q] = op(B)[k0 + kk, col0 + 4q .. 4q + 3]: 32 vec4s per k plus one of padding, so that
-// the scalar stores of a warp that walks along k land in distinct banks. 2 × 264 × 16 B = 8.25 KiB.
-//
-// Global loads: element e = t + 256·r (r = 0..3) of a slab, numbered along the operand's contiguous
+// Slab loads: element e = t + 256·r (r = 0..3) of a slab, numbered along the operand's contiguous
 // dimension (k for A stored [m×k], i for A stored [k×m]; likewise for B), so a warp's loads are
-// consecutive addresses in every transpose form. Out-of-range elements load as zero: any m, n, k works.
-
-const LT: u32 = 128u;
-const LK: u32 = 8u;
-const LROW: u32 = 33u;
-
-var<workgroup> la: array<vec4<f32>, 264>;
-var<workgroup> lb: array<vec4<f32>, 264>;
+// consecutive addresses in every transpose form. Out-of-range elements load as zero.
 
 // Slab element e as (row or column within the tile, kk).
 fn slab_a_pos(e: u32) -> vec2<u32> {
@@ -39,123 +23,29 @@ fn slab_b_pos(e: u32) -> vec2<u32> {
     return vec2<u32>(e % LT, e / LT);
 }
 
-fn fetch_a(row0: u32, k0: u32, t: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        let pos = slab_a_pos(t + 256u * r);
-        v[r] = load_a(row0 + pos.x, k0 + pos.y, p.k);
-    }
-    return v;
-}
-
-fn fetch_b(col0: u32, k0: u32, t: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        let pos = slab_b_pos(t + 256u * r);
-        v[r] = load_b(k0 + pos.y, col0 + pos.x, p.k);
-    }
-    return v;
-}
-
-fn put_slabs(t: u32, va: vec4<f32>, vb: vec4<f32>) {
+fn fetch_slab(row0: u32, col0: u32, k0: u32, t: u32) -> Slab {
+    var s = Slab(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var r = 0u; r < 4u; r = r + 1u) {
         let pa = slab_a_pos(t + 256u * r);
-        la[pa.y * LROW + pa.x / 4u][pa.x % 4u] = va[r];
+        s.a[r] = load_a(row0 + pa.x, k0 + pa.y, p.k);
         let pb = slab_b_pos(t + 256u * r);
-        lb[pb.y * LROW + pb.x / 4u][pb.x % 4u] = vb[r];
+        s.b[r] = load_b(k0 + pb.y, col0 + pb.x, p.k);
     }
+    return s;
 }
 
-// A thread's 8×8 block: cRH is row R (0..7 as listed above), column half H.
-struct Block8 {
-    c00: vec4<f32>, c01: vec4<f32>,
-    c10: vec4<f32>, c11: vec4<f32>,
-    c20: vec4<f32>, c21: vec4<f32>,
-    c30: vec4<f32>, c31: vec4<f32>,
-    c40: vec4<f32>, c41: vec4<f32>,
-    c50: vec4<f32>, c51: vec4<f32>,
-    c60: vec4<f32>, c61: vec4<f32>,
-    c70: vec4<f32>, c71: vec4<f32>,
-}
-
-// This thread's block of op(A)·op(B) for the workgroup's tile. Every thread calls it (barriers inside).
-fn block_product8(lid: vec3<u32>, wid: vec3<u32>) -> Block8 {
-    let row0 = wid.y * LT;
-    let col0 = wid.x * LT;
-    let t = lid.y * 16u + lid.x;
-    // Named accumulators rather than an array: every backend keeps them in registers.
-    var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0);
-    var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
-    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0);
-    var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
-    var c40 = vec4<f32>(0.0); var c41 = vec4<f32>(0.0);
-    var c50 = vec4<f32>(0.0); var c51 = vec4<f32>(0.0);
-    var c60 = vec4<f32>(0.0); var c61 = vec4<f32>(0.0);
-    var c70 = vec4<f32>(0.0); var c71 = vec4<f32>(0.0);
-    var next_a = fetch_a(row0, 0u, t);
-    var next_b = fetch_b(col0, 0u, t);
-    for (var k0 = 0u; k0 < p.k; k0 = k0 + LK) {
-        put_slabs(t, next_a, next_b);
-        workgroupBarrier();
-        // The next slab's loads are issued now and consumed after this slab's arithmetic.
-        next_a = fetch_a(row0, k0 + LK, t);
-        next_b = fetch_b(col0, k0 + LK, t);
-        for (var kk = 0u; kk < LK; kk = kk + 1u) {
-            let a0 = la[kk * LROW + lid.y];
-            let a1 = la[kk * LROW + 16u + lid.y];
-            let b0 = lb[kk * LROW + lid.x];
-            let b1 = lb[kk * LROW + 16u + lid.x];
-            c00 = fma(vec4<f32>(a0.x), b0, c00); c01 = fma(vec4<f32>(a0.x), b1, c01);
-            c10 = fma(vec4<f32>(a0.y), b0, c10); c11 = fma(vec4<f32>(a0.y), b1, c11);
-            c20 = fma(vec4<f32>(a0.z), b0, c20); c21 = fma(vec4<f32>(a0.z), b1, c21);
-            c30 = fma(vec4<f32>(a0.w), b0, c30); c31 = fma(vec4<f32>(a0.w), b1, c31);
-            c40 = fma(vec4<f32>(a1.x), b0, c40); c41 = fma(vec4<f32>(a1.x), b1, c41);
-            c50 = fma(vec4<f32>(a1.y), b0, c50); c51 = fma(vec4<f32>(a1.y), b1, c51);
-            c60 = fma(vec4<f32>(a1.z), b0, c60); c61 = fma(vec4<f32>(a1.z), b1, c61);
-            c70 = fma(vec4<f32>(a1.w), b0, c70); c71 = fma(vec4<f32>(a1.w), b1, c71);
-        }
-        workgroupBarrier();
-    }
-    return Block8(c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71);
-}
-
-// Row r of the thread's block (r = 0..7) and the first column of half h.
-fn block_row(wid: vec3<u32>, lid: vec3<u32>, r: u32) -> u32 {
-    return wid.y * LT + (r / 4u) * 64u + 4u * lid.y + r % 4u;
-}
-
-fn block_col(wid: vec3<u32>, lid: vec3<u32>, h: u32) -> u32 {
-    return wid.x * LT + h * 64u + 4u * lid.x;
-}
-
-// Stores the thread's row r (0..7): columns j0..j0 + 3 from v0 and j1..j1 + 3 from v1.
-fn store_pair(i: u32, j0: u32, j1: u32, v0: vec4<f32>, v1: vec4<f32>) {
-    for (var q = 0u; q < 4u; q = q + 1u) {
-        store_plain(i, j0 + q, v0[q]);
-        store_plain(i, j1 + q, v1[q]);
-    }
-}
-
-fn store_pair_bias_act(i: u32, j0: u32, j1: u32, v0: vec4<f32>, v1: vec4<f32>) {
-    for (var q = 0u; q < 4u; q = q + 1u) {
-        store_bias_act(i, j0 + q, v0[q]);
-        store_bias_act(i, j1 + q, v1[q]);
+fn put_slab(t: u32, s: Slab) {
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let pa = slab_a_pos(t + 256u * r);
+        la[pa.y * LROW + pa.x / 4u][pa.x % 4u] = s.a[r];
+        let pb = slab_b_pos(t + 256u * r);
+        lb[pb.y * LROW + pb.x / 4u][pb.x % 4u] = s.b[r];
     }
 }
 
 @compute @workgroup_size(16, 16)
 fn matmul_large(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let b = block_product8(lid, wid);
-    let j0 = block_col(wid, lid, 0u);
-    let j1 = block_col(wid, lid, 1u);
-    store_pair(block_row(wid, lid, 0u), j0, j1, b.c00, b.c01);
-    store_pair(block_row(wid, lid, 1u), j0, j1, b.c10, b.c11);
-    store_pair(block_row(wid, lid, 2u), j0, j1, b.c20, b.c21);
-    store_pair(block_row(wid, lid, 3u), j0, j1, b.c30, b.c31);
-    store_pair(block_row(wid, lid, 4u), j0, j1, b.c40, b.c41);
-    store_pair(block_row(wid, lid, 5u), j0, j1, b.c50, b.c51);
-    store_pair(block_row(wid, lid, 6u), j0, j1, b.c60, b.c61);
-    store_pair(block_row(wid, lid, 7u), j0, j1, b.c70, b.c71);
+    store_block8(lid, wid, block_product8(lid, wid));
 }
 
 @compute @workgroup_size(16, 16)
@@ -163,15 +53,5 @@ fn matmul_large_bias_act(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
-    let b = block_product8(lid, wid);
-    let j0 = block_col(wid, lid, 0u);
-    let j1 = block_col(wid, lid, 1u);
-    store_pair_bias_act(block_row(wid, lid, 0u), j0, j1, b.c00, b.c01);
-    store_pair_bias_act(block_row(wid, lid, 1u), j0, j1, b.c10, b.c11);
-    store_pair_bias_act(block_row(wid, lid, 2u), j0, j1, b.c20, b.c21);
-    store_pair_bias_act(block_row(wid, lid, 3u), j0, j1, b.c30, b.c31);
-    store_pair_bias_act(block_row(wid, lid, 4u), j0, j1, b.c40, b.c41);
-    store_pair_bias_act(block_row(wid, lid, 5u), j0, j1, b.c50, b.c51);
-    store_pair_bias_act(block_row(wid, lid, 6u), j0, j1, b.c60, b.c61);
-    store_pair_bias_act(block_row(wid, lid, 7u), j0, j1, b.c70, b.c71);
+    store_block8_bias_act(lid, wid, block_product8(lid, wid));
 }

@@ -196,6 +196,74 @@ fn bias_act_and_act_backward_match_cpu_for_every_activation() {
     }
 }
 
+/// The vec4-load kernel runs only where every operand row is a whole number of vec4s: sizes that are
+/// multiples of 4 but of no tile, every transpose form, accumulating, and through bias and activation.
+#[test]
+fn vec4_matmul_matches_cpu_on_sizes_that_allow_it() {
+    let Some(ctx) = gpu() else { return };
+    for (case, (m, n, k)) in [(132, 260, 36), (4, 8, 4), (68, 136, 300)]
+        .into_iter()
+        .enumerate()
+    {
+        for trans_a in [false, true] {
+            for trans_b in [false, true] {
+                let accumulate = (case + trans_a as usize) % 2 == 1;
+                let buffers = vec![
+                    BufferDesc::f32("a", m * k),
+                    BufferDesc::f32("b", k * n),
+                    BufferDesc::f32("c", m * n),
+                    BufferDesc::f32("bias", n),
+                    BufferDesc::f32("y", m * n),
+                ];
+                let mut ops = vec![Op::Matmul {
+                    a: BufId(0),
+                    b: BufId(1),
+                    c: BufId(2),
+                    m,
+                    n,
+                    k,
+                    trans_a,
+                    trans_b,
+                    accumulate,
+                }];
+                if !trans_a {
+                    ops.push(Op::MatmulBiasAct {
+                        x: BufId(0),
+                        w: BufId(1),
+                        bias: BufId(3),
+                        y: BufId(4),
+                        m,
+                        n,
+                        k,
+                        trans_b,
+                        act: ACTS[case % ACTS.len()],
+                    });
+                }
+                let inputs = [
+                    (0, random(m * k, 51, 1.0)),
+                    (1, random(k * n, 52, 0.5)),
+                    (2, random(m * n, 53, 1.0)),
+                    (3, random(n, 54, 1.0)),
+                ];
+                let (mut cpu, mut gpu) =
+                    run_both_with(&ctx, MatmulChoice::Tile128Vec4, buffers, ops, &inputs, &[]);
+                assert!(
+                    gpu.matmul_kernels()
+                        .iter()
+                        .all(|&c| c == MatmulChoice::Tile128Vec4),
+                    "{:?}",
+                    gpu.matmul_kernels()
+                );
+                let what = format!("vec4 matmul {m}×{k}·{k}×{n} ta={trans_a} tb={trans_b}");
+                compare(&what, &mut cpu, &mut gpu, 2, REL);
+                if !trans_a {
+                    compare(&format!("{what}, bias_act"), &mut cpu, &mut gpu, 4, REL);
+                }
+            }
+        }
+    }
+}
+
 /// The fused dense forward against the CPU, for every activation, across tile edges (m, n > 64, odd k),
 /// with the weight in both layouts; and on the CPU it is exactly matmul followed by bias_act.
 #[test]
@@ -635,7 +703,8 @@ fn tuned_matmuls_leave_no_trace_and_match_cpu() {
     let kernels = tuned.matmul_kernels().to_vec();
     assert_eq!(kernels.len(), 1);
     assert!(
-        gpu_ae::backend::gpu::matmul_candidates(m, n, k).contains(&kernels[0]),
+        // Both operands are contiguous along k = 300: the vec4 kernel is a candidate too.
+        gpu_ae::backend::gpu::matmul_candidates(m, n, k, true).contains(&kernels[0]),
         "{kernels:?}"
     );
     let inputs = [

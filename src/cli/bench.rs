@@ -145,7 +145,7 @@ pub struct BenchArgs {
     pub matmul_sizes: Vec<String>,
     /// GPU matmul kernels to time at each size (comma-separated): `auto` (the one training would use for
     /// that shape: timed on a GPU, by shape on a CPU adapter), `tune` (timed, on any adapter), `tile64`,
-    /// `tile128`, `splitk` (8 slices of K) or `splitkN`.
+    /// `tile128`, `tile128v4` (vec4 operand loads), `splitk` (8 slices of K) or `splitkN`.
     #[arg(long, value_delimiter = ',', default_value = "auto", value_parser = MatmulChoice::parse)]
     pub matmul_kernels: Vec<MatmulChoice>,
     /// Seconds of repeated runs to aim for per matmul size (after one warm-up and one probe run).

@@ -18,6 +18,7 @@ pub enum Shader {
     Data,
     Matmul,
     MatmulLarge,
+    MatmulVec4,
     Activation,
     Bias,
     Loss,
@@ -34,6 +35,8 @@ pub enum Shader {
 
 const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../../shaders/matmul_common.wgsl");
+const MATMUL_OPERANDS: &str = include_str!("../../../shaders/matmul_operands.wgsl");
+const MATMUL_TILE128: &str = include_str!("../../../shaders/matmul_tile128.wgsl");
 const CONV_PARAMS: &str = include_str!("../../../shaders/conv_params.wgsl");
 const CONV_TILE32: &str = include_str!("../../../shaders/conv_tile32.wgsl");
 const CONV_TILE64: &str = include_str!("../../../shaders/conv_tile64.wgsl");
@@ -44,6 +47,7 @@ impl Shader {
             Shader::Data => "data.wgsl",
             Shader::Matmul => "matmul.wgsl",
             Shader::MatmulLarge => "matmul_large.wgsl",
+            Shader::MatmulVec4 => "matmul_vec4.wgsl",
             Shader::Activation => "activation.wgsl",
             Shader::Bias => "bias.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -59,7 +63,8 @@ impl Shader {
     }
 
     /// The module source: the file, after the shared definitions it uses (activation.wgsl and loss.wgsl
-    /// use activation_math.wgsl; matmul.wgsl and matmul_large.wgsl that and matmul_common.wgsl;
+    /// use activation_math.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
+    /// and/or matmul_tile128.wgsl;
     /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
     /// conv_tile32.wgsl or conv_tile64.wgsl).
     pub fn source(self) -> String {
@@ -74,11 +79,19 @@ impl Shader {
 
     fn texts(self) -> (&'static [&'static str], &'static str) {
         const MATH: &[&str] = &[ACTIVATION_MATH];
-        const MATMUL: &[&str] = &[ACTIVATION_MATH, MATMUL_COMMON];
+        const MATMUL: &[&str] = &[ACTIVATION_MATH, MATMUL_COMMON, MATMUL_OPERANDS];
+        const LARGE: &[&str] = &[
+            ACTIVATION_MATH,
+            MATMUL_COMMON,
+            MATMUL_OPERANDS,
+            MATMUL_TILE128,
+        ];
+        const VEC4: &[&str] = &[ACTIVATION_MATH, MATMUL_COMMON, MATMUL_TILE128];
         match self {
             Shader::Data => (&[], include_str!("../../../shaders/data.wgsl")),
             Shader::Matmul => (MATMUL, include_str!("../../../shaders/matmul.wgsl")),
-            Shader::MatmulLarge => (MATMUL, include_str!("../../../shaders/matmul_large.wgsl")),
+            Shader::MatmulLarge => (LARGE, include_str!("../../../shaders/matmul_large.wgsl")),
+            Shader::MatmulVec4 => (VEC4, include_str!("../../../shaders/matmul_vec4.wgsl")),
             Shader::Activation => (MATH, include_str!("../../../shaders/activation.wgsl")),
             Shader::Bias => (&[], include_str!("../../../shaders/bias.wgsl")),
             Shader::Loss => (MATH, include_str!("../../../shaders/loss.wgsl")),
@@ -611,10 +624,11 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 14] = [
+    const ALL: [Shader; 15] = [
         Shader::Data,
         Shader::Matmul,
         Shader::MatmulLarge,
+        Shader::MatmulVec4,
         Shader::Activation,
         Shader::Bias,
         Shader::Loss,

@@ -11,6 +11,8 @@
 //!   to occupy every compute unit of a GPU, and for every product on a CPU adapter (lavapipe), where
 //!   two cores are busy with a single tile and the larger block runs about 4× faster than the 64×64
 //!   kernel (benches/README.md).
+//! - **128×128 tiles, vec4 loads** (`matmul_vec4*`): the same tile, each thread loading its share of
+//!   a slab as one 16-byte vec4 of A and one of B; where every operand row is a whole number of vec4s.
 //! - **Split-K** (`matmul_partial`, then `matmul_sum_slices*`): the 64×64 kernel with each of
 //!   `slices` workgroups along z summing one stretch of K into a scratch buffer, then one launch that
 //!   adds the slices in order and finishes as the unsplit kernel would. For products whose C has too few
@@ -27,6 +29,9 @@ pub enum MatmulChoice {
     Auto,
     Tile64,
     Tile128,
+    /// The 128×128 tile with 16-byte operand loads, where the sizes allow ([`vec4_fits`]); elsewhere
+    /// the scalar-load `Tile128`.
+    Tile128Vec4,
     /// At most this many slices of K; fewer when K is short (every slice is a whole number of 16-deep
     /// steps, at least one). `SplitK(1)` is the 64×64 kernel going through the scratch buffer.
     SplitK(usize),
@@ -44,13 +49,14 @@ impl MatmulChoice {
             "auto" => Ok(MatmulChoice::Auto),
             "tile64" => Ok(MatmulChoice::Tile64),
             "tile128" => Ok(MatmulChoice::Tile128),
+            "tile128v4" => Ok(MatmulChoice::Tile128Vec4),
             "tune" => Ok(MatmulChoice::Tune),
             "splitk" => Ok(MatmulChoice::SplitK(8)),
             _ => match text.strip_prefix("splitk").map(str::parse::<usize>) {
                 Some(Ok(n)) if (1..=64).contains(&n) => Ok(MatmulChoice::SplitK(n)),
                 _ => Err(format!(
-                    "unknown matmul kernel {text:?}: expected auto, tune, tile64, tile128, splitk or \
-                     splitkN (N slices, 1 to 64)"
+                    "unknown matmul kernel {text:?}: expected auto, tune, tile64, tile128, tile128v4, \
+                     splitk or splitkN (N slices, 1 to 64)"
                 )),
             },
         }
@@ -70,6 +76,7 @@ impl MatmulChoice {
             MatmulChoice::Auto => "auto".into(),
             MatmulChoice::Tile64 => "tile64".into(),
             MatmulChoice::Tile128 => "tile128".into(),
+            MatmulChoice::Tile128Vec4 => "tile128v4".into(),
             MatmulChoice::Tune => "tune".into(),
             MatmulChoice::SplitK(n) => format!("splitk{n}"),
         }
@@ -108,11 +115,24 @@ fn split_k(k: usize, slices: usize) -> (usize, usize) {
     (per, k.div_ceil(per).max(1))
 }
 
-/// The kernels worth timing for C[m×n] with inner dimension k: both tile sizes, and split-K into 2, 4,
-/// 8 or 16 slices where each slice keeps at least 64 of K and the split launches at most 1024 workgroups.
-pub fn candidates(m: usize, n: usize, k: usize) -> Vec<MatmulChoice> {
+/// Whether matmul_vec4.wgsl can load the operands: each one's contiguous dimension (k for A stored
+/// [m×k], m for A stored [k×m]; n for B stored [k×n], k for B stored [n×k]) a multiple of 4, so that a
+/// vec4 never straddles two rows.
+pub fn vec4_fits(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> bool {
+    let a_contiguous = if trans_a { m } else { k };
+    let b_contiguous = if trans_b { k } else { n };
+    a_contiguous % 4 == 0 && b_contiguous % 4 == 0
+}
+
+/// The kernels worth timing for C[m×n] with inner dimension k: both tile sizes (the 128 one in its vec4
+/// form too when `vec4` says the operands allow it), and split-K into 2, 4, 8 or 16 slices where each
+/// slice keeps at least 64 of K and the split launches at most 1024 workgroups.
+pub fn candidates(m: usize, n: usize, k: usize, vec4: bool) -> Vec<MatmulChoice> {
     let tiles = m.div_ceil(64) * n.div_ceil(64);
     let mut kernels = vec![MatmulChoice::Tile64, MatmulChoice::Tile128];
+    if vec4 {
+        kernels.push(MatmulChoice::Tile128Vec4);
+    }
     for slices in [2, 4, 8, 16] {
         if k >= 64 * slices && tiles * slices <= 1024 {
             kernels.push(MatmulChoice::SplitK(slices));
@@ -177,6 +197,12 @@ struct Product<'b> {
     accumulate: bool,
 }
 
+impl Product<'_> {
+    fn vec4_fits(&self) -> bool {
+        vec4_fits(self.m, self.n, self.k, self.trans_a, self.trans_b)
+    }
+}
+
 impl Kernels {
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
@@ -235,12 +261,21 @@ impl Kernels {
     }
 
     fn product(&mut self, op: Product) -> Dispatch {
-        let choice = if self.tuning() {
+        let asked = self.matmul_choice();
+        let mut choice = if self.tuning() {
             self.tuned(op)
         } else {
-            self.matmul_choice()
-                .resolve(op.m, op.n, op.k, self.adapter_is_cpu())
+            match asked.resolve(op.m, op.n, op.k, self.adapter_is_cpu()) {
+                // By shape, the 128 tile loads vec4s wherever they fit (about 10% faster on lavapipe).
+                MatmulChoice::Tile128 if asked == MatmulChoice::Auto && op.vec4_fits() => {
+                    MatmulChoice::Tile128Vec4
+                }
+                chosen => chosen,
+            }
         };
+        if choice == MatmulChoice::Tile128Vec4 && !op.vec4_fits() {
+            choice = MatmulChoice::Tile128;
+        }
         self.matmul_kernels_chosen().push(choice);
         self.product_on(op, choice)
     }
@@ -254,7 +289,7 @@ impl Kernels {
             return known;
         }
         let mut best = (f64::INFINITY, MatmulChoice::Tile64);
-        for candidate in candidates(op.m, op.n, op.k) {
+        for candidate in candidates(op.m, op.n, op.k, op.vec4_fits()) {
             let dispatch = self.product_on(op, candidate);
             let micros = self.time_dispatch(&dispatch);
             if micros < best.0 {
@@ -286,6 +321,11 @@ impl Kernels {
                 Shader::MatmulLarge,
                 128,
                 ["matmul_large", "matmul_large_bias_act"],
+            ),
+            MatmulChoice::Tile128Vec4 => (
+                Shader::MatmulVec4,
+                128,
+                ["matmul_vec4", "matmul_vec4_bias_act"],
             ),
             MatmulChoice::SplitK(slices) => {
                 // The scratch buffer holds every slice of C and must bind as one storage buffer.
@@ -397,23 +437,36 @@ mod tests {
     #[test]
     fn tuning_tries_both_tiles_and_only_splits_that_leave_slices_of_64() {
         assert_eq!(
-            candidates(128, 256, 784),
+            candidates(128, 256, 784, true),
             [
                 MatmulChoice::Tile64,
                 MatmulChoice::Tile128,
+                MatmulChoice::Tile128Vec4,
                 MatmulChoice::SplitK(2),
                 MatmulChoice::SplitK(4),
                 MatmulChoice::SplitK(8),
             ]
         );
         assert_eq!(
-            candidates(4096, 4096, 4096),
+            candidates(4096, 4096, 4096, false),
             [MatmulChoice::Tile64, MatmulChoice::Tile128]
         );
         assert_eq!(
-            candidates(37, 53, 100),
+            candidates(37, 53, 100, false),
             [MatmulChoice::Tile64, MatmulChoice::Tile128]
         );
+    }
+
+    #[test]
+    fn vec4_loads_need_each_operands_contiguous_dimension_a_multiple_of_4() {
+        // A dense layer's forward x·Wᵀ: A [m×k] and B [n×k] both contiguous along k.
+        assert!(vec4_fits(128, 250, 784, false, true));
+        assert!(!vec4_fits(128, 256, 30, false, true));
+        // B stored [k×n]: contiguous along n.
+        assert!(!vec4_fits(128, 250, 784, false, false));
+        // A stored [k×m] (a weight gradient dyᵀ·x): contiguous along m.
+        assert!(!vec4_fits(30, 784, 128, true, false));
+        assert!(vec4_fits(32, 784, 127, true, false));
     }
 
     #[test]
@@ -423,6 +476,7 @@ mod tests {
             MatmulChoice::Tune,
             MatmulChoice::Tile64,
             MatmulChoice::Tile128,
+            MatmulChoice::Tile128Vec4,
             MatmulChoice::SplitK(3),
         ] {
             assert_eq!(MatmulChoice::parse(&c.name()), Ok(c));
