@@ -187,8 +187,7 @@ impl<'e> Trainer<'e> {
         stop: &AtomicBool,
     ) -> Result<EpochOutcome, TrainError> {
         let plan = self.ex.plan();
-        let (io, batch, samples, features) =
-            (plan.io, plan.batch, plan.train_samples, plan.features);
+        let (batch, samples, features) = (plan.batch, plan.train_samples, plan.features);
         let steps_total = plan.steps_per_epoch();
         let pos = self.position;
         let epoch = pos.epoch + 1;
@@ -232,25 +231,18 @@ impl<'e> Trainer<'e> {
                 if self.lose_device_at_step == Some(global) {
                     self.ex.lose_device();
                 }
-                let queued_at = Instant::now();
-                let loss = if self.detect_anomaly {
-                    len = 1;
+                let chunk = if self.detect_anomaly {
                     self.checked_step(epoch, global + 1)?;
-                    self.ex.run_and_snapshot(Program::TrainStep, 0, io.loss_acc)
+                    // The step ran op by op; the chunk only reads the loss back.
+                    Chunk {
+                        len: 1,
+                        ..self.queue_chunk(queued, 0, &mut 0.0)
+                    }
                 } else {
-                    let s = self
-                        .ex
-                        .run_and_snapshot(Program::TrainStep, len, io.loss_acc);
-                    recording += queued_at.elapsed().as_secs_f64();
-                    s
+                    self.queue_chunk(queued, len, &mut recording)
                 };
-                in_flight.push_back(Chunk {
-                    loss,
-                    start: queued,
-                    len,
-                    queued_at,
-                });
-                queued += len;
+                queued += chunk.len;
+                in_flight.push_back(chunk);
             }
             let Some(chunk) = in_flight.pop_front() else {
                 // Stopped, with every queued chunk accounted for.
@@ -259,15 +251,13 @@ impl<'e> Trainer<'e> {
                     steps_done: done,
                 });
             };
-            let sum = self.ex.read_snapshot(chunk.loss)[TRAIN_SLOT];
-            // The chunk's time: from when the device could start it (queued, or the previous chunk done).
-            self.observe(chunk.len, chunk.queued_at.max(last_finish));
-            last_finish = Instant::now();
-            self.check_device(epoch, pos.global_step + (chunk.start - first) + 1)?;
+            let (chunk_start, chunk_len) = (chunk.start, chunk.len);
+            let sum = self.finish_chunk(chunk, &mut last_finish);
+            self.check_device(epoch, pos.global_step + (chunk_start - first) + 1)?;
             if !sum.is_finite() {
-                return Err(self.locate_non_finite(epoch, done, chunk.len));
+                return Err(self.locate_non_finite(epoch, done, chunk_len));
             }
-            done += chunk.len;
+            done += chunk_len;
             loss_sum = sum as f64;
             self.position = Position {
                 epoch: pos.epoch,
@@ -301,6 +291,30 @@ impl<'e> Trainer<'e> {
             recording_seconds: recording,
             samples_per_second: timed as f64 / seconds.max(1e-9),
         }))
+    }
+
+    /// Queues `len` training steps, the epoch's steps from `start` on, with the copy of the loss
+    /// accumulator they end with; adds the host's time recording them to `recording`.
+    fn queue_chunk(&mut self, start: usize, len: usize, recording: &mut f64) -> Chunk {
+        let queued_at = Instant::now();
+        let acc = self.ex.plan().io.loss_acc;
+        let loss = self.ex.run_and_snapshot(Program::TrainStep, len, acc);
+        *recording += queued_at.elapsed().as_secs_f64();
+        Chunk {
+            loss,
+            start,
+            len,
+            queued_at,
+        }
+    }
+
+    /// The epoch's summed training loss after a chunk, waiting for it; times the chunk from when the
+    /// device could start it (queued, or the chunk before it finished) for the automatic chunk length.
+    fn finish_chunk(&mut self, chunk: Chunk, last_finish: &mut Instant) -> f32 {
+        let sum = self.ex.read_snapshot(chunk.loss)[TRAIN_SLOT];
+        self.observe(chunk.len, chunk.queued_at.max(*last_finish));
+        *last_finish = Instant::now();
+        sum
     }
 
     /// Steps in the next chunk: the fixed `steps_per_submit`, or enough for about [`AUTO_CHUNK_SECONDS`].
@@ -393,8 +407,7 @@ impl<'e> Trainer<'e> {
     /// read back after each, the clock stopped after the executor has finished.
     pub fn time_steps(&mut self, steps: usize) -> StepTiming {
         let plan = self.ex.plan();
-        let (io, batch, samples, features) =
-            (plan.io, plan.batch, plan.train_samples, plan.features);
+        let (batch, samples, features) = (plan.batch, plan.train_samples, plan.features);
         let steps = steps.clamp(1, plan.steps_per_epoch());
         self.start_pass();
         let start = Instant::now();
@@ -407,24 +420,12 @@ impl<'e> Trainer<'e> {
         while done < steps {
             while queued < steps && in_flight.len() < 2 {
                 let len = self.chunk_len().min(steps - queued);
-                let queued_at = Instant::now();
-                let loss = self
-                    .ex
-                    .run_and_snapshot(Program::TrainStep, len, io.loss_acc);
-                recording += queued_at.elapsed().as_secs_f64();
-                in_flight.push_back(Chunk {
-                    loss,
-                    start: queued,
-                    len,
-                    queued_at,
-                });
+                in_flight.push_back(self.queue_chunk(queued, len, &mut recording));
                 queued += len;
             }
             let chunk = in_flight.pop_front().expect("a chunk is queued");
-            loss_sum = self.ex.read_snapshot(chunk.loss)[TRAIN_SLOT] as f64;
-            self.observe(chunk.len, chunk.queued_at.max(last_finish));
-            last_finish = Instant::now();
             done += chunk.len;
+            loss_sum = self.finish_chunk(chunk, &mut last_finish) as f64;
         }
         self.ex.finish();
         let seconds = start.elapsed().as_secs_f64();
