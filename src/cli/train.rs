@@ -200,6 +200,9 @@ fn profile_after_first_epoch(
         result.train_loss, result.seconds, result.samples_per_second
     );
     let profile = profile_step(ex, TimingChoice::Auto, PROFILE_REPEATS);
+    if let Some(reason) = ex.fault() {
+        anyhow::bail!("the GPU failed while profiling: {reason}; no table was printed");
+    }
     print!("{}", profile.render(args.profile_top));
     println!("--profile: stopping after the first epoch (no further epochs, no pictures)");
     Ok(())
