@@ -201,6 +201,21 @@ impl Product<'_> {
     fn vec4_fits(&self) -> bool {
         vec4_fits(self.m, self.n, self.k, self.trans_a, self.trans_b)
     }
+
+    /// Its MatmulParams, k split as `split` = (k per slice, slices).
+    fn params(&self, split: (usize, usize)) -> [u32; 12] {
+        let act = self.bias_act.map_or(Act::Identity, |(_, act)| act);
+        params(
+            self.m,
+            self.n,
+            self.k,
+            self.trans_a,
+            self.trans_b,
+            self.accumulate,
+            act,
+            split,
+        )
+    }
 }
 
 impl Kernels {
@@ -302,20 +317,7 @@ impl Kernels {
     }
 
     fn product_on(&mut self, op: Product, choice: MatmulChoice) -> Dispatch {
-        let act = op.bias_act.map_or(Act::Identity, |(_, act)| act);
-        let whole = (op.k.max(1), 1);
-        let words = |split| {
-            params(
-                op.m,
-                op.n,
-                op.k,
-                op.trans_a,
-                op.trans_b,
-                op.accumulate,
-                act,
-                split,
-            )
-        };
+        let whole = op.params((op.k.max(1), 1));
         let (shader, tile, entries) = match choice {
             MatmulChoice::Tile128 => (
                 Shader::MatmulLarge,
@@ -340,7 +342,7 @@ impl Kernels {
             None => self.dispatch(
                 shader,
                 entries[0],
-                &words(whole),
+                &whole,
                 &[0, 1, 2, 3],
                 &[op.a, op.b, op.c],
                 groups,
@@ -348,7 +350,7 @@ impl Kernels {
             Some((bias, _)) => self.dispatch(
                 shader,
                 entries[1],
-                &words(whole),
+                &whole,
                 &[0, 1, 2, 3, 4],
                 &[op.a, op.b, op.c, bias],
                 groups,
@@ -358,17 +360,7 @@ impl Kernels {
 
     /// Split-K: partial products of each slice of k into a scratch buffer of its own, then their sum.
     fn split_product(&mut self, op: Product, split: (usize, usize)) -> Dispatch {
-        let act = op.bias_act.map_or(Act::Identity, |(_, act)| act);
-        let words = params(
-            op.m,
-            op.n,
-            op.k,
-            op.trans_a,
-            op.trans_b,
-            op.accumulate,
-            act,
-            split,
-        );
+        let words = op.params(split);
         let slices = self.scratch("matmul slices", split.1 * op.m * op.n);
         let partial = self.dispatch(
             Shader::Matmul,
