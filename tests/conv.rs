@@ -446,27 +446,7 @@ fn tuned_conv_tiles_leave_no_trace_and_match_cpu() {
         assert_gpu_matches_cpu_with(&ctx, g, true, 60 + 5 * t as u64, MatmulChoice::Tune);
         // A layer's fused forward, sigmoid: timed on zeros it writes 0.5 everywhere, unless cleared.
         for transposed in [false, true] {
-            let (x_len, y_len, channels) = if transposed {
-                (g.y_len(), g.x_len(), g.in_c)
-            } else {
-                (g.x_len(), g.y_len(), g.out_c)
-            };
-            let buffers = vec![
-                BufferDesc::f32("x", x_len),
-                BufferDesc::f32("w", g.w_len()),
-                BufferDesc::f32("y", y_len),
-                BufferDesc::f32("bias", channels),
-            ];
-            let op = Op::ConvBiasAct {
-                geom: g,
-                x: X,
-                w: W,
-                bias: BufId(3),
-                y: Y,
-                act: Act::Sigmoid,
-                transposed,
-            };
-            let plan = Plan::from_ops(buffers, vec![op]);
+            let (plan, _) = fused_conv_plan(g, transposed, Act::Sigmoid);
             let mut tuned = GpuExecutor::with_matmul(&ctx, plan, MatmulChoice::Tune).unwrap();
             assert!(
                 tuned.read_f32(Y).iter().all(|&v| v == 0.0),
@@ -507,6 +487,32 @@ fn conv_ops_match_cpu_at_conv_dae_size() {
 /// A convolution layer's fused forward (conv or transposed conv, then bias and activation in the same
 /// op) against the CPU, which runs the unfused pair: every activation, on the GEMM kernels (8+ channels)
 /// and on the gather kernels followed by bias_act.
+/// One fused conv layer (ConvBiasAct) over buffers x, w, y, bias (ids 0–3), and the lengths of x and y
+/// and the bias's channel count. Transposed: x has the conv's output shape and y its input shape.
+fn fused_conv_plan(g: ConvGeom, transposed: bool, act: Act) -> (Plan, (usize, usize, usize)) {
+    let (x_len, y_len, channels) = if transposed {
+        (g.y_len(), g.x_len(), g.in_c)
+    } else {
+        (g.x_len(), g.y_len(), g.out_c)
+    };
+    let buffers = vec![
+        BufferDesc::f32("x", x_len),
+        BufferDesc::f32("w", g.w_len()),
+        BufferDesc::f32("y", y_len),
+        BufferDesc::f32("bias", channels),
+    ];
+    let op = Op::ConvBiasAct {
+        geom: g,
+        x: X,
+        w: W,
+        bias: BufId(3),
+        y: Y,
+        act,
+        transposed,
+    };
+    (Plan::from_ops(buffers, vec![op]), (x_len, y_len, channels))
+}
+
 #[test]
 fn fused_conv_bias_act_matches_cpu() {
     let Some(ctx) = gpu() else { return };
@@ -520,29 +526,8 @@ fn fused_conv_bias_act_matches_cpu() {
     ];
     for (t, g) in awkward_geometries().into_iter().enumerate() {
         for transposed in [false, true] {
-            // Transposed: x has the conv's output shape and y its input shape.
-            let (x_len, y_len, channels) = if transposed {
-                (g.y_len(), g.x_len(), g.in_c)
-            } else {
-                (g.x_len(), g.y_len(), g.out_c)
-            };
             let act = acts[(2 * t + transposed as usize) % acts.len()];
-            let buffers = vec![
-                BufferDesc::f32("x", x_len),
-                BufferDesc::f32("w", g.w_len()),
-                BufferDesc::f32("y", y_len),
-                BufferDesc::f32("bias", channels),
-            ];
-            let op = Op::ConvBiasAct {
-                geom: g,
-                x: X,
-                w: W,
-                bias: BIAS,
-                y: Y,
-                act,
-                transposed,
-            };
-            let plan = Plan::from_ops(buffers, vec![op]);
+            let (plan, (x_len, y_len, channels)) = fused_conv_plan(g, transposed, act);
             let mut cpu = CpuExecutor::<f32>::new(plan.clone());
             let mut gpu = GpuExecutor::new(&ctx, plan).expect("plan fits the adapter");
             let seed = 700 + 10 * t as u64;

@@ -75,8 +75,8 @@ fn workgroup_per_item(count: usize) -> [u32; 3] {
 impl Kernels {
     /// The implicit-GEMM dispatch `build` makes for a tile: the one [`gemm_tile`] picks for `rows`, or,
     /// when the kernels are tuned ([`super::MatmulChoice::Tune`], the default on a GPU), whichever of
-    /// the two tiles ran faster on this device for this op and geometry, timed once on the op's own
-    /// buffers (zeros while the plan is built; `out` is cleared again after).
+    /// the two tiles ran faster on this device for this op and geometry ([`Kernels::fastest`]), timed
+    /// once.
     fn with_gemm_tile(
         &mut self,
         key: (&'static str, ConvGeom),
@@ -86,20 +86,13 @@ impl Kernels {
     ) -> Dispatch {
         let tile = if !self.tuning() {
             gemm_tile(rows)
-        } else if let Some(&known) = self.tuned_conv_tiles().get(&key) {
+        } else if let Some(&known) = self.tuned_conv_tiles.get(&key) {
             known
         } else {
-            let mut best = (f64::INFINITY, gemm_tile(rows));
-            for tile in [(Shader::ConvGemm, 32), (Shader::ConvGemmWide, 64)] {
-                let dispatch = build(self, tile);
-                let micros = self.time_dispatch(&dispatch);
-                if micros < best.0 {
-                    best = (micros, tile);
-                }
-            }
-            self.clear(out);
-            self.tuned_conv_tiles().insert(key, best.1);
-            best.1
+            let tiles = [(Shader::ConvGemm, 32), (Shader::ConvGemmWide, 64)];
+            let best = self.fastest(tiles, out, &build).unwrap_or(gemm_tile(rows));
+            self.tuned_conv_tiles.insert(key, best);
+            best
         };
         build(self, tile)
     }

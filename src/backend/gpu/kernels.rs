@@ -144,7 +144,7 @@ impl Dispatch {
 
 /// Compiles shader modules and pipelines on first use and keeps them.
 pub struct Kernels {
-    device: wgpu::Device,
+    pub(super) device: wgpu::Device,
     queue: wgpu::Queue,
     /// Whether the device can time dispatches itself (`Features::TIMESTAMP_QUERY`).
     timestamps: bool,
@@ -152,14 +152,14 @@ pub struct Kernels {
     pipelines: HashMap<(Shader, &'static str), Arc<wgpu::ComputePipeline>>,
     bounds_checks: bool,
     /// Whether the adapter is a CPU (lavapipe): kernels chosen by shape keep to their simplest form.
-    adapter_is_cpu: bool,
-    matmul_choice: MatmulChoice,
+    pub(super) adapter_is_cpu: bool,
+    pub(super) matmul_choice: MatmulChoice,
     /// Matmul shapes timed so far and the kernel that won ([`MatmulChoice::Tune`]).
-    tuned_matmuls: HashMap<TuneKey, MatmulChoice>,
+    pub(super) tuned_matmuls: HashMap<TuneKey, MatmulChoice>,
     /// The kernel of every matmul dispatch built, in order.
-    matmul_kernels_chosen: Vec<MatmulChoice>,
+    pub(super) matmul_kernels_chosen: Vec<MatmulChoice>,
     /// Implicit-GEMM convolutions timed so far (entry point, geometry) and the tile that won.
-    tuned_conv_tiles: HashMap<(&'static str, ConvGeom), (Shader, usize)>,
+    pub(super) tuned_conv_tiles: HashMap<(&'static str, ConvGeom), (Shader, usize)>,
 }
 
 /// Workgroups for `n` threads in groups of 256, folded into 2-D when n needs more than 65 535 groups.
@@ -204,18 +204,26 @@ impl Kernels {
         }
     }
 
-    pub(super) fn tuned_conv_tiles(
+    /// The fastest of `candidates` on this device: each one's dispatch (made by `build`) timed with
+    /// [`Kernels::time_dispatch`] on the op's own buffers, which hold zeros while a plan is built (the
+    /// arithmetic takes as long on zeros); `out`, which the timing runs may have written (a sigmoid
+    /// layer leaves 0.5), is cleared again after. Ties keep the earlier candidate.
+    pub(super) fn fastest<T: Copy>(
         &mut self,
-    ) -> &mut HashMap<(&'static str, ConvGeom), (Shader, usize)> {
-        &mut self.tuned_conv_tiles
-    }
-
-    pub(super) fn matmul_kernels_chosen(&mut self) -> &mut Vec<MatmulChoice> {
-        &mut self.matmul_kernels_chosen
-    }
-
-    pub(super) fn tuned_matmuls(&mut self) -> &mut HashMap<TuneKey, MatmulChoice> {
-        &mut self.tuned_matmuls
+        candidates: impl IntoIterator<Item = T>,
+        out: &wgpu::Buffer,
+        build: impl Fn(&mut Kernels, T) -> Dispatch,
+    ) -> Option<T> {
+        let mut best: Option<(f64, T)> = None;
+        for candidate in candidates {
+            let dispatch = build(self, candidate);
+            let micros = self.time_dispatch(&dispatch);
+            if best.is_none_or(|(fastest, _)| micros < fastest) {
+                best = Some((micros, candidate));
+            }
+        }
+        self.clear(out);
+        best.map(|(_, candidate)| candidate)
     }
 
     /// Microseconds one run of `dispatch` takes: after a first run (pipeline first use), the fastest of
@@ -304,18 +312,6 @@ impl Kernels {
             });
         encoder.clear_buffer(buffer, 0, None);
         self.queue.submit([encoder.finish()]);
-    }
-
-    pub(super) fn device(&self) -> &wgpu::Device {
-        &self.device
-    }
-
-    pub(super) fn adapter_is_cpu(&self) -> bool {
-        self.adapter_is_cpu
-    }
-
-    pub(super) fn matmul_choice(&self) -> MatmulChoice {
-        self.matmul_choice
     }
 
     fn pipeline(&mut self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {

@@ -276,11 +276,11 @@ impl Kernels {
     }
 
     fn product(&mut self, op: Product) -> Dispatch {
-        let asked = self.matmul_choice();
+        let asked = self.matmul_choice;
         let mut choice = if self.tuning() {
             self.tuned(op)
         } else {
-            match asked.resolve(op.m, op.n, op.k, self.adapter_is_cpu()) {
+            match asked.resolve(op.m, op.n, op.k, self.adapter_is_cpu) {
                 // By shape, the 128 tile loads vec4s wherever they fit (about 10% faster on lavapipe).
                 MatmulChoice::Tile128 if asked == MatmulChoice::Auto && op.vec4_fits() => {
                     MatmulChoice::Tile128Vec4
@@ -291,29 +291,23 @@ impl Kernels {
         if choice == MatmulChoice::Tile128Vec4 && !op.vec4_fits() {
             choice = MatmulChoice::Tile128;
         }
-        self.matmul_kernels_chosen().push(choice);
+        self.matmul_kernels_chosen.push(choice);
         self.product_on(op, choice)
     }
 
-    /// The fastest of [`candidates`] for this shape on this device, timed once per shape: each
-    /// candidate's dispatch is run on the op's own buffers, which hold zeros when a plan is being built
-    /// (the arithmetic takes as long on zeros), and C is cleared again afterwards.
+    /// The fastest of [`candidates`] for this shape on this device ([`Kernels::fastest`]), timed once
+    /// per shape.
     fn tuned(&mut self, op: Product) -> MatmulChoice {
         let key = (op.m, op.n, op.k, op.trans_a, op.trans_b);
-        if let Some(&known) = self.tuned_matmuls().get(&key) {
+        if let Some(&known) = self.tuned_matmuls.get(&key) {
             return known;
         }
-        let mut best = (f64::INFINITY, MatmulChoice::Tile64);
-        for candidate in candidates(op.m, op.n, op.k, op.vec4_fits()) {
-            let dispatch = self.product_on(op, candidate);
-            let micros = self.time_dispatch(&dispatch);
-            if micros < best.0 {
-                best = (micros, candidate);
-            }
-        }
-        self.clear(op.c);
-        self.tuned_matmuls().insert(key, best.1);
-        best.1
+        let candidates = candidates(op.m, op.n, op.k, op.vec4_fits());
+        let best = self
+            .fastest(candidates, op.c, |k, candidate| k.product_on(op, candidate))
+            .unwrap_or(MatmulChoice::Tile64);
+        self.tuned_matmuls.insert(key, best);
+        best
     }
 
     fn product_on(&mut self, op: Product, choice: MatmulChoice) -> Dispatch {
@@ -331,7 +325,7 @@ impl Kernels {
             ),
             MatmulChoice::SplitK(slices) => {
                 // The scratch buffer holds every slice of C and must bind as one storage buffer.
-                let limit = self.device().limits().max_storage_buffer_binding_size as usize;
+                let limit = self.device.limits().max_storage_buffer_binding_size as usize;
                 let fit = (limit / (op.m * op.n * 4).max(1)).max(1);
                 return self.split_product(op, split_k(op.k, slices.min(fit)));
             }

@@ -94,7 +94,7 @@ impl<'a> GpuExecutor<'a> {
             snapshots: HashMap::new(),
             spare_snapshot_buffers: Vec::new(),
             next_ticket: 1,
-            matmul_kernels: kernels.matmul_kernels_chosen().clone(),
+            matmul_kernels: kernels.matmul_kernels_chosen,
         })
     }
 
