@@ -22,3 +22,13 @@ fn activation_slope(y: f32, act: u32) -> f32 {
         default: { return 1.0; }
     }
 }
+
+// d(slope)/dy through the output: 1 − 2y for the sigmoid, −2y for tanh, 0 for the piecewise-linear ones.
+// The contractive penalty's gradient needs it (∂ act'(h)² / ∂h = 2·act'(h)·slope_derivative(h)).
+fn activation_slope_derivative(y: f32, act: u32) -> f32 {
+    switch act {
+        case 3u: { return 1.0 - 2.0 * y; }
+        case 4u: { return -2.0 * y; }
+        default: { return 0.0; }
+    }
+}

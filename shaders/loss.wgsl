@@ -30,6 +30,27 @@ struct LossParams {
 
 var<workgroup> scratch: array<f32, 256>;
 
+// (l, ∂l/∂z, y) of one element: logit z, target x.
+fn element_loss(z: f32, x: f32, kind: u32, act: u32) -> vec3<f32> {
+    if (kind == 0u) {
+        let y = activate(z, 3u);
+        return vec3<f32>(max(z, 0.0) - z * x + log(1.0 + exp(-abs(z))), y - x, y);
+    }
+    let y = activate(z, act);
+    let d = y - x;
+    return vec3<f32>(d * d, 2.0 * d * activation_slope(y, act), y);
+}
+
+fn tree_sum(lid: u32) {
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] = scratch[lid] + scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+}
+
 @compute @workgroup_size(256)
 fn loss(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -44,37 +65,75 @@ fn loss(
     let scale = 1.0 / f32(max(valid, 1u) * lp.cols);
     var l = 0.0;
     if (i < lp.rows * lp.cols) {
-        let z = logits[i];
-        let x = clean[i];
-        var y: f32;
-        var dz: f32;
-        if (lp.kind == 0u) {
-            y = activate(z, 3u);
-            l = max(z, 0.0) - z * x + log(1.0 + exp(-abs(z)));
-            dz = y - x;
-        } else {
-            y = activate(z, lp.act);
-            let d = y - x;
-            l = d * d;
-            dz = 2.0 * d * activation_slope(y, lp.act);
-        }
-        recon[i] = y;
+        let e = element_loss(logits[i], clean[i], lp.kind, lp.act);
+        l = e.x;
+        recon[i] = e.z;
         if (i < limit) {
-            grad[i] = dz * scale;
+            grad[i] = e.y * scale;
         } else {
             grad[i] = 0.0;
             l = 0.0;
         }
     }
     scratch[lid] = l;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = scratch[lid] + scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    tree_sum(lid);
     if (lid == 0u) {
         partials[wid.y * groups.x + wid.x] = scratch[0];
+    }
+}
+
+// The emphasised reconstruction (lectures' emphasised denoising): element weight w = corrupted where the
+// corruption chose the element (mask 1), clean elsewhere. grad = w·∂l/∂z / (valid·cols); partials in five
+// sections of ⌈rows·cols/256⌉ (src/ops/terms.rs, `emphasis`): Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) over
+// the valid elements.
+struct EmphasisParams {
+    rows: u32,
+    cols: u32,
+    samples: u32,
+    kind: u32,
+    act: u32,
+    corrupted: f32,
+    clean: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(7) var<uniform> ep: EmphasisParams;
+@group(0) @binding(8) var<storage, read> emphasis_mask: array<f32>;
+
+@compute @workgroup_size(256)
+fn loss_emphasis(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.y * groups.x * 256u + gid.x;
+    let first = loss_state[1] * ep.rows;
+    let valid = min(ep.rows, ep.samples - min(ep.samples, first));
+    let limit = valid * ep.cols;
+    let scale = 1.0 / f32(max(valid, 1u) * ep.cols);
+    // Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) of this element.
+    var v = array<f32, 5>(0.0, 0.0, 0.0, 0.0, 0.0);
+    if (i < ep.rows * ep.cols) {
+        let e = element_loss(logits[i], clean[i], ep.kind, ep.act);
+        let m = emphasis_mask[i];
+        let w = select(ep.clean, ep.corrupted, m > 0.0);
+        recon[i] = e.z;
+        if (i < limit) {
+            grad[i] = w * e.y * scale;
+            v = array<f32, 5>(w * e.x, m * e.x, (1.0 - m) * e.x, m, 1.0 - m);
+        } else {
+            grad[i] = 0.0;
+        }
+    }
+    let group_count = (ep.rows * ep.cols + 255u) / 256u;
+    let g = wid.y * groups.x + wid.x;
+    for (var section = 0u; section < 5u; section = section + 1u) {
+        scratch[lid] = v[section];
+        tree_sum(lid);
+        if (lid == 0u) {
+            partials[section * group_count + g] = scratch[0];
+        }
+        workgroupBarrier();
     }
 }

@@ -46,26 +46,48 @@ fn counter_uniform(seed: u32, stream: u32, step: u32, index: u32, draw: u32) -> 
     return (f32(counter_hash(seed, stream, step, index, draw) >> 9u) + 0.5) * (1.0 / 8388608.0);
 }
 
+// (y, 1 if the noise chose this element else 0) for element i; Gaussian noise chooses every element.
+fn corrupt_element(i: u32) -> vec2<f32> {
+    let step = corrupt_state[0];
+    let x = corrupt_x[i];
+    let u0 = counter_uniform(cp.seed, cp.stream, step, i, 0u);
+    let u1 = counter_uniform(cp.seed, cp.stream, step, i, 1u);
+    var y = x;
+    var chosen = 1.0;
+    if (cp.kind == 0u) {
+        let z = sqrt(-2.0 * log(u0)) * cos(6.283185307179586 * (u1 - 0.5));
+        y = clamp(x + cp.amount * z, 0.0, 1.0);
+    } else if (u0 < cp.amount) {
+        if (cp.kind == 1u) {
+            y = 0.0;
+        } else {
+            y = select(1.0, 0.0, u1 < 0.5);
+        }
+    } else {
+        chosen = 0.0;
+    }
+    return vec2<f32>(y, chosen);
+}
+
 @compute @workgroup_size(256)
 fn corrupt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.y * groups.x * 256u + gid.x;
     if (i >= cp.len) {
         return;
     }
-    let step = corrupt_state[0];
-    let x = corrupt_x[i];
-    let u0 = counter_uniform(cp.seed, cp.stream, step, i, 0u);
-    let u1 = counter_uniform(cp.seed, cp.stream, step, i, 1u);
-    var y = x;
-    if (cp.kind == 0u) {
-        let z = sqrt(-2.0 * log(u0)) * cos(6.283185307179586 * (u1 - 0.5));
-        y = clamp(x + cp.amount * z, 0.0, 1.0);
-    } else if (cp.kind == 1u) {
-        if (u0 < cp.amount) {
-            y = 0.0;
-        }
-    } else if (u0 < cp.amount) {
-        y = select(1.0, 0.0, u1 < 0.5);
+    corrupt_y[i] = corrupt_element(i).x;
+}
+
+// corrupt, and mask[i] = 1 where the element was chosen (the emphasised loss weights those).
+@group(0) @binding(4) var<storage, read_write> corrupt_mask: array<f32>;
+
+@compute @workgroup_size(256)
+fn corrupt_masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.y * groups.x * 256u + gid.x;
+    if (i >= cp.len) {
+        return;
     }
-    corrupt_y[i] = y;
+    let r = corrupt_element(i);
+    corrupt_y[i] = r.x;
+    corrupt_mask[i] = r.y;
 }

@@ -1,6 +1,7 @@
 // Optimizers, with PyTorch's semantics so results compare with torch.optim.
 //
-// adam (step t = state[0] + 1, L2 weight decay folded into the gradient):
+// adam (step t = state[step_word] + 1: the parameter group's completed steps; L2 weight decay folded into
+// the gradient):
 //     g' = g + wd·p;  m ← β₁m + (1−β₁)g';  v ← β₂v + (1−β₂)g'²
 //     p ← p − lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + ε)
 // sgd (momentum μ, no dampening):
@@ -13,7 +14,7 @@ struct AdamParams {
     beta2: f32,
     eps: f32,
     weight_decay: f32,
-    _pad0: u32,
+    step_word: u32,
     _pad1: u32,
 }
 
@@ -30,7 +31,7 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= ap.len) {
         return;
     }
-    let t = f32(adam_state[0] + 1u);
+    let t = f32(adam_state[ap.step_word] + 1u);
     let step = ap.lr / (1.0 - pow(ap.beta1, t));
     let bc2_sqrt = sqrt(1.0 - pow(ap.beta2, t));
     let g = grad[i] + ap.weight_decay * param[i];

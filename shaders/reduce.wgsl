@@ -1,4 +1,4 @@
-// s = Σ partials[0..count): one workgroup, fixed order. acc[slot] += s keeps the epoch's loss on the
+// s = Σ partials[first..first + count): one workgroup, fixed order. acc[slot] += s keeps the epoch's loss on the
 // device until the host asks; log[state[1]] = s records each step's sum, so a non-finite loss can be
 // traced to the step that produced it.
 
@@ -6,7 +6,7 @@ struct ReduceParams {
     count: u32,
     slot: u32,
     log_len: u32,
-    _pad: u32,
+    first: u32,
 }
 
 @group(0) @binding(0) var<uniform> rp: ReduceParams;
@@ -21,7 +21,7 @@ var<workgroup> scratch: array<f32, 256>;
 fn reduce_sum(@builtin(local_invocation_index) lid: u32) {
     var sum = 0.0;
     for (var i = lid; i < rp.count; i = i + 256u) {
-        sum = sum + partials[i];
+        sum = sum + partials[rp.first + i];
     }
     scratch[lid] = sum;
     workgroupBarrier();

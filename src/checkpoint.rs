@@ -10,7 +10,8 @@
 //! | `format` | [`FORMAT`] |
 //! | `config` | the run's model and training configuration as JSON text (written by the CLI) |
 //! | `epoch`, `batch_in_epoch`, `global_step`, `seed` | decimal integers |
-//! | `train_loss_sum` | the epoch's loss sum so far, as Rust's shortest round-tripping `f64` text |
+//! | `train_loss_sum` | the epoch's reconstruction-loss sum so far, as Rust's shortest round-tripping `f64` text |
+//! | `train_sums` | every meter's sum so far in the epoch (the objective's terms, then statistics), a JSON list; absent in files of versions before objective terms |
 //! | `gpu_ae_version` | the crate version that wrote the file |
 //!
 //! Tensors are F32, little-endian. Names and shapes of the default variants on MNIST (checked by
@@ -52,9 +53,9 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, View};
 
 use crate::backend::Executor;
-use crate::ops::{BufId, state};
-use crate::plan::{Plan, Role, TRAIN_SLOT};
-use crate::rng::epoch_permutation;
+use crate::ops::BufId;
+use crate::plan::{Plan, Role};
+use crate::train::Position;
 
 /// The `format` metadata value of every checkpoint this version writes and reads.
 pub const FORMAT: &str = "gpu-ae-checkpoint-1";
@@ -72,6 +73,7 @@ const KEY_BATCH: &str = "batch_in_epoch";
 const KEY_STEP: &str = "global_step";
 const KEY_SEED: &str = "seed";
 const KEY_LOSS: &str = "train_loss_sum";
+const KEY_SUMS: &str = "train_sums";
 const KEY_VERSION: &str = "gpu_ae_version";
 
 /// Plan buffer suffixes of optimizer state → torch.optim slot names, with the optimizer they belong to.
@@ -173,16 +175,9 @@ pub enum CheckpointError {
 /// Everything needed to resume exactly.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainingState {
-    /// Epochs completed.
-    pub epoch: usize,
-    /// Optimizer steps done in the current epoch.
-    pub batch_in_epoch: usize,
-    /// Optimizer steps done since the start of training.
-    pub global_step: usize,
+    pub position: Position,
     /// The run's seed (initialisation, shuffling, noise).
     pub seed: u64,
-    /// `loss_acc[TRAIN_SLOT]` so far in the current epoch.
-    pub train_loss_sum: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -308,15 +303,19 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
             )));
         }
     }
-    let s = &ckpt.state;
+    let (s, seed) = (&ckpt.state.position, ckpt.state.seed);
     let metadata = [
         (KEY_FORMAT, FORMAT.to_string()),
         (KEY_CONFIG, ckpt.config.to_string()),
         (KEY_EPOCH, s.epoch.to_string()),
         (KEY_BATCH, s.batch_in_epoch.to_string()),
         (KEY_STEP, s.global_step.to_string()),
-        (KEY_SEED, s.seed.to_string()),
-        (KEY_LOSS, format!("{:?}", s.train_loss_sum)),
+        (KEY_SEED, seed.to_string()),
+        (
+            KEY_LOSS,
+            format!("{:?}", s.epoch_sums.first().copied().unwrap_or(0.0)),
+        ),
+        (KEY_SUMS, serde_json::json!(s.epoch_sums).to_string()),
         (KEY_VERSION, env!("CARGO_PKG_VERSION").to_string()),
     ]
     .into_iter()
@@ -490,12 +489,30 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             key: KEY_CONFIG,
             problem: format!("not valid JSON: {e}"),
         })?;
+    let epoch = number(path, KEY_EPOCH, text(KEY_EPOCH)?)?;
+    let batch_in_epoch = number(path, KEY_BATCH, text(KEY_BATCH)?)?;
+    let global_step = number(path, KEY_STEP, text(KEY_STEP)?)?;
+    let seed = number(path, KEY_SEED, text(KEY_SEED)?)?;
+    let loss_sum: f64 = number(path, KEY_LOSS, text(KEY_LOSS)?)?;
+    // Files written before objectives had terms hold the reconstruction's sum alone.
+    let epoch_sums = match meta.get(KEY_SUMS) {
+        None => vec![loss_sum],
+        Some(list) => {
+            serde_json::from_str::<Vec<f64>>(list).map_err(|e| CheckpointError::BadMetadata {
+                path: path.into(),
+                key: KEY_SUMS,
+                problem: format!("not a JSON list of numbers: {e}"),
+            })?
+        }
+    };
     let state = TrainingState {
-        epoch: number(path, KEY_EPOCH, text(KEY_EPOCH)?)?,
-        batch_in_epoch: number(path, KEY_BATCH, text(KEY_BATCH)?)?,
-        global_step: number(path, KEY_STEP, text(KEY_STEP)?)?,
-        seed: number(path, KEY_SEED, text(KEY_SEED)?)?,
-        train_loss_sum: number(path, KEY_LOSS, text(KEY_LOSS)?)?,
+        position: Position {
+            epoch,
+            batch_in_epoch,
+            global_step,
+            epoch_sums,
+        },
+        seed,
     };
 
     let mut tensors = Vec::new();
@@ -529,7 +546,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
 
 /// Writes the checkpoint into `ex`'s plan: every parameter, statistic and optimizer-state tensor (each must
 /// be present with exactly the plan's shape, and finite), the epoch's shuffle order, the step counters
-/// `train_state = [global_step, batch_in_epoch, 0, 0]` and `loss_acc[TRAIN_SLOT] = train_loss_sum`.
+/// and the epoch's sums so far ([`Position::upload`]).
 /// Everything is checked before anything is written, so a failed restore leaves `ex` as it was.
 ///
 /// The data sets are not part of a checkpoint: upload them first ([`crate::backend::load_initial_state`]).
@@ -595,13 +612,13 @@ pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), Checkpoin
         });
     }
 
-    let s = &ckpt.state;
+    let s = &ckpt.state.position;
     let bad = |key, problem: String| CheckpointError::BadMetadata {
         path: path.clone(),
         key,
         problem,
     };
-    let global_step = u32::try_from(s.global_step)
+    u32::try_from(s.global_step)
         .map_err(|_| bad(KEY_STEP, "exceeds the device step counter (u32)".into()))?;
     let steps = plan.steps_per_epoch();
     if s.batch_in_epoch > steps {
@@ -613,22 +630,23 @@ pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), Checkpoin
             ),
         ));
     }
-    if !s.train_loss_sum.is_finite() {
-        return Err(bad(KEY_LOSS, format!("{} is not finite", s.train_loss_sum)));
+    if let Some(sum) = s.epoch_sums.iter().find(|v| !v.is_finite()) {
+        return Err(bad(KEY_SUMS, format!("{sum} is not finite")));
     }
-    let io = plan.io;
-    let order = epoch_permutation(plan.train_samples, s.seed, s.epoch as u64);
+    if s.epoch_sums.len() > plan.meters.len() {
+        return Err(bad(
+            KEY_SUMS,
+            format!(
+                "holds {} sums, but the plan has {} meters",
+                s.epoch_sums.len(),
+                plan.meters.len()
+            ),
+        ));
+    }
 
     for (buf, values) in writes {
         ex.write_f32(buf, values);
     }
-    let mut words = [0u32; state::LEN];
-    words[state::GLOBAL_STEP] = global_step;
-    words[state::BATCH] = s.batch_in_epoch as u32;
-    ex.write_u32(io.train_state, &words);
-    ex.write_u32(io.train_perm, &order);
-    let mut acc = ex.read_f32(io.loss_acc);
-    acc[TRAIN_SLOT] = s.train_loss_sum as f32;
-    ex.write_f32(io.loss_acc, &acc);
+    s.upload(ex, ckpt.state.seed);
     Ok(())
 }

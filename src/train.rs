@@ -7,28 +7,31 @@ use std::time::Instant;
 
 use crate::backend::{Executor, Program, Snapshot, load_initial_state, step_ops};
 use crate::ops::state;
-use crate::plan::{EVAL_SLOT, TRAIN_SLOT};
+use crate::plan::Summary;
 use crate::rng::epoch_permutation;
 
 /// What the progress callback sees after each chunk of steps.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Progress {
     pub epoch: usize,
     pub steps_done: usize,
     pub steps_total: usize,
-    /// Mean loss per element over the epoch so far.
+    /// The objective's total over the epoch so far (the reconstruction a mean per element).
     pub loss: f64,
+    /// Every meter's mean over the epoch so far, in [`crate::plan::Plan::meters`] order.
+    pub meters: Vec<f64>,
     pub samples_per_second: f64,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EpochResult {
     /// 1-based.
     pub epoch: usize,
     /// Optimizer steps completed since the start of training.
     pub global_step: usize,
-    /// Mean loss per element over the epoch's training batches.
-    pub train_loss: f64,
+    /// The objective over the epoch's training batches: its total (the reconstruction a mean per
+    /// element) and every meter.
+    pub train: Summary,
     pub seconds: f64,
     /// Of `seconds`, the host's time inside [`Executor::run_and_snapshot`]: recording and submitting the
     /// steps, while the GPU runs the chunk before; on the CPU backend it is the work itself.
@@ -44,7 +47,7 @@ pub struct StepTiming {
     /// Of `seconds`, the host's time inside [`Executor::run_and_snapshot`] (see
     /// [`EpochResult::recording_seconds`]).
     pub recording_seconds: f64,
-    /// Mean loss per element over the timed steps (a sanity check that real work was done).
+    /// The objective's total over the timed steps (a sanity check that real work was done).
     pub train_loss: f64,
 }
 
@@ -57,7 +60,7 @@ pub struct Reconstructions {
 }
 
 /// How an epoch ended.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum EpochOutcome {
     Completed(EpochResult),
     /// The stop flag was raised; training stopped after the steps already submitted.
@@ -70,14 +73,16 @@ pub enum EpochOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "the training loss became {value} at epoch {epoch}, step {global_step} (batch {batch} of the epoch); \
-         stopped before saving anything from this state. Try a smaller --lr"
+        "the training loss ({meter}) became {value} at epoch {epoch}, step {global_step} (batch {batch} of the \
+         epoch); stopped before saving anything from this state. Try a smaller --lr"
     )]
     NonFinite {
         epoch: usize,
         global_step: usize,
         batch: usize,
         value: f32,
+        /// The meter whose sum went non-finite first.
+        meter: String,
     },
     #[error(
         "the GPU failed during epoch {epoch}, by step {global_step}: {reason}. Nothing from this state was saved"
@@ -103,8 +108,9 @@ pub enum TrainError {
     },
 }
 
-/// Where training stands: enough, with the seed, to continue exactly.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Where training stands: enough, with the seed, to continue exactly. The trainer keeps it, a checkpoint
+/// stores it ([`crate::checkpoint::TrainingState`]), and [`Position::upload`] puts it on the device.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Position {
     /// Epochs completed.
     pub epoch: usize,
@@ -112,8 +118,28 @@ pub struct Position {
     pub batch_in_epoch: usize,
     /// Optimizer steps since the start of training.
     pub global_step: usize,
-    /// The current epoch's summed training loss so far (the device's loss accumulator).
-    pub epoch_loss_sum: f64,
+    /// The current epoch's training sums so far, one per meter of the plan (the device's accumulator);
+    /// empty at the start of an epoch.
+    pub epoch_sums: Vec<f64>,
+}
+
+impl Position {
+    /// Points the device at this position: the epoch's shuffled order for `seed`, the state words (global
+    /// step, batch within the epoch) and the accumulator's training sums.
+    pub fn upload(&self, ex: &mut dyn Executor, seed: u64) {
+        let plan = ex.plan();
+        let (io, samples) = (plan.io, plan.train_samples);
+        let acc = plan.accumulator(&self.epoch_sums);
+        ex.write_u32(
+            io.train_perm,
+            &epoch_permutation(samples, seed, self.epoch as u64),
+        );
+        let mut words = [0; state::LEN];
+        words[state::GLOBAL_STEP] = self.global_step as u32;
+        words[state::BATCH] = self.batch_in_epoch as u32;
+        ex.write_u32(io.train_state, &words);
+        ex.write_f32(io.loss_acc, &acc);
+    }
 }
 
 /// Training steps queued as one submission, with the copy of the loss accumulator they end with.
@@ -134,6 +160,62 @@ pub const AUTO_CHUNK_SECONDS: f64 = 0.2;
 const AUTO_FIRST_CHUNK: usize = 4;
 const AUTO_MAX_CHUNK: usize = 4096;
 
+/// Test hooks that make a run fail on purpose, so the failure paths can be exercised end to end. They act
+/// between chunks, with nothing in flight, before the named global step runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Before global step N + 1, the output layer's bias is overwritten with NaN
+    /// (`GPU_AE_INJECT_NAN_AT_STEP=N`).
+    pub nan_at_step: Option<usize>,
+    /// Before global step N + 1, the device fails as a lost GPU does (`GPU_AE_LOSE_DEVICE_AT_STEP=N`).
+    pub lose_device_at_step: Option<usize>,
+}
+
+impl Faults {
+    /// The hooks the environment asks for.
+    pub fn from_env() -> Faults {
+        let hook = |name| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        Faults {
+            nan_at_step: hook("GPU_AE_INJECT_NAN_AT_STEP"),
+            lose_device_at_step: hook("GPU_AE_LOSE_DEVICE_AT_STEP"),
+        }
+    }
+
+    fn steps(&self) -> impl Iterator<Item = usize> {
+        [self.nan_at_step, self.lose_device_at_step]
+            .into_iter()
+            .flatten()
+    }
+
+    /// Whether a hook acts before `global` + 1 (the chunk starting there must wait for an empty queue).
+    fn acts_at(&self, global: usize) -> bool {
+        self.steps().any(|s| s == global)
+    }
+
+    /// `len` shortened so that a chunk starting at `global` ends where the next hook acts.
+    fn clip(&self, global: usize, len: usize) -> usize {
+        self.steps()
+            .filter(|&s| global < s)
+            .fold(len, |len, s| len.min(s - global))
+    }
+
+    /// Does what the hooks ask before `global` + 1.
+    fn apply(&self, ex: &mut dyn Executor, global: usize) {
+        if self.nan_at_step == Some(global) {
+            let p = ex
+                .plan()
+                .params
+                .last()
+                .expect("a model has parameters")
+                .clone();
+            ex.write_f32(p.buf, &vec![f32::NAN; p.shape.iter().product()]);
+        }
+        if self.lose_device_at_step == Some(global) {
+            ex.lose_device();
+        }
+    }
+}
+
 pub struct Trainer<'e> {
     ex: &'e mut dyn Executor,
     seed: u64,
@@ -143,15 +225,10 @@ pub struct Trainer<'e> {
     pub steps_per_submit: usize,
     /// Seconds per training step of the last chunk (read-back included): what automatic chunks are cut by.
     seconds_per_step: Option<f64>,
-    /// Test hook: before global step N + 1 runs, the output layer's bias is overwritten with NaN, so the
-    /// non-finite guard can be exercised end to end (`GPU_AE_INJECT_NAN_AT_STEP=N`).
-    pub inject_nan_at_step: Option<usize>,
     /// The slow path: one step at a time, one op at a time, every op's f32 outputs read back and checked, so
     /// the first op that produces a NaN or an infinity is named (`--detect-anomaly`).
     pub detect_anomaly: bool,
-    /// Test hook: before global step N + 1 runs, the device is made to fail as a lost GPU does
-    /// (`GPU_AE_LOSE_DEVICE_AT_STEP=N`).
-    pub lose_device_at_step: Option<usize>,
+    pub faults: Faults,
 }
 
 impl<'e> Trainer<'e> {
@@ -169,14 +246,17 @@ impl<'e> Trainer<'e> {
             position: Position::default(),
             steps_per_submit: AUTO_STEPS,
             seconds_per_step: None,
-            inject_nan_at_step: None,
             detect_anomaly: false,
-            lose_device_at_step: None,
+            faults: Faults::default(),
         }
     }
 
     pub fn executor(&mut self) -> &mut dyn Executor {
         self.ex
+    }
+
+    pub fn plan(&self) -> &crate::plan::Plan {
+        self.ex.plan()
     }
 
     /// Runs the rest of the current epoch (all of it, unless resuming mid-epoch) in its seeded order.
@@ -187,15 +267,15 @@ impl<'e> Trainer<'e> {
         stop: &AtomicBool,
     ) -> Result<EpochOutcome, TrainError> {
         let plan = self.ex.plan();
-        let (batch, samples, features) = (plan.batch, plan.train_samples, plan.features);
+        let (batch, samples) = (plan.batch, plan.train_samples);
         let steps_total = plan.steps_per_epoch();
-        let pos = self.position;
+        let pos = self.position.clone();
         let epoch = pos.epoch + 1;
-        self.start_pass();
+        self.position.upload(self.ex, self.seed);
         let start = Instant::now();
         let first = pos.batch_in_epoch;
         let mut done = first;
-        let mut loss_sum = pos.epoch_loss_sum;
+        let mut sums = pos.epoch_sums.clone();
         let mut recording = 0.0;
         // Chunks in flight, oldest first, and the first step not yet queued. Two in flight: the device
         // runs one while the host reads the loss of the one before and records the one after.
@@ -206,31 +286,13 @@ impl<'e> Trainer<'e> {
         while done < steps_total {
             while queued < steps_total && in_flight.len() < depth && !stop.load(Ordering::Relaxed) {
                 let global = pos.global_step + (queued - first);
-                let hooks = [self.inject_nan_at_step, self.lose_device_at_step];
-                // The test hooks act between chunks with nothing in flight, as without pipelining.
-                if hooks.contains(&Some(global)) && !in_flight.is_empty() {
+                if self.faults.acts_at(global) && !in_flight.is_empty() {
                     break;
                 }
-                let mut len = self.chunk_len().min(steps_total - queued);
-                for hook in hooks.into_iter().flatten() {
-                    if global < hook {
-                        len = len.min(hook - global);
-                    }
-                }
-                if self.inject_nan_at_step == Some(global) {
-                    let p = self
-                        .ex
-                        .plan()
-                        .params
-                        .last()
-                        .expect("a model has parameters")
-                        .clone();
-                    self.ex
-                        .write_f32(p.buf, &vec![f32::NAN; p.shape.iter().product()]);
-                }
-                if self.lose_device_at_step == Some(global) {
-                    self.ex.lose_device();
-                }
+                let len = self
+                    .faults
+                    .clip(global, self.chunk_len().min(steps_total - queued));
+                self.faults.apply(self.ex, global);
                 let chunk = if self.detect_anomaly {
                     self.checked_step(epoch, global + 1)?;
                     // The step ran op by op; the chunk only reads the loss back.
@@ -252,26 +314,27 @@ impl<'e> Trainer<'e> {
                 });
             };
             let (chunk_start, chunk_len) = (chunk.start, chunk.len);
-            let sum = self.finish_chunk(chunk, &mut last_finish);
+            sums = self.finish_chunk(chunk, &mut last_finish);
             self.check_device(epoch, pos.global_step + (chunk_start - first) + 1)?;
-            if !sum.is_finite() {
+            if sums.iter().any(|s| !s.is_finite()) {
                 return Err(self.locate_non_finite(epoch, done, chunk_len));
             }
             done += chunk_len;
-            loss_sum = sum as f64;
             self.position = Position {
                 epoch: pos.epoch,
                 batch_in_epoch: done,
                 global_step: pos.global_step + (done - first),
-                epoch_loss_sum: loss_sum,
+                epoch_sums: sums.clone(),
             };
             let seen = (done * batch).min(samples);
             let timed = ((done - first) * batch).min(samples);
+            let summary = self.ex.plan().summarize(&sums, seen);
             progress(Progress {
                 epoch,
                 steps_done: done,
                 steps_total,
-                loss: loss_sum / (seen * features) as f64,
+                loss: summary.total,
+                meters: summary.values,
                 samples_per_second: timed as f64 / start.elapsed().as_secs_f64().max(1e-9),
             });
         }
@@ -281,12 +344,12 @@ impl<'e> Trainer<'e> {
             epoch,
             batch_in_epoch: 0,
             global_step: pos.global_step + (steps_total - first),
-            epoch_loss_sum: 0.0,
+            epoch_sums: Vec::new(),
         };
         Ok(EpochOutcome::Completed(EpochResult {
             epoch,
             global_step: self.position.global_step,
-            train_loss: loss_sum / (samples * features) as f64,
+            train: self.ex.plan().summarize(&sums, samples),
             seconds,
             recording_seconds: recording,
             samples_per_second: timed as f64 / seconds.max(1e-9),
@@ -308,13 +371,14 @@ impl<'e> Trainer<'e> {
         }
     }
 
-    /// The epoch's summed training loss after a chunk, waiting for it; times the chunk from when the
-    /// device could start it (queued, or the chunk before it finished) for the automatic chunk length.
-    fn finish_chunk(&mut self, chunk: Chunk, last_finish: &mut Instant) -> f32 {
-        let sum = self.ex.read_snapshot(chunk.loss)[TRAIN_SLOT];
+    /// The epoch's training sums (one per meter) after a chunk, waiting for it; times the chunk from when
+    /// the device could start it (queued, or the chunk before it finished) for the automatic chunk length.
+    fn finish_chunk(&mut self, chunk: Chunk, last_finish: &mut Instant) -> Vec<f64> {
+        let acc = self.ex.read_snapshot(chunk.loss);
+        let sums = self.ex.plan().train_sums(&acc);
         self.observe(chunk.len, chunk.queued_at.max(*last_finish));
         *last_finish = Instant::now();
-        sum
+        sums
     }
 
     /// Steps in the next chunk: the fixed `steps_per_submit`, or enough for about [`AUTO_CHUNK_SECONDS`].
@@ -373,19 +437,31 @@ impl<'e> Trainer<'e> {
         Ok(())
     }
 
-    /// The first step of the chunk [start, start + len) whose loss is not finite, from the device's log.
+    /// The first step of the chunk [start, start + len) where a term's sum is not finite, from the
+    /// meters' step logs.
     fn locate_non_finite(&mut self, epoch: usize, start: usize, len: usize) -> TrainError {
-        let log = self.ex.read_f32(self.ex.plan().io.train_log);
-        let (batch, value) = (start..start + len)
-            .map(|b| (b, log[b]))
-            .find(|(_, v)| !v.is_finite())
-            .unwrap_or((start + len - 1, f32::NAN));
+        let logs: Vec<(String, Vec<f32>)> = self
+            .ex
+            .plan()
+            .meters
+            .clone()
+            .into_iter()
+            .map(|m| (m.name, self.ex.read_f32(m.train_log)))
+            .collect();
+        let (batch, value, meter) = (start..start + len)
+            .find_map(|b| {
+                logs.iter()
+                    .find(|(_, log)| !log[b].is_finite())
+                    .map(|(name, log)| (b, log[b], name.clone()))
+            })
+            .unwrap_or((start + len - 1, f32::NAN, "recon".into()));
         let global_step = self.position.global_step + (batch - self.position.batch_in_epoch) + 1;
         TrainError::NonFinite {
             epoch,
             global_step,
             batch: batch + 1,
             value,
+            meter,
         }
     }
 
@@ -396,7 +472,7 @@ impl<'e> Trainer<'e> {
         if steps == 0 {
             return;
         }
-        self.start_pass();
+        self.position.upload(self.ex, self.seed);
         self.ex.run(Program::TrainStep, steps);
         self.ex.finish();
         self.position.global_step += steps;
@@ -407,13 +483,13 @@ impl<'e> Trainer<'e> {
     /// read back after each, the clock stopped after the executor has finished.
     pub fn time_steps(&mut self, steps: usize) -> StepTiming {
         let plan = self.ex.plan();
-        let (batch, samples, features) = (plan.batch, plan.train_samples, plan.features);
+        let (batch, samples) = (plan.batch, plan.train_samples);
         let steps = steps.clamp(1, plan.steps_per_epoch());
-        self.start_pass();
+        self.position.upload(self.ex, self.seed);
         let start = Instant::now();
         let mut done = 0;
         let mut queued = 0;
-        let mut loss_sum = 0.0;
+        let mut sums = Vec::new();
         let mut recording = 0.0;
         let mut in_flight: VecDeque<Chunk> = VecDeque::new();
         let mut last_finish = start;
@@ -425,7 +501,7 @@ impl<'e> Trainer<'e> {
             }
             let chunk = in_flight.pop_front().expect("a chunk is queued");
             done += chunk.len;
-            loss_sum = self.finish_chunk(chunk, &mut last_finish) as f64;
+            sums = self.finish_chunk(chunk, &mut last_finish);
         }
         self.ex.finish();
         let seconds = start.elapsed().as_secs_f64();
@@ -434,38 +510,21 @@ impl<'e> Trainer<'e> {
             steps,
             seconds,
             recording_seconds: recording,
-            train_loss: loss_sum / ((steps * batch).min(samples) * features) as f64,
+            train_loss: self
+                .ex
+                .plan()
+                .summarize(&sums, (steps * batch).min(samples))
+                .total,
         }
     }
 
-    /// Uploads the current epoch's order and points the device at the current position: the state words
-    /// (global step, batch within the epoch) and the epoch's loss sum so far.
-    fn start_pass(&mut self) {
-        let pos = self.position;
-        let io = self.ex.plan().io;
-        let samples = self.ex.plan().train_samples;
-        self.ex.write_u32(
-            io.train_perm,
-            &epoch_permutation(samples, self.seed, pos.epoch as u64),
-        );
-        let mut words = [0; state::LEN];
-        words[state::GLOBAL_STEP] = pos.global_step as u32;
-        words[state::BATCH] = pos.batch_in_epoch as u32;
-        self.ex.write_u32(io.train_state, &words);
-        self.ex
-            .write_f32(io.loss_acc, &[pos.epoch_loss_sum as f32, 0.0]);
-    }
-
-    /// Mean loss per element over the whole test set.
-    pub fn evaluate(&mut self) -> f64 {
+    /// Every meter over the whole test set, and the objective's total.
+    pub fn evaluate(&mut self) -> Summary {
         let plan = self.ex.plan();
-        let (io, steps, denom) = (
-            plan.io,
-            plan.eval_steps(),
-            (plan.test_samples * plan.features) as f64,
-        );
+        let (io, steps, samples) = (plan.io, plan.eval_steps(), plan.test_samples);
+        let zeros = plan.accumulator(&[]);
         self.ex.write_u32(io.eval_state, &[0; state::LEN]);
-        self.ex.write_f32(io.loss_acc, &[0.0, 0.0]);
+        self.ex.write_f32(io.loss_acc, &zeros);
         // Evaluation steps are cheaper than training steps; chunks of the training length are safe.
         let chunk = self.chunk_len();
         let mut done = 0;
@@ -474,7 +533,9 @@ impl<'e> Trainer<'e> {
             self.ex.run(Program::Eval, n);
             done += n;
         }
-        self.ex.read_f32(io.loss_acc)[EVAL_SLOT] as f64 / denom
+        let acc = self.ex.read_f32(io.loss_acc);
+        let plan = self.ex.plan();
+        plan.summarize(&plan.eval_sums(&acc), samples)
     }
 
     /// The first `count` test images: clean, as the model sees them (corrupted, for denoising models), and

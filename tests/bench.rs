@@ -10,6 +10,7 @@ use gpu_ae::backend::gpu::profile::{Timing, TimingChoice, profile_step};
 use gpu_ae::backend::load_initial_state;
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae};
+use gpu_ae::objective::Objective;
 use gpu_ae::ops::{Act, AdamHyper, LossKind, Noise};
 use gpu_ae::plan::{Optimizer, Plan, PlanConfig, compile};
 use serde_json::Value;
@@ -169,7 +170,7 @@ fn tiny_plan(conv: bool) -> Plan {
     };
     let cfg = PlanConfig {
         batch: 6,
-        loss: LossKind::BceWithLogits,
+        objective: Objective::reconstruction(LossKind::BceWithLogits),
         optimizer: Optimizer::Adam(AdamHyper::default()),
         train_samples: 20,
         test_samples: 7,

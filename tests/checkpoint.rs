@@ -16,8 +16,10 @@ use gpu_ae::checkpoint::{
 use gpu_ae::cli::{Cli, Command, OptimizerArg};
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae};
+use gpu_ae::objective::Objective;
 use gpu_ae::ops::{Act, AdamHyper, LossKind, Noise};
-use gpu_ae::plan::{Optimizer, Plan, PlanConfig, Role, TRAIN_SLOT, compile};
+use gpu_ae::plan::{Optimizer, Plan, PlanConfig, Role, compile};
+use gpu_ae::train::Position;
 use serde_json::json;
 
 const SIDE: usize = 8;
@@ -39,7 +41,7 @@ fn sgd() -> Optimizer {
 fn plan_config(optimizer: Optimizer, noise: Option<Noise>) -> PlanConfig {
     PlanConfig {
         batch: BATCH,
-        loss: LossKind::BceWithLogits,
+        objective: Objective::reconstruction(LossKind::BceWithLogits),
         optimizer,
         train_samples: TRAIN_SAMPLES,
         test_samples: TEST_SAMPLES,
@@ -114,7 +116,7 @@ fn persistent_bits(ex: &mut dyn Executor) -> Vec<(String, Vec<u32>)> {
         })
         .collect();
     out.push(("train_state".into(), ex.read_u32(plan.io.train_state)));
-    let loss = ex.read_f32(plan.io.loss_acc)[TRAIN_SLOT].to_bits();
+    let loss = ex.read_f32(plan.io.loss_acc)[0].to_bits();
     out.push(("loss_acc[train]".into(), vec![loss]));
     out
 }
@@ -128,12 +130,15 @@ fn assert_same_bits(what: &str, got: &[(String, Vec<u32>)], want: &[(String, Vec
 
 fn state_after(ex: &mut dyn Executor, steps: usize) -> TrainingState {
     let io = ex.plan().io;
+    let acc = ex.read_f32(io.loss_acc);
     TrainingState {
-        epoch: 0,
-        batch_in_epoch: steps,
-        global_step: steps,
+        position: Position {
+            epoch: 0,
+            batch_in_epoch: steps,
+            global_step: steps,
+            epoch_sums: ex.plan().train_sums(&acc),
+        },
         seed: SEED,
-        train_loss_sum: ex.read_f32(io.loss_acc)[TRAIN_SLOT] as f64,
     }
 }
 
@@ -422,7 +427,7 @@ fn save_replaces_a_checkpoint_only_with_a_complete_one() {
     let old = write_valid(&path);
     let old_bytes = std::fs::read(&path).expect("read");
     let mut newer = old.clone();
-    newer.state.global_step = 7;
+    newer.state.position.global_step = 7;
 
     // The temporary file cannot be created (a directory is in the way): the old checkpoint survives.
     let tmp = dir.join("ckpt.safetensors.tmp");
@@ -448,7 +453,14 @@ fn save_replaces_a_checkpoint_only_with_a_complete_one() {
 
     // A successful save replaces the file and leaves nothing else behind.
     save(&path, &newer).expect("save");
-    assert_eq!(checkpoint::load(&path).expect("load").state.global_step, 7);
+    assert_eq!(
+        checkpoint::load(&path)
+            .expect("load")
+            .state
+            .position
+            .global_step,
+        7
+    );
     assert_eq!(dir_entries(&dir), ["ckpt.safetensors"]);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -460,17 +472,18 @@ fn default_plan(flags: &[&str]) -> Plan {
         panic!("not a train command")
     };
     let input = Shape { c: 1, h: 28, w: 28 };
-    let model = gpu_ae::cli::train::build_model(&args, input).expect("model");
+    let config = args.config();
+    let model = config.build_model(input).expect("model");
     let cfg = PlanConfig {
         batch: 4,
-        loss: LossKind::BceWithLogits,
+        objective: Objective::reconstruction(LossKind::BceWithLogits),
         optimizer: match args.optimizer {
             OptimizerArg::Adam => Optimizer::Adam(AdamHyper::default()),
             OptimizerArg::Sgd => sgd(),
         },
         train_samples: 8,
         test_samples: 4,
-        noise: args.noise(),
+        noise: config.noise,
         seed: 0,
     };
     compile(&model, &cfg).expect("plan")

@@ -9,6 +9,7 @@ use gpu_ae::backend::gpu::GpuExecutor;
 use gpu_ae::backend::{Executor, Program, load_initial_state};
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{ConvConfig, Deck, conv_ae};
+use gpu_ae::objective::Objective;
 use gpu_ae::ops::{Act, AdamHyper, LossKind, Noise};
 use gpu_ae::plan::{Optimizer, Plan, PlanConfig, compile};
 
@@ -38,7 +39,7 @@ fn small_conv_plan(deck: Deck, act: Act, noise: Option<Noise>, loss: LossKind) -
     .expect("valid model");
     let pc = PlanConfig {
         batch: BATCH,
-        loss,
+        objective: Objective::reconstruction(loss),
         optimizer: Optimizer::Adam(AdamHyper::default()),
         train_samples: TRAIN_SAMPLES,
         test_samples: TEST_SAMPLES,
@@ -60,7 +61,7 @@ fn loaded<E: Executor>(mut ex: E, seed: u64) -> E {
 
 fn mean_loss(ex: &mut CpuExecutor<f64>, valid: usize) -> f64 {
     let acc = ex.plan().io.loss_acc;
-    ex.floats_mut(acc).copy_from_slice(&[0.0, 0.0]);
+    ex.floats_mut(acc).fill(0.0);
     ex.run(Program::ForwardBackward, 1);
     ex.floats(acc)[0] / (valid * FEATURES) as f64
 }

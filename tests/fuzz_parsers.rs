@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use gpu_ae::checkpoint::{self, Checkpoint, TrainingState};
 use gpu_ae::data::idx::{parse_images, parse_labels};
+use gpu_ae::train::Position;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, RngSeed};
 
@@ -308,11 +309,13 @@ fn valid_checkpoint_bytes(dir: &Path) -> Vec<u8> {
     let ckpt = Checkpoint {
         config: serde_json::json!({"variant": "ae", "hidden": [3], "lr": 0.001}),
         state: TrainingState {
-            epoch: 2,
-            batch_in_epoch: 17,
-            global_step: 1234,
+            position: Position {
+                epoch: 2,
+                batch_in_epoch: 17,
+                global_step: 1234,
+                epoch_sums: vec![1234.5678, 2.5],
+            },
             seed: 42,
-            train_loss_sum: 1234.5678,
         },
         tensors: vec![
             tensor("layers.0.weight", vec![3, 4]),

@@ -8,6 +8,7 @@ use gpu_ae::backend::cpu::{CpuExecutor, kernels};
 use gpu_ae::backend::{Executor, Program, load_initial_state};
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{DenseConfig, dense_ae};
+use gpu_ae::objective::Objective;
 use gpu_ae::ops::{Act, AdamHyper, LossKind, state};
 use gpu_ae::plan::{Optimizer, Plan, PlanConfig, compile};
 use gpu_ae::rng::{SplitMix64, epoch_permutation, purpose};
@@ -54,7 +55,7 @@ fn tiny_plan(act: Act, loss: LossKind, output_act: Act) -> Plan {
     let model = dense_ae(Shape::flat(FEATURES), &cfg).expect("valid model");
     let pc = PlanConfig {
         batch: BATCH,
-        loss,
+        objective: Objective::reconstruction(loss),
         optimizer: Optimizer::Adam(AdamHyper::default()),
         train_samples: TRAIN_SAMPLES,
         test_samples: TEST_SAMPLES,
@@ -67,7 +68,7 @@ fn tiny_plan(act: Act, loss: LossKind, output_act: Act) -> Plan {
 /// The mean loss of the batch at the current parameters (runs `ForwardBackward`, so gradients are rewritten).
 fn mean_loss(ex: &mut CpuExecutor<f64>, valid_rows: usize) -> f64 {
     let acc = ex.plan().io.loss_acc;
-    ex.floats_mut(acc).copy_from_slice(&[0.0, 0.0]);
+    ex.floats_mut(acc).fill(0.0);
     ex.run(Program::ForwardBackward, 1);
     ex.floats(acc)[0] / (valid_rows * FEATURES) as f64
 }

@@ -8,6 +8,7 @@ use gpu_ae::backend::gpu::{GpuExecutor, MatmulChoice};
 use gpu_ae::backend::{Executor, Program, load_initial_state, pack_bytes};
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{DenseConfig, dense_ae};
+use gpu_ae::objective::Objective;
 use gpu_ae::ops::{Act, AdamHyper, BufId, LossKind, Op, state};
 use gpu_ae::plan::{BufferDesc, Optimizer, Plan, PlanConfig, compile};
 
@@ -399,9 +400,20 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
             },
             Op::ReduceSum {
                 partials: BufId(4),
+                first: 0,
                 count: partial_count,
                 acc: BufId(6),
                 slot: 1,
+                state: BufId(5),
+                log: BufId(7),
+            },
+            // A sum that starts past the first partial (as each section of the emphasised loss does).
+            Op::ReduceSum {
+                partials: BufId(4),
+                first: 1,
+                count: partial_count - 1,
+                acc: BufId(6),
+                slot: 0,
                 state: BufId(5),
                 log: BufId(7),
             },
@@ -462,6 +474,7 @@ fn optimizers_match_cpu_over_several_steps() {
             m: BufId(2),
             v: BufId(3),
             state: BufId(4),
+            step_word: state::GLOBAL_STEP,
             len,
             hyper,
         },
@@ -542,7 +555,7 @@ fn small_dense_plan(act: Act, loss: LossKind, optimizer: Optimizer) -> Plan {
     let model = dense_ae(Shape::flat(37), &cfg).unwrap();
     let pc = PlanConfig {
         batch: 19,
-        loss,
+        objective: Objective::reconstruction(loss),
         optimizer,
         train_samples: 50,
         test_samples: 21,

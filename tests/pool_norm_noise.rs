@@ -539,10 +539,12 @@ fn corrupt(
         BufferDesc::f32("x", len),
         BufferDesc::f32("y", len),
         BufferDesc::u32("state", state::LEN),
+        BufferDesc::f32("mask", len),
     ];
     let ops = vec![Op::Corrupt {
         x: BufId(0),
         y: BufId(1),
+        mask: Some(BufId(3)),
         state: BufId(2),
         len,
         noise,
@@ -554,10 +556,32 @@ fn corrupt(
         ex.write_f32(BufId(0), x);
         ex.write_u32(BufId(2), &[step, 7, 0, 0]);
         ex.run(Program::ForwardBackward, 1);
-        ex.read_f32(BufId(1))
+        (ex.read_f32(BufId(1)), ex.read_f32(BufId(3)))
     };
-    let cpu = run(&mut CpuExecutor::<f32>::new(plan.clone()));
-    let gpu = ctx.map(|ctx| run(&mut GpuExecutor::new(ctx, plan).expect("plan fits the adapter")));
+    let (cpu, cpu_mask) = run(&mut CpuExecutor::<f32>::new(plan.clone()));
+    // The mask marks exactly the elements the noise chose: every element it leaves at 0 is untouched,
+    // and Mask / SaltPepper choose about their fraction.
+    for ((y, x), m) in cpu.iter().zip(x).zip(&cpu_mask) {
+        assert!(*m == 0.0 || *m == 1.0, "mask values are 0 or 1");
+        if *m == 0.0 {
+            assert_eq!(y, x, "an element the mask leaves out is unchanged");
+        }
+    }
+    let chosen = cpu_mask.iter().sum::<f32>() / len as f32;
+    match noise {
+        Noise::Gaussian { .. } => assert_eq!(chosen, 1.0),
+        Noise::Mask { fraction } | Noise::SaltPepper { fraction } => {
+            assert!(
+                (chosen - fraction).abs() < 0.05 + 3.0 / (len as f32).sqrt(),
+                "{chosen} vs {fraction}"
+            )
+        }
+    }
+    let gpu = ctx.map(|ctx| {
+        let (y, mask) = run(&mut GpuExecutor::new(ctx, plan).expect("plan fits the adapter"));
+        assert_eq!(mask, cpu_mask, "the GPU chooses the same elements");
+        y
+    });
     (cpu, gpu)
 }
 

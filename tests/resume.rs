@@ -144,7 +144,7 @@ fn ctrl_c_saves_mid_epoch_and_the_resumed_run_matches_an_uninterrupted_one() {
     let saved =
         checkpoint::load(&cut.join("checkpoint.safetensors")).expect("a loadable checkpoint");
     assert!(
-        saved.state.batch_in_epoch > 0 && saved.state.epoch == 0,
+        saved.state.position.batch_in_epoch > 0 && saved.state.position.epoch == 0,
         "{:?}",
         saved.state
     );
@@ -196,7 +196,7 @@ fn sigkill_during_saves_leaves_a_checkpoint_that_resumes_exactly() {
         let saved = checkpoint::load(&ckpt)
             .unwrap_or_else(|e| panic!("round {round}: checkpoint damaged: {e}"));
         assert!(
-            saved.state.epoch >= 4 + 6 * round,
+            saved.state.position.epoch >= 4 + 6 * round,
             "round {round}: {:?}",
             saved.state
         );
@@ -268,7 +268,7 @@ fn a_nan_stops_training_with_epoch_and_step_and_keeps_the_last_good_checkpoint()
     assert!(!err.contains("panicked"), "{err}");
     let saved = checkpoint::load(&out.join("checkpoint.safetensors"))
         .expect("the epoch-1 checkpoint survives");
-    assert_eq!(saved.state.epoch, 1);
+    assert_eq!(saved.state.position.epoch, 1);
     let o = run(&[
         "eval",
         "--checkpoint",
@@ -553,7 +553,7 @@ fn a_lost_device_stops_with_a_message_and_the_checkpoint_resumes() {
     assert!(!err.contains("panicked"), "{err}");
     let ckpt = out.join("checkpoint.safetensors");
     let saved = checkpoint::load(&ckpt).expect("the epoch-1 checkpoint is intact");
-    assert_eq!(saved.state.epoch, 1);
+    assert_eq!(saved.state.position.epoch, 1);
     let o = run(&resume_args(&out, 3, "auto"));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(losses(&out).len(), 3);

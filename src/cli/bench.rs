@@ -9,18 +9,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
 use serde_json::{Value, json};
 
-use super::train::{build_model, load_data, plan_config};
-use super::{BackendArg, TrainArgs};
+use super::BackendArg;
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::{GpuContext, GpuExecutor, MatmulChoice};
 use crate::backend::{Executor, Program};
 use crate::data::mnist::Dataset;
-use crate::model::Shape;
 use crate::ops::{BufId, Op};
-use crate::plan::{BufferDesc, Plan, compile};
+use crate::plan::{BufferDesc, Plan};
+use crate::run::RunConfig;
+use crate::run::config::{ActArg, LossArg, Variant};
 use crate::train::Trainer;
 
 /// The models of the performance targets (benches/README.md).
@@ -66,18 +66,28 @@ impl BenchModel {
         v
     }
 
-    fn train_args(self, batch: usize, data: &Option<PathBuf>) -> anyhow::Result<TrainArgs> {
-        #[derive(Parser)]
-        struct Train {
-            #[command(flatten)]
-            args: TrainArgs,
+    /// The run configuration `gpu-ae train` with [`BenchModel::train_flags`] builds.
+    pub fn config(self, batch: usize, data: &Option<PathBuf>) -> RunConfig {
+        let base = match self {
+            BenchModel::DenseAe => RunConfig {
+                hidden: vec![256],
+                latent: 64,
+                ..Variant::Ae.defaults()
+            },
+            BenchModel::ConvDae => Variant::ConvDae.defaults(),
+            BenchModel::DeepAe => RunConfig {
+                hidden: vec![1000, 500, 250],
+                latent: 30,
+                activation: ActArg::Sigmoid,
+                loss: LossArg::Mse,
+                ..Variant::Ae.defaults()
+            },
+        };
+        RunConfig {
+            batch_size: batch,
+            data: data.clone(),
+            ..base
         }
-        let mut argv = vec!["train".to_string()];
-        argv.extend(self.train_flags(batch));
-        if let Some(dir) = data {
-            argv.extend(["--data".to_string(), dir.display().to_string()]);
-        }
-        Ok(Train::try_parse_from(argv)?.args)
     }
 }
 
@@ -248,7 +258,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     }
     let matmul_sizes = args.matmul_sizes()?;
     let first = args.models.first().context("--models is empty")?;
-    let data = load_data(&first.train_args(128, &args.data)?)?;
+    let data = first.config(128, &args.data).load_data()?;
     let ctx = if args.skip_gpu {
         None
     } else {
@@ -262,17 +272,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     };
     for &model in &args.models {
         for &batch in &args.batches {
-            let train_args = model.train_args(batch, &args.data)?;
-            let img = &data.train.images;
-            let input = Shape {
-                c: 1,
-                h: img.rows,
-                w: img.cols,
-            };
-            let plan = compile(
-                &build_model(&train_args, input)?,
-                &plan_config(&train_args, &data),
-            )?;
+            let (_, plan) = model.config(batch, &args.data).build(&data)?;
             if let Some(ctx) = &ctx {
                 let mut ex = GpuExecutor::new(ctx, plan.clone())?;
                 let figure = time_epoch(&mut ex, args, &data, model, batch, "gpu")?;
@@ -380,7 +380,7 @@ fn time_epoch(
                     steps_per_epoch,
                     r.seconds,
                     r.recording_seconds,
-                    r.train_loss,
+                    r.train.total,
                 ),
                 crate::train::EpochOutcome::Interrupted { .. } => {
                     unreachable!("nothing raises the stop flag")

@@ -2,101 +2,117 @@
 
 use anyhow::Context;
 
-use super::train::{build, load_data, with_executor};
-use super::{CheckpointArgs, LossArg, ReconstructArgs, TrainArgs, config};
+use super::train::with_executor;
+use super::{CheckpointArgs, LossArg, ReconstructArgs};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::mnist::Dataset;
+use crate::plan::Summary;
 use crate::report::png::save_grid;
+use crate::run::{RunConfig, shown_meters};
 use crate::train::{Reconstructions, Trainer};
 
-/// The checkpoint, the training settings it records (with `--data` / `--backend` from the command line),
-/// and the data set.
-fn open(a: &CheckpointArgs) -> anyhow::Result<(Checkpoint, TrainArgs, Dataset)> {
+/// The checkpoint, the configuration it records (with `--data` from the command line), and the data.
+fn open(a: &CheckpointArgs) -> anyhow::Result<(Checkpoint, RunConfig, Dataset)> {
     let ckpt = checkpoint::load(&a.checkpoint)?;
-    let mut args = config::default_args();
-    args.data = a.data.clone();
-    args.backend = a.backend;
-    config::apply(&mut args, &ckpt.config)
+    let mut config = RunConfig::from_json(&ckpt.config)
         .with_context(|| format!("{}", a.checkpoint.display()))?;
-    let data = load_data(&args)?;
-    Ok((ckpt, args, data))
+    if a.data.is_some() {
+        config.data = a.data.clone();
+    }
+    let data = config.load_data()?;
+    Ok((ckpt, config, data))
 }
 
-/// Mean test loss per pixel of the checkpoint's model under `args.loss`.
-fn test_loss(ckpt: &Checkpoint, args: &TrainArgs, data: &Dataset) -> anyhow::Result<f64> {
-    let (_, plan) = build(args, data)?;
-    with_executor(args.backend, plan, |ex| {
+/// Every meter of `config`'s objective on the test set, with the checkpoint's parameters; and the names of
+/// the meters shown.
+fn test_summary(
+    ckpt: &Checkpoint,
+    config: &RunConfig,
+    data: &Dataset,
+    a: &CheckpointArgs,
+) -> anyhow::Result<(Summary, Vec<(usize, String)>)> {
+    let (_, plan) = config.build(data)?;
+    let names = shown_meters(&plan)
+        .into_iter()
+        .map(|(i, n)| (i, n.to_string()))
+        .collect();
+    let summary = with_executor(a.backend, plan, |ex| {
         let mut trainer = Trainer::new(
             ex,
             &data.train.images.pixels,
             &data.test.images.pixels,
-            args.seed,
+            config.seed,
         );
         checkpoint::restore(trainer.executor(), ckpt)?;
         Ok(trainer.evaluate())
-    })
+    })?;
+    Ok((summary, names))
 }
 
 pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
-    let (ckpt, args, data) = open(a)?;
-    let s = &ckpt.state;
+    let (ckpt, config, data) = open(a)?;
+    let s = &ckpt.state.position;
     println!(
         "checkpoint: {} (epoch {}, global step {})",
         a.checkpoint.display(),
         s.epoch,
         s.global_step
     );
-    let noisy = if args.noise().is_some() {
+    let noisy = if config.noise.is_some() {
         ", noisy input → clean target"
     } else {
         ""
     };
-    let own = test_loss(&ckpt, &args, &data)?;
-    let loss_name = match args.loss {
+    let (own, names) = test_summary(&ckpt, &config, &data, a)?;
+    let loss_name = match config.loss {
         LossArg::Bce => "bce",
         LossArg::Mse => "mse",
     };
     println!(
-        "test {loss_name} per pixel: {own:.6} ({} test images{noisy})",
+        "test {loss_name} per pixel: {:.6} ({} test images{noisy})",
+        own.values[0],
         data.test.len()
     );
-    if args.loss != LossArg::Mse {
-        let mse = test_loss(
-            &ckpt,
-            &TrainArgs {
-                loss: LossArg::Mse,
-                ..args.clone()
-            },
-            &data,
-        )?;
-        println!("test mse per pixel: {mse:.6}");
+    if names.len() > 1 {
+        println!("test objective: {:.6}", own.total);
+        for (i, name) in &names[1..] {
+            println!("test {name}: {:.6}", own.values[*i]);
+        }
+    }
+    if config.loss != LossArg::Mse {
+        let mse = RunConfig {
+            loss: LossArg::Mse,
+            ..config.clone()
+        };
+        let (mse, _) = test_summary(&ckpt, &mse, &data, a)?;
+        println!("test mse per pixel: {:.6}", mse.values[0]);
     }
     Ok(())
 }
 
 pub fn reconstruct(a: &ReconstructArgs) -> anyhow::Result<()> {
-    let (ckpt, args, data) = open(&a.checkpoint)?;
+    let (ckpt, config, data) = open(&a.checkpoint)?;
     anyhow::ensure!(a.count > 0, "--count must be at least 1");
-    let (_, plan) = build(&args, &data)?;
-    let shown: Reconstructions = with_executor(args.backend, plan, |ex| {
+    let (_, plan) = config.build(&data)?;
+    let shown: Reconstructions = with_executor(a.checkpoint.backend, plan, |ex| {
         let mut trainer = Trainer::new(
             ex,
             &data.train.images.pixels,
             &data.test.images.pixels,
-            args.seed,
+            config.seed,
         );
         checkpoint::restore(trainer.executor(), &ckpt)?;
         Ok(trainer.reconstructions(a.count))
     })?;
     let img = &data.test.images;
     let mut rows = Vec::new();
-    if args.noise().is_some() {
+    if config.noise.is_some() {
         rows.push(shown.seen.concat());
     }
     rows.push(shown.recon.concat());
     rows.push(shown.clean.concat());
     save_grid(&a.out, &rows, shown.clean.len(), img.rows, img.cols, 3)?;
-    let layout = if args.noise().is_some() {
+    let layout = if config.noise.is_some() {
         "noisy input, reconstruction, clean"
     } else {
         "reconstruction, original"

@@ -1,7 +1,6 @@
 //! The command line: every flag defined and documented here, one file per subcommand doing the work.
 
 pub mod bench;
-pub mod config;
 pub mod eval;
 pub mod info;
 pub mod train;
@@ -11,7 +10,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::backend::gpu::ApiChoice;
-use crate::ops::{Act, Noise};
+use crate::objective::Emphasis;
+use crate::ops::Noise;
+use crate::run::RunConfig;
+use crate::run::config::KlSparsity;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,24 +93,7 @@ impl BackendArg {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Variant {
-    /// Dense undercomplete autoencoder: 784-hidden-latent-hidden-784.
-    Ae,
-    /// Convolutional autoencoder (strided convolutions down, transposed convolutions up).
-    ConvAe,
-    /// Convolutional denoising autoencoder: conv-ae trained on corrupted inputs (default gaussian:0.5)
-    /// against the clean ones.
-    ConvDae,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DeckArg {
-    /// Conv(k3, stride 2)-act down, ConvTranspose(k3, stride 2) up.
-    Strided,
-    /// Conv-act-BatchNorm-MaxPool down, MaxUnpool-Conv-act up.
-    Pool,
-}
+pub use crate::run::config::{ActArg, DeckArg, LossArg, OptimizerArg, Variant, parse_noise};
 
 /// What `--noise` chose: a corruption, or `none`. (A newtype rather than `Option<Option<Noise>>`,
 /// which clap reads as a flag whose value may be left out.)
@@ -132,83 +117,82 @@ pub fn parse_steps_per_submit(text: &str) -> Result<usize, String> {
     }
 }
 
-/// `--noise`: `none`, `gaussian:σ`, `mask:ν` or `salt-pepper:p`.
-pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
+/// `--kl-sparsity ρ:β`, or `none` (no KL term, even for sparse-ae).
+fn parse_kl(text: &str) -> Result<Choice<KlSparsity>, String> {
     if text == "none" {
-        return Ok(None);
+        return Ok(Choice(None));
     }
-    let (kind, amount) = text.split_once(':').ok_or_else(|| {
-        format!(
-            "expected KIND:AMOUNT (gaussian:0.5, mask:0.25, salt-pepper:0.1) or none, got {text:?}"
-        )
-    })?;
-    let amount: f32 = amount
-        .parse()
-        .map_err(|_| format!("{amount:?} is not a number"))?;
-    if !(amount.is_finite() && amount >= 0.0) {
+    let (rho, beta) = parse_pair(text, "ρ:β, e.g. 0.05:0.01")?;
+    if !(rho > 0.0 && rho < 1.0) {
         return Err(format!(
-            "the noise amount must be a non-negative number, got {amount}"
+            "the target activation ρ must lie strictly between 0 and 1, got {rho}"
         ));
     }
-    let fraction = |f: f32| {
-        if f <= 1.0 {
-            Ok(f)
-        } else {
-            Err(format!("a fraction must lie in [0, 1], got {f}"))
-        }
-    };
-    match kind {
-        "gaussian" => Ok(Some(Noise::Gaussian { sigma: amount })),
-        "mask" => Ok(Some(Noise::Mask {
-            fraction: fraction(amount)?,
-        })),
-        "salt-pepper" => Ok(Some(Noise::SaltPepper {
-            fraction: fraction(amount)?,
-        })),
-        other => Err(format!(
-            "unknown noise {other:?}: use gaussian, mask or salt-pepper"
+    if beta < 0.0 {
+        return Err(format!("the weight β must be non-negative, got {beta}"));
+    }
+    Ok(Choice(Some(KlSparsity { rho, beta })))
+}
+
+/// `--emphasis α:β`: weights of corrupted and untouched components.
+fn parse_emphasis(text: &str) -> Result<Emphasis, String> {
+    let (corrupted, clean) = parse_pair(text, "α:β, e.g. 1:0.1")?;
+    if corrupted < 0.0 || clean < 0.0 {
+        return Err(format!("both weights must be non-negative, got {text}"));
+    }
+    Ok(Emphasis { corrupted, clean })
+}
+
+/// A penalty weight: a finite number ≥ 0, or `none`.
+fn parse_weight(text: &str) -> Result<Choice<f32>, String> {
+    if text == "none" {
+        return Ok(Choice(None));
+    }
+    match text.parse::<f32>() {
+        Ok(w) if w.is_finite() && w >= 0.0 => Ok(Choice(Some(w))),
+        _ => Err(format!(
+            "expected a non-negative weight or none, got {text:?}"
         )),
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OptimizerArg {
-    Adam,
-    Sgd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LossArg {
-    /// Binary cross-entropy on the sigmoid output (computed from logits, numerically stable).
-    Bce,
-    /// Mean squared error.
-    Mse,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ActArg {
-    Relu,
-    LeakyRelu,
-    Sigmoid,
-    Tanh,
-    Identity,
-}
-
-impl From<ActArg> for Act {
-    fn from(a: ActArg) -> Act {
-        match a {
-            ActArg::Relu => Act::Relu,
-            ActArg::LeakyRelu => Act::LeakyRelu,
-            ActArg::Sigmoid => Act::Sigmoid,
-            ActArg::Tanh => Act::Tanh,
-            ActArg::Identity => Act::Identity,
-        }
+fn parse_pair(text: &str, expected: &str) -> Result<(f32, f32), String> {
+    let number = |t: &str| t.trim().parse::<f32>().ok().filter(|v| v.is_finite());
+    match text.split_once(':').map(|(a, b)| (number(a), number(b))) {
+        Some((Some(a), Some(b))) => Ok((a, b)),
+        _ => Err(format!("expected {expected}, got {text:?}")),
     }
 }
 
+/// `--hidden`: comma-separated widths, or `none` for no hidden layer (784-latent-784).
+fn parse_hidden(text: &str) -> Result<Widths, String> {
+    if text == "none" || text.is_empty() {
+        return Ok(Widths(Vec::new()));
+    }
+    text.split(',')
+        .map(|w| match w.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "expected positive widths like 256,128 (or none), got {text:?}"
+            )),
+        })
+        .collect::<Result<_, _>>()
+        .map(Widths)
+}
+
+/// Layer widths from `--hidden` (a newtype so clap takes the whole list as one value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Widths(pub Vec<usize>);
+
+/// A flag whose value may be `none`: `Some(Choice(None))` turns off what the variant would set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Choice<T>(pub Option<T>);
+
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_long_help = TRAIN_HELP)]
 pub struct TrainArgs {
-    /// Which autoencoder to train.
+    /// Which autoencoder to train. Each variant sets its own model and objective; the flags below
+    /// override them.
     #[arg(long, value_enum, default_value = "ae")]
     pub variant: Variant,
     /// Passes over the training set.
@@ -227,11 +211,13 @@ pub struct TrainArgs {
     /// L2 weight decay, added to the gradient (PyTorch's `weight_decay`).
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
+    /// Reconstruction loss, a mean per pixel.
     #[arg(long, value_enum, default_value = "bce")]
     pub loss: LossArg,
-    /// Hidden layer widths of the encoder, outermost first, comma-separated; the decoder mirrors them.
-    #[arg(long, value_delimiter = ',', default_value = "256")]
-    pub hidden: Vec<usize>,
+    /// Dense variants: hidden layer widths of the encoder, outermost first, comma-separated (or none);
+    /// the decoder mirrors them. Default: 256 for ae, none for sparse-ae and cae.
+    #[arg(long, value_parser = parse_hidden)]
+    pub hidden: Option<Widths>,
     /// Convolutional variants: channels after each encoder stage; the decoder mirrors them.
     #[arg(long, value_delimiter = ',', default_value = "32,64")]
     pub channels: Vec<usize>,
@@ -242,12 +228,27 @@ pub struct TrainArgs {
     /// Default: gaussian:0.5 for conv-dae, none otherwise. The loss always compares with the clean input.
     #[arg(long, value_parser = parse_noise_choice)]
     pub noise: Option<NoiseChoice>,
-    /// Width of the code.
-    #[arg(long, default_value_t = 64)]
-    pub latent: usize,
-    /// Activation of the hidden layers.
-    #[arg(long, value_enum, default_value = "relu")]
-    pub activation: ActArg,
+    /// Dense variants: width of the code. Default: 64 for ae, 1000 for sparse-ae, 256 for cae.
+    #[arg(long)]
+    pub latent: Option<usize>,
+    /// Activation of the hidden layers and the code. Default: relu; sigmoid for sparse-ae and cae.
+    #[arg(long, value_enum)]
+    pub activation: Option<ActArg>,
+    /// L1 penalty on the code: adds λ · (mean over the batch of Σⱼ |hⱼ|) to the loss.
+    #[arg(long, value_name = "λ", value_parser = parse_weight)]
+    pub l1: Option<Choice<f32>>,
+    /// KL sparsity on a sigmoid code: adds β · Σⱼ KL(ρ ‖ ρ̂ⱼ), ρ̂ⱼ the mean activation of code unit j over
+    /// the batch. Default for sparse-ae: 0.05:0.01; `none` turns it off.
+    #[arg(long, value_name = "ρ:β", value_parser = parse_kl)]
+    pub kl_sparsity: Option<Choice<KlSparsity>>,
+    /// Contractive penalty on a dense code layer: adds λ · (mean over the batch of ‖∂h/∂x‖²_F). Default
+    /// for cae: 1e-3; 0 keeps the model and reports ‖J‖² without penalising it; `none` turns it off.
+    #[arg(long, value_name = "λ", value_parser = parse_weight)]
+    pub contractive: Option<Choice<f32>>,
+    /// Emphasised denoising (needs mask or salt-pepper noise): corrupted components weigh α in the loss,
+    /// the others β; the test metrics then report the loss on each kind separately.
+    #[arg(long, value_name = "α:β", value_parser = parse_emphasis)]
+    pub emphasis: Option<Emphasis>,
     /// Seed for initialisation, shuffling and noise: the same seed repeats a run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -272,13 +273,14 @@ pub struct TrainArgs {
     /// Write DIR/checkpoint.safetensors every N epochs (and at the end, and on Ctrl-C); 0: never.
     #[arg(long, default_value_t = 1)]
     pub save_every: usize,
-    /// Continue the run saved in this checkpoint: its model, optimizer and data settings replace the flags;
-    /// --epochs is the total to reach.
+    /// Continue the run saved in this checkpoint: its model, objective, optimizer and data settings
+    /// replace the flags; --epochs is the total to reach.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// After the first epoch, print the per-op GPU profile of one training step (each dispatch timed with
     /// GPU timestamps where the adapter supports them, else on the host, as the header says), then exit:
-    /// no further epochs, no pictures. GPU backends only.
+    /// no further epochs, no pictures. GPU backends only. With --resume, profiles the checkpoint's model
+    /// from where it stopped.
     #[arg(long)]
     pub profile: bool,
     /// Slow path for hunting NaNs: run each step op by op, read every op's outputs back and stop at the
@@ -290,6 +292,24 @@ pub struct TrainArgs {
     pub profile_top: usize,
 }
 
+const TRAIN_HELP: &str = "\
+Variants and their objectives (every loss is the reconstruction's mean per pixel plus the penalties):
+  ae         784-256-64-256-784 ReLU                    bce
+  conv-ae    strided conv 32,64 / transposed back       bce
+  conv-dae   conv-ae on gaussian:0.5 noise              bce against the clean input
+  sparse-ae  784-1000-784, sigmoid code                 bce + 0.01 · Σ KL(0.05 ‖ ρ̂)
+  cae        784-256-784, sigmoid code                  bce + 1e-3 · ‖J‖²
+
+Examples:
+  gpu-ae train --variant ae --hidden none --latent 32 --l1 1e-3      (sparse code by L1)
+  gpu-ae train --variant sparse-ae --kl-sparsity 0.05:0.001          (weaker sparsity)
+  gpu-ae train --variant cae --contractive 0                         (the same model, ‖J‖² only reported)
+  gpu-ae train --variant ae --noise mask:0.25 --emphasis 1:0.1       (emphasised denoising)
+
+metrics.csv gets train_/test_ columns for every term (recon, l1, kl_sparsity, contractive) and statistic
+(code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F; recon_corrupted and recon_clean with
+--emphasis).";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct InfoArgs {
     /// Restrict the listing to one graphics API.
@@ -297,13 +317,42 @@ pub struct InfoArgs {
     pub backend: BackendArg,
 }
 
+/// A `none`-able flag's value: the flag's choice when given, else the variant's default.
+fn pick<T>(flag: Option<Choice<T>>, default: Option<T>) -> Option<T> {
+    match flag {
+        Some(Choice(chosen)) => chosen,
+        None => default,
+    }
+}
+
 impl TrainArgs {
-    /// The corruption this run applies: `--noise`, else the variant's default.
-    pub fn noise(&self) -> Option<Noise> {
-        match (self.noise, self.variant) {
-            (Some(NoiseChoice(chosen)), _) => chosen,
-            (None, Variant::ConvDae) => Some(Noise::Gaussian { sigma: 0.5 }),
-            (None, _) => None,
+    /// The run configuration these flags ask for: the variant's defaults, then every flag that was given.
+    pub fn config(&self) -> RunConfig {
+        let base = self.variant.defaults();
+        RunConfig {
+            variant: self.variant,
+            hidden: self.hidden.clone().map_or(base.hidden, |w| w.0),
+            latent: self.latent.unwrap_or(base.latent),
+            activation: self.activation.unwrap_or(base.activation),
+            channels: self.channels.clone(),
+            deck: self.deck,
+            loss: self.loss,
+            noise: match self.noise {
+                Some(NoiseChoice(chosen)) => chosen,
+                None => base.noise,
+            },
+            l1: pick(self.l1, base.l1),
+            kl_sparsity: pick(self.kl_sparsity, base.kl_sparsity),
+            contractive: pick(self.contractive, base.contractive),
+            emphasis: self.emphasis,
+            batch_size: self.batch_size,
+            optimizer: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            seed: self.seed,
+            limit: self.limit,
+            data: self.data.clone(),
         }
     }
 }

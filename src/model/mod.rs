@@ -290,6 +290,9 @@ pub struct Model {
     pub layers: Vec<Layer>,
     /// shapes[i] is the input of layer i; shapes[layers.len()] is the model's output.
     pub shapes: Vec<Shape>,
+    /// The layer whose output is the code (the "code" tap penalties and encoders refer to), if the
+    /// model names one.
+    pub code: Option<usize>,
 }
 
 impl Model {
@@ -329,7 +332,15 @@ impl Model {
             input,
             layers,
             shapes,
+            code: None,
         })
+    }
+
+    /// This model with layer `layer`'s output as its code.
+    pub fn with_code(mut self, layer: usize) -> Model {
+        assert!(layer < self.layers.len(), "the code layer exists");
+        self.code = Some(layer);
+        self
     }
 
     /// The activation of the last layer, applied to the logits inside the loss.

@@ -33,7 +33,7 @@ pub fn dense_ae(input: Shape, cfg: &DenseConfig) -> Result<Model, ModelError> {
             act: if i == last { cfg.output_act } else { cfg.act },
         })
         .collect();
-    Model::new("ae", input, layers)
+    Ok(Model::new("ae", input, layers)?.with_code(cfg.hidden.len()))
 }
 
 /// How the convolutional families go down and up in resolution.
@@ -147,7 +147,12 @@ pub fn conv_ae(name: &str, input: Shape, cfg: &ConvConfig) -> Result<Model, Mode
             }
         }
     }
-    Model::new(name, input, layers)
+    // The code is the last encoder stage's output: its conv (strided deck) or its max pooling.
+    let code = match cfg.deck {
+        Deck::Strided => cfg.channels.len() - 1,
+        Deck::Pool => 3 * cfg.channels.len() - 1,
+    };
+    Ok(Model::new(name, input, layers)?.with_code(code))
 }
 
 #[cfg(test)]

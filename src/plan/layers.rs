@@ -3,7 +3,7 @@
 //! Forward and backward of a layer sit side by side in [`forward`] and [`backward`]; each arm states the
 //! math it schedules.
 
-use super::{Builder, Init, ParamDesc, Role, StatDesc};
+use super::{Builder, Init, ParamDesc, Pass, Role, StatDesc};
 use crate::model::{Layer, Shape, init};
 use crate::ops::{Act, BufId, ConvGeom, Op};
 
@@ -30,19 +30,11 @@ pub(super) struct LayerBufs {
     /// ∂L/∂input: the previous layer's `output_grad`, or `None` for the first layer, whose input needs no
     /// gradient.
     pub input_grad: Option<BufId>,
-    weight: Option<usize>,
-    bias: Option<usize>,
+    /// Indices into the plan's parameters.
+    pub weight: Option<usize>,
+    pub bias: Option<usize>,
     argmax: Option<BufId>,
     norm: Option<NormBufs>,
-}
-
-/// What every op of one program shares: batch size, the program's state buffer and data-set size.
-#[derive(Clone, Copy)]
-pub(super) struct Pass {
-    pub batch: usize,
-    pub state: BufId,
-    pub samples: usize,
-    pub training: bool,
 }
 
 fn param(
@@ -61,6 +53,8 @@ fn param(
         buf,
         grad,
         init,
+        group: 0,
+        trainable: true,
     });
     params.len() - 1
 }

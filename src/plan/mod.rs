@@ -14,8 +14,13 @@
 mod layers;
 
 use crate::model::{Model, init};
-use crate::ops::{Act, AdamHyper, BufId, LossKind, Noise, Op, state};
-use layers::{LayerBufs, Pass};
+use crate::objective::Term;
+use crate::objective::{
+    CodeMean, CodeTap, CompiledTerm, GradAt, Meter, MeterRole, Meters, Objective, Per, Taps,
+    TermContext, compile_term,
+};
+use crate::ops::{AdamHyper, BufId, LossKind, Noise, Op, state};
+use layers::LayerBufs;
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +70,10 @@ pub struct ParamDesc {
     pub buf: BufId,
     pub grad: BufId,
     pub init: Init,
+    /// The parameter group: groups train in their own phases and count their own optimizer steps.
+    pub group: usize,
+    /// Whether the update program changes it (a frozen layer keeps its values).
+    pub trainable: bool,
 }
 
 /// A non-learned tensor that is part of the model (batch-norm running statistics).
@@ -89,7 +98,8 @@ pub enum Optimizer {
 #[derive(Clone, Debug)]
 pub struct PlanConfig {
     pub batch: usize,
-    pub loss: LossKind,
+    /// What is minimised: the reconstruction first, then any penalties.
+    pub objective: Objective,
     pub optimizer: Optimizer,
     pub train_samples: usize,
     pub test_samples: usize,
@@ -114,15 +124,10 @@ pub struct PlanIo {
     pub model_input: BufId,
     /// The reconstruction act(logits), [batch, features].
     pub recon: BufId,
-    /// Loss sums: slot 0 training, slot 1 evaluation (sum over elements, not a mean).
+    /// Every meter's sums (the objective's terms and the statistics beside them): meter i's training sum
+    /// in slot 2i, its evaluation sum in slot 2i + 1 (see [`Meter`]).
     pub loss_acc: BufId,
-    /// Each training step's loss sum, indexed by the step's batch index within the epoch.
-    pub train_log: BufId,
 }
-
-/// Which loss accumulator slot a program adds to.
-pub const TRAIN_SLOT: usize = 0;
-pub const EVAL_SLOT: usize = 1;
 
 /// Noise streams: training and evaluation draw independent corruption.
 const TRAIN_STREAM: u32 = 0;
@@ -133,6 +138,9 @@ pub struct Plan {
     pub buffers: Vec<BufferDesc>,
     pub params: Vec<ParamDesc>,
     pub stats: Vec<StatDesc>,
+    /// What the accumulator sums: the reconstruction (meter 0), the other terms, then statistics.
+    pub meters: Vec<Meter>,
+    pub objective: Objective,
     pub forward_backward: Vec<Op>,
     pub update: Vec<Op>,
     pub eval: Vec<Op>,
@@ -150,6 +158,8 @@ pub enum PlanError {
     EmptyBatch,
     #[error("the data set is empty (train {train} samples, test {test} samples)")]
     EmptyData { train: usize, test: usize },
+    #[error("the {term} term {problem}")]
+    Term { term: &'static str, problem: String },
     #[error("{loss:?} loss needs a sigmoid output layer, but model {model} ends in {act}")]
     LossNeedsSigmoid {
         loss: LossKind,
@@ -163,11 +173,25 @@ pub fn packed_words(bytes: usize) -> usize {
     bytes.div_ceil(4).max(1)
 }
 
-struct Builder {
+/// The buffers of a plan being built.
+pub struct Builder {
     buffers: Vec<BufferDesc>,
 }
 
+/// What every op of one program shares: batch size, the program's state buffer and data-set size.
+#[derive(Clone, Copy, Debug)]
+pub struct Pass {
+    pub batch: usize,
+    pub state: BufId,
+    pub samples: usize,
+    pub training: bool,
+}
+
 impl Builder {
+    /// A working buffer of `len` floats that a term or an op keeps for itself.
+    pub fn scratch(&mut self, name: impl Into<String>, len: usize) -> BufId {
+        self.f32(name, len, Role::Scratch)
+    }
     fn add(&mut self, name: impl Into<String>, len: usize, elem: Elem, role: Role) -> BufId {
         self.buffers.push(BufferDesc {
             name: name.into(),
@@ -193,13 +217,6 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         });
     }
     let output_act = model.output_act();
-    if cfg.loss == LossKind::BceWithLogits && output_act != Act::Sigmoid {
-        return Err(PlanError::LossNeedsSigmoid {
-            loss: cfg.loss,
-            model: model.name.clone(),
-            act: output_act.name(),
-        });
-    }
     let batch = cfg.batch;
     let features = model.input.numel();
     let mut b = Builder {
@@ -227,17 +244,8 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         Some(_) => b.f32("noisy_input", batch * features, Role::Activation),
         None => input,
     };
+    // Sized once every meter is known: two slots (training, evaluation) per meter.
     let loss_acc = b.f32("loss_acc", 2, Role::Scratch);
-    let train_log = b.f32(
-        "train_step_losses",
-        cfg.train_samples.div_ceil(batch),
-        Role::Scratch,
-    );
-    let eval_log = b.f32(
-        "eval_step_losses",
-        cfg.test_samples.div_ceil(batch),
-        Role::Scratch,
-    );
 
     // Every layer's parameters and activations, in order.
     let mut params = Vec::new();
@@ -267,11 +275,60 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         bufs.push(l);
     }
     let last = model.layers.len() - 1;
-    let logits = bufs[last].output;
-    let logits_grad = bufs[last].output_grad;
     let recon = b.f32("recon", batch * features, Role::Activation);
-    let partial_count = (batch * features).div_ceil(256);
-    let partials = b.f32("loss_partials", partial_count, Role::Scratch);
+    let corruption_mask = match (cfg.noise, cfg.objective.reconstruction_term().1) {
+        (Some(_), Some(_)) => Some(b.f32("corruption_mask", batch * features, Role::Activation)),
+        _ => None,
+    };
+
+    // The objective's terms, each with its buffers and meters; the code's mean activation is reported
+    // for every model that has a code.
+    let taps = Taps {
+        input,
+        model_input,
+        corruption_mask,
+        logits: bufs[last].output,
+        logits_grad: bufs[last].output_grad,
+        recon,
+        output_act,
+        code: model
+            .code
+            .map(|layer| code_tap(model, &bufs, &params, layer)),
+    };
+    let mut meters = Meters::new(
+        loss_acc,
+        cfg.train_samples.div_ceil(batch),
+        cfg.test_samples.div_ceil(batch),
+    );
+    let mut terms: Vec<Box<dyn CompiledTerm>> = Vec::new();
+    {
+        let mut cx = TermContext {
+            b: &mut b,
+            meters: &mut meters,
+            taps: &taps,
+            batch,
+            features,
+            noise: cfg.noise,
+            model_name: &model.name,
+            layers: &model.layers,
+        };
+        if !matches!(
+            cfg.objective.terms.first(),
+            Some(Term::Reconstruction { .. })
+        ) {
+            return Err(PlanError::Term {
+                term: "reconstruction",
+                problem: "must be the objective's first term".into(),
+            });
+        }
+        for term in &cfg.objective.terms {
+            terms.push(compile_term(term, &mut cx)?);
+        }
+        if let Some(code) = taps.code {
+            terms.push(Box::new(CodeMean::compile(&mut cx, code)));
+        }
+    }
+    b.buffers[loss_acc.0].len = 2 * meters.list.len();
 
     let forward = |pass: Pass| -> Vec<Op> {
         let mut ops = vec![];
@@ -290,8 +347,8 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         }
         ops
     };
-    // gather → corrupt → forward → loss → sum, for one program.
-    let head = |data, perm, pass: Pass, stream, slot| {
+    // gather → corrupt → forward → every term's value (the reconstruction first), for one program.
+    let head = |data, perm, pass: Pass, stream| {
         let mut ops = vec![Op::GatherBatch {
             data,
             perm,
@@ -306,6 +363,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             ops.push(Op::Corrupt {
                 x: input,
                 y: model_input,
+                mask: corruption_mask,
                 state: pass.state,
                 len: batch * features,
                 noise,
@@ -314,31 +372,9 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             });
         }
         ops.extend(forward(pass));
-        ops.push(Op::Loss {
-            kind: cfg.loss,
-            output_act,
-            logits,
-            target: input,
-            grad: logits_grad,
-            recon,
-            partials,
-            state: pass.state,
-            rows: batch,
-            cols: features,
-            samples: pass.samples,
-        });
-        ops.push(Op::ReduceSum {
-            partials,
-            count: partial_count,
-            acc: loss_acc,
-            slot,
-            state: pass.state,
-            log: if slot == TRAIN_SLOT {
-                train_log
-            } else {
-                eval_log
-            },
-        });
+        for term in &terms {
+            ops.extend(term.forward(&pass));
+        }
         ops
     };
 
@@ -348,8 +384,20 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         samples: cfg.train_samples,
         training: true,
     };
-    let mut forward_backward = head(train_data, train_perm, train, TRAIN_STREAM, TRAIN_SLOT);
+    let mut forward_backward = head(train_data, train_perm, train, TRAIN_STREAM);
+    // The loss wrote the output's gradient; each layer's backward writes its parameters' gradients and
+    // its input's. Terms add into those buffers after the op that wrote them: just before the layer's
+    // backward reads its output's gradient, and just after it wrote its parameters'.
+    let term_grads: Vec<(GradAt, Vec<Op>)> =
+        terms.iter().flat_map(|t| t.backward(&train)).collect();
+    let grads_at = |at: GradAt| {
+        term_grads
+            .iter()
+            .filter(move |(place, _)| *place == at)
+            .flat_map(|(_, ops)| ops.iter().cloned())
+    };
     for (i, layer) in model.layers.iter().enumerate().rev() {
+        forward_backward.extend(grads_at(GradAt::BeforeLayer(i)));
         let (inp, out) = (model.shapes[i], model.shapes[i + 1]);
         forward_backward.extend(layers::backward(
             layer,
@@ -361,10 +409,11 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             train,
             i == last,
         ));
+        forward_backward.extend(grads_at(GradAt::AfterLayer(i)));
     }
 
     let mut update = Vec::new();
-    for p in &params {
+    for p in params.iter().filter(|p| p.trainable) {
         let len = b.buffers[p.buf.0].len;
         match cfg.optimizer {
             Optimizer::Adam(hyper) => {
@@ -376,6 +425,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
                     m,
                     v,
                     state: train_state,
+                    step_word: group_step_word(p.group),
                     len,
                     hyper,
                 });
@@ -406,13 +456,15 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         samples: cfg.test_samples,
         training: false,
     };
-    let mut eval = head(test_data, test_perm, evaluation, EVAL_STREAM, EVAL_SLOT);
+    let mut eval = head(test_data, test_perm, evaluation, EVAL_STREAM);
     eval.push(Op::AdvanceStep { state: eval_state });
 
     Ok(Plan {
         buffers: b.buffers,
         params,
         stats,
+        meters: meters.list,
+        objective: cfg.objective.clone(),
         forward_backward,
         update,
         eval,
@@ -427,7 +479,6 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             model_input,
             recon,
             loss_acc,
-            train_log,
         },
         batch,
         features,
@@ -436,7 +487,106 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     })
 }
 
+/// The state word that counts a parameter group's completed optimizer steps (Adam's t − 1): group 0, the
+/// whole model today, uses the global step; a group that starts training later gets a word of its own, so
+/// its bias correction starts from t = 1.
+fn group_step_word(group: usize) -> usize {
+    match group {
+        0 => state::GLOBAL_STEP,
+        g => state::GROUP_STEPS + g - 1,
+    }
+}
+
+/// The code tap of layer `layer`'s output.
+fn code_tap(model: &Model, bufs: &[LayerBufs], params: &[ParamDesc], layer: usize) -> CodeTap {
+    let l = &bufs[layer];
+    let weight = match model.layers[layer] {
+        crate::model::Layer::Linear { .. } => l.weight.map(|w| (params[w].buf, params[w].grad)),
+        _ => None,
+    };
+    CodeTap {
+        layer,
+        value: l.output,
+        grad: l.output_grad,
+        width: model.shapes[layer + 1].numel(),
+        inputs: model.shapes[layer].numel(),
+        act: model.layers[layer].act(),
+        weight,
+    }
+}
+
+/// A pass's means: every meter's value (in [`Plan::meters`] order) and the objective's total, the sum of
+/// the terms' values times their weights.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub total: f64,
+    pub values: Vec<f64>,
+}
+
+impl Summary {
+    /// The value of the meter called `name`.
+    pub fn get(&self, plan: &Plan, name: &str) -> Option<f64> {
+        plan.meters
+            .iter()
+            .position(|m| m.name == name)
+            .and_then(|i| self.values.get(i).copied())
+    }
+}
+
 impl Plan {
+    /// Means over `samples` samples from each meter's summed value (`sums[i]` for meter i); a term's value
+    /// is its weight times its mean, as it enters the total.
+    pub fn summarize(&self, sums: &[f64], samples: usize) -> Summary {
+        let values: Vec<f64> = self
+            .meters
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let sum = sums.get(i).copied().unwrap_or(0.0);
+                let mean = match m.per {
+                    Per::Element(width) => sum / (samples * width) as f64,
+                    Per::Sample => sum / samples as f64,
+                    Per::SumOf(j) => sum / sums.get(j).copied().unwrap_or(0.0),
+                };
+                match m.role {
+                    MeterRole::Term { weight } => weight * mean,
+                    _ => mean,
+                }
+            })
+            .collect();
+        let total = self
+            .meters
+            .iter()
+            .zip(&values)
+            .filter(|(m, _)| matches!(m.role, MeterRole::Term { .. }))
+            .map(|(_, v)| v)
+            .sum();
+        Summary { total, values }
+    }
+
+    /// The training sums (slot 2i of meter i) of an accumulator read back.
+    pub fn train_sums(&self, acc: &[f32]) -> Vec<f64> {
+        (0..self.meters.len())
+            .map(|i| acc.get(Meter::train_slot(i)).copied().unwrap_or(0.0) as f64)
+            .collect()
+    }
+
+    /// The evaluation sums (slot 2i + 1 of meter i).
+    pub fn eval_sums(&self, acc: &[f32]) -> Vec<f64> {
+        (0..self.meters.len())
+            .map(|i| acc.get(Meter::eval_slot(i)).copied().unwrap_or(0.0) as f64)
+            .collect()
+    }
+
+    /// An accumulator holding `train` in the training slots and zeros elsewhere.
+    pub fn accumulator(&self, train: &[f64]) -> Vec<f32> {
+        let mut acc = vec![0.0; (2 * self.meters.len()).max(1)];
+        for (i, &sum) in train.iter().enumerate().take(self.meters.len()) {
+            acc[Meter::train_slot(i)] = sum as f32;
+        }
+        acc
+    }
+
     pub fn steps_per_epoch(&self) -> usize {
         self.train_samples.div_ceil(self.batch)
     }
@@ -472,6 +622,8 @@ impl Plan {
             buffers,
             params: Vec::new(),
             stats: Vec::new(),
+            meters: Vec::new(),
+            objective: Objective::reconstruction(LossKind::BceWithLogits),
             forward_backward: ops,
             update: Vec::new(),
             eval: Vec::new(),
@@ -486,7 +638,6 @@ impl Plan {
                 model_input: z,
                 recon: z,
                 loss_acc: z,
-                train_log: z,
             },
             batch: 1,
             features: 1,

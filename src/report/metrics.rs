@@ -5,9 +5,21 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// The columns every run has; `train_<meter>,test_<meter>` pairs follow for each reported meter.
 pub const HEADER: &str = "epoch,step,train_loss,test_loss,seconds,samples_per_second";
 
-/// One epoch's summary. Losses are means per element; `step` counts optimizer steps since the start.
+/// The header of a run whose meters are `meters` (see [`MetricsRow::meters`]).
+pub fn header(meters: &[String]) -> String {
+    let mut h = HEADER.to_string();
+    for m in meters {
+        h.push_str(&format!(",train_{m},test_{m}"));
+    }
+    h
+}
+
+/// One epoch's summary. `train_loss` and `test_loss` are the objective's totals (the reconstruction a mean
+/// per element, penalties means per sample times their weights); `step` counts optimizer steps since the
+/// start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricsRow {
     pub epoch: usize,
@@ -17,6 +29,8 @@ pub struct MetricsRow {
     /// Wall-clock seconds since training started.
     pub seconds: f64,
     pub samples_per_second: f64,
+    /// (train, test) of every meter the header names, in order.
+    pub meters: Vec<(f64, f64)>,
 }
 
 /// `DIR/metrics.csv`, created (or truncated) with its header.
@@ -26,7 +40,7 @@ pub struct MetricsCsv {
 }
 
 impl MetricsCsv {
-    pub fn create(dir: &Path) -> Result<MetricsCsv, ReportError> {
+    pub fn create(dir: &Path, meters: &[String]) -> Result<MetricsCsv, ReportError> {
         let path = dir.join("metrics.csv");
         let file = File::create(&path).map_err(|source| ReportError::Io {
             path: path.clone(),
@@ -36,14 +50,18 @@ impl MetricsCsv {
             path,
             out: BufWriter::new(file),
         };
-        csv.write_line(HEADER)?;
+        csv.write_line(&header(meters))?;
         Ok(csv)
     }
 
     /// Opens `DIR/metrics.csv` to continue a resumed run: keeps the header and the lines of epochs up to
     /// `epochs_done`, drops later ones (written after the checkpoint the run resumes from), and appends from
     /// there. Creates the file when there is none.
-    pub fn resume(dir: &Path, epochs_done: usize) -> Result<MetricsCsv, ReportError> {
+    pub fn resume(
+        dir: &Path,
+        epochs_done: usize,
+        meters: &[String],
+    ) -> Result<MetricsCsv, ReportError> {
         let path = dir.join("metrics.csv");
         let io = |source| ReportError::Io {
             path: path.clone(),
@@ -64,7 +82,7 @@ impl MetricsCsv {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(e)),
         };
-        let mut csv = MetricsCsv::create(dir)?;
+        let mut csv = MetricsCsv::create(dir, meters)?;
         for line in &kept {
             csv.write_line(line)?;
         }
@@ -78,10 +96,13 @@ impl MetricsCsv {
     /// Appends one line and flushes it to the file.
     pub fn append(&mut self, row: &MetricsRow) -> Result<(), ReportError> {
         // `{:?}` keeps every digit of an f64 (shortest round-trip form) and writes NaN/inf readably.
-        let line = format!(
+        let mut line = format!(
             "{},{},{:?},{:?},{:.3},{:.1}",
             row.epoch, row.step, row.train_loss, row.test_loss, row.seconds, row.samples_per_second
         );
+        for (train, test) in &row.meters {
+            line.push_str(&format!(",{train:?},{test:?}"));
+        }
         self.write_line(&line)
     }
 
@@ -104,7 +125,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gpu-ae-metrics-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut csv = MetricsCsv::create(&dir).unwrap();
+        let mut csv = MetricsCsv::create(&dir, &["recon".into()]).unwrap();
         let rows: Vec<MetricsRow> = (1..=3)
             .map(|e| MetricsRow {
                 epoch: e,
@@ -113,6 +134,7 @@ mod tests {
                 test_loss: 0.3 / e as f64,
                 seconds: 1.5 * e as f64,
                 samples_per_second: 40_000.25,
+                meters: vec![(0.25 / e as f64, 0.5)],
             })
             .collect();
         for (i, row) in rows.iter().enumerate() {
@@ -120,13 +142,14 @@ mod tests {
             // Read back while the writer is still open: the line must already be there.
             let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
             let lines: Vec<&str> = text.lines().collect();
-            assert_eq!(lines[0], HEADER);
+            assert_eq!(lines[0], format!("{HEADER},train_recon,test_recon"));
             assert_eq!(lines.len(), i + 2);
         }
         let text = std::fs::read_to_string(csv.path()).unwrap();
         for (line, row) in text.lines().skip(1).zip(&rows) {
             let fields: Vec<&str> = line.split(',').collect();
-            assert_eq!(fields.len(), HEADER.split(',').count(), "{line}");
+            assert_eq!(fields.len(), HEADER.split(',').count() + 2, "{line}");
+            assert_eq!(fields[6].parse::<f64>().unwrap(), row.meters[0].0);
             assert_eq!(fields[0].parse::<usize>().unwrap(), row.epoch);
             assert_eq!(fields[1].parse::<usize>().unwrap(), row.step);
             assert_eq!(
@@ -147,7 +170,7 @@ mod tests {
         let dir = std::env::temp_dir()
             .join(format!("gpu-ae-metrics-missing-{}", std::process::id()))
             .join("nope");
-        let err = MetricsCsv::create(&dir)
+        let err = MetricsCsv::create(&dir, &[])
             .err()
             .expect("creating in a missing folder fails");
         assert!(err.to_string().contains("metrics.csv"), "{err}");

@@ -10,6 +10,7 @@ pub mod norm;
 pub mod pool;
 pub mod profile;
 pub mod scratch;
+pub mod terms;
 
 use super::{Executor, Program};
 use crate::ops::{BufId, Op, state};
@@ -223,13 +224,14 @@ impl<T: Real> CpuExecutor<T> {
             }
             Op::ReduceSum {
                 partials,
+                first,
                 count,
                 acc,
                 slot,
                 state: st,
                 log,
             } => {
-                let sum = kernels::reduce_sum(&self.floats(partials)[..count]);
+                let sum = kernels::reduce_sum(&self.floats(partials)[first..first + count]);
                 self.floats_mut(acc)[slot] += sum;
                 let step = self.words(st)[state::BATCH] as usize;
                 if let Some(entry) = self.floats_mut(log).get_mut(step) {
@@ -242,10 +244,11 @@ impl<T: Real> CpuExecutor<T> {
                 m,
                 v,
                 state: st,
+                step_word,
                 len,
                 hyper,
             } => {
-                let t = self.words(st)[state::GLOBAL_STEP] + 1;
+                let t = self.words(st)[step_word] + 1;
                 let mut p = std::mem::take(self.floats_mut(param));
                 let mut mm = std::mem::take(self.floats_mut(m));
                 let mut vv = std::mem::take(self.floats_mut(v));
@@ -479,6 +482,7 @@ impl<T: Real> CpuExecutor<T> {
             Op::Corrupt {
                 x,
                 y,
+                mask,
                 state: st,
                 len,
                 noise,
@@ -496,6 +500,11 @@ impl<T: Real> CpuExecutor<T> {
                         step,
                     )
                 });
+                if let Some(mask) = mask {
+                    self.with_out(mask, |_, m| {
+                        noise::corruption_mask(&mut m[..len], noise, seed, stream, step)
+                    });
+                }
             }
             Op::Conv2d { geom, x, w, y } => {
                 self.with_out(y, |s, y| {
@@ -570,6 +579,7 @@ impl<T: Real> CpuExecutor<T> {
                     )
                 });
             }
+            Op::Term(ref term) => self.execute_term(term),
         }
     }
 

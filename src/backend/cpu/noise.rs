@@ -50,3 +50,17 @@ pub fn corrupt<T: Real>(x: &[T], y: &mut [T], noise: Noise, seed: u32, stream: u
             };
         });
 }
+
+/// mask[i] = 1 where [`corrupt`] with the same arguments chooses element i (masks, salts or peppers it), 0
+/// elsewhere; Gaussian noise changes every element, so its mask is all ones.
+pub fn corruption_mask<T: Real>(mask: &mut [T], noise: Noise, seed: u32, stream: u32, step: u32) {
+    mask.par_iter_mut().enumerate().for_each(|(i, m)| {
+        let chosen = match noise {
+            Noise::Gaussian { .. } => true,
+            Noise::Mask { fraction } | Noise::SaltPepper { fraction } => {
+                counter_uniform(seed, stream, step, i as u32, 0) < fraction
+            }
+        };
+        *m = if chosen { T::one() } else { T::zero() };
+    });
+}

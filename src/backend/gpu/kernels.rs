@@ -27,6 +27,7 @@ pub enum Shader {
     Pool,
     BatchNorm,
     Noise,
+    Terms,
     Conv2d,
     /// conv_gemm.wgsl with the 32-row tile, and with the 64-row tile.
     ConvGemm,
@@ -56,14 +57,15 @@ impl Shader {
             Shader::Pool => "pool.wgsl",
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Noise => "noise.wgsl",
+            Shader::Terms => "terms.wgsl",
             Shader::Conv2d => "conv2d.wgsl",
             Shader::ConvGemm => "conv_gemm.wgsl (32-row tile)",
             Shader::ConvGemmWide => "conv_gemm.wgsl (64-row tile)",
         }
     }
 
-    /// The module source: the file, after the shared definitions it uses (activation.wgsl and loss.wgsl
-    /// use activation_math.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
+    /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
+    /// terms.wgsl use activation_math.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
     /// and/or matmul_tile128.wgsl;
     /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
     /// conv_tile32.wgsl or conv_tile64.wgsl).
@@ -100,6 +102,7 @@ impl Shader {
             Shader::Pool => (&[], include_str!("../../../shaders/pool.wgsl")),
             Shader::BatchNorm => (&[], include_str!("../../../shaders/batchnorm.wgsl")),
             Shader::Noise => (&[], include_str!("../../../shaders/noise.wgsl")),
+            Shader::Terms => (MATH, include_str!("../../../shaders/terms.wgsl")),
             Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
             Shader::ConvGemm => (
                 &[CONV_PARAMS, ACTIVATION_MATH, CONV_TILE32],
@@ -543,16 +546,23 @@ impl Kernels {
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn reduce_sum(
         &mut self,
         partials: &wgpu::Buffer,
+        first: usize,
         count: usize,
         acc: &wgpu::Buffer,
         slot: usize,
         state: &wgpu::Buffer,
         log: &wgpu::Buffer,
     ) -> Dispatch {
-        let params = [count as u32, slot as u32, (log.size() / 4) as u32];
+        let params = [
+            count as u32,
+            slot as u32,
+            (log.size() / 4) as u32,
+            first as u32,
+        ];
         self.dispatch(
             Shader::Reduce,
             "reduce_sum",
@@ -571,6 +581,7 @@ impl Kernels {
         m: &wgpu::Buffer,
         v: &wgpu::Buffer,
         state: &wgpu::Buffer,
+        step_word: usize,
         len: usize,
         h: AdamHyper,
     ) -> Dispatch {
@@ -581,6 +592,7 @@ impl Kernels {
             bits(h.beta2),
             bits(h.eps),
             bits(h.weight_decay),
+            step_word as u32,
         ];
         self.dispatch(
             Shader::Optim,
@@ -620,7 +632,7 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 15] = [
+    const ALL: [Shader; 16] = [
         Shader::Data,
         Shader::Matmul,
         Shader::MatmulLarge,
@@ -633,6 +645,7 @@ mod tests {
         Shader::Pool,
         Shader::BatchNorm,
         Shader::Noise,
+        Shader::Terms,
         Shader::Conv2d,
         Shader::ConvGemm,
         Shader::ConvGemmWide,

@@ -10,6 +10,7 @@ pub mod profile;
 mod noise;
 mod norm;
 mod pool;
+mod terms;
 
 pub use norm::NormSizes;
 
@@ -272,21 +273,32 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
         ),
         Op::ReduceSum {
             partials,
+            first,
             count,
             acc,
             slot,
             state,
             log,
-        } => k.reduce_sum(b(partials), count, b(acc), slot, b(state), b(log)),
+        } => k.reduce_sum(b(partials), first, count, b(acc), slot, b(state), b(log)),
         Op::Adam {
             param,
             grad,
             m,
             v,
             state,
+            step_word,
             len,
             hyper,
-        } => k.adam(b(param), b(grad), b(m), b(v), b(state), len, hyper),
+        } => k.adam(
+            b(param),
+            b(grad),
+            b(m),
+            b(v),
+            b(state),
+            step_word,
+            len,
+            hyper,
+        ),
         Op::Sgd {
             param,
             grad,
@@ -434,12 +446,14 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
         Op::Corrupt {
             x,
             y,
+            mask,
             state,
             len,
             noise,
             seed,
             stream,
-        } => k.corrupt(b(x), b(y), b(state), len, noise, seed, stream),
+        } => k.corrupt(b(x), b(y), mask.map(b), b(state), len, noise, seed, stream),
+        Op::Term(ref term) => k.term(bufs, term),
         Op::Conv2d { geom, x, w, y } => k.conv2d(&geom, b(x), b(w), b(y)),
         Op::ConvBiasAct {
             geom,

@@ -9,6 +9,7 @@ impl Kernels {
         &mut self,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
+        mask: Option<&wgpu::Buffer>,
         state: &wgpu::Buffer,
         len: usize,
         noise: Noise,
@@ -22,13 +23,23 @@ impl Kernels {
             seed,
             stream,
         ];
-        self.dispatch(
-            Shader::Noise,
-            "corrupt",
-            &params,
-            &[0, 1, 2, 3],
-            &[x, y, state],
-            linear_groups(len),
-        )
+        match mask {
+            None => self.dispatch(
+                Shader::Noise,
+                "corrupt",
+                &params,
+                &[0, 1, 2, 3],
+                &[x, y, state],
+                linear_groups(len),
+            ),
+            Some(mask) => self.dispatch(
+                Shader::Noise,
+                "corrupt_masked",
+                &params,
+                &[0, 1, 2, 3, 4],
+                &[x, y, state, mask],
+                linear_groups(len),
+            ),
+        }
     }
 }

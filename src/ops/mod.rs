@@ -7,6 +7,10 @@
 //! Layout conventions: matrices are row-major; a batch of feature maps is NCHW (batch, channel, row, column),
 //! the layout PyTorch uses, so checkpoints and reference figures compare directly.
 
+pub mod terms;
+
+pub use terms::TermOp;
+
 /// Index of a buffer in [`crate::plan::Plan::buffers`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BufId(pub usize);
@@ -149,23 +153,27 @@ pub enum Op {
         cols: usize,
         samples: usize,
     },
-    /// s = Σ partials[0..count], the summed per-element loss of a step: acc[slot] += s, and
-    /// log[state[1]] = s, so the host can tell which step of an epoch first went non-finite.
+    /// s = Σ partials[first..first + count], the summed value of one objective term (or statistic) over a
+    /// step: acc[slot] += s, and log[state[1]] = s, so the host can tell which step of an epoch first went
+    /// non-finite.
     ReduceSum {
         partials: BufId,
+        first: usize,
         count: usize,
         acc: BufId,
         slot: usize,
         state: BufId,
         log: BufId,
     },
-    /// Adam (PyTorch semantics, L2 weight decay added to the gradient), step t = state[0] + 1.
+    /// Adam (PyTorch semantics, L2 weight decay added to the gradient), step t = state[step_word] + 1: the
+    /// completed steps of the parameter's group (the global step for group 0).
     Adam {
         param: BufId,
         grad: BufId,
         m: BufId,
         v: BufId,
         state: BufId,
+        step_word: usize,
         len: usize,
         hyper: AdamHyper,
     },
@@ -292,10 +300,12 @@ pub enum Op {
     },
     /// Corruption for denoising autoencoders: y = noise(x) element-wise over `len` elements, with randomness
     /// from [`crate::rng::counter_hash`] keyed by (seed, stream, state[0], element index), so a step's noise
-    /// is the same on every backend and on every replay.
+    /// is the same on every backend and on every replay. `mask`, when given, receives 1 where the corruption
+    /// chose the element (masked, salted or peppered) and 0 elsewhere, for the emphasised loss.
     Corrupt {
         x: BufId,
         y: BufId,
+        mask: Option<BufId>,
         state: BufId,
         len: usize,
         noise: Noise,
@@ -343,6 +353,8 @@ pub enum Op {
         dw: BufId,
         accumulate: bool,
     },
+    /// An objective term's op: penalties on an activation, their statistics, the emphasised loss.
+    Term(TermOp),
 }
 
 /// Geometry of a 2-D convolution x[N, in_c, in_h, in_w] ⊛ w[out_c, in_c, k_h, k_w] → y[N, out_c, out_h, out_w],
@@ -554,6 +566,7 @@ impl Op {
             Op::ConvBiasAct {
                 transposed: true, ..
             } => "conv_transpose2d_bias_act",
+            Op::Term(t) => t.name(),
         }
     }
 }
@@ -564,6 +577,8 @@ pub mod state {
     pub const GLOBAL_STEP: usize = 0;
     /// Batch index within the current pass over the data.
     pub const BATCH: usize = 1;
+    /// Completed optimizer steps of parameter groups 1, 2, … (group 0 counts in [`GLOBAL_STEP`]).
+    pub const GROUP_STEPS: usize = 2;
     pub const LEN: usize = 4;
 }
 
@@ -620,11 +635,12 @@ impl Op {
             Op::BatchNorm2dBackward {
                 dx, dgamma, dbeta, ..
             } => vec![dx, dgamma, dbeta],
-            Op::Corrupt { y, .. } => vec![y],
+            Op::Corrupt { y, mask, .. } => std::iter::once(y).chain(mask).collect(),
             Op::Conv2d { y, .. } => vec![y],
             Op::Conv2dBackwardData { dx, .. } => vec![dx],
             Op::Conv2dBackwardWeight { dw, .. } => vec![dw],
             Op::ConvBiasAct { y, .. } => vec![y],
+            Op::Term(ref t) => t.float_outputs(),
         }
     }
 
@@ -700,6 +716,7 @@ impl Op {
                 };
                 geom.flops() + 2 * outputs
             }
+            Op::Term(ref t) => t.flops(),
         };
         f as u64
     }
@@ -801,7 +818,7 @@ impl Op {
                 inner,
                 ..
             } => 3 * batch * channels * inner + 5 * channels,
-            Op::Corrupt { len, .. } => 2 * len,
+            Op::Corrupt { len, mask, .. } => (2 + mask.is_some() as usize) * len,
             Op::Conv2d { geom, .. } => geom.x_len() + geom.w_len() + geom.y_len(),
             Op::Conv2dBackwardData {
                 geom, accumulate, ..
@@ -818,6 +835,7 @@ impl Op {
                     + geom.y_len()
                     + if transposed { geom.in_c } else { geom.out_c }
             }
+            Op::Term(ref t) => t.words(),
         };
         4 * words as u64
     }
@@ -951,6 +969,7 @@ impl Op {
             | Op::Conv2dBackwardData { geom, .. }
             | Op::Conv2dBackwardWeight { geom, .. } => conv(geom),
             Op::ConvBiasAct { geom, act, .. } => format!("{} + bias, {}", conv(geom), act.name()),
+            Op::Term(t) => t.shapes(),
         }
     }
 }

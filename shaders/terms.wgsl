@@ -1,0 +1,208 @@
+// Objective terms beyond the reconstruction loss (src/ops/terms.rs states each op's math; CPU twins in
+// src/backend/cpu/terms.rs). Every kernel sees only the valid rows of a batch,
+// valid = min(rows, samples − state[1]·rows), so the padded rows of a last partial batch never enter a
+// batch statistic or receive a gradient. Kernels named *_grad add into their gradient buffer.
+//
+// All entry points share the uniform and the state; each binds its own buffers (distinct binding numbers,
+// so every entry point's automatic layout holds just what it uses).
+
+struct TermParams {
+    rows: u32,
+    cols: u32,
+    samples: u32,
+    // contractive: the layer's input width
+    inputs: u32,
+    act: u32,
+    // tap_sum: 1 to sum |x|, 0 to sum x
+    absolute: u32,
+    weight: f32,
+    rho: f32,
+}
+
+@group(0) @binding(0) var<uniform> tp: TermParams;
+@group(0) @binding(1) var<storage, read> term_state: array<u32>;
+
+var<workgroup> scratch: array<f32, 256>;
+
+fn valid_rows() -> u32 {
+    let first = term_state[1] * tp.rows;
+    return min(tp.rows, tp.samples - min(tp.samples, first));
+}
+
+fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.y * groups.x * 256u + gid.x;
+}
+
+// scratch[lid] = value, then the workgroup's sum in scratch[0] (fixed order).
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    scratch[lid] = value;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] = scratch[lid] + scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return scratch[0];
+}
+
+// ---- tap_sum: partials[g] = Σ f(x) over group g's valid elements --------------------------------------
+@group(0) @binding(2) var<storage, read> tap_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> tap_partials: array<f32>;
+
+@compute @workgroup_size(256)
+fn tap_sum(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = flat_index(gid, groups);
+    var v = 0.0;
+    if (i < valid_rows() * tp.cols) {
+        v = tap_x[i];
+        if (tp.absolute == 1u) {
+            v = abs(v);
+        }
+    }
+    let sum = workgroup_sum(lid, v);
+    if (lid == 0u) {
+        tap_partials[wid.y * groups.x + wid.x] = sum;
+    }
+}
+
+// ---- l1_grad: grad += weight/valid · sign(x) ---------------------------------------------------------
+@group(0) @binding(4) var<storage, read> l1_x: array<f32>;
+@group(0) @binding(5) var<storage, read_write> l1_grad_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn l1_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let valid = valid_rows();
+    if (i >= valid * tp.cols) {
+        return;
+    }
+    let scale = tp.weight / f32(max(valid, 1u));
+    l1_grad_out[i] = l1_grad_out[i] + scale * sign(l1_x[i]);
+}
+
+// ---- kl_sparsity: ρ̂ⱼ (one thread per column) and valid · Σⱼ KL(ρ ‖ ρ̂ⱼ) per 256 columns ---------------
+const KL_EPS: f32 = 1e-6;
+
+@group(0) @binding(6) var<storage, read> kl_h: array<f32>;
+@group(0) @binding(7) var<storage, read_write> kl_rho_hat: array<f32>;
+@group(0) @binding(8) var<storage, read_write> kl_partials: array<f32>;
+
+@compute @workgroup_size(256)
+fn kl_sparsity(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let j = flat_index(gid, groups);
+    let valid = valid_rows();
+    var kl = 0.0;
+    if (j < tp.cols) {
+        var sum = 0.0;
+        for (var i = 0u; i < valid; i = i + 1u) {
+            sum = sum + kl_h[i * tp.cols + j];
+        }
+        let r = clamp(sum / f32(max(valid, 1u)), KL_EPS, 1.0 - KL_EPS);
+        kl_rho_hat[j] = r;
+        let rho = tp.rho;
+        kl = rho * log(rho / r) + (1.0 - rho) * log((1.0 - rho) / (1.0 - r));
+    }
+    let total = workgroup_sum(lid, kl);
+    if (lid == 0u) {
+        kl_partials[wid.y * groups.x + wid.x] = f32(valid) * total;
+    }
+}
+
+// ---- kl_sparsity_grad: grad[i, j] += weight/valid · (−ρ/ρ̂ⱼ + (1 − ρ)/(1 − ρ̂ⱼ)) -------------------------
+@group(0) @binding(9) var<storage, read> klg_rho_hat: array<f32>;
+@group(0) @binding(10) var<storage, read_write> klg_grad: array<f32>;
+
+@compute @workgroup_size(256)
+fn kl_sparsity_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let valid = valid_rows();
+    if (i >= valid * tp.cols) {
+        return;
+    }
+    let r = klg_rho_hat[i % tp.cols];
+    let scale = tp.weight / f32(max(valid, 1u));
+    klg_grad[i] = klg_grad[i] + scale * (-tp.rho / r + (1.0 - tp.rho) / (1.0 - r));
+}
+
+// ---- contractive: wsq[j] = ‖Wⱼ‖², c[j] = Σᵢ act'(h[i, j])², partials = Σ c·wsq per 256 units -----------
+// (cols = units: the code's width)
+@group(0) @binding(11) var<storage, read> ct_h: array<f32>;
+@group(0) @binding(12) var<storage, read> ct_w: array<f32>;
+@group(0) @binding(13) var<storage, read_write> ct_wsq: array<f32>;
+@group(0) @binding(14) var<storage, read_write> ct_c: array<f32>;
+@group(0) @binding(15) var<storage, read_write> ct_partials: array<f32>;
+
+@compute @workgroup_size(256)
+fn contractive(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let j = flat_index(gid, groups);
+    let valid = valid_rows();
+    var value = 0.0;
+    if (j < tp.cols) {
+        var sq = 0.0;
+        for (var k = 0u; k < tp.inputs; k = k + 1u) {
+            let w = ct_w[j * tp.inputs + k];
+            sq = sq + w * w;
+        }
+        var c = 0.0;
+        for (var i = 0u; i < valid; i = i + 1u) {
+            let s = activation_slope(ct_h[i * tp.cols + j], tp.act);
+            c = c + s * s;
+        }
+        ct_wsq[j] = sq;
+        ct_c[j] = c;
+        value = c * sq;
+    }
+    let total = workgroup_sum(lid, value);
+    if (lid == 0u) {
+        ct_partials[wid.y * groups.x + wid.x] = total;
+    }
+}
+
+// ---- contractive_grad_code: grad[i, j] += 2·weight/valid · wsq[j] · s · s'(h) ----------------------------
+@group(0) @binding(16) var<storage, read> cg_h: array<f32>;
+@group(0) @binding(17) var<storage, read> cg_wsq: array<f32>;
+@group(0) @binding(18) var<storage, read_write> cg_grad: array<f32>;
+
+@compute @workgroup_size(256)
+fn contractive_grad_code(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let valid = valid_rows();
+    if (i >= valid * tp.cols) {
+        return;
+    }
+    let h = cg_h[i];
+    let scale = 2.0 * tp.weight / f32(max(valid, 1u));
+    let s = activation_slope(h, tp.act);
+    cg_grad[i] = cg_grad[i] + scale * cg_wsq[i % tp.cols] * s * activation_slope_derivative(h, tp.act);
+}
+
+// ---- contractive_grad_weight: dw[j, k] += 2·weight/valid · c[j] · w[j, k] -------------------------------
+@group(0) @binding(19) var<storage, read> cw_w: array<f32>;
+@group(0) @binding(20) var<storage, read> cw_c: array<f32>;
+@group(0) @binding(21) var<storage, read_write> cw_dw: array<f32>;
+
+@compute @workgroup_size(256)
+fn contractive_grad_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if (i >= tp.cols * tp.inputs) {
+        return;
+    }
+    let scale = 2.0 * tp.weight / f32(max(valid_rows(), 1u));
+    cw_dw[i] = cw_dw[i] + scale * cw_c[i / tp.inputs] * cw_w[i];
+}

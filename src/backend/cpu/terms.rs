@@ -1,0 +1,436 @@
+//! CPU twins of `shaders/terms.wgsl` and of `loss_emphasis` in `shaders/loss.wgsl`: the objective terms'
+//! ops ([`TermOp`]). Partial sums cover the same 256-element (or 256-column) groups as on the GPU, each
+//! summed in index order, so the CPU repeats its own results bit for bit.
+
+use super::CpuExecutor;
+use super::kernels::{PARTIAL, activation_slope, loss_element, valid_rows};
+use super::real::Real;
+use crate::ops::terms::{KL_RHO_HAT_EPS, emphasis};
+use crate::ops::{Act, LossKind, TermOp, state};
+use rayon::prelude::*;
+
+/// ds/dy of the slope s = act'(·) written through the output y (see [`activation_slope`]): 1 − 2y for the
+/// sigmoid, −2y for tanh, 0 for the piecewise-linear activations.
+pub fn slope_derivative<T: Real>(y: T, act: Act) -> T {
+    match act {
+        Act::Sigmoid => T::one() - T::from_f64(2.0) * y,
+        Act::Tanh => -T::from_f64(2.0) * y,
+        Act::Identity | Act::Relu | Act::LeakyRelu => T::zero(),
+    }
+}
+
+/// partials[g] = Σ f(x) over the elements of group g (PARTIAL elements) below `valid·cols`.
+pub fn tap_sum<T: Real>(x: &[T], partials: &mut [T], valid: usize, cols: usize, abs: bool) {
+    let limit = valid * cols;
+    partials.par_iter_mut().enumerate().for_each(|(g, p)| {
+        let start = (g * PARTIAL).min(limit);
+        let end = ((g + 1) * PARTIAL).min(limit);
+        let mut sum = T::zero();
+        for &v in &x[start..end] {
+            sum += if abs { v.abs() } else { v };
+        }
+        *p = sum;
+    });
+}
+
+fn sign<T: Real>(v: T) -> T {
+    if v > T::zero() {
+        T::one()
+    } else if v < T::zero() {
+        -T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// grad += weight/valid · sign(x) over the first `valid·cols` elements.
+pub fn l1_grad<T: Real>(x: &[T], grad: &mut [T], valid: usize, cols: usize, weight: f32) {
+    let scale = T::from_f32(weight) / T::from_f64(valid.max(1) as f64);
+    let limit = valid * cols;
+    grad[..limit]
+        .par_iter_mut()
+        .zip(&x[..limit])
+        .for_each(|(g, &v)| *g += scale * sign(v));
+}
+
+fn rho_hat_clamped<T: Real>(h: &[T], j: usize, valid: usize, cols: usize) -> T {
+    let mut sum = T::zero();
+    for i in 0..valid {
+        sum += h[i * cols + j];
+    }
+    let eps = T::from_f32(KL_RHO_HAT_EPS);
+    (sum / T::from_f64(valid.max(1) as f64))
+        .max(eps)
+        .min(T::one() - eps)
+}
+
+/// KL(ρ ‖ ρ̂) for Bernoulli means.
+pub fn kl_divergence<T: Real>(rho: T, rho_hat: T) -> T {
+    rho * (rho / rho_hat).ln() + (T::one() - rho) * ((T::one() - rho) / (T::one() - rho_hat)).ln()
+}
+
+/// rho_hat[j] = clamped mean of column j over the valid rows; partials[g] = valid · Σ KL over the
+/// group's columns.
+pub fn kl_sparsity<T: Real>(
+    h: &[T],
+    rho_hat: &mut [T],
+    partials: &mut [T],
+    valid: usize,
+    cols: usize,
+    rho: f32,
+) {
+    rho_hat[..cols]
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(j, r)| *r = rho_hat_clamped(h, j, valid, cols));
+    let rho = T::from_f32(rho);
+    let rows = T::from_f64(valid as f64);
+    for (g, p) in partials.iter_mut().enumerate() {
+        let mut sum = T::zero();
+        for &r in rho_hat[..cols].iter().skip(g * PARTIAL).take(PARTIAL) {
+            sum += kl_divergence(rho, r);
+        }
+        *p = rows * sum;
+    }
+}
+
+/// grad[i, j] += weight/valid · (−ρ/ρ̂ⱼ + (1 − ρ)/(1 − ρ̂ⱼ)) on the valid rows.
+pub fn kl_sparsity_grad<T: Real>(
+    rho_hat: &[T],
+    grad: &mut [T],
+    valid: usize,
+    cols: usize,
+    rho: f32,
+    weight: f32,
+) {
+    let scale = T::from_f32(weight) / T::from_f64(valid.max(1) as f64);
+    let rho = T::from_f32(rho);
+    grad[..valid * cols].par_chunks_mut(cols).for_each(|row| {
+        for (g, &r) in row.iter_mut().zip(rho_hat) {
+            *g += scale * (-rho / r + (T::one() - rho) / (T::one() - r));
+        }
+    });
+}
+
+/// wsq[j] = Σₖ w[j, k]², c[j] = Σ over valid rows of act'(h)², partials[g] = Σ over the group's units of
+/// c·wsq.
+#[allow(clippy::too_many_arguments)]
+pub fn contractive<T: Real>(
+    h: &[T],
+    w: &[T],
+    wsq: &mut [T],
+    c: &mut [T],
+    partials: &mut [T],
+    valid: usize,
+    units: usize,
+    inputs: usize,
+    act: Act,
+) {
+    wsq[..units]
+        .par_iter_mut()
+        .zip(c[..units].par_iter_mut())
+        .enumerate()
+        .for_each(|(j, (wsq, c))| {
+            let mut sq = T::zero();
+            for &v in &w[j * inputs..(j + 1) * inputs] {
+                sq += v * v;
+            }
+            let mut sum = T::zero();
+            for i in 0..valid {
+                let s = activation_slope(h[i * units + j], act);
+                sum += s * s;
+            }
+            (*wsq, *c) = (sq, sum);
+        });
+    for (g, p) in partials.iter_mut().enumerate() {
+        let mut sum = T::zero();
+        for j in g * PARTIAL..((g + 1) * PARTIAL).min(units) {
+            sum += c[j] * wsq[j];
+        }
+        *p = sum;
+    }
+}
+
+/// grad[i, j] += weight/valid · wsq[j] · 2·s·s'(h) on the valid rows.
+#[allow(clippy::too_many_arguments)]
+pub fn contractive_grad_code<T: Real>(
+    h: &[T],
+    wsq: &[T],
+    grad: &mut [T],
+    valid: usize,
+    units: usize,
+    act: Act,
+    weight: f32,
+) {
+    let scale = T::from_f64(2.0) * T::from_f32(weight) / T::from_f64(valid.max(1) as f64);
+    grad[..valid * units]
+        .par_chunks_mut(units)
+        .zip(h.par_chunks(units))
+        .for_each(|(g, h)| {
+            for j in 0..units {
+                let s = activation_slope(h[j], act);
+                g[j] += scale * wsq[j] * s * slope_derivative(h[j], act);
+            }
+        });
+}
+
+/// dw[j, k] += 2·weight/valid · c[j] · w[j, k].
+pub fn contractive_grad_weight<T: Real>(
+    w: &[T],
+    c: &[T],
+    dw: &mut [T],
+    valid: usize,
+    inputs: usize,
+    weight: f32,
+) {
+    let scale = T::from_f64(2.0) * T::from_f32(weight) / T::from_f64(valid.max(1) as f64);
+    dw.par_chunks_mut(inputs)
+        .zip(w.par_chunks(inputs))
+        .zip(c)
+        .for_each(|((dw, w), &cj)| {
+            for (d, &v) in dw.iter_mut().zip(w) {
+                *d += scale * cj * v;
+            }
+        });
+}
+
+/// The weighted reconstruction loss of [`TermOp::EmphasisLoss`]; `partials` holds the five
+/// [`emphasis`] sections of `groups` partial sums each.
+#[allow(clippy::too_many_arguments)]
+pub fn emphasis_loss<T: Real>(
+    kind: LossKind,
+    output_act: Act,
+    logits: &[T],
+    target: &[T],
+    mask: &[T],
+    grad: &mut [T],
+    recon: &mut [T],
+    partials: &mut [T],
+    valid: usize,
+    cols: usize,
+    corrupted: f32,
+    clean: f32,
+) {
+    let scale = T::one() / T::from_f64((valid.max(1) * cols) as f64);
+    let limit = valid * cols;
+    let groups = logits.len().div_ceil(PARTIAL);
+    let (wc, wk) = (T::from_f32(corrupted), T::from_f32(clean));
+    let sums: Vec<[T; emphasis::SECTIONS]> = grad
+        .par_chunks_mut(PARTIAL)
+        .zip(recon.par_chunks_mut(PARTIAL))
+        .enumerate()
+        .map(|(chunk, (g, r))| {
+            let mut sum = [T::zero(); emphasis::SECTIONS];
+            for (j, (g, r)) in g.iter_mut().zip(r.iter_mut()).enumerate() {
+                let i = chunk * PARTIAL + j;
+                let (l, dz, y) = loss_element(kind, output_act, logits[i], target[i]);
+                let m = mask[i];
+                let w = if m > T::zero() { wc } else { wk };
+                *r = y;
+                if i < limit {
+                    sum[emphasis::WEIGHTED] += w * l;
+                    sum[emphasis::CORRUPTED_LOSS] += m * l;
+                    sum[emphasis::CLEAN_LOSS] += (T::one() - m) * l;
+                    sum[emphasis::CORRUPTED_COUNT] += m;
+                    sum[emphasis::CLEAN_COUNT] += T::one() - m;
+                    *g = w * dz * scale;
+                } else {
+                    *g = T::zero();
+                }
+            }
+            sum
+        })
+        .collect();
+    for (g, sum) in sums.iter().enumerate() {
+        for (section, &s) in sum.iter().enumerate() {
+            partials[section * groups + g] = s;
+        }
+    }
+}
+
+impl<T: Real> CpuExecutor<T> {
+    /// The rows of a batch that hold samples, from the program's state word.
+    fn valid(&self, st: crate::ops::BufId, rows: usize, samples: usize) -> usize {
+        valid_rows(rows, samples, self.words(st)[state::BATCH] as usize)
+    }
+
+    /// Takes float buffers `outs` out of the table (so the closure can read the others), runs `f`, and puts
+    /// them back.
+    fn with_outs<const N: usize>(
+        &mut self,
+        outs: [crate::ops::BufId; N],
+        f: impl FnOnce(&Self, [&mut [T]; N]),
+    ) {
+        let mut taken: [Vec<T>; N] = outs.map(|id| std::mem::take(self.floats_mut(id)));
+        f(self, taken.each_mut().map(|v| v.as_mut_slice()));
+        for (id, v) in outs.into_iter().zip(taken) {
+            *self.floats_mut(id) = v;
+        }
+    }
+
+    /// Executes one objective-term op.
+    pub(super) fn execute_term(&mut self, op: &TermOp) {
+        match *op {
+            TermOp::TapSum {
+                x,
+                state: st,
+                partials,
+                rows,
+                cols,
+                samples,
+                abs,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                self.with_outs([partials], |s, [p]| {
+                    tap_sum(s.floats(x), p, valid, cols, abs)
+                });
+            }
+            TermOp::L1Grad {
+                x,
+                grad,
+                state: st,
+                rows,
+                cols,
+                samples,
+                weight,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                self.with_outs([grad], |s, [g]| {
+                    l1_grad(s.floats(x), g, valid, cols, weight)
+                });
+            }
+            TermOp::KlSparsity {
+                h,
+                rho_hat,
+                partials,
+                state: st,
+                rows,
+                cols,
+                samples,
+                rho,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                self.with_outs([rho_hat, partials], |s, [r, p]| {
+                    kl_sparsity(s.floats(h), r, p, valid, cols, rho)
+                });
+            }
+            TermOp::KlSparsityGrad {
+                rho_hat,
+                grad,
+                state: st,
+                rows,
+                cols,
+                samples,
+                rho,
+                weight,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                self.with_outs([grad], |s, [g]| {
+                    kl_sparsity_grad(s.floats(rho_hat), g, valid, cols, rho, weight)
+                });
+            }
+            TermOp::Contractive {
+                h,
+                w,
+                wsq,
+                c,
+                partials,
+                state: st,
+                rows,
+                units,
+                inputs,
+                samples,
+                act,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                self.with_outs([wsq, c, partials], |s, [wsq, c, p]| {
+                    contractive(
+                        s.floats(h),
+                        s.floats(w),
+                        wsq,
+                        c,
+                        p,
+                        valid,
+                        units,
+                        inputs,
+                        act,
+                    )
+                });
+            }
+            TermOp::ContractiveGradCode {
+                h,
+                wsq,
+                grad,
+                state: st,
+                rows,
+                units,
+                samples,
+                act,
+                weight,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                self.with_outs([grad], |s, [g]| {
+                    contractive_grad_code(s.floats(h), s.floats(wsq), g, valid, units, act, weight)
+                });
+            }
+            TermOp::ContractiveGradWeight {
+                w,
+                c,
+                dw,
+                state: st,
+                rows,
+                units,
+                inputs,
+                samples,
+                weight,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                self.with_outs([dw], |s, [dw]| {
+                    contractive_grad_weight(
+                        s.floats(w),
+                        s.floats(c),
+                        &mut dw[..units * inputs],
+                        valid,
+                        inputs,
+                        weight,
+                    )
+                });
+            }
+            TermOp::EmphasisLoss {
+                kind,
+                output_act,
+                logits,
+                target,
+                mask,
+                grad,
+                recon,
+                partials,
+                state: st,
+                rows,
+                cols,
+                samples,
+                corrupted,
+                clean,
+            } => {
+                let valid = self.valid(st, rows, samples);
+                let n = rows * cols;
+                self.with_outs([grad, recon, partials], |s, [g, r, p]| {
+                    emphasis_loss(
+                        kind,
+                        output_act,
+                        &s.floats(logits)[..n],
+                        s.floats(target),
+                        s.floats(mask),
+                        &mut g[..n],
+                        &mut r[..n],
+                        p,
+                        valid,
+                        cols,
+                        corrupted,
+                        clean,
+                    )
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Dispatches of the objective terms' ops ([`TermOp`]): `shaders/terms.wgsl`, and `loss_emphasis` in
+//! `shaders/loss.wgsl`. Every entry point of terms.wgsl takes the same uniform (`TermParams`) at binding
+//! 0 and the program's state at binding 1, then its own buffers.
+
+use super::kernels::{Dispatch, Kernels, Shader, linear_groups};
+use crate::ops::{Act, BufId, TermOp};
+
+/// `TermParams` of terms.wgsl.
+struct TermParams {
+    rows: usize,
+    cols: usize,
+    samples: usize,
+    inputs: usize,
+    act: Act,
+    absolute: bool,
+    weight: f32,
+    rho: f32,
+}
+
+impl TermParams {
+    fn new(rows: usize, cols: usize, samples: usize) -> TermParams {
+        TermParams {
+            rows,
+            cols,
+            samples,
+            inputs: 0,
+            act: Act::Identity,
+            absolute: false,
+            weight: 0.0,
+            rho: 0.0,
+        }
+    }
+
+    fn words(&self) -> [u32; 8] {
+        [
+            self.rows as u32,
+            self.cols as u32,
+            self.samples as u32,
+            self.inputs as u32,
+            self.act.code(),
+            self.absolute as u32,
+            self.weight.to_bits(),
+            self.rho.to_bits(),
+        ]
+    }
+}
+
+impl Kernels {
+    /// One terms.wgsl entry point: `buffers` (after the state) at `bindings`, over `threads` threads.
+    fn term_dispatch(
+        &mut self,
+        entry: &'static str,
+        params: TermParams,
+        state: &wgpu::Buffer,
+        bindings: &[u32],
+        buffers: &[&wgpu::Buffer],
+        threads: usize,
+    ) -> Dispatch {
+        let mut all_bindings = vec![0, 1];
+        all_bindings.extend_from_slice(bindings);
+        let mut all = vec![state];
+        all.extend_from_slice(buffers);
+        self.dispatch(
+            Shader::Terms,
+            entry,
+            &params.words(),
+            &all_bindings,
+            &all,
+            linear_groups(threads),
+        )
+    }
+
+    pub fn term(&mut self, bufs: &[wgpu::Buffer], op: &TermOp) -> Dispatch {
+        let b = |id: BufId| &bufs[id.0];
+        match *op {
+            TermOp::TapSum {
+                x,
+                state,
+                partials,
+                rows,
+                cols,
+                samples,
+                abs,
+            } => self.term_dispatch(
+                "tap_sum",
+                TermParams {
+                    absolute: abs,
+                    ..TermParams::new(rows, cols, samples)
+                },
+                b(state),
+                &[2, 3],
+                &[b(x), b(partials)],
+                rows * cols,
+            ),
+            TermOp::L1Grad {
+                x,
+                grad,
+                state,
+                rows,
+                cols,
+                samples,
+                weight,
+            } => self.term_dispatch(
+                "l1_grad",
+                TermParams {
+                    weight,
+                    ..TermParams::new(rows, cols, samples)
+                },
+                b(state),
+                &[4, 5],
+                &[b(x), b(grad)],
+                rows * cols,
+            ),
+            TermOp::KlSparsity {
+                h,
+                rho_hat,
+                partials,
+                state,
+                rows,
+                cols,
+                samples,
+                rho,
+            } => self.term_dispatch(
+                "kl_sparsity",
+                TermParams {
+                    rho,
+                    ..TermParams::new(rows, cols, samples)
+                },
+                b(state),
+                &[6, 7, 8],
+                &[b(h), b(rho_hat), b(partials)],
+                cols,
+            ),
+            TermOp::KlSparsityGrad {
+                rho_hat,
+                grad,
+                state,
+                rows,
+                cols,
+                samples,
+                rho,
+                weight,
+            } => self.term_dispatch(
+                "kl_sparsity_grad",
+                TermParams {
+                    rho,
+                    weight,
+                    ..TermParams::new(rows, cols, samples)
+                },
+                b(state),
+                &[9, 10],
+                &[b(rho_hat), b(grad)],
+                rows * cols,
+            ),
+            TermOp::Contractive {
+                h,
+                w,
+                wsq,
+                c,
+                partials,
+                state,
+                rows,
+                units,
+                inputs,
+                samples,
+                act,
+            } => self.term_dispatch(
+                "contractive",
+                TermParams {
+                    inputs,
+                    act,
+                    ..TermParams::new(rows, units, samples)
+                },
+                b(state),
+                &[11, 12, 13, 14, 15],
+                &[b(h), b(w), b(wsq), b(c), b(partials)],
+                units,
+            ),
+            TermOp::ContractiveGradCode {
+                h,
+                wsq,
+                grad,
+                state,
+                rows,
+                units,
+                samples,
+                act,
+                weight,
+            } => self.term_dispatch(
+                "contractive_grad_code",
+                TermParams {
+                    act,
+                    weight,
+                    ..TermParams::new(rows, units, samples)
+                },
+                b(state),
+                &[16, 17, 18],
+                &[b(h), b(wsq), b(grad)],
+                rows * units,
+            ),
+            TermOp::ContractiveGradWeight {
+                w,
+                c,
+                dw,
+                state,
+                rows,
+                units,
+                inputs,
+                samples,
+                weight,
+            } => self.term_dispatch(
+                "contractive_grad_weight",
+                TermParams {
+                    inputs,
+                    weight,
+                    ..TermParams::new(rows, units, samples)
+                },
+                b(state),
+                &[19, 20, 21],
+                &[b(w), b(c), b(dw)],
+                units * inputs,
+            ),
+            TermOp::EmphasisLoss {
+                kind,
+                output_act,
+                logits,
+                target,
+                mask,
+                grad,
+                recon,
+                partials,
+                state,
+                rows,
+                cols,
+                samples,
+                corrupted,
+                clean,
+            } => {
+                let params = [
+                    rows as u32,
+                    cols as u32,
+                    samples as u32,
+                    kind.code(),
+                    output_act.code(),
+                    corrupted.to_bits(),
+                    clean.to_bits(),
+                ];
+                self.dispatch(
+                    Shader::Loss,
+                    "loss_emphasis",
+                    &params,
+                    &[7, 1, 2, 8, 3, 4, 5, 6],
+                    &[
+                        b(logits),
+                        b(target),
+                        b(mask),
+                        b(grad),
+                        b(recon),
+                        b(partials),
+                        b(state),
+                    ],
+                    linear_groups(rows * cols),
+                )
+            }
+        }
+    }
+}

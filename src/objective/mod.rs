@@ -1,0 +1,369 @@
+//! What a model is trained to minimise: a list of terms, each with its weight and normalisation.
+//!
+//! The reconstruction comes first and is a **mean per pixel** (PyTorch's and Keras's default); every
+//! penalty is its weight times a **mean over the batch of a per-sample quantity** (or a batch statistic),
+//! so figures compare with a few lines of PyTorch. Each term lives in its own file and compiles to:
+//! - forward ops, scheduled after the model's forward pass: the term's value (one partial sum per
+//!   256-element group, reduced into the term's own accumulator slot) and what its gradient needs;
+//! - gradient ops placed around a layer's backward ([`GradAt`]): ops that **add** into the gradient of the
+//!   activation the term reads (after the op that wrote it, before the layer's backward consumes it) and
+//!   into parameter gradients (after the layer's backward wrote them).
+//!
+//! The plan compiler (`plan::compile`) knows none of the terms: it gives each the taps ([`Taps`]) and the
+//! meters ([`Meters`]), and slots the ops it returns into the programs.
+
+pub mod contractive;
+pub mod kl_sparsity;
+pub mod l1;
+pub mod recon;
+
+use crate::model::Layer;
+use crate::ops::{Act, BufId, LossKind, Op, TermOp};
+use crate::plan::{Builder, Pass, PlanError};
+
+/// Weights of the emphasised denoising loss: components the corruption changed count `corrupted` times,
+/// the others `clean` times (the lectures' α and β).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Emphasis {
+    pub corrupted: f32,
+    pub clean: f32,
+}
+
+/// One term of an objective.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Term {
+    /// The model's output against the clean input, a mean over pixels; with `emphasis`, a weighted mean
+    /// that needs corruption to tell corrupted components from the others.
+    Reconstruction {
+        loss: LossKind,
+        emphasis: Option<Emphasis>,
+    },
+    /// weight · mean over the batch of Σⱼ |hⱼ| on the code.
+    L1 { weight: f32 },
+    /// weight · Σⱼ KL(ρ ‖ ρ̂ⱼ), ρ̂ⱼ the mean of code unit j over the batch (a sigmoid code).
+    KlSparsity { rho: f32, weight: f32 },
+    /// weight · mean over the batch of ‖∂h/∂x‖²_F, h the code and x the code layer's input (a dense code
+    /// layer).
+    Contractive { weight: f32 },
+}
+
+impl Term {
+    /// The name of the term's columns in metrics.csv and its label in progress lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Term::Reconstruction { .. } => "recon",
+            Term::L1 { .. } => "l1",
+            Term::KlSparsity { .. } => "kl_sparsity",
+            Term::Contractive { .. } => "contractive",
+        }
+    }
+}
+
+/// The terms a model is trained on; the reconstruction first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objective {
+    pub terms: Vec<Term>,
+}
+
+impl Objective {
+    /// The plain autoencoder's objective: reconstruction alone.
+    pub fn reconstruction(loss: LossKind) -> Objective {
+        Objective {
+            terms: vec![Term::Reconstruction {
+                loss,
+                emphasis: None,
+            }],
+        }
+    }
+
+    /// This objective with `term` added after the others.
+    pub fn with(mut self, term: Term) -> Objective {
+        self.terms.push(term);
+        self
+    }
+
+    /// The reconstruction term's loss and emphasis.
+    pub fn reconstruction_term(&self) -> (LossKind, Option<Emphasis>) {
+        match self.terms.first() {
+            Some(&Term::Reconstruction { loss, emphasis }) => (loss, emphasis),
+            _ => (LossKind::BceWithLogits, None),
+        }
+    }
+}
+
+/// Where a term's gradient op goes in the backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradAt {
+    /// Before layer i's backward: the gradient of layer i's output has been written (by layer i + 1's
+    /// backward, or by the loss for the last layer) and is not consumed yet, so an op here adds into it.
+    BeforeLayer(usize),
+    /// After layer i's backward: its parameter gradients are written, so an op here adds into them.
+    AfterLayer(usize),
+}
+
+/// A term compiled against one plan: its buffers are allocated, its ops are made per program.
+pub trait CompiledTerm {
+    /// Ops after the model's forward pass, in a training or evaluation program.
+    fn forward(&self, pass: &Pass) -> Vec<Op>;
+    /// Gradient ops of a training step, and where each group goes.
+    fn backward(&self, _pass: &Pass) -> Vec<(GradAt, Vec<Op>)> {
+        Vec::new()
+    }
+}
+
+/// The code layer's output, as terms on the code see it.
+#[derive(Clone, Copy, Debug)]
+pub struct CodeTap {
+    /// The index of the layer whose output is the code.
+    pub layer: usize,
+    /// [batch, width] activations and their gradient.
+    pub value: BufId,
+    pub grad: BufId,
+    pub width: usize,
+    /// The code layer's input width (its fan-in values per sample).
+    pub inputs: usize,
+    /// The activation the code layer applies (None for layers without one).
+    pub act: Option<Act>,
+    /// The code layer's weight and its gradient, for a Linear code layer.
+    pub weight: Option<(BufId, BufId)>,
+}
+
+/// The named activations a term or a program can refer to.
+#[derive(Clone, Copy, Debug)]
+pub struct Taps {
+    /// The clean batch [batch, features] (the reconstruction's target).
+    pub input: BufId,
+    /// What the model sees (the corrupted batch of a denoising model).
+    pub model_input: BufId,
+    /// 1 where the corruption changed a component (allocated when a term asks for it).
+    pub corruption_mask: Option<BufId>,
+    /// The last layer's pre-activation output and its gradient; the reconstruction act(logits).
+    pub logits: BufId,
+    pub logits_grad: BufId,
+    pub recon: BufId,
+    pub output_act: Act,
+    pub code: Option<CodeTap>,
+}
+
+/// How a meter's summed value becomes a mean.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Per {
+    /// Divided by samples × this many values per sample.
+    Element(usize),
+    /// Divided by samples.
+    Sample,
+    /// Divided by another meter's sum (a mean over the components that meter counts).
+    SumOf(usize),
+}
+
+/// What a meter measures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MeterRole {
+    /// A term of the objective; its mean times `weight` enters the total loss.
+    Term { weight: f64 },
+    /// A statistic shown beside the terms (the code's mean activation, ‖J‖²).
+    Metric,
+    /// A count other meters divide by; not shown.
+    Count,
+}
+
+/// A quantity summed on the device over a pass (training epoch or test set), in its own accumulator
+/// slots: training in slot 2·i, evaluation in 2·i + 1 of `Plan::io.loss_acc`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Meter {
+    pub name: String,
+    pub role: MeterRole,
+    pub per: Per,
+    /// The sum of each training step of the epoch, and of each evaluation step.
+    pub train_log: BufId,
+    pub eval_log: BufId,
+}
+
+impl Meter {
+    pub fn train_slot(index: usize) -> usize {
+        2 * index
+    }
+    pub fn eval_slot(index: usize) -> usize {
+        2 * index + 1
+    }
+}
+
+/// The meters of a plan being built.
+pub struct Meters {
+    pub list: Vec<Meter>,
+    /// The accumulator every meter's sums go to (sized once all meters are known).
+    pub acc: BufId,
+    train_steps: usize,
+    eval_steps: usize,
+}
+
+/// A meter as the ops that feed it see it.
+#[derive(Clone, Copy, Debug)]
+pub struct MeterRef {
+    index: usize,
+    acc: BufId,
+    train_log: BufId,
+    eval_log: BufId,
+}
+
+impl MeterRef {
+    /// acc[this meter's slot for the pass] += Σ partials[first..first + count], logged per step.
+    pub fn reduce(&self, pass: &Pass, partials: BufId, first: usize, count: usize) -> Op {
+        let (slot, log) = if pass.training {
+            (Meter::train_slot(self.index), self.train_log)
+        } else {
+            (Meter::eval_slot(self.index), self.eval_log)
+        };
+        Op::ReduceSum {
+            partials,
+            first,
+            count,
+            acc: self.acc,
+            slot,
+            state: pass.state,
+            log,
+        }
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Meters {
+    pub fn new(acc: BufId, train_steps: usize, eval_steps: usize) -> Meters {
+        Meters {
+            list: Vec::new(),
+            acc,
+            train_steps,
+            eval_steps,
+        }
+    }
+
+    /// Adds a meter with its step logs.
+    pub fn add(&mut self, b: &mut Builder, name: &str, role: MeterRole, per: Per) -> MeterRef {
+        // The reconstruction's logs keep the names they had before objectives had terms.
+        let (train, eval) = if self.list.is_empty() {
+            (
+                "train_step_losses".to_string(),
+                "eval_step_losses".to_string(),
+            )
+        } else {
+            (format!("{name}.train_steps"), format!("{name}.eval_steps"))
+        };
+        let train_log = b.scratch(train, self.train_steps);
+        let eval_log = b.scratch(eval, self.eval_steps);
+        self.list.push(Meter {
+            name: name.into(),
+            role,
+            per,
+            train_log,
+            eval_log,
+        });
+        MeterRef {
+            index: self.list.len() - 1,
+            acc: self.acc,
+            train_log,
+            eval_log,
+        }
+    }
+}
+
+/// What compiling a term may use of the plan being built.
+pub struct TermContext<'a> {
+    pub b: &'a mut Builder,
+    pub meters: &'a mut Meters,
+    pub taps: &'a Taps,
+    pub batch: usize,
+    pub features: usize,
+    pub noise: Option<crate::ops::Noise>,
+    pub model_name: &'a str,
+    pub layers: &'a [Layer],
+}
+
+impl TermContext<'_> {
+    /// The code tap, or an error naming the term that needs it.
+    pub fn code(&self, term: &'static str) -> Result<CodeTap, PlanError> {
+        self.taps.code.ok_or_else(|| PlanError::Term {
+            term,
+            problem: format!("model {} has no code layer to apply it to", self.model_name),
+        })
+    }
+
+    /// An error about `term` on the code layer.
+    pub fn code_error(&self, term: &'static str, code: &CodeTap, needs: &str) -> PlanError {
+        PlanError::Term {
+            term,
+            problem: format!(
+                "{needs}, but the code of model {} is the output of layer {}, {}",
+                self.model_name,
+                code.layer,
+                self.layers[code.layer].describe()
+            ),
+        }
+    }
+}
+
+/// Compiles `term` against the plan being built.
+pub fn compile_term(
+    term: &Term,
+    cx: &mut TermContext<'_>,
+) -> Result<Box<dyn CompiledTerm>, PlanError> {
+    Ok(match *term {
+        Term::Reconstruction { loss, emphasis } => Box::new(recon::compile(cx, loss, emphasis)?),
+        Term::L1 { weight } => Box::new(l1::compile(cx, weight)?),
+        Term::KlSparsity { rho, weight } => Box::new(kl_sparsity::compile(cx, rho, weight)?),
+        Term::Contractive { weight } => Box::new(contractive::compile(cx, weight)?),
+    })
+}
+
+/// Partial sums of one value over `elements` values: one per 256.
+pub fn partial_count(elements: usize) -> usize {
+    elements.div_ceil(256).max(1)
+}
+
+/// The code's mean activation, reported for every model that has a code: a user sees a sparsity penalty
+/// act on it.
+pub struct CodeMean {
+    code: CodeTap,
+    partials: BufId,
+    meter: MeterRef,
+    batch: usize,
+}
+
+impl CodeMean {
+    pub fn compile(cx: &mut TermContext<'_>, code: CodeTap) -> CodeMean {
+        let partials =
+            cx.b.scratch("code_mean.partials", partial_count(cx.batch * code.width));
+        let meter = cx.meters.add(
+            cx.b,
+            "code_mean",
+            MeterRole::Metric,
+            Per::Element(code.width),
+        );
+        CodeMean {
+            code,
+            partials,
+            meter,
+            batch: cx.batch,
+        }
+    }
+}
+
+impl CompiledTerm for CodeMean {
+    fn forward(&self, pass: &Pass) -> Vec<Op> {
+        let n = self.batch * self.code.width;
+        vec![
+            Op::Term(TermOp::TapSum {
+                x: self.code.value,
+                state: pass.state,
+                partials: self.partials,
+                rows: self.batch,
+                cols: self.code.width,
+                samples: pass.samples,
+                abs: false,
+            }),
+            self.meter.reduce(pass, self.partials, 0, partial_count(n)),
+        ]
+    }
+}

@@ -1,0 +1,254 @@
+//! Ops of the objective terms beyond the plain reconstruction loss: penalties on an activation (L1, KL
+//! sparsity, contractive), the statistics the run reports about them, and the emphasised reconstruction.
+//!
+//! Every op here works on the *valid rows* of a batch, valid = min(rows, samples − state[1]·rows), as
+//! [`super::Op::Loss`] counts them: the padded rows of a last partial batch neither enter a batch
+//! statistic (ρ̂) nor receive a gradient. Ops whose name ends in `Grad` **add** into a gradient buffer that
+//! an earlier op of the step wrote (the compiler orders them after it); the others write what they name.
+//!
+//! Value ops write one partial sum per 256-element (or 256-column) group into `partials`, which a
+//! [`super::Op::ReduceSum`] adds into the term's accumulator slot: the same two-stage, fixed-order sum the
+//! reconstruction loss uses, so CPU results repeat bit for bit.
+//!
+//! Kernels: `shaders/terms.wgsl` (and `loss_emphasis` in `shaders/loss.wgsl`); CPU twins:
+//! `backend::cpu::terms`.
+
+use super::{Act, BufId, LossKind};
+
+/// Lower and upper clamp of ρ̂ in KL sparsity, so ln ρ̂ and 1/(1 − ρ̂) stay finite when a unit is dead or
+/// saturated over a whole batch.
+pub const KL_RHO_HAT_EPS: f32 = 1e-6;
+
+/// Sections of [`TermOp::EmphasisLoss`]'s partial sums, each `⌈rows·cols/256⌉` long, in this order.
+pub mod emphasis {
+    /// Σ w·l: the weighted loss, the term's value.
+    pub const WEIGHTED: usize = 0;
+    /// Σ m·l: the loss on corrupted components.
+    pub const CORRUPTED_LOSS: usize = 1;
+    /// Σ (1 − m)·l: the loss on the others.
+    pub const CLEAN_LOSS: usize = 2;
+    /// Σ m and Σ (1 − m): how many components were corrupted, and not.
+    pub const CORRUPTED_COUNT: usize = 3;
+    pub const CLEAN_COUNT: usize = 4;
+    pub const SECTIONS: usize = 5;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TermOp {
+    /// partials[g] = Σ f(x[i]) over the elements i of group g (i in 256g..256g + 256) that lie in valid
+    /// rows of x [rows × cols]; f(x) = |x| when `abs`, else x.
+    TapSum {
+        x: BufId,
+        state: BufId,
+        partials: BufId,
+        rows: usize,
+        cols: usize,
+        samples: usize,
+        abs: bool,
+    },
+    /// grad[i] += weight/valid · sign(x[i]) on valid rows: the gradient of weight · (mean over the valid
+    /// rows of Σⱼ |xⱼ|), with sign(0) = 0 (the subgradient `torch.abs` uses).
+    L1Grad {
+        x: BufId,
+        grad: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        samples: usize,
+        weight: f32,
+    },
+    /// For every column j of h [rows × cols]: ρ̂ⱼ = mean of h[·, j] over the valid rows, clamped into
+    /// [ε, 1 − ε] ([`KL_RHO_HAT_EPS`]) and written to `rho_hat`; partials[g] = valid · Σ over the columns
+    /// 256g..256g + 256 of KL(ρ ‖ ρ̂ⱼ) = ρ·ln(ρ/ρ̂ⱼ) + (1 − ρ)·ln((1 − ρ)/(1 − ρ̂ⱼ)). (Multiplying by valid
+    /// makes the epoch's sum over batches, divided by the samples, the batch-size-weighted mean.)
+    KlSparsity {
+        h: BufId,
+        rho_hat: BufId,
+        partials: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        samples: usize,
+        rho: f32,
+    },
+    /// grad[i, j] += weight/valid · (−ρ/ρ̂ⱼ + (1 − ρ)/(1 − ρ̂ⱼ)) on valid rows: the gradient of
+    /// weight · Σⱼ KL(ρ ‖ ρ̂ⱼ), since ∂ρ̂ⱼ/∂h[i, j] = 1/valid.
+    KlSparsityGrad {
+        rho_hat: BufId,
+        grad: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        samples: usize,
+        rho: f32,
+        weight: f32,
+    },
+    /// The contractive penalty of a dense layer h = act(x·Wᵀ + b), h [rows × units], W [units × inputs].
+    /// Its Jacobian is ∂h/∂x = diag(s)·W with s = act'(h), so ‖J‖²_F = Σⱼ sⱼ²·‖Wⱼ‖². Writes
+    /// wsq[j] = Σₖ W[j, k]², c[j] = Σ over valid rows i of s[i, j]², and
+    /// partials[g] = Σ over the units 256g..256g + 256 of c[j]·wsq[j]: the batch's summed ‖J‖²_F.
+    Contractive {
+        h: BufId,
+        w: BufId,
+        wsq: BufId,
+        c: BufId,
+        partials: BufId,
+        state: BufId,
+        rows: usize,
+        units: usize,
+        inputs: usize,
+        samples: usize,
+        act: Act,
+    },
+    /// grad[i, j] += weight/valid · wsq[j] · 2·s·s'(h) on valid rows, with s = act'(h) and s' = ds/dh
+    /// (sigmoid: s = h(1 − h), s' = 1 − 2h; tanh: s = 1 − h², s' = −2h; piecewise-linear: s' = 0): the
+    /// penalty's gradient through the code, which the layer's backward then carries to W, b and x.
+    ContractiveGradCode {
+        h: BufId,
+        wsq: BufId,
+        grad: BufId,
+        state: BufId,
+        rows: usize,
+        units: usize,
+        samples: usize,
+        act: Act,
+        weight: f32,
+    },
+    /// dw[j, k] += 2·weight/valid · c[j] · w[j, k]: the penalty's gradient through ‖Wⱼ‖² directly.
+    ContractiveGradWeight {
+        w: BufId,
+        c: BufId,
+        dw: BufId,
+        state: BufId,
+        rows: usize,
+        units: usize,
+        inputs: usize,
+        samples: usize,
+        weight: f32,
+    },
+    /// The reconstruction loss of [`super::Op::Loss`] with a weight per element, w = `corrupted` where
+    /// mask = 1 (the corruption changed that component) and `clean` where mask = 0: grad = w·∂l/∂z / (valid·
+    /// cols), recon = act(z), and partials in the [`emphasis`] sections (Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m,
+    /// Σ (1 − m) over valid elements, one partial per 256 elements each). With both weights 1 it computes
+    /// exactly what `Loss` does.
+    EmphasisLoss {
+        kind: LossKind,
+        output_act: Act,
+        logits: BufId,
+        target: BufId,
+        mask: BufId,
+        grad: BufId,
+        recon: BufId,
+        partials: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        samples: usize,
+        corrupted: f32,
+        clean: f32,
+    },
+}
+
+impl TermOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TermOp::TapSum { .. } => "tap_sum",
+            TermOp::L1Grad { .. } => "l1_grad",
+            TermOp::KlSparsity { .. } => "kl_sparsity",
+            TermOp::KlSparsityGrad { .. } => "kl_sparsity_grad",
+            TermOp::Contractive { .. } => "contractive",
+            TermOp::ContractiveGradCode { .. } => "contractive_grad_code",
+            TermOp::ContractiveGradWeight { .. } => "contractive_grad_weight",
+            TermOp::EmphasisLoss { .. } => "loss_emphasis",
+        }
+    }
+
+    pub fn float_outputs(&self) -> Vec<BufId> {
+        match *self {
+            TermOp::TapSum { partials, .. } => vec![partials],
+            TermOp::L1Grad { grad, .. }
+            | TermOp::KlSparsityGrad { grad, .. }
+            | TermOp::ContractiveGradCode { grad, .. } => vec![grad],
+            TermOp::KlSparsity {
+                rho_hat, partials, ..
+            } => vec![rho_hat, partials],
+            TermOp::Contractive {
+                wsq, c, partials, ..
+            } => vec![wsq, c, partials],
+            TermOp::ContractiveGradWeight { dw, .. } => vec![dw],
+            TermOp::EmphasisLoss {
+                grad,
+                recon,
+                partials,
+                ..
+            } => vec![grad, recon, partials],
+        }
+    }
+
+    /// Elements of the activation the op reads: rows × columns.
+    fn elements(&self) -> usize {
+        match *self {
+            TermOp::TapSum { rows, cols, .. }
+            | TermOp::L1Grad { rows, cols, .. }
+            | TermOp::KlSparsity { rows, cols, .. }
+            | TermOp::KlSparsityGrad { rows, cols, .. }
+            | TermOp::EmphasisLoss { rows, cols, .. } => rows * cols,
+            TermOp::Contractive { rows, units, .. }
+            | TermOp::ContractiveGradCode { rows, units, .. }
+            | TermOp::ContractiveGradWeight { rows, units, .. } => rows * units,
+        }
+    }
+
+    pub fn flops(&self) -> usize {
+        let n = self.elements();
+        match *self {
+            TermOp::TapSum { .. } => n,
+            TermOp::L1Grad { .. } | TermOp::KlSparsityGrad { .. } => 2 * n,
+            TermOp::KlSparsity { cols, .. } => n + 8 * cols,
+            TermOp::Contractive { units, inputs, .. } => 3 * n + 2 * units * inputs,
+            TermOp::ContractiveGradCode { .. } => 6 * n,
+            TermOp::ContractiveGradWeight { units, inputs, .. } => 3 * units * inputs,
+            TermOp::EmphasisLoss { .. } => 14 * n,
+        }
+    }
+
+    /// Minimal traffic in 4-byte words (see [`super::Op::bytes`]).
+    pub fn words(&self) -> usize {
+        let n = self.elements();
+        match *self {
+            TermOp::TapSum { .. } => n + n.div_ceil(256),
+            TermOp::L1Grad { .. } => 3 * n,
+            TermOp::KlSparsity { cols, .. } => n + cols + cols.div_ceil(256),
+            TermOp::KlSparsityGrad { cols, .. } => 2 * n + cols,
+            TermOp::Contractive { units, inputs, .. } => n + units * inputs + 2 * units,
+            TermOp::ContractiveGradCode { units, .. } => 3 * n + units,
+            TermOp::ContractiveGradWeight { units, inputs, .. } => 3 * units * inputs + units,
+            TermOp::EmphasisLoss { .. } => 5 * n + 5 * n.div_ceil(256),
+        }
+    }
+
+    pub fn shapes(&self) -> String {
+        match *self {
+            TermOp::TapSum { rows, cols, .. }
+            | TermOp::L1Grad { rows, cols, .. }
+            | TermOp::KlSparsity { rows, cols, .. }
+            | TermOp::KlSparsityGrad { rows, cols, .. } => format!("{rows}×{cols}"),
+            TermOp::Contractive {
+                rows,
+                units,
+                inputs,
+                ..
+            }
+            | TermOp::ContractiveGradWeight {
+                rows,
+                units,
+                inputs,
+                ..
+            } => format!("h {rows}×{units} w {units}×{inputs}"),
+            TermOp::ContractiveGradCode { rows, units, .. } => format!("{rows}×{units}"),
+            TermOp::EmphasisLoss {
+                kind, rows, cols, ..
+            } => format!("{rows}×{cols} {kind:?} weighted"),
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! One run's configuration: what is trained and how (model recipe, objective, optimizer, data, noise).
+//!
+//! The CLI maps its flags onto a [`RunConfig`] (resolving each variant's defaults), every checkpoint stores
+//! it as JSON, and `--resume`, `eval`, `reconstruct` and `bench` build their models from it. Every field has
+//! a default, so the configuration of a checkpoint written before a field existed still loads (the field
+//! then takes the value that reproduces the old behaviour: no L1 term, no emphasis, …).
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::data::mnist::{self, Dataset};
+use crate::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae};
+use crate::model::{Model, Shape};
+use crate::objective::{Emphasis, Objective, Term};
+use crate::ops::{Act, AdamHyper, LossKind, Noise};
+use crate::plan::{Optimizer, Plan, PlanConfig, compile};
+
+/// Which autoencoder to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Dense undercomplete autoencoder: 784-hidden-latent-hidden-784 (default 784-256-64-256-784, ReLU).
+    #[default]
+    Ae,
+    /// Convolutional autoencoder (strided convolutions down, transposed convolutions up).
+    ConvAe,
+    /// Convolutional denoising autoencoder: conv-ae trained on corrupted inputs (default gaussian:0.5)
+    /// against the clean ones.
+    ConvDae,
+    /// Overcomplete sparse autoencoder: 784-1000-784 with a sigmoid code and KL sparsity (default
+    /// --kl-sparsity 0.05:0.01).
+    SparseAe,
+    /// Contractive autoencoder: 784-256-784 with a sigmoid code and the contractive penalty (default
+    /// --contractive 1e-3).
+    Cae,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Ae => "ae",
+            Variant::ConvAe => "conv-ae",
+            Variant::ConvDae => "conv-dae",
+            Variant::SparseAe => "sparse-ae",
+            Variant::Cae => "cae",
+        }
+    }
+
+    pub fn is_conv(self) -> bool {
+        matches!(self, Variant::ConvAe | Variant::ConvDae)
+    }
+
+    /// The configuration `gpu-ae train --variant V` trains with no other flag.
+    pub fn defaults(self) -> RunConfig {
+        let base = RunConfig {
+            variant: self,
+            ..RunConfig::default()
+        };
+        match self {
+            Variant::Ae | Variant::ConvAe => base,
+            Variant::ConvDae => RunConfig {
+                noise: Some(Noise::Gaussian { sigma: 0.5 }),
+                ..base
+            },
+            Variant::SparseAe => RunConfig {
+                hidden: vec![],
+                latent: 1000,
+                activation: ActArg::Sigmoid,
+                kl_sparsity: Some(KlSparsity {
+                    rho: 0.05,
+                    beta: 0.01,
+                }),
+                ..base
+            },
+            Variant::Cae => RunConfig {
+                hidden: vec![],
+                latent: 256,
+                activation: ActArg::Sigmoid,
+                contractive: Some(1e-3),
+                ..base
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeckArg {
+    /// Conv(k3, stride 2)-act down, ConvTranspose(k3, stride 2) up.
+    #[default]
+    Strided,
+    /// Conv-act-BatchNorm-MaxPool down, MaxUnpool-Conv-act up.
+    Pool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerArg {
+    #[default]
+    Adam,
+    Sgd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossArg {
+    /// Binary cross-entropy on the sigmoid output (computed from logits, numerically stable).
+    #[default]
+    Bce,
+    /// Mean squared error.
+    Mse,
+}
+
+impl From<LossArg> for LossKind {
+    fn from(l: LossArg) -> LossKind {
+        match l {
+            LossArg::Bce => LossKind::BceWithLogits,
+            LossArg::Mse => LossKind::Mse,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActArg {
+    #[default]
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    Identity,
+}
+
+impl From<ActArg> for Act {
+    fn from(a: ActArg) -> Act {
+        match a {
+            ActArg::Relu => Act::Relu,
+            ActArg::LeakyRelu => Act::LeakyRelu,
+            ActArg::Sigmoid => Act::Sigmoid,
+            ActArg::Tanh => Act::Tanh,
+            ActArg::Identity => Act::Identity,
+        }
+    }
+}
+
+/// KL sparsity's target mean activation ρ and weight β.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KlSparsity {
+    pub rho: f32,
+    pub beta: f32,
+}
+
+/// What is trained and how: everything a checkpoint needs to rebuild the model, its objective and its
+/// optimizer (not where the run writes, nor for how long).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    pub variant: Variant,
+    /// Dense variants: hidden widths of the encoder, outermost first; the decoder mirrors them.
+    pub hidden: Vec<usize>,
+    /// Dense variants: the code's width.
+    pub latent: usize,
+    /// The hidden layers' and the code's activation.
+    pub activation: ActArg,
+    /// Convolutional variants: channels after each encoder stage.
+    pub channels: Vec<usize>,
+    pub deck: DeckArg,
+    pub loss: LossArg,
+    #[serde(with = "noise_text")]
+    pub noise: Option<Noise>,
+    /// λ of the L1 penalty on the code.
+    pub l1: Option<f32>,
+    pub kl_sparsity: Option<KlSparsity>,
+    /// λ of the contractive penalty.
+    pub contractive: Option<f32>,
+    /// Weights of the emphasised denoising loss.
+    pub emphasis: Option<Emphasis>,
+    pub batch_size: usize,
+    pub optimizer: OptimizerArg,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub seed: u64,
+    /// Train on the first N training images and test on at most N test images.
+    pub limit: Option<usize>,
+    /// Directory of IDX files; `None`: the bundled MNIST.
+    pub data: Option<PathBuf>,
+}
+
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
+            variant: Variant::Ae,
+            hidden: vec![256],
+            latent: 64,
+            activation: ActArg::Relu,
+            channels: vec![32, 64],
+            deck: DeckArg::Strided,
+            loss: LossArg::Bce,
+            noise: None,
+            l1: None,
+            kl_sparsity: None,
+            contractive: None,
+            emphasis: None,
+            batch_size: 128,
+            optimizer: OptimizerArg::Adam,
+            lr: 1e-3,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            seed: 0,
+            limit: None,
+            data: None,
+        }
+    }
+}
+
+/// `noise` as text in the JSON: `none`, `gaussian:σ`, `mask:ν`, `salt-pepper:p`.
+mod noise_text {
+    use crate::ops::Noise;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(noise: &Option<Noise>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::noise_to_text(*noise))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Noise>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_noise(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn noise_to_text(noise: Option<Noise>) -> String {
+    match noise {
+        None => "none".into(),
+        Some(Noise::Gaussian { sigma }) => format!("gaussian:{sigma}"),
+        Some(Noise::Mask { fraction }) => format!("mask:{fraction}"),
+        Some(Noise::SaltPepper { fraction }) => format!("salt-pepper:{fraction}"),
+    }
+}
+
+/// `none`, `gaussian:σ`, `mask:ν` or `salt-pepper:p`.
+pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let (kind, amount) = text.split_once(':').ok_or_else(|| {
+        format!(
+            "expected KIND:AMOUNT (gaussian:0.5, mask:0.25, salt-pepper:0.1) or none, got {text:?}"
+        )
+    })?;
+    let amount: f32 = amount
+        .parse()
+        .map_err(|_| format!("{amount:?} is not a number"))?;
+    if !(amount.is_finite() && amount >= 0.0) {
+        return Err(format!(
+            "the noise amount must be a non-negative number, got {amount}"
+        ));
+    }
+    let fraction = |f: f32| {
+        if f <= 1.0 {
+            Ok(f)
+        } else {
+            Err(format!("a fraction must lie in [0, 1], got {f}"))
+        }
+    };
+    match kind {
+        "gaussian" => Ok(Some(Noise::Gaussian { sigma: amount })),
+        "mask" => Ok(Some(Noise::Mask {
+            fraction: fraction(amount)?,
+        })),
+        "salt-pepper" => Ok(Some(Noise::SaltPepper {
+            fraction: fraction(amount)?,
+        })),
+        other => Err(format!(
+            "unknown noise {other:?}: use gaussian, mask or salt-pepper"
+        )),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {key:?}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl RunConfig {
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a configuration serialises")
+    }
+
+    /// The configuration stored as `value`; keys it lacks take their defaults. An error names the key
+    /// whose value does not fit.
+    pub fn from_json(value: &Value) -> Result<RunConfig, ConfigError> {
+        serde_json::from_value(value.clone()).map_err(|e| {
+            // serde names the problem, not the key: find the key whose value alone fails.
+            let key = value
+                .as_object()
+                .and_then(|map| {
+                    map.iter().find_map(|(k, v)| {
+                        let single = serde_json::json!({ k.as_str(): v });
+                        serde_json::from_value::<RunConfig>(single)
+                            .is_err()
+                            .then(|| k.clone())
+                    })
+                })
+                .unwrap_or_else(|| "(the whole configuration)".into());
+            ConfigError {
+                key,
+                problem: e.to_string(),
+            }
+        })
+    }
+
+    /// The objective: the reconstruction (emphasised when asked), then the penalties in a fixed order.
+    pub fn objective(&self) -> Objective {
+        let mut objective = Objective {
+            terms: vec![Term::Reconstruction {
+                loss: self.loss.into(),
+                emphasis: self.emphasis,
+            }],
+        };
+        if let Some(weight) = self.l1 {
+            objective = objective.with(Term::L1 { weight });
+        }
+        if let Some(k) = self.kl_sparsity {
+            objective = objective.with(Term::KlSparsity {
+                rho: k.rho,
+                weight: k.beta,
+            });
+        }
+        if let Some(weight) = self.contractive {
+            objective = objective.with(Term::Contractive { weight });
+        }
+        objective
+    }
+
+    pub fn optimizer(&self) -> Optimizer {
+        match self.optimizer {
+            OptimizerArg::Adam => Optimizer::Adam(AdamHyper {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                ..AdamHyper::default()
+            }),
+            OptimizerArg::Sgd => Optimizer::Sgd {
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            },
+        }
+    }
+
+    /// The data set: `data` (or the bundled MNIST), cut to `limit`.
+    pub fn load_data(&self) -> anyhow::Result<Dataset> {
+        let mut data = match &self.data {
+            Some(dir) => mnist::load_dir(dir, false)?,
+            None => mnist::load_bundled()?,
+        };
+        if let Some(limit) = self.limit {
+            anyhow::ensure!(limit > 0, "--limit must be at least 1");
+            data.train.truncate(limit);
+            data.test.truncate(limit);
+        }
+        Ok(data)
+    }
+
+    /// The model for samples of shape `input`.
+    pub fn build_model(&self, input: Shape) -> anyhow::Result<Model> {
+        // Pixels lie in [0, 1], so reconstructions end in a sigmoid for both losses.
+        let output_act = Act::Sigmoid;
+        let act = self.activation.into();
+        let model = if self.variant.is_conv() {
+            let cfg = ConvConfig {
+                channels: self.channels.clone(),
+                deck: match self.deck {
+                    DeckArg::Strided => Deck::Strided,
+                    DeckArg::Pool => Deck::Pool,
+                },
+                act,
+                output_act,
+            };
+            conv_ae(self.variant.name(), input, &cfg)?
+        } else {
+            let cfg = DenseConfig {
+                hidden: self.hidden.clone(),
+                latent: self.latent,
+                act,
+                output_act,
+            };
+            let mut model = dense_ae(input, &cfg)?;
+            model.name = self.variant.name().into();
+            model
+        };
+        Ok(model)
+    }
+
+    pub fn plan_config(&self, data: &Dataset) -> PlanConfig {
+        PlanConfig {
+            batch: self.batch_size,
+            objective: self.objective(),
+            optimizer: self.optimizer(),
+            train_samples: data.train.len(),
+            test_samples: data.test.len(),
+            noise: self.noise,
+            seed: self.seed,
+        }
+    }
+
+    /// The model and its compiled plan on `data`.
+    pub fn build(&self, data: &Dataset) -> anyhow::Result<(Model, Plan)> {
+        let img = &data.train.images;
+        let model = self.build_model(Shape {
+            c: 1,
+            h: img.rows,
+            w: img.cols,
+        })?;
+        let plan = compile(&model, &self.plan_config(data))?;
+        Ok((model, plan))
+    }
+
+    /// One line for the start of a run: the objective's terms with their weights.
+    pub fn describe_objective(&self) -> String {
+        let mut parts = vec![match self.loss {
+            LossArg::Bce => "bce".to_string(),
+            LossArg::Mse => "mse".to_string(),
+        }];
+        if let Some(e) = self.emphasis {
+            parts[0] = format!("{} emphasised {}:{}", parts[0], e.corrupted, e.clean);
+        }
+        if let Some(l) = self.l1 {
+            parts.push(format!("{l} · l1(code)"));
+        }
+        if let Some(k) = self.kl_sparsity {
+            parts.push(format!("{} · kl(ρ = {} ‖ ρ̂)", k.beta, k.rho));
+        }
+        if let Some(c) = self.contractive {
+            parts.push(format!("{c} · ‖J‖²"));
+        }
+        parts.join(" + ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_configuration_survives_the_round_trip() {
+        let config = RunConfig {
+            variant: Variant::ConvDae,
+            channels: vec![8, 16],
+            deck: DeckArg::Pool,
+            noise: Some(Noise::Mask { fraction: 0.25 }),
+            emphasis: Some(Emphasis {
+                corrupted: 1.0,
+                clean: 0.1,
+            }),
+            l1: Some(1e-3),
+            optimizer: OptimizerArg::Sgd,
+            lr: 0.05,
+            seed: 9,
+            limit: Some(500),
+            batch_size: 32,
+            ..RunConfig::default()
+        };
+        let back = RunConfig::from_json(&config.to_json()).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn the_previous_versions_configuration_loads_with_the_old_meaning() {
+        // What a checkpoint of the version before objective terms stores.
+        let old = json!({
+            "variant": "conv-dae", "hidden": [256], "latent": 64, "activation": "leaky-relu",
+            "channels": [32, 64], "deck": "strided", "loss": "bce", "noise": "gaussian:0.5",
+            "batch_size": 128, "optimizer": "adam", "lr": 0.0010000000474974513, "momentum": 0.8999999761581421,
+            "weight_decay": 0.0, "seed": 3, "limit": null, "data": null
+        });
+        let config = RunConfig::from_json(&old).unwrap();
+        assert_eq!(config.variant, Variant::ConvDae);
+        assert_eq!(config.activation, ActArg::LeakyRelu);
+        assert_eq!(config.noise, Some(Noise::Gaussian { sigma: 0.5 }));
+        assert_eq!(config.lr, 1e-3);
+        assert_eq!(config.momentum, 0.9);
+        assert_eq!(config.seed, 3);
+        assert_eq!(
+            config.objective(),
+            Objective::reconstruction(LossKind::BceWithLogits)
+        );
+    }
+
+    #[test]
+    fn a_damaged_configuration_names_the_key() {
+        let mut config = RunConfig::default().to_json();
+        config["deck"] = json!("spiral");
+        let err = RunConfig::from_json(&config).unwrap_err().to_string();
+        assert!(err.contains("deck") && err.contains("spiral"), "{err}");
+        let mut config = RunConfig::default().to_json();
+        config["noise"] = json!("fog:1");
+        let err = RunConfig::from_json(&config).unwrap_err().to_string();
+        assert!(err.contains("noise") && err.contains("fog"), "{err}");
+    }
+
+    #[test]
+    fn each_variant_names_its_model_and_objective() {
+        let input = Shape { c: 1, h: 28, w: 28 };
+        let sparse = Variant::SparseAe.defaults();
+        let model = sparse.build_model(input).unwrap();
+        assert_eq!(model.name, "sparse-ae");
+        let widths: Vec<usize> = model.shapes.iter().map(Shape::numel).collect();
+        assert_eq!(widths, vec![784, 1000, 784]);
+        assert_eq!(model.code, Some(0));
+        assert_eq!(
+            sparse.objective().terms[1],
+            Term::KlSparsity {
+                rho: 0.05,
+                weight: 0.01
+            }
+        );
+        let cae = Variant::Cae.defaults();
+        let widths: Vec<usize> = cae
+            .build_model(input)
+            .unwrap()
+            .shapes
+            .iter()
+            .map(Shape::numel)
+            .collect();
+        assert_eq!(widths, vec![784, 256, 784]);
+        assert_eq!(cae.objective().terms[1], Term::Contractive { weight: 1e-3 });
+    }
+}

@@ -1,0 +1,389 @@
+//! The objective's terms: every term's gradient checked by finite differences in f64 through a whole
+//! model (the total objective of a batch against the gradients the training step writes), the GPU against
+//! the CPU on awkward sizes with a last partial batch, and the promises of the emphasised loss.
+
+mod common;
+
+use common::{assert_close, gpu, random_bytes};
+use gpu_ae::backend::cpu::{CpuExecutor, kernels};
+use gpu_ae::backend::gpu::GpuExecutor;
+use gpu_ae::backend::{Executor, Program, load_initial_state};
+use gpu_ae::model::Shape;
+use gpu_ae::model::variants::{DenseConfig, dense_ae};
+use gpu_ae::objective::{Emphasis, Objective, Term};
+use gpu_ae::ops::{Act, AdamHyper, BufId, LossKind, Noise};
+use gpu_ae::plan::{Elem, Optimizer, Plan, PlanConfig, compile};
+use gpu_ae::rng::epoch_permutation;
+
+const FEATURES: usize = 13;
+const BATCH: usize = 5;
+/// Batches 0 and 1 are full, batch 2 holds 2 real rows and 3 padded ones.
+const TRAIN_SAMPLES: usize = 12;
+const TEST_SAMPLES: usize = 4;
+const STEP: f64 = 1e-6;
+
+/// 13 → 7 → 6 (the code, `code_act`) → 7 → 13, sigmoid output, with `terms` after the reconstruction.
+fn plan(code_act: Act, loss: LossKind, terms: &[Term], noise: Option<Noise>) -> Plan {
+    let cfg = DenseConfig {
+        hidden: vec![7],
+        latent: 6,
+        act: code_act,
+        output_act: Act::Sigmoid,
+    };
+    let model = dense_ae(Shape::flat(FEATURES), &cfg).expect("valid model");
+    let mut objective = Objective::reconstruction(loss);
+    for t in terms {
+        objective = match t {
+            Term::Reconstruction { .. } => Objective { terms: vec![*t] },
+            _ => objective.with(*t),
+        };
+    }
+    let pc = PlanConfig {
+        batch: BATCH,
+        objective,
+        optimizer: Optimizer::Adam(AdamHyper::default()),
+        train_samples: TRAIN_SAMPLES,
+        test_samples: TEST_SAMPLES,
+        noise,
+        seed: 3,
+    };
+    compile(&model, &pc).expect("valid plan")
+}
+
+/// The objective's total over the current batch (runs the forward-backward program, so the gradients are
+/// rewritten), from the f64 accumulator.
+fn objective(ex: &mut CpuExecutor<f64>, valid: usize) -> f64 {
+    let plan = ex.plan().clone();
+    let acc = plan.io.loss_acc;
+    ex.floats_mut(acc).iter_mut().for_each(|v| *v = 0.0);
+    ex.run(Program::ForwardBackward, 1);
+    let sums: Vec<f64> = (0..plan.meters.len())
+        .map(|i| ex.floats(acc)[2 * i])
+        .collect();
+    plan.summarize(&sums, valid).total
+}
+
+/// Checks every parameter's gradient on batch `batch_index` against central differences of the total.
+fn check(plan: &Plan, label: &str) {
+    let mut ex = CpuExecutor::<f64>::new(plan.clone());
+    let train = random_bytes(TRAIN_SAMPLES * FEATURES, 41);
+    let test = random_bytes(TEST_SAMPLES * FEATURES, 42);
+    load_initial_state(&mut ex, &train, &test, 7);
+    ex.write_u32(plan.io.train_perm, &epoch_permutation(TRAIN_SAMPLES, 7, 0));
+    for batch_index in [1u32, 2] {
+        ex.write_u32(plan.io.train_state, &[5, batch_index, 0, 0]);
+        let valid = kernels::valid_rows(BATCH, TRAIN_SAMPLES, batch_index as usize);
+        objective(&mut ex, valid);
+        let analytic: Vec<Vec<f64>> = plan
+            .params
+            .iter()
+            .map(|p| ex.floats(p.grad).to_vec())
+            .collect();
+        let mut largest = 0f64;
+        for (p, grads) in plan.params.iter().zip(&analytic) {
+            for (e, &grad) in grads.iter().enumerate() {
+                let original = ex.floats(p.buf)[e];
+                ex.floats_mut(p.buf)[e] = original + STEP;
+                let plus = objective(&mut ex, valid);
+                ex.floats_mut(p.buf)[e] = original - STEP;
+                let minus = objective(&mut ex, valid);
+                ex.floats_mut(p.buf)[e] = original;
+                let numeric = (plus - minus) / (2.0 * STEP);
+                let scale = grad.abs().max(numeric.abs()).max(2e-3);
+                assert!(
+                    (grad - numeric).abs() <= 2e-6 * scale,
+                    "{label}, batch {batch_index}: {}[{e}]: analytic {grad:e} vs finite difference {numeric:e}",
+                    p.name
+                );
+                largest = largest.max(grad.abs());
+            }
+        }
+        assert!(largest > 1e-3, "{label}: every gradient is tiny");
+    }
+}
+
+/// A term's own share of the gradient must be large enough that a wrong one fails: each weight below
+/// makes its term comparable to the reconstruction.
+fn penalties() -> Vec<(&'static str, Term)> {
+    vec![
+        ("l1", Term::L1 { weight: 0.05 }),
+        (
+            "kl",
+            Term::KlSparsity {
+                rho: 0.1,
+                weight: 0.3,
+            },
+        ),
+        ("contractive", Term::Contractive { weight: 0.2 }),
+    ]
+}
+
+#[test]
+fn every_term_s_gradient_matches_finite_differences_through_a_whole_model() {
+    for (name, term) in penalties() {
+        check(
+            &plan(Act::Sigmoid, LossKind::BceWithLogits, &[term], None),
+            &format!("{name} on a sigmoid code"),
+        );
+    }
+    let all: Vec<Term> = penalties().into_iter().map(|(_, t)| t).collect();
+    check(
+        &plan(Act::Sigmoid, LossKind::Mse, &all, None),
+        "all three penalties, MSE",
+    );
+    // Other code activations: the contractive slope derivative of tanh (−2h) and of the identity (0);
+    // L1's sign on a code of both signs.
+    for act in [Act::Tanh, Act::Identity] {
+        check(
+            &plan(
+                act,
+                LossKind::BceWithLogits,
+                &[Term::Contractive { weight: 0.2 }, Term::L1 { weight: 0.05 }],
+                None,
+            ),
+            &format!("contractive and l1 on a {act:?} code"),
+        );
+    }
+}
+
+#[test]
+fn the_emphasised_loss_gradient_matches_finite_differences() {
+    for noise in [
+        Noise::Mask { fraction: 0.3 },
+        Noise::SaltPepper { fraction: 0.4 },
+    ] {
+        let emphasis = Term::Reconstruction {
+            loss: LossKind::BceWithLogits,
+            emphasis: Some(Emphasis {
+                corrupted: 2.0,
+                clean: 0.5,
+            }),
+        };
+        check(
+            &plan(
+                Act::Sigmoid,
+                LossKind::BceWithLogits,
+                &[emphasis],
+                Some(noise),
+            ),
+            &format!("emphasis 2:0.5 with {noise:?}"),
+        );
+    }
+}
+
+/// The step's every float buffer on the CPU and the GPU, after forward-backward on the last partial
+/// batch, for a plan with awkward sizes: 29 inputs, a 300-unit code (two groups of 256 columns), batches
+/// of 37 over 60 samples (the second has 23 rows).
+#[test]
+fn every_term_op_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
+    let Some(ctx) = gpu() else { return };
+    let features = 29;
+    let configs: Vec<(&str, Objective, Option<Noise>, Act)> = vec![
+        (
+            "all penalties",
+            Objective::reconstruction(LossKind::BceWithLogits)
+                .with(Term::L1 { weight: 1e-3 })
+                .with(Term::KlSparsity {
+                    rho: 0.05,
+                    weight: 0.1,
+                })
+                .with(Term::Contractive { weight: 0.01 }),
+            None,
+            Act::Sigmoid,
+        ),
+        (
+            "contractive on tanh",
+            Objective::reconstruction(LossKind::Mse).with(Term::Contractive { weight: 0.01 }),
+            None,
+            Act::Tanh,
+        ),
+        (
+            "emphasis",
+            Objective {
+                terms: vec![Term::Reconstruction {
+                    loss: LossKind::BceWithLogits,
+                    emphasis: Some(Emphasis {
+                        corrupted: 1.5,
+                        clean: 0.25,
+                    }),
+                }],
+            },
+            Some(Noise::Mask { fraction: 0.3 }),
+            Act::Relu,
+        ),
+    ];
+    for (label, objective, noise, act) in configs {
+        let cfg = DenseConfig {
+            hidden: vec![],
+            latent: 300,
+            act,
+            output_act: Act::Sigmoid,
+        };
+        let model = dense_ae(Shape::flat(features), &cfg).unwrap();
+        let plan = compile(
+            &model,
+            &PlanConfig {
+                batch: 37,
+                objective,
+                optimizer: Optimizer::Adam(AdamHyper::default()),
+                train_samples: 60,
+                test_samples: 21,
+                noise,
+                seed: 5,
+            },
+        )
+        .unwrap();
+        let (train, test) = (
+            random_bytes(60 * features, 51),
+            random_bytes(21 * features, 52),
+        );
+        let mut cpu = CpuExecutor::<f32>::new(plan.clone());
+        let mut gpu = GpuExecutor::new(&ctx, plan.clone()).unwrap();
+        for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+            load_initial_state(ex, &train, &test, 5);
+            ex.write_u32(plan.io.train_perm, &epoch_permutation(60, 9, 0));
+            ex.write_u32(plan.io.train_state, &[3, 1, 0, 0]);
+            ex.run(Program::ForwardBackward, 1);
+        }
+        for (i, b) in plan.buffers.iter().enumerate() {
+            if b.elem != Elem::F32 {
+                continue;
+            }
+            let want = cpu.read_f32(BufId(i));
+            if want.iter().all(|v| *v == 0.0) {
+                continue; // buffers this program does not touch (optimizer state, eval logs)
+            }
+            let got = gpu.read_f32(BufId(i));
+            assert_close(&format!("{label}: {}", b.name), &got, &want, 2e-4);
+        }
+        // The padded rows of the partial batch get no gradient from any term.
+        let code_grad = plan
+            .buffers
+            .iter()
+            .position(|b| b.name == "layers.0.out.grad")
+            .unwrap();
+        let g = cpu.read_f32(BufId(code_grad));
+        assert!(g[23 * 300..].iter().all(|v| *v == 0.0), "{label}");
+        assert!(g[..23 * 300].iter().any(|v| *v != 0.0), "{label}");
+        // And whole steps, evaluation included, agree.
+        for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+            ex.write_u32(plan.io.train_state, &[0; 4]);
+            ex.run(Program::TrainStep, 2);
+            ex.run(Program::Eval, 1);
+        }
+        let (want, got) = (
+            cpu.read_f32(plan.io.loss_acc),
+            gpu.read_f32(plan.io.loss_acc),
+        );
+        assert_close(&format!("{label}: accumulators"), &got, &want, 1e-3);
+    }
+}
+
+/// The emphasised loss with weights 1:1 is the plain loss, bit for bit; with other weights the meters of
+/// corrupted and untouched components add up to the unweighted loss.
+#[test]
+fn emphasis_one_to_one_is_the_plain_loss_and_its_meters_split_it() {
+    let noise = Some(Noise::Mask { fraction: 0.25 });
+    let weighted = |corrupted, clean| Term::Reconstruction {
+        loss: LossKind::BceWithLogits,
+        emphasis: Some(Emphasis { corrupted, clean }),
+    };
+    let run = |plan: &Plan| {
+        let mut ex = CpuExecutor::<f32>::new(plan.clone());
+        let train = random_bytes(TRAIN_SAMPLES * FEATURES, 61);
+        let test = random_bytes(TEST_SAMPLES * FEATURES, 62);
+        load_initial_state(&mut ex, &train, &test, 7);
+        ex.write_u32(plan.io.train_perm, &epoch_permutation(TRAIN_SAMPLES, 7, 0));
+        ex.run(Program::TrainStep, 3);
+        let params: Vec<Vec<f32>> = plan.params.iter().map(|p| ex.read_f32(p.buf)).collect();
+        (ex.read_f32(plan.io.loss_acc), params)
+    };
+    let plain = plan(Act::Relu, LossKind::BceWithLogits, &[], noise);
+    let one = plan(
+        Act::Relu,
+        LossKind::BceWithLogits,
+        &[weighted(1.0, 1.0)],
+        noise,
+    );
+    let (plain_acc, plain_params) = run(&plain);
+    let (one_acc, one_params) = run(&one);
+    assert_eq!(plain_acc[0].to_bits(), one_acc[0].to_bits());
+    assert_eq!(
+        plain_params, one_params,
+        "1:1 trains exactly as the plain loss"
+    );
+
+    let tilted = plan(
+        Act::Relu,
+        LossKind::BceWithLogits,
+        &[weighted(1.0, 0.1)],
+        noise,
+    );
+    let (acc, _) = run(&tilted);
+    let slot = |name: &str| 2 * tilted.meters.iter().position(|m| m.name == name).unwrap();
+    let (corrupted, clean) = (acc[slot("recon_corrupted")], acc[slot("recon_clean")]);
+    let (n_corrupted, n_clean) = (acc[slot("corrupted_count")], acc[slot("clean_count")]);
+    // 3 steps over 12 samples of 13 values: every valid component is counted once.
+    assert_eq!(n_corrupted + n_clean, (TRAIN_SAMPLES * FEATURES) as f32);
+    assert!(n_corrupted > 10.0 && n_clean > 10.0);
+    let weighted_sum = acc[slot("recon")];
+    assert!(
+        (weighted_sum - (corrupted + 0.1 * clean)).abs() <= 1e-4 * weighted_sum,
+        "Σ w·l = α Σ m·l + β Σ (1 − m)·l: {weighted_sum} vs {corrupted} + 0.1 · {clean}"
+    );
+}
+
+#[test]
+fn terms_that_do_not_fit_the_model_are_clear_errors() {
+    let cfg = DenseConfig {
+        hidden: vec![7],
+        latent: 6,
+        act: Act::Relu,
+        output_act: Act::Sigmoid,
+    };
+    let model = dense_ae(Shape::flat(FEATURES), &cfg).unwrap();
+    let compile_with = |objective, noise| {
+        compile(
+            &model,
+            &PlanConfig {
+                batch: BATCH,
+                objective,
+                optimizer: Optimizer::Adam(AdamHyper::default()),
+                train_samples: TRAIN_SAMPLES,
+                test_samples: TEST_SAMPLES,
+                noise,
+                seed: 0,
+            },
+        )
+        .map(|_| ())
+        .expect_err("the plan is refused")
+        .to_string()
+    };
+    let kl = compile_with(
+        Objective::reconstruction(LossKind::BceWithLogits).with(Term::KlSparsity {
+            rho: 0.05,
+            weight: 0.1,
+        }),
+        None,
+    );
+    assert!(
+        kl.contains("KL sparsity") && kl.contains("sigmoid") && kl.contains("relu"),
+        "{kl}"
+    );
+    let emphasis = Objective {
+        terms: vec![Term::Reconstruction {
+            loss: LossKind::BceWithLogits,
+            emphasis: Some(Emphasis {
+                corrupted: 1.0,
+                clean: 0.5,
+            }),
+        }],
+    };
+    let none = compile_with(emphasis.clone(), None);
+    assert!(
+        none.contains("emphasis") && none.contains("no corruption"),
+        "{none}"
+    );
+    let gaussian = compile_with(emphasis, Some(Noise::Gaussian { sigma: 0.3 }));
+    assert!(gaussian.contains("Gaussian"), "{gaussian}");
+}
