@@ -361,7 +361,7 @@ impl<'e> Trainer<'e> {
     fn queue_chunk(&mut self, start: usize, len: usize, recording: &mut f64) -> Chunk {
         let queued_at = Instant::now();
         let acc = self.ex.plan().io.loss_acc;
-        let loss = self.ex.run_and_snapshot(Program::TrainStep, len, acc);
+        let loss = self.ex.run_and_snapshot(Program::TRAIN_STEP, len, acc);
         *recording += queued_at.elapsed().as_secs_f64();
         Chunk {
             loss,
@@ -473,7 +473,7 @@ impl<'e> Trainer<'e> {
             return;
         }
         self.position.upload(self.ex, self.seed);
-        self.ex.run(Program::TrainStep, steps);
+        self.ex.run(Program::TRAIN_STEP, steps);
         self.ex.finish();
         self.position.global_step += steps;
     }
@@ -530,7 +530,7 @@ impl<'e> Trainer<'e> {
         let mut done = 0;
         while done < steps {
             let n = chunk.min(steps - done);
-            self.ex.run(Program::Eval, n);
+            self.ex.run(Program::EVAL, n);
             done += n;
         }
         let acc = self.ex.read_f32(io.loss_acc);
@@ -545,7 +545,7 @@ impl<'e> Trainer<'e> {
         let (io, features) = (plan.io, plan.features);
         let count = count.min(plan.batch).min(plan.test_samples);
         self.ex.write_u32(io.eval_state, &[0; state::LEN]);
-        self.ex.run(Program::Eval, 1);
+        self.ex.run(Program::EVAL, 1);
         let mut rows = |buf| -> Vec<Vec<f32>> {
             let v = self.ex.read_f32(buf);
             v.chunks(features)

@@ -5,6 +5,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use gpu_ae::backend::Program;
 use gpu_ae::backend::gpu::GpuExecutor;
 use gpu_ae::backend::gpu::profile::{Timing, TimingChoice, profile_step};
 use gpu_ae::backend::load_initial_state;
@@ -183,11 +184,9 @@ fn tiny_plan(conv: bool) -> Plan {
 fn check_profile_covers_step(conv: bool, choice: TimingChoice) {
     let Some(ctx) = common::gpu() else { return };
     let plan = tiny_plan(conv);
-    let step_ops = plan.forward_backward.len() + plan.update.len();
+    let step_ops = plan.program_ops(Program::TRAIN_STEP).count();
     let names: Vec<&str> = plan
-        .forward_backward
-        .iter()
-        .chain(&plan.update)
+        .program_ops(Program::TRAIN_STEP)
         .map(|op| op.name())
         .collect();
     let pixels = plan.features;

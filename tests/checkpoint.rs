@@ -164,7 +164,7 @@ fn round_trip(plan: &Plan, label: &str) {
     let dir = scratch_dir(label);
     let path = dir.join("model.safetensors");
     let mut trained = fresh(plan, 1);
-    trained.run(Program::TrainStep, 2);
+    trained.run(Program::TRAIN_STEP, 2);
     let state = state_after(&mut trained, 2);
     let config = json!({"variant": label, "hidden": [6]});
     save(&path, &capture(&mut trained, config.clone(), state.clone())).expect("save");
@@ -209,12 +209,12 @@ fn conv_batch_norm_sgd_checkpoint_round_trips_bit_identically() {
 fn resume_matches_uninterrupted(plan: &Plan, label: &str) {
     let (k, rest) = (3, plan.steps_per_epoch() - 3);
     let mut straight = fresh(plan, 1);
-    straight.run(Program::TrainStep, k + rest);
+    straight.run(Program::TRAIN_STEP, k + rest);
 
     let dir = scratch_dir(label);
     let path = dir.join("resume.safetensors");
     let mut first = fresh(plan, 1);
-    first.run(Program::TrainStep, k);
+    first.run(Program::TRAIN_STEP, k);
     let state = state_after(&mut first, k);
     save(&path, &capture(&mut first, json!({}), state)).expect("save");
     drop(first);
@@ -229,7 +229,7 @@ fn resume_matches_uninterrupted(plan: &Plan, label: &str) {
     resumed.write_u32(io.train_state, &[9, 9, 0, 0]);
     resumed.write_f32(io.loss_acc, &[3.0, 4.0]);
     restore(&mut resumed, &checkpoint::load(&path).expect("load")).expect("restore");
-    resumed.run(Program::TrainStep, rest);
+    resumed.run(Program::TRAIN_STEP, rest);
     assert_same_bits(
         label,
         &persistent_bits(&mut resumed),
@@ -594,7 +594,7 @@ fn python_safetensors_reads_the_checkpoint() {
     let path = dir.join("py.safetensors");
     let plan = conv_pool_plan(Optimizer::Adam(AdamHyper::default()));
     let mut ex = fresh(&plan, 1);
-    ex.run(Program::TrainStep, 1);
+    ex.run(Program::TRAIN_STEP, 1);
     let state = state_after(&mut ex, 1);
     let ckpt = capture(&mut ex, json!({"variant": "conv-dae"}), state);
     save(&path, &ckpt).expect("save");

@@ -330,3 +330,60 @@ fn every_noise_form_trains() {
         );
     }
 }
+
+#[test]
+fn profile_with_resume_profiles_the_checkpoints_model_from_where_it_stopped() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = temp_dir("profile-resume");
+    let out_s = out.to_str().unwrap();
+    let small = [
+        "--variant",
+        "ae",
+        "--hidden",
+        "16",
+        "--latent",
+        "4",
+        "--limit",
+        "300",
+        "--quiet",
+    ];
+    let o = gpu_ae(
+        &[
+            &["train", "--backend", "cpu", "--epochs", "2", "--out", out_s][..],
+            &small,
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let first_epoch = losses(&std::fs::read_to_string(out.join("metrics.csv")).unwrap())[0].0;
+    let ckpt = out.join("checkpoint.safetensors");
+    let o = gpu_ae(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--profile",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        out_s,
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    assert!(
+        stdout.contains("profiling the checkpoint's model from epoch 3, step 0"),
+        "{stdout}"
+    );
+    // The profiled epoch continues the trained model: its loss is below a fresh model's first epoch.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("epoch   3  train loss"))
+        .expect("the profiled epoch's line");
+    let loss: f64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!(
+        loss < first_epoch,
+        "{loss} vs a fresh model's {first_epoch}"
+    );
+}

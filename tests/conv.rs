@@ -87,7 +87,7 @@ fn cpu64(buffers: Vec<BufferDesc>, ops: Vec<Op>, inputs: &[(BufId, Vec<f32>)]) -
     for (id, data) in inputs {
         cpu.write_f32(*id, data);
     }
-    cpu.run(Program::ForwardBackward, 1);
+    cpu.run(Program::FORWARD_BACKWARD, 1);
     cpu
 }
 
@@ -419,7 +419,7 @@ fn assert_gpu_matches_cpu_with(
         for (id, data) in &inputs {
             ex.write_f32(*id, data);
         }
-        ex.run(Program::ForwardBackward, 1);
+        ex.run(Program::FORWARD_BACKWARD, 1);
     }
     for (name, id) in [
         ("conv2d", Y),
@@ -541,7 +541,7 @@ fn fused_conv_bias_act_matches_cpu() {
                 for (id, data) in &inputs {
                     ex.write_f32(*id, data);
                 }
-                ex.run(Program::ForwardBackward, 1);
+                ex.run(Program::FORWARD_BACKWARD, 1);
             }
             let what = format!("conv_bias_act transposed={transposed} {act:?} {g:?}");
             assert_close(&what, &gpu.read_f32(Y), &cpu.read_f32(Y), REL);

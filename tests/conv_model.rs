@@ -62,7 +62,7 @@ fn loaded<E: Executor>(mut ex: E, seed: u64) -> E {
 fn mean_loss(ex: &mut CpuExecutor<f64>, valid: usize) -> f64 {
     let acc = ex.plan().io.loss_acc;
     ex.floats_mut(acc).fill(0.0);
-    ex.run(Program::ForwardBackward, 1);
+    ex.run(Program::FORWARD_BACKWARD, 1);
     ex.floats(acc)[0] / (valid * FEATURES) as f64
 }
 
@@ -133,8 +133,8 @@ fn gpu_matches_cpu_over_training_steps(deck: Deck, noise: Option<Noise>) {
     let mut cpu = loaded(CpuExecutor::<f32>::new(plan.clone()), 4);
     let mut gpu = loaded(GpuExecutor::new(&ctx, plan.clone()).unwrap(), 4);
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
-        ex.run(Program::TrainStep, plan.steps_per_epoch());
-        ex.run(Program::Eval, plan.eval_steps());
+        ex.run(Program::TRAIN_STEP, plan.steps_per_epoch());
+        ex.run(Program::EVAL, plan.eval_steps());
     }
     for p in &plan.params {
         let label = format!(
@@ -186,7 +186,7 @@ fn denoising_corrupts_only_the_models_input() {
         LossKind::BceWithLogits,
     );
     let mut ex = loaded(CpuExecutor::<f32>::new(plan.clone()), 5);
-    ex.run(Program::ForwardBackward, 1);
+    ex.run(Program::FORWARD_BACKWARD, 1);
     let (clean, seen) = (ex.read_f32(plan.io.input), ex.read_f32(plan.io.model_input));
     let zeroed = clean
         .iter()

@@ -69,7 +69,7 @@ fn tiny_plan(act: Act, loss: LossKind, output_act: Act) -> Plan {
 fn mean_loss(ex: &mut CpuExecutor<f64>, valid_rows: usize) -> f64 {
     let acc = ex.plan().io.loss_acc;
     ex.floats_mut(acc).fill(0.0);
-    ex.run(Program::ForwardBackward, 1);
+    ex.run(Program::FORWARD_BACKWARD, 1);
     ex.floats(acc)[0] / (valid_rows * FEATURES) as f64
 }
 
@@ -390,13 +390,13 @@ fn cpu_training_is_bit_reproducible() {
             3,
         );
         ex.write_u32(plan.io.train_perm, &epoch_permutation(TRAIN_SAMPLES, 3, 0));
-        ex.run(Program::TrainStep, plan.steps_per_epoch());
+        ex.run(Program::TRAIN_STEP, plan.steps_per_epoch());
         ex.write_u32(
             plan.io.train_state,
             &[plan.steps_per_epoch() as u32, 0, 0, 0],
         );
         ex.write_u32(plan.io.train_perm, &epoch_permutation(TRAIN_SAMPLES, 3, 1));
-        ex.run(Program::TrainStep, 2);
+        ex.run(Program::TRAIN_STEP, 2);
         let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<u32>>();
         let params: Vec<Vec<u32>> = plan
             .params

@@ -59,7 +59,7 @@ fn run_both_with<'a>(
         for (id, data) in words {
             ex.write_u32(BufId(*id), data);
         }
-        ex.run(Program::ForwardBackward, 1);
+        ex.run(Program::FORWARD_BACKWARD, 1);
     }
     (cpu, gpu)
 }
@@ -496,7 +496,7 @@ fn optimizers_match_cpu_over_several_steps() {
     ];
     let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &inputs, &[]);
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
-        ex.run(Program::ForwardBackward, 4);
+        ex.run(Program::FORWARD_BACKWARD, 4);
     }
     assert_eq!(gpu.read_u32(BufId(4))[state::GLOBAL_STEP], 5);
     compare("adam param", &mut cpu, &mut gpu, 0, REL);
@@ -580,7 +580,7 @@ fn dense_ae_gradients_and_adam_step_match_cpu() {
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
         load_initial_state(ex, &train, &test, 5);
         ex.write_u32(plan.io.train_perm, &perm);
-        ex.run(Program::ForwardBackward, 1);
+        ex.run(Program::FORWARD_BACKWARD, 1);
     }
     compare("reconstruction", &mut cpu, &mut gpu, plan.io.recon.0, REL);
     for p in &plan.params {
@@ -595,7 +595,7 @@ fn dense_ae_gradients_and_adam_step_match_cpu() {
     // Now whole steps, including the last partial batch (50 = 19 + 19 + 12).
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
         ex.write_u32(plan.io.train_state, &[0; state::LEN]);
-        ex.run(Program::TrainStep, 3);
+        ex.run(Program::TRAIN_STEP, 3);
     }
     for p in &plan.params {
         compare(
@@ -633,8 +633,8 @@ fn dense_ae_eval_and_sgd_match_cpu() {
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
         load_initial_state(ex, &train, &test, 6);
         ex.write_u32(plan.io.train_perm, &(0..50).collect::<Vec<u32>>());
-        ex.run(Program::TrainStep, 3);
-        ex.run(Program::Eval, plan.eval_steps());
+        ex.run(Program::TRAIN_STEP, 3);
+        ex.run(Program::EVAL, plan.eval_steps());
     }
     for p in &plan.params {
         compare(
@@ -668,10 +668,10 @@ fn snapshots_hold_the_loss_as_their_chunk_left_it_while_later_chunks_run() {
         let acc = plan.io.loss_acc;
         // One step a chunk (the epoch has three). The second chunk is queued before the first is read,
         // the third after, reusing the first one's read-back buffer.
-        let first = ex.run_and_snapshot(Program::TrainStep, 1, acc);
-        let second = ex.run_and_snapshot(Program::TrainStep, 1, acc);
+        let first = ex.run_and_snapshot(Program::TRAIN_STEP, 1, acc);
+        let second = ex.run_and_snapshot(Program::TRAIN_STEP, 1, acc);
         let first = ex.read_snapshot(first);
-        let third = ex.run_and_snapshot(Program::TrainStep, 1, acc);
+        let third = ex.run_and_snapshot(Program::TRAIN_STEP, 1, acc);
         let (second, third) = (ex.read_snapshot(second), ex.read_snapshot(third));
         sums.push([first[0], second[0], third[0]]);
     }

@@ -34,7 +34,7 @@ fn run_both<'a>(
     let mut gpu = GpuExecutor::new(ctx, plan).expect("plan fits the adapter");
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
         write_all(ex, floats, words);
-        ex.run(Program::ForwardBackward, 1);
+        ex.run(Program::FORWARD_BACKWARD, 1);
     }
     (cpu, gpu)
 }
@@ -79,10 +79,10 @@ fn check_gradient(
 ) {
     let mut ex = CpuExecutor::<f64>::new(plan.clone());
     write_all(&mut ex, floats, words);
-    ex.run(Program::ForwardBackward, 1);
+    ex.run(Program::FORWARD_BACKWARD, 1);
     let analytic = ex.floats(BufId(grad)).to_vec();
     let loss = |ex: &mut CpuExecutor<f64>| {
-        ex.run(Program::ForwardBackward, 1);
+        ex.run(Program::FORWARD_BACKWARD, 1);
         let (y, dy) = (ex.floats(BufId(y)), ex.floats(BufId(dy)));
         (0..limit).map(|i| y[i] * dy[i]).sum::<f64>()
     };
@@ -329,7 +329,7 @@ fn batch_norm_grad_matches_finite_difference_on_a_partial_batch() {
     // The padded row gets no gradient, and its zeros would have moved the statistics had they counted.
     let mut ex = CpuExecutor::<f64>::new(plan.clone());
     write_all(&mut ex, &floats, &words);
-    ex.run(Program::ForwardBackward, 1);
+    ex.run(Program::FORWARD_BACKWARD, 1);
     assert!(ex.floats(BufId(10))[valid_len..].iter().all(|g| *g == 0.0));
     let x = ex.floats(BufId(0));
     let mean0: f64 = (0..2)
@@ -467,7 +467,7 @@ fn batch_norm_training_and_backward_match_cpu_including_running_stats() {
         let (mut cpu, mut gpu) = run_both(
             &ctx,
             plan.buffers.clone(),
-            plan.forward_backward.clone(),
+            plan.segment("forward_backward").to_vec(),
             &floats,
             &words,
         );
@@ -501,7 +501,7 @@ fn batch_norm_eval_uses_running_stats_and_matches_cpu() {
     let (mut cpu, mut gpu) = run_both(
         &ctx,
         plan.buffers.clone(),
-        plan.forward_backward.clone(),
+        plan.segment("forward_backward").to_vec(),
         &floats,
         &[],
     );
@@ -555,7 +555,7 @@ fn corrupt(
     let run = |ex: &mut dyn Executor| {
         ex.write_f32(BufId(0), x);
         ex.write_u32(BufId(2), &[step, 7, 0, 0]);
-        ex.run(Program::ForwardBackward, 1);
+        ex.run(Program::FORWARD_BACKWARD, 1);
         (ex.read_f32(BufId(1)), ex.read_f32(BufId(3)))
     };
     let (cpu, cpu_mask) = run(&mut CpuExecutor::<f32>::new(plan.clone()));

@@ -56,7 +56,7 @@ fn objective(ex: &mut CpuExecutor<f64>, valid: usize) -> f64 {
     let plan = ex.plan().clone();
     let acc = plan.io.loss_acc;
     ex.floats_mut(acc).iter_mut().for_each(|v| *v = 0.0);
-    ex.run(Program::ForwardBackward, 1);
+    ex.run(Program::FORWARD_BACKWARD, 1);
     let sums: Vec<f64> = (0..plan.meters.len())
         .map(|i| ex.floats(acc)[2 * i])
         .collect();
@@ -243,7 +243,7 @@ fn every_term_op_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
             load_initial_state(ex, &train, &test, 5);
             ex.write_u32(plan.io.train_perm, &epoch_permutation(60, 9, 0));
             ex.write_u32(plan.io.train_state, &[3, 1, 0, 0]);
-            ex.run(Program::ForwardBackward, 1);
+            ex.run(Program::FORWARD_BACKWARD, 1);
         }
         for (i, b) in plan.buffers.iter().enumerate() {
             if b.elem != Elem::F32 {
@@ -268,8 +268,8 @@ fn every_term_op_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
         // And whole steps, evaluation included, agree.
         for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
             ex.write_u32(plan.io.train_state, &[0; 4]);
-            ex.run(Program::TrainStep, 2);
-            ex.run(Program::Eval, 1);
+            ex.run(Program::TRAIN_STEP, 2);
+            ex.run(Program::EVAL, 1);
         }
         let (want, got) = (
             cpu.read_f32(plan.io.loss_acc),
@@ -294,7 +294,7 @@ fn emphasis_one_to_one_is_the_plain_loss_and_its_meters_split_it() {
         let test = random_bytes(TEST_SAMPLES * FEATURES, 62);
         load_initial_state(&mut ex, &train, &test, 7);
         ex.write_u32(plan.io.train_perm, &epoch_permutation(TRAIN_SAMPLES, 7, 0));
-        ex.run(Program::TrainStep, 3);
+        ex.run(Program::TRAIN_STEP, 3);
         let params: Vec<Vec<f32>> = plan.params.iter().map(|p| ex.read_f32(p.buf)).collect();
         (ex.read_f32(plan.io.loss_acc), params)
     };

@@ -8,16 +8,7 @@ pub mod gpu;
 use crate::ops::BufId;
 use crate::plan::Plan;
 
-/// A program of a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Program {
-    /// Gather, forward, loss and backward: every gradient written, no parameter changed.
-    ForwardBackward,
-    /// One full training step: `ForwardBackward` then the optimizer and the step counter.
-    TrainStep,
-    /// One evaluation batch: gather a test batch, forward, loss.
-    Eval,
-}
+pub use crate::plan::Program;
 
 /// A copy of a buffer as a queued run leaves it ([`Executor::run_and_snapshot`]), to be read with
 /// [`Executor::read_snapshot`].
@@ -58,7 +49,7 @@ pub trait Executor {
         snapshot.values.unwrap_or_default()
     }
     /// Queues op `index` of the training step (the forward-backward ops, then the update ops) on its own.
-    /// Running every index in order is one [`Program::TrainStep`]: the slow path of `--detect-anomaly`.
+    /// Running every index in order is one [`Program::TRAIN_STEP`]: the slow path of `--detect-anomaly`.
     fn run_step_op(&mut self, index: usize);
     /// The device's failure, once it has one (a lost GPU): from then on reads return NaNs and nothing that
     /// was read can be trusted. The CPU never fails this way.
@@ -71,7 +62,7 @@ pub trait Executor {
 
 /// The ops of one training step, in the order [`Executor::run_step_op`] numbers them.
 pub fn step_ops(plan: &Plan) -> impl Iterator<Item = &crate::ops::Op> {
-    plan.forward_backward.iter().chain(&plan.update)
+    plan.program_ops(Program::TRAIN_STEP)
 }
 
 /// Uploads the packed u8 training and test sets, identity test order, initial parameters and zeroed state.

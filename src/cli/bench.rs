@@ -439,7 +439,7 @@ fn time_matmul(
     ex.write_f32(BufId(1), &fill(k * n, 5));
     let mut timed = |repeats: usize| {
         let start = Instant::now();
-        ex.run(Program::ForwardBackward, repeats);
+        ex.run(Program::FORWARD_BACKWARD, repeats);
         ex.finish();
         start.elapsed().as_secs_f64()
     };

@@ -1,7 +1,7 @@
 //! The scheduler: turns a [`Model`] into buffers and op lists, once.
 //!
-//! A plan owns no memory; it lists every buffer a run needs (sizes fixed up front) and three programs over
-//! them:
+//! A plan owns no memory; it lists every buffer a run needs (sizes fixed up front) and a list of programs
+//! over them, each a list of op segments ([`Program`]); today's three:
 //! - `forward_backward`: gather a shuffled training batch, corrupt it (denoising models), forward, loss,
 //!   backward (every gradient written);
 //! - `update`: one optimizer op per parameter, then advance the step counter;
@@ -141,9 +141,11 @@ pub struct Plan {
     /// What the accumulator sums: the reconstruction (meter 0), the other terms, then statistics.
     pub meters: Vec<Meter>,
     pub objective: Objective,
-    pub forward_backward: Vec<Op>,
-    pub update: Vec<Op>,
-    pub eval: Vec<Op>,
+    /// Op lists that programs are made of, in order ([`Segment`]): the standard plan has
+    /// `forward_backward`, `update` and `eval`.
+    pub segments: Vec<Segment>,
+    /// What an executor can run: each program a list of segments ([`Program`] indexes it).
+    pub programs: Vec<ProgramDesc>,
     pub io: PlanIo,
     pub batch: usize,
     /// Values per sample (input and reconstruction).
@@ -459,15 +461,15 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     let mut eval = head(test_data, test_perm, evaluation, EVAL_STREAM);
     eval.push(Op::AdvanceStep { state: eval_state });
 
+    let (segments, programs) = standard_programs(forward_backward, update, eval);
     Ok(Plan {
         buffers: b.buffers,
         params,
         stats,
         meters: meters.list,
         objective: cfg.objective.clone(),
-        forward_backward,
-        update,
-        eval,
+        segments,
+        programs,
         io: PlanIo {
             train_data,
             train_perm,
@@ -513,6 +515,73 @@ fn code_tap(model: &Model, bufs: &[LayerBufs], params: &[ParamDesc], layer: usiz
         act: model.layers[layer].act(),
         weight,
     }
+}
+
+/// A named list of ops, run in order.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub name: &'static str,
+    pub ops: Vec<Op>,
+}
+
+/// A program: the segments it runs, in order.
+#[derive(Clone, Debug)]
+pub struct ProgramDesc {
+    pub name: &'static str,
+    pub segments: Vec<usize>,
+}
+
+/// A program of a plan: an index into [`Plan::programs`]. Every plan has the three below (a plan made
+/// by [`Plan::from_ops`] runs its ops as `FORWARD_BACKWARD` and `TRAIN_STEP`); later families add their
+/// own (encode, decode, a pretraining phase) after them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Program(pub usize);
+
+impl Program {
+    /// Gather, corrupt, forward, every term's value, backward: every gradient written, no parameter
+    /// changed.
+    pub const FORWARD_BACKWARD: Program = Program(0);
+    /// One full training step: `FORWARD_BACKWARD`, then the optimizer and the step counter.
+    pub const TRAIN_STEP: Program = Program(1);
+    /// One evaluation batch: gather a test batch (in order), corrupt, forward, every term's value.
+    pub const EVAL: Program = Program(2);
+}
+
+/// The three programs of a plan over segments 0 (forward-backward), 1 (update) and 2 (eval).
+fn standard_programs(
+    forward_backward: Vec<Op>,
+    update: Vec<Op>,
+    eval: Vec<Op>,
+) -> (Vec<Segment>, Vec<ProgramDesc>) {
+    let segments = vec![
+        Segment {
+            name: "forward_backward",
+            ops: forward_backward,
+        },
+        Segment {
+            name: "update",
+            ops: update,
+        },
+        Segment {
+            name: "eval",
+            ops: eval,
+        },
+    ];
+    let programs = vec![
+        ProgramDesc {
+            name: "forward_backward",
+            segments: vec![0],
+        },
+        ProgramDesc {
+            name: "train_step",
+            segments: vec![0, 1],
+        },
+        ProgramDesc {
+            name: "eval",
+            segments: vec![2],
+        },
+    ];
+    (segments, programs)
 }
 
 /// A pass's means: every meter's value (in [`Plan::meters`] order) and the objective's total, the sum of
@@ -587,6 +656,22 @@ impl Plan {
         acc
     }
 
+    /// The ops `program` runs, in order.
+    pub fn program_ops(&self, program: Program) -> impl Iterator<Item = &Op> {
+        self.programs[program.0]
+            .segments
+            .iter()
+            .flat_map(|&s| &self.segments[s].ops)
+    }
+
+    /// The segment called `name` (`forward_backward`, `update`, `eval`, …).
+    pub fn segment(&self, name: &str) -> &[Op] {
+        self.segments
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(&[], |s| &s.ops)
+    }
+
     pub fn steps_per_epoch(&self) -> usize {
         self.train_samples.div_ceil(self.batch)
     }
@@ -614,19 +699,19 @@ impl Plan {
 }
 
 impl Plan {
-    /// A plan made of explicit buffers and one op list (run as [`crate::backend::Program::ForwardBackward`]),
-    /// for kernel tests and benchmarks. It reads no data set: its `io` points at buffer 0.
+    /// A plan made of explicit buffers and one op list (run as [`Program::FORWARD_BACKWARD`]), for kernel
+    /// tests and benchmarks. It reads no data set: its `io` points at buffer 0.
     pub fn from_ops(buffers: Vec<BufferDesc>, ops: Vec<Op>) -> Plan {
         let z = BufId(0);
+        let (segments, programs) = standard_programs(ops, Vec::new(), Vec::new());
         Plan {
             buffers,
             params: Vec::new(),
             stats: Vec::new(),
             meters: Vec::new(),
             objective: Objective::reconstruction(LossKind::BceWithLogits),
-            forward_backward: ops,
-            update: Vec::new(),
-            eval: Vec::new(),
+            segments,
+            programs,
             io: PlanIo {
                 train_data: z,
                 train_perm: z,

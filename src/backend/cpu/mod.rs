@@ -594,13 +594,14 @@ impl<T: Real> CpuExecutor<T> {
         }
     }
 
-    /// Runs one op list of the plan; the list is borrowed out of the plan meanwhile (no op reads it).
-    fn run_list(&mut self, list: fn(&mut Plan) -> &mut Vec<Op>) {
-        let ops = std::mem::take(list(&mut self.plan));
+    /// Runs segment `index` of the plan; its ops are borrowed out of the plan meanwhile (no op reads
+    /// them).
+    fn run_segment(&mut self, index: usize) {
+        let ops = std::mem::take(&mut self.plan.segments[index].ops);
         for op in &ops {
             self.execute_profiled(op);
         }
-        *list(&mut self.plan) = ops;
+        self.plan.segments[index].ops = ops;
     }
 }
 
@@ -624,14 +625,10 @@ impl<T: Real> Executor for CpuExecutor<T> {
         &self.plan
     }
     fn run(&mut self, program: Program, repeats: usize) {
+        let segments = self.plan.programs[program.0].segments.clone();
         for _ in 0..repeats {
-            match program {
-                Program::ForwardBackward => self.run_list(|p| &mut p.forward_backward),
-                Program::TrainStep => {
-                    self.run_list(|p| &mut p.forward_backward);
-                    self.run_list(|p| &mut p.update);
-                }
-                Program::Eval => self.run_list(|p| &mut p.eval),
+            for &s in &segments {
+                self.run_segment(s);
             }
         }
     }
@@ -653,12 +650,10 @@ impl<T: Real> Executor for CpuExecutor<T> {
     }
     fn finish(&mut self) {}
     fn run_step_op(&mut self, index: usize) {
-        let fb = self.plan.forward_backward.len();
-        let op = if index < fb {
-            self.plan.forward_backward[index].clone()
-        } else {
-            self.plan.update[index - fb].clone()
-        };
+        let op = crate::backend::step_ops(&self.plan)
+            .nth(index)
+            .expect("the training step has this op")
+            .clone();
         self.execute_profiled(&op);
     }
 }

@@ -29,9 +29,8 @@ pub struct GpuExecutor<'a> {
     ctx: &'a GpuContext,
     plan: Plan,
     buffers: Vec<wgpu::Buffer>,
-    forward_backward: Vec<Dispatch>,
-    update: Vec<Dispatch>,
-    eval: Vec<Dispatch>,
+    /// The dispatches of each of the plan's segments.
+    segments: Vec<Vec<Dispatch>>,
     /// Map-readable copies, one per buffer read so far, kept for later reads.
     staging: HashMap<BufId, wgpu::Buffer>,
     /// Snapshots queued and not yet read, by ticket; and read-back buffers free for the next one (two
@@ -76,21 +75,22 @@ impl<'a> GpuExecutor<'a> {
             })
             .collect();
         let mut kernels = Kernels::new(ctx, matmul);
-        let build = |ops: &[Op], kernels: &mut Kernels| {
-            ops.iter()
-                .map(|op| dispatch_for(kernels, &buffers, op))
-                .collect()
-        };
-        let forward_backward = build(&plan.forward_backward, &mut kernels);
-        let update = build(&plan.update, &mut kernels);
-        let eval = build(&plan.eval, &mut kernels);
+        let segments = plan
+            .segments
+            .iter()
+            .map(|segment| {
+                segment
+                    .ops
+                    .iter()
+                    .map(|op| dispatch_for(&mut kernels, &buffers, op))
+                    .collect()
+            })
+            .collect();
         Ok(GpuExecutor {
             ctx,
             plan,
             buffers,
-            forward_backward,
-            update,
-            eval,
+            segments,
             staging: HashMap::new(),
             snapshots: HashMap::new(),
             spare_snapshot_buffers: Vec::new(),
@@ -521,17 +521,13 @@ impl GpuExecutor<'_> {
     }
 
     /// The dispatches of `repeats` runs of `program`, in order.
-    fn program<'s>(
+    pub(crate) fn program<'s>(
         &'s self,
         program: Program,
         repeats: usize,
     ) -> impl Iterator<Item = &'s Dispatch> + 's {
-        let lists: [&[Dispatch]; 2] = match program {
-            Program::ForwardBackward => [&self.forward_backward, &[]],
-            Program::TrainStep => [&self.forward_backward, &self.update],
-            Program::Eval => [&self.eval, &[]],
-        };
-        (0..repeats).flat_map(move |_| lists.into_iter().flatten())
+        let segments = &self.plan.programs[program.0].segments;
+        (0..repeats).flat_map(move |_| segments.iter().flat_map(|&s| &self.segments[s]))
     }
 }
 
@@ -619,12 +615,10 @@ impl Executor for GpuExecutor<'_> {
         let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
     }
     fn run_step_op(&mut self, index: usize) {
-        let fb = self.forward_backward.len();
-        let dispatch = if index < fb {
-            &self.forward_backward[index]
-        } else {
-            &self.update[index - fb]
-        };
+        let dispatch = self
+            .program(Program::TRAIN_STEP, 1)
+            .nth(index)
+            .expect("the training step has this op");
         self.submit(dispatch.name, [dispatch]);
     }
 }

@@ -150,13 +150,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Profiles one training step (`forward_backward` then `update`), each measurement the median of `repeats`.
 pub fn profile_step(ex: &mut GpuExecutor<'_>, choice: TimingChoice, repeats: usize) -> Profile {
     let repeats = repeats.max(1);
-    let ops: Vec<Op> = ex
-        .plan
-        .forward_backward
-        .iter()
-        .chain(&ex.plan.update)
-        .cloned()
-        .collect();
+    let ops: Vec<Op> = ex.plan.program_ops(Program::TRAIN_STEP).cloned().collect();
     let queries = 2 * ops.len() as u64;
     let timestamps = choice == TimingChoice::Auto
         && ex.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY)
@@ -164,19 +158,19 @@ pub fn profile_step(ex: &mut GpuExecutor<'_>, choice: TimingChoice, repeats: usi
 
     // Warm-up: first use of every pipeline, then the normally recorded step.
     restart_epoch(ex);
-    ex.run(Program::TrainStep, 1);
+    ex.run(Program::TRAIN_STEP, 1);
     ex.finish();
     let mut walls = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         restart_epoch(ex);
         let start = Instant::now();
-        ex.run(Program::TrainStep, 1);
+        ex.run(Program::TRAIN_STEP, 1);
         ex.finish();
         walls.push(start.elapsed().as_secs_f64() * 1e6);
     }
     restart_epoch(ex);
     let start = Instant::now();
-    ex.run(Program::TrainStep, repeats);
+    ex.run(Program::TRAIN_STEP, repeats);
     ex.finish();
     let step_batched_micros = start.elapsed().as_secs_f64() * 1e6 / repeats as f64;
 
@@ -246,7 +240,7 @@ fn entry_points(d: &Dispatch) -> String {
 }
 
 fn step_dispatches<'d>(ex: &'d GpuExecutor<'_>) -> Vec<&'d Dispatch> {
-    ex.forward_backward.iter().chain(&ex.update).collect()
+    ex.program(Program::TRAIN_STEP, 1).collect()
 }
 
 /// One step with a timestamp pair around every dispatch; returns µs per dispatch.
@@ -315,7 +309,7 @@ fn timestamped_step(ex: &GpuExecutor<'_>) -> Vec<f64> {
 
 /// Each dispatch recorded `repeats` times into one pass, submitted and waited for; µs per run.
 fn host_timed_ops(ex: &mut GpuExecutor<'_>, repeats: usize) -> Vec<f64> {
-    let count = ex.forward_backward.len() + ex.update.len();
+    let count = step_dispatches(ex).len();
     (0..count)
         .map(|i| {
             let record = |ex: &GpuExecutor<'_>, times: usize| {
