@@ -30,6 +30,11 @@ struct LossParams {
 
 var<workgroup> scratch: array<f32, 256>;
 
+// Rows of the batch state[1] that hold samples.
+fn valid_rows(rows: u32, samples: u32) -> u32 {
+    return min(rows, samples - min(samples, loss_state[1] * rows));
+}
+
 // (l, ∂l/∂z, y) of one element: logit z, target x.
 fn element_loss(z: f32, x: f32, kind: u32, act: u32) -> vec3<f32> {
     if (kind == 0u) {
@@ -59,8 +64,7 @@ fn loss(
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let i = gid.y * groups.x * 256u + gid.x;
-    let first = loss_state[1] * lp.rows;
-    let valid = min(lp.rows, lp.samples - min(lp.samples, first));
+    let valid = valid_rows(lp.rows, lp.samples);
     let limit = valid * lp.cols;
     let scale = 1.0 / f32(max(valid, 1u) * lp.cols);
     var l = 0.0;
@@ -108,8 +112,7 @@ fn loss_emphasis(
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let i = gid.y * groups.x * 256u + gid.x;
-    let first = loss_state[1] * ep.rows;
-    let valid = min(ep.rows, ep.samples - min(ep.samples, first));
+    let valid = valid_rows(ep.rows, ep.samples);
     let limit = valid * ep.cols;
     let scale = 1.0 / f32(max(valid, 1u) * ep.cols);
     // Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) of this element.

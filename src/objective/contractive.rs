@@ -12,7 +12,10 @@
 //! A second meter reports the unweighted mean ‖J‖²_F, so a run with weight 0 shows what the penalty
 //! would see.
 
-use super::{CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, partial_count};
+use super::{
+    CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,
+    partial_count,
+};
 use crate::ops::{Act, BufId, Op, TermOp};
 use crate::plan::{Pass, PlanError};
 
@@ -40,12 +43,7 @@ pub fn compile(cx: &mut TermContext<'_>, weight: f32) -> Result<Contractive, Pla
             "needs a dense (Linear) code layer, whose Jacobian has a closed form",
         ));
     };
-    if !(weight.is_finite() && weight >= 0.0) {
-        return Err(PlanError::Term {
-            term: TERM,
-            problem: format!("the weight must be finite and non-negative, got {weight}"),
-        });
-    }
+    check_weight(TERM, weight)?;
     let wsq = cx.b.scratch("contractive.weight_norms", code.width);
     let c = cx.b.scratch("contractive.slope_squares", code.width);
     let partials =

@@ -6,7 +6,10 @@
 //! Gradient: ∂/∂h[i, j] = weight/valid · (−ρ/ρ̂ⱼ + (1 − ρ)/(1 − ρ̂ⱼ)), added into the code's gradient
 //! ([`TermOp::KlSparsityGrad`]).
 
-use super::{CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, partial_count};
+use super::{
+    CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,
+    partial_count,
+};
 use crate::ops::{Act, BufId, Op, TermOp};
 use crate::plan::{Pass, PlanError};
 
@@ -30,13 +33,11 @@ pub fn compile(cx: &mut TermContext<'_>, rho: f32, weight: f32) -> Result<KlSpar
             "needs a sigmoid code (mean activations ρ̂ must lie in (0, 1))",
         ));
     }
-    if !(rho > 0.0 && rho < 1.0 && weight.is_finite() && weight >= 0.0) {
+    check_weight(TERM, weight)?;
+    if !(rho > 0.0 && rho < 1.0) {
         return Err(PlanError::Term {
             term: TERM,
-            problem: format!(
-                "needs a target ρ strictly between 0 and 1 and a finite, non-negative weight, got ρ = {rho}, \
-                 β = {weight}"
-            ),
+            problem: format!("needs a target ρ strictly between 0 and 1, got {rho}"),
         });
     }
     let rho_hat = cx.b.scratch("kl_sparsity.rho_hat", code.width);

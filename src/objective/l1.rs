@@ -4,7 +4,10 @@
 //! weight/valid · sign(h) added into the code's gradient before the code layer's backward
 //! ([`TermOp::L1Grad`]).
 
-use super::{CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, partial_count};
+use super::{
+    CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,
+    partial_count,
+};
 use crate::ops::{BufId, Op, TermOp};
 use crate::plan::{Pass, PlanError};
 
@@ -18,12 +21,7 @@ pub struct L1 {
 
 pub fn compile(cx: &mut TermContext<'_>, weight: f32) -> Result<L1, PlanError> {
     let code = cx.code("L1")?;
-    if !(weight.is_finite() && weight >= 0.0) {
-        return Err(PlanError::Term {
-            term: "L1",
-            problem: format!("the weight must be finite and non-negative, got {weight}"),
-        });
-    }
+    check_weight("L1", weight)?;
     let partials =
         cx.b.scratch("l1.partials", partial_count(cx.batch * code.width));
     let meter = cx.meters.add(

@@ -304,6 +304,18 @@ impl TermContext<'_> {
     }
 }
 
+/// A penalty's weight must be finite and non-negative.
+pub fn check_weight(term: &'static str, weight: f32) -> Result<(), PlanError> {
+    if weight.is_finite() && weight >= 0.0 {
+        Ok(())
+    } else {
+        Err(PlanError::Term {
+            term,
+            problem: format!("needs a finite, non-negative weight, got {weight}"),
+        })
+    }
+}
+
 /// Compiles `term` against the plan being built.
 pub fn compile_term(
     term: &Term,

@@ -8,7 +8,9 @@
 //! corruption wrote); the term stays Σ w·l / (samples · pixels), so 1:1 is exactly the plain loss. Two
 //! metrics report the unweighted loss on corrupted and on untouched components separately.
 
-use super::{CompiledTerm, Emphasis, MeterRef, MeterRole, Per, TermContext, partial_count};
+use super::{
+    CompiledTerm, Emphasis, MeterRef, MeterRole, Per, TermContext, check_weight, partial_count,
+};
 use crate::ops::terms::emphasis;
 use crate::ops::{Act, BufId, LossKind, Noise, Op, TermOp};
 use crate::plan::{Pass, PlanError};
@@ -74,19 +76,8 @@ pub fn compile(
                     ),
                 });
             }
-            if !(w.corrupted.is_finite()
-                && w.clean.is_finite()
-                && w.corrupted >= 0.0
-                && w.clean >= 0.0)
-            {
-                return Err(PlanError::Term {
-                    term: "emphasis",
-                    problem: format!(
-                        "weights must be finite and non-negative, got {}:{}",
-                        w.corrupted, w.clean
-                    ),
-                });
-            }
+            check_weight("emphasis", w.corrupted)?;
+            check_weight("emphasis", w.clean)?;
             let first = meter.index() + 1;
             let mut add = |name: &str, role, per| cx.meters.add(cx.b, name, role, per);
             let corrupted = add("recon_corrupted", MeterRole::Metric, Per::SumOf(first + 2));
