@@ -2,7 +2,8 @@
 //
 // Data sets stay on the GPU as u8, packed little-endian four to a u32 word. A batch is the rows
 // perm[b·batch .. b·batch + batch) of the data set, with b = state[1], converted to f32 in [0, 1].
-// Rows past the end of the data set (the last, partial batch) are zero; the loss ignores them.
+// Rows past the end of the data set (the last, partial batch) are zero; state[2] says how many rows are
+// real, and the loss, the batch statistics and the penalties ignore the others.
 
 struct GatherParams {
     batch: u32,
@@ -14,7 +15,7 @@ struct GatherParams {
 @group(0) @binding(0) var<uniform> gather: GatherParams;
 @group(0) @binding(1) var<storage, read> data: array<u32>;
 @group(0) @binding(2) var<storage, read> perm: array<u32>;
-@group(0) @binding(3) var<storage, read> gather_state: array<u32>;
+@group(0) @binding(3) var<storage, read_write> gather_state: array<u32>;
 @group(0) @binding(4) var<storage, read_write> batch_out: array<f32>;
 
 @compute @workgroup_size(256)
@@ -22,6 +23,11 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i = gid.y * groups.x * 256u + gid.x;
     if (i >= gather.batch * gather.features) {
         return;
+    }
+    // state[2]: the rows that hold samples, for the batch statistics and penalties after the gather.
+    if (i == 0u) {
+        let first = gather_state[1] * gather.batch;
+        gather_state[2] = min(gather.batch, gather.samples - min(gather.samples, first));
     }
     let row = i / gather.features;
     let feature = i % gather.features;

@@ -89,16 +89,16 @@ fn loss(
 // The emphasised reconstruction (lectures' emphasised denoising): element weight w = corrupted where the
 // corruption chose the element (mask 1), clean elsewhere. grad = w·∂l/∂z / (valid·cols); partials in five
 // sections of ⌈rows·cols/256⌉ (src/ops/terms.rs, `emphasis`): Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) over
-// the valid elements.
+// the valid elements (of the state[2] rows the gather found real).
 struct EmphasisParams {
     rows: u32,
     cols: u32,
-    samples: u32,
     kind: u32,
     act: u32,
     corrupted: f32,
     clean: f32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(7) var<uniform> ep: EmphasisParams;
@@ -112,7 +112,8 @@ fn loss_emphasis(
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let i = gid.y * groups.x * 256u + gid.x;
-    let valid = valid_rows(ep.rows, ep.samples);
+    // The rows that hold samples, as the batch gather recorded them.
+    let valid = loss_state[2];
     let limit = valid * ep.cols;
     let scale = 1.0 / f32(max(valid, 1u) * ep.cols);
     // Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) of this element.

@@ -1,7 +1,7 @@
 // Objective terms beyond the reconstruction loss (src/ops/terms.rs states each op's math; CPU twins in
-// src/backend/cpu/terms.rs). Every kernel sees only the valid rows of a batch,
-// valid = min(rows, samples − state[1]·rows), so the padded rows of a last partial batch never enter a
-// batch statistic or receive a gradient. Kernels named *_grad add into their gradient buffer.
+// src/backend/cpu/terms.rs). Every kernel sees only the valid rows of a batch, state[2] as the batch gather
+// wrote it, so the padded rows of a last partial batch never enter a batch statistic or receive a
+// gradient. Kernels named *_grad add into their gradient buffer.
 //
 // All entry points share the uniform and the state; each binds its own buffers (distinct binding numbers,
 // so every entry point's automatic layout holds just what it uses).
@@ -9,7 +9,6 @@
 struct TermParams {
     rows: u32,
     cols: u32,
-    samples: u32,
     // contractive: the layer's input width
     inputs: u32,
     act: u32,
@@ -17,6 +16,7 @@ struct TermParams {
     absolute: u32,
     weight: f32,
     rho: f32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> tp: TermParams;
@@ -24,9 +24,9 @@ struct TermParams {
 
 var<workgroup> scratch: array<f32, 256>;
 
+// The rows of the batch that hold samples, as the gather recorded them.
 fn valid_rows() -> u32 {
-    let first = term_state[1] * tp.rows;
-    return min(tp.rows, tp.samples - min(tp.samples, first));
+    return term_state[2];
 }
 
 fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

@@ -115,7 +115,10 @@ fn persistent_bits(ex: &mut dyn Executor) -> Vec<(String, Vec<u32>)> {
             (b.name.clone(), bits)
         })
         .collect();
-    out.push(("train_state".into(), ex.read_u32(plan.io.train_state)));
+    // The position's words; VALID_ROWS is rewritten by every batch gather before anything reads it.
+    let mut words = ex.read_u32(plan.io.train_state);
+    words[gpu_ae::ops::state::VALID_ROWS] = 0;
+    out.push(("train_state".into(), words));
     let loss = ex.read_f32(plan.io.loss_acc)[0].to_bits();
     out.push(("loss_acc[train]".into(), vec![loss]));
     out

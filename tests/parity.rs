@@ -531,7 +531,7 @@ fn gather_batch_matches_cpu_with_unaligned_rows_and_a_partial_batch() {
     let words = [
         (0, pack_bytes(&bytes)),
         (1, perm.clone()),
-        (2, vec![0, 2, 0, 0]),
+        (2, vec![0, 2, 99, 0]),
     ];
     let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &[], &words);
     let got = gpu.read_f32(BufId(3));
@@ -543,6 +543,9 @@ fn gather_batch_matches_cpu_with_unaligned_rows_and_a_partial_batch() {
         );
     }
     assert!(got[3 * features..].iter().all(|v| *v == 0.0));
+    // The gather records the three real rows for the batch statistics and penalties after it.
+    assert_eq!(gpu.read_u32(BufId(2))[state::VALID_ROWS], 3);
+    assert_eq!(cpu.read_u32(BufId(2))[state::VALID_ROWS], 3);
 }
 
 fn small_dense_plan(act: Act, loss: LossKind, optimizer: Optimizer) -> Plan {

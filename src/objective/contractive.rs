@@ -88,7 +88,6 @@ impl CompiledTerm for Contractive {
                 rows: self.batch,
                 units: self.code.width,
                 inputs: self.code.inputs,
-                samples: pass.samples,
                 act: self.act,
             }),
             self.meter.reduce(pass, self.partials, 0, count),
@@ -97,7 +96,7 @@ impl CompiledTerm for Contractive {
     }
 
     fn backward(&self, pass: &Pass) -> Vec<(GradAt, Vec<Op>)> {
-        let (rows, units, samples) = (self.batch, self.code.width, pass.samples);
+        let (rows, units) = (self.batch, self.code.width);
         vec![
             (
                 GradAt::BeforeLayer(self.code.layer),
@@ -108,7 +107,6 @@ impl CompiledTerm for Contractive {
                     state: pass.state,
                     rows,
                     units,
-                    samples,
                     act: self.act,
                     weight: self.weight,
                 })],
@@ -123,7 +121,6 @@ impl CompiledTerm for Contractive {
                     rows,
                     units,
                     inputs: self.code.inputs,
-                    samples,
                     weight: self.weight,
                 })],
             ),

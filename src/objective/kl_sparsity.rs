@@ -72,7 +72,6 @@ impl CompiledTerm for KlSparsity {
                 state: pass.state,
                 rows: self.batch,
                 cols: self.code.width,
-                samples: pass.samples,
                 rho: self.rho,
             }),
             self.meter
@@ -89,7 +88,6 @@ impl CompiledTerm for KlSparsity {
                 state: pass.state,
                 rows: self.batch,
                 cols: self.code.width,
-                samples: pass.samples,
                 rho: self.rho,
                 weight: self.weight,
             })],

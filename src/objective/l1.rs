@@ -50,7 +50,6 @@ impl CompiledTerm for L1 {
                 partials: self.partials,
                 rows: self.batch,
                 cols: self.code.width,
-                samples: pass.samples,
                 abs: true,
             }),
             self.meter.reduce(
@@ -71,7 +70,6 @@ impl CompiledTerm for L1 {
                 state: pass.state,
                 rows: self.batch,
                 cols: self.code.width,
-                samples: pass.samples,
                 weight: self.weight,
             })],
         )]

@@ -372,7 +372,6 @@ impl CompiledTerm for CodeMean {
                 partials: self.partials,
                 rows: self.batch,
                 cols: self.code.width,
-                samples: pass.samples,
                 abs: false,
             }),
             self.meter.reduce(pass, self.partials, 0, partial_count(n)),

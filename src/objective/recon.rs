@@ -140,7 +140,6 @@ impl CompiledTerm for Reconstruction {
             state: pass.state,
             rows,
             cols,
-            samples,
             corrupted: w.corrupted,
             clean: w.clean,
         })];

@@ -76,7 +76,8 @@ impl LossKind {
 pub enum Op {
     /// Copies the rows of batch `state[1]` of a u8 data set, in the order given by `perm`, into `out` as f32
     /// scaled to [0, 1]. `data` holds the bytes packed little-endian into u32 words. Rows past the end of the
-    /// data set (the last, partial batch) are zero-filled.
+    /// data set (the last, partial batch) are zero-filled, and `state[VALID_ROWS]` receives how many rows
+    /// are real.
     GatherBatch {
         data: BufId,
         perm: BufId,
@@ -577,9 +578,12 @@ pub mod state {
     pub const GLOBAL_STEP: usize = 0;
     /// Batch index within the current pass over the data.
     pub const BATCH: usize = 1;
+    /// How many rows of the current batch hold samples (the rest pad the last, partial batch): written by
+    /// the batch gather, read by every batch statistic and penalty.
+    pub const VALID_ROWS: usize = 2;
     /// Completed optimizer steps of parameter groups 1, 2, … (group 0 counts in [`GLOBAL_STEP`]).
-    pub const GROUP_STEPS: usize = 2;
-    pub const LEN: usize = 4;
+    pub const GROUP_STEPS: usize = 3;
+    pub const LEN: usize = 8;
 }
 
 /// Cost estimates for the profiler and the benchmarks: useful work, not what a kernel happens to do.

@@ -1,8 +1,8 @@
 //! Ops of the objective terms beyond the plain reconstruction loss: penalties on an activation (L1, KL
 //! sparsity, contractive), the statistics the run reports about them, and the emphasised reconstruction.
 //!
-//! Every op here works on the *valid rows* of a batch, valid = min(rows, samples − state[1]·rows), as
-//! [`super::Op::Loss`] counts them: the padded rows of a last partial batch neither enter a batch
+//! Every op here works on the *valid rows* of a batch, the count `state[VALID_ROWS]` that the batch gather
+//! wrote ([`super::Op::GatherBatch`]): the padded rows of a last partial batch neither enter a batch
 //! statistic (ρ̂) nor receive a gradient. Ops whose name ends in `Grad` **add** into a gradient buffer that
 //! an earlier op of the step wrote (the compiler orders them after it); the others write what they name.
 //!
@@ -43,7 +43,6 @@ pub enum TermOp {
         partials: BufId,
         rows: usize,
         cols: usize,
-        samples: usize,
         abs: bool,
     },
     /// grad[i] += weight/valid · sign(x[i]) on valid rows: the gradient of weight · (mean over the valid
@@ -54,7 +53,6 @@ pub enum TermOp {
         state: BufId,
         rows: usize,
         cols: usize,
-        samples: usize,
         weight: f32,
     },
     /// For every column j of h [rows × cols]: ρ̂ⱼ = mean of h[·, j] over the valid rows, clamped into
@@ -68,7 +66,6 @@ pub enum TermOp {
         state: BufId,
         rows: usize,
         cols: usize,
-        samples: usize,
         rho: f32,
     },
     /// grad[i, j] += weight/valid · (−ρ/ρ̂ⱼ + (1 − ρ)/(1 − ρ̂ⱼ)) on valid rows: the gradient of
@@ -79,7 +76,6 @@ pub enum TermOp {
         state: BufId,
         rows: usize,
         cols: usize,
-        samples: usize,
         rho: f32,
         weight: f32,
     },
@@ -97,7 +93,6 @@ pub enum TermOp {
         rows: usize,
         units: usize,
         inputs: usize,
-        samples: usize,
         act: Act,
     },
     /// grad[i, j] += weight/valid · wsq[j] · 2·s·s'(h) on valid rows, with s = act'(h) and s' = ds/dh
@@ -110,7 +105,6 @@ pub enum TermOp {
         state: BufId,
         rows: usize,
         units: usize,
-        samples: usize,
         act: Act,
         weight: f32,
     },
@@ -123,7 +117,6 @@ pub enum TermOp {
         rows: usize,
         units: usize,
         inputs: usize,
-        samples: usize,
         weight: f32,
     },
     /// The reconstruction loss of [`super::Op::Loss`] with a weight per element, w = `corrupted` where
@@ -143,7 +136,6 @@ pub enum TermOp {
         state: BufId,
         rows: usize,
         cols: usize,
-        samples: usize,
         corrupted: f32,
         clean: f32,
     },

@@ -108,7 +108,7 @@ impl<T: Real> CpuExecutor<T> {
                 samples,
             } => {
                 let batch_index = self.words(st)[state::BATCH] as usize;
-                self.with_out(out, |s, out| {
+                let valid = self.with_out(out, |s, out| {
                     kernels::gather_batch(
                         s.words(data),
                         s.words(perm),
@@ -119,6 +119,7 @@ impl<T: Real> CpuExecutor<T> {
                         samples,
                     )
                 });
+                self.words_mut(st)[state::VALID_ROWS] = valid as u32;
             }
             Op::Matmul {
                 a,

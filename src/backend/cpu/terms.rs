@@ -3,7 +3,7 @@
 //! summed in index order, so the CPU repeats its own results bit for bit.
 
 use super::CpuExecutor;
-use super::kernels::{PARTIAL, activation_slope, loss_element, valid_rows};
+use super::kernels::{PARTIAL, activation_slope, loss_element};
 use super::real::Real;
 use crate::ops::terms::{KL_RHO_HAT_EPS, emphasis};
 use crate::ops::{Act, LossKind, TermOp, state};
@@ -249,9 +249,9 @@ pub fn emphasis_loss<T: Real>(
 }
 
 impl<T: Real> CpuExecutor<T> {
-    /// The rows of a batch that hold samples, from the program's state word.
-    fn valid(&self, st: crate::ops::BufId, rows: usize, samples: usize) -> usize {
-        valid_rows(rows, samples, self.words(st)[state::BATCH] as usize)
+    /// The rows of the batch that hold samples, as the gather recorded them.
+    fn valid(&self, st: crate::ops::BufId) -> usize {
+        self.words(st)[state::VALID_ROWS] as usize
     }
 
     /// Takes float buffers `outs` out of the table (so the closure can read the others), runs `f`, and puts
@@ -275,12 +275,11 @@ impl<T: Real> CpuExecutor<T> {
                 x,
                 state: st,
                 partials,
-                rows,
+                rows: _,
                 cols,
-                samples,
                 abs,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 self.with_outs([partials], |s, [p]| {
                     tap_sum(s.floats(x), p, valid, cols, abs)
                 });
@@ -289,12 +288,11 @@ impl<T: Real> CpuExecutor<T> {
                 x,
                 grad,
                 state: st,
-                rows,
+                rows: _,
                 cols,
-                samples,
                 weight,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 self.with_outs([grad], |s, [g]| {
                     l1_grad(s.floats(x), g, valid, cols, weight)
                 });
@@ -304,12 +302,11 @@ impl<T: Real> CpuExecutor<T> {
                 rho_hat,
                 partials,
                 state: st,
-                rows,
+                rows: _,
                 cols,
-                samples,
                 rho,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 self.with_outs([rho_hat, partials], |s, [r, p]| {
                     kl_sparsity(s.floats(h), r, p, valid, cols, rho)
                 });
@@ -318,13 +315,12 @@ impl<T: Real> CpuExecutor<T> {
                 rho_hat,
                 grad,
                 state: st,
-                rows,
+                rows: _,
                 cols,
-                samples,
                 rho,
                 weight,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 self.with_outs([grad], |s, [g]| {
                     kl_sparsity_grad(s.floats(rho_hat), g, valid, cols, rho, weight)
                 });
@@ -336,13 +332,12 @@ impl<T: Real> CpuExecutor<T> {
                 c,
                 partials,
                 state: st,
-                rows,
+                rows: _,
                 units,
                 inputs,
-                samples,
                 act,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 self.with_outs([wsq, c, partials], |s, [wsq, c, p]| {
                     contractive(
                         s.floats(h),
@@ -362,13 +357,12 @@ impl<T: Real> CpuExecutor<T> {
                 wsq,
                 grad,
                 state: st,
-                rows,
+                rows: _,
                 units,
-                samples,
                 act,
                 weight,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 self.with_outs([grad], |s, [g]| {
                     contractive_grad_code(s.floats(h), s.floats(wsq), g, valid, units, act, weight)
                 });
@@ -378,13 +372,12 @@ impl<T: Real> CpuExecutor<T> {
                 c,
                 dw,
                 state: st,
-                rows,
+                rows: _,
                 units,
                 inputs,
-                samples,
                 weight,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 self.with_outs([dw], |s, [dw]| {
                     contractive_grad_weight(
                         s.floats(w),
@@ -408,11 +401,10 @@ impl<T: Real> CpuExecutor<T> {
                 state: st,
                 rows,
                 cols,
-                samples,
                 corrupted,
                 clean,
             } => {
-                let valid = self.valid(st, rows, samples);
+                let valid = self.valid(st);
                 let n = rows * cols;
                 self.with_outs([grad, recon, partials], |s, [g, r, p]| {
                     emphasis_loss(

@@ -9,7 +9,6 @@ use crate::ops::{Act, BufId, TermOp};
 struct TermParams {
     rows: usize,
     cols: usize,
-    samples: usize,
     inputs: usize,
     act: Act,
     absolute: bool,
@@ -18,11 +17,10 @@ struct TermParams {
 }
 
 impl TermParams {
-    fn new(rows: usize, cols: usize, samples: usize) -> TermParams {
+    fn new(rows: usize, cols: usize) -> TermParams {
         TermParams {
             rows,
             cols,
-            samples,
             inputs: 0,
             act: Act::Identity,
             absolute: false,
@@ -35,12 +33,12 @@ impl TermParams {
         [
             self.rows as u32,
             self.cols as u32,
-            self.samples as u32,
             self.inputs as u32,
             self.act.code(),
             self.absolute as u32,
             self.weight.to_bits(),
             self.rho.to_bits(),
+            0,
         ]
     }
 }
@@ -79,13 +77,12 @@ impl Kernels {
                 partials,
                 rows,
                 cols,
-                samples,
                 abs,
             } => self.term_dispatch(
                 "tap_sum",
                 TermParams {
                     absolute: abs,
-                    ..TermParams::new(rows, cols, samples)
+                    ..TermParams::new(rows, cols)
                 },
                 b(state),
                 &[2, 3],
@@ -98,13 +95,12 @@ impl Kernels {
                 state,
                 rows,
                 cols,
-                samples,
                 weight,
             } => self.term_dispatch(
                 "l1_grad",
                 TermParams {
                     weight,
-                    ..TermParams::new(rows, cols, samples)
+                    ..TermParams::new(rows, cols)
                 },
                 b(state),
                 &[4, 5],
@@ -118,13 +114,12 @@ impl Kernels {
                 state,
                 rows,
                 cols,
-                samples,
                 rho,
             } => self.term_dispatch(
                 "kl_sparsity",
                 TermParams {
                     rho,
-                    ..TermParams::new(rows, cols, samples)
+                    ..TermParams::new(rows, cols)
                 },
                 b(state),
                 &[6, 7, 8],
@@ -137,7 +132,6 @@ impl Kernels {
                 state,
                 rows,
                 cols,
-                samples,
                 rho,
                 weight,
             } => self.term_dispatch(
@@ -145,7 +139,7 @@ impl Kernels {
                 TermParams {
                     rho,
                     weight,
-                    ..TermParams::new(rows, cols, samples)
+                    ..TermParams::new(rows, cols)
                 },
                 b(state),
                 &[9, 10],
@@ -162,14 +156,13 @@ impl Kernels {
                 rows,
                 units,
                 inputs,
-                samples,
                 act,
             } => self.term_dispatch(
                 "contractive",
                 TermParams {
                     inputs,
                     act,
-                    ..TermParams::new(rows, units, samples)
+                    ..TermParams::new(rows, units)
                 },
                 b(state),
                 &[11, 12, 13, 14, 15],
@@ -183,7 +176,6 @@ impl Kernels {
                 state,
                 rows,
                 units,
-                samples,
                 act,
                 weight,
             } => self.term_dispatch(
@@ -191,7 +183,7 @@ impl Kernels {
                 TermParams {
                     act,
                     weight,
-                    ..TermParams::new(rows, units, samples)
+                    ..TermParams::new(rows, units)
                 },
                 b(state),
                 &[16, 17, 18],
@@ -206,14 +198,13 @@ impl Kernels {
                 rows,
                 units,
                 inputs,
-                samples,
                 weight,
             } => self.term_dispatch(
                 "contractive_grad_weight",
                 TermParams {
                     inputs,
                     weight,
-                    ..TermParams::new(rows, units, samples)
+                    ..TermParams::new(rows, units)
                 },
                 b(state),
                 &[19, 20, 21],
@@ -232,14 +223,12 @@ impl Kernels {
                 state,
                 rows,
                 cols,
-                samples,
                 corrupted,
                 clean,
             } => {
                 let params = [
                     rows as u32,
                     cols as u32,
-                    samples as u32,
                     kind.code(),
                     output_act.code(),
                     corrupted.to_bits(),
