@@ -1,12 +1,18 @@
-// s = Σ partials[first..first + count): one workgroup, fixed order. acc[slot] += s keeps the epoch's loss on the
-// device until the host asks; log[state[1]] = s records each step's sum, so a non-finite loss can be
-// traced to the step that produced it.
+// s = Σ partials[first..first + count): one workgroup, fixed order. acc[slot] += s keeps the epoch's sum on
+// the device until the host asks; log[state[1]] = s records each step's sum, so a non-finite loss can be
+// traced to the step that produced it. reduce_sum_scaled multiplies s by a scalar of the plan first (a
+// penalty's weight, which the host may change between steps).
 
 struct ReduceParams {
     count: u32,
     slot: u32,
     log_len: u32,
     first: u32,
+    // reduce_sum_scaled: the element of the scalar buffer to multiply by
+    scale_index: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> rp: ReduceParams;
@@ -14,11 +20,12 @@ struct ReduceParams {
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(3) var<storage, read> reduce_state: array<u32>;
 @group(0) @binding(4) var<storage, read_write> log: array<f32>;
+@group(0) @binding(5) var<storage, read> reduce_scalars: array<f32>;
 
 var<workgroup> scratch: array<f32, 256>;
 
-@compute @workgroup_size(256)
-fn reduce_sum(@builtin(local_invocation_index) lid: u32) {
+// The sum of the partials, in scratch[0] for every thread.
+fn sum_partials(lid: u32) -> f32 {
     var sum = 0.0;
     for (var i = lid; i < rp.count; i = i + 256u) {
         sum = sum + partials[rp.first + i];
@@ -31,11 +38,29 @@ fn reduce_sum(@builtin(local_invocation_index) lid: u32) {
         }
         workgroupBarrier();
     }
+    return scratch[0];
+}
+
+fn record(s: f32) {
+    acc[rp.slot] = acc[rp.slot] + s;
+    let step = reduce_state[1];
+    if (step < rp.log_len) {
+        log[step] = s;
+    }
+}
+
+@compute @workgroup_size(256)
+fn reduce_sum(@builtin(local_invocation_index) lid: u32) {
+    let s = sum_partials(lid);
     if (lid == 0u) {
-        acc[rp.slot] = acc[rp.slot] + scratch[0];
-        let step = reduce_state[1];
-        if (step < rp.log_len) {
-            log[step] = scratch[0];
-        }
+        record(s);
+    }
+}
+
+@compute @workgroup_size(256)
+fn reduce_sum_scaled(@builtin(local_invocation_index) lid: u32) {
+    let s = sum_partials(lid);
+    if (lid == 0u) {
+        record(s * reduce_scalars[rp.scale_index]);
     }
 }

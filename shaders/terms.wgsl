@@ -14,13 +14,20 @@ struct TermParams {
     act: u32,
     // tap_sum: 1 to sum |x|, 0 to sum x
     absolute: u32,
-    weight: f32,
+    // the *_grad kernels: where in the scalar buffer the penalty's weight is
+    weight_index: u32,
     rho: f32,
     _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> tp: TermParams;
 @group(0) @binding(1) var<storage, read> term_state: array<u32>;
+// The plan's scalars (weights the host may change between steps), for the *_grad kernels.
+@group(0) @binding(22) var<storage, read> term_scalars: array<f32>;
+
+fn penalty_weight() -> f32 {
+    return term_scalars[tp.weight_index];
+}
 
 var<workgroup> scratch: array<f32, 256>;
 
@@ -82,7 +89,7 @@ fn l1_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (i >= valid * tp.cols) {
         return;
     }
-    let scale = tp.weight / f32(max(valid, 1u));
+    let scale = penalty_weight() / f32(max(valid, 1u));
     l1_grad_out[i] = l1_grad_out[i] + scale * sign(l1_x[i]);
 }
 
@@ -131,7 +138,7 @@ fn kl_sparsity_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         return;
     }
     let r = klg_rho_hat[i % tp.cols];
-    let scale = tp.weight / f32(max(valid, 1u));
+    let scale = penalty_weight() / f32(max(valid, 1u));
     klg_grad[i] = klg_grad[i] + scale * (-tp.rho / r + (1.0 - tp.rho) / (1.0 - r));
 }
 
@@ -187,7 +194,7 @@ fn contractive_grad_code(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         return;
     }
     let h = cg_h[i];
-    let scale = 2.0 * tp.weight / f32(max(valid, 1u));
+    let scale = 2.0 * penalty_weight() / f32(max(valid, 1u));
     let s = activation_slope(h, tp.act);
     cg_grad[i] = cg_grad[i] + scale * cg_wsq[i % tp.cols] * s * activation_slope_derivative(h, tp.act);
 }
@@ -203,6 +210,6 @@ fn contractive_grad_weight(@builtin(global_invocation_id) gid: vec3<u32>, @built
     if (i >= tp.cols * tp.inputs) {
         return;
     }
-    let scale = 2.0 * tp.weight / f32(max(valid_rows(), 1u));
+    let scale = 2.0 * penalty_weight() / f32(max(valid_rows(), 1u));
     cw_dw[i] = cw_dw[i] + scale * cw_c[i / tp.inputs] * cw_w[i];
 }

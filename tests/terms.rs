@@ -387,3 +387,67 @@ fn terms_that_do_not_fit_the_model_are_clear_errors() {
     let gaussian = compile_with(emphasis, Some(Noise::Gaussian { sigma: 0.3 }));
     assert!(gaussian.contains("Gaussian"), "{gaussian}");
 }
+
+/// A penalty's weight lives in the plan's scalar buffer: a value written between steps takes effect at
+/// the next step, in the gradients and in the term's accumulated value, on both backends.
+#[test]
+fn a_weight_written_to_the_scalar_buffer_takes_effect_at_the_next_step() {
+    let with_l1 = plan(
+        Act::Sigmoid,
+        LossKind::BceWithLogits,
+        &[Term::L1 { weight: 0.05 }],
+        None,
+    );
+    let without = plan(Act::Sigmoid, LossKind::BceWithLogits, &[], None);
+    let weight = with_l1
+        .scalar("l1.weight")
+        .expect("the L1 weight is a scalar");
+    let l1_slot = 2 * with_l1.meters.iter().position(|m| m.name == "l1").unwrap();
+    assert_eq!(weight.buf, with_l1.io.scalars);
+    fn run(ex: &mut dyn Executor, plan: &Plan, w: Option<f32>) -> (Vec<Vec<f32>>, Vec<f32>) {
+        let train = random_bytes(TRAIN_SAMPLES * FEATURES, 71);
+        let test = random_bytes(TEST_SAMPLES * FEATURES, 72);
+        load_initial_state(ex, &train, &test, 7);
+        ex.write_u32(plan.io.train_perm, &epoch_permutation(TRAIN_SAMPLES, 7, 0));
+        if let Some(w) = w {
+            ex.write_f32(plan.io.scalars, &[w]);
+        }
+        ex.run(Program::FORWARD_BACKWARD, 1);
+        let grads = plan.params.iter().map(|p| ex.read_f32(p.grad)).collect();
+        (grads, ex.read_f32(plan.io.loss_acc))
+    }
+    fn scenario<'a>(
+        make: impl Fn(&Plan) -> Box<dyn Executor + 'a>,
+        with_l1: &Plan,
+        without: &Plan,
+        l1_slot: usize,
+    ) {
+        let (plain, _) = run(&mut *make(without), without, None);
+        let (initial, acc_initial) = run(&mut *make(with_l1), with_l1, None);
+        let (off, acc_off) = run(&mut *make(with_l1), with_l1, Some(0.0));
+        let (double, acc_double) = run(&mut *make(with_l1), with_l1, Some(0.1));
+        assert_ne!(initial, plain, "the penalty changes the gradients");
+        assert_eq!(off, plain, "weight 0 trains as the model without the term");
+        assert_eq!(acc_off[l1_slot], 0.0);
+        let ratio = acc_double[l1_slot] / acc_initial[l1_slot];
+        assert!(
+            (ratio - 2.0).abs() < 1e-5,
+            "twice the weight, twice the term: {ratio}"
+        );
+        assert_ne!(double, initial);
+    }
+    scenario(
+        |p| Box::new(CpuExecutor::<f32>::new(p.clone())),
+        &with_l1,
+        &without,
+        l1_slot,
+    );
+    if let Some(ctx) = gpu() {
+        scenario(
+            |p| Box::new(GpuExecutor::new(&ctx, p.clone()).unwrap()),
+            &with_l1,
+            &without,
+            l1_slot,
+        );
+    }
+}

@@ -65,7 +65,8 @@ pub fn step_ops(plan: &Plan) -> impl Iterator<Item = &crate::ops::Op> {
     plan.program_ops(Program::TRAIN_STEP)
 }
 
-/// Uploads the packed u8 training and test sets, identity test order, initial parameters and zeroed state.
+/// Uploads the packed u8 training and test sets, identity test order, initial parameters, the plan's scalars
+/// and zeroed state.
 pub fn load_initial_state(
     ex: &mut dyn Executor,
     train_pixels: &[u8],
@@ -93,6 +94,10 @@ pub fn load_initial_state(
         .collect();
     for (buf, values) in &stats {
         ex.write_f32(*buf, values);
+    }
+    let scalars: Vec<f32> = ex.plan().scalars.iter().map(|s| s.init).collect();
+    if !scalars.is_empty() {
+        ex.write_f32(io.scalars, &scalars);
     }
 }
 

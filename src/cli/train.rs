@@ -164,7 +164,7 @@ impl Observer for Printer {
         let terms = plan
             .meters
             .iter()
-            .filter(|m| matches!(m.role, crate::objective::MeterRole::Term { .. }))
+            .filter(|m| m.role == crate::objective::MeterRole::Term)
             .count();
         self.extra = shown_meters(plan)
             .into_iter()

@@ -16,13 +16,13 @@ use super::{
     CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,
     partial_count,
 };
-use crate::ops::{Act, BufId, Op, TermOp};
+use crate::ops::{Act, BufId, Op, Scalar, TermOp};
 use crate::plan::{Pass, PlanError};
 
 pub struct Contractive {
     code: CodeTap,
     act: Act,
-    weight: f32,
+    weight: Scalar,
     w: BufId,
     dw: BufId,
     wsq: BufId,
@@ -48,17 +48,13 @@ pub fn compile(cx: &mut TermContext<'_>, weight: f32) -> Result<Contractive, Pla
     let c = cx.b.scratch("contractive.slope_squares", code.width);
     let partials =
         cx.b.scratch("contractive.partials", partial_count(code.width));
-    let meter = cx.meters.add(
-        cx.b,
-        "contractive",
-        MeterRole::Term {
-            weight: weight as f64,
-        },
-        Per::Sample,
-    );
+    let meter = cx
+        .meters
+        .add(cx.b, "contractive", MeterRole::Term, Per::Sample);
     let jacobian = cx
         .meters
         .add(cx.b, "jacobian_sq", MeterRole::Metric, Per::Sample);
+    let weight = cx.scalar("contractive.weight", weight);
     Ok(Contractive {
         code,
         act,
@@ -90,7 +86,8 @@ impl CompiledTerm for Contractive {
                 inputs: self.code.inputs,
                 act: self.act,
             }),
-            self.meter.reduce(pass, self.partials, 0, count),
+            self.meter
+                .reduce_weighted(pass, self.partials, count, self.weight),
             self.jacobian.reduce(pass, self.partials, 0, count),
         ]
     }

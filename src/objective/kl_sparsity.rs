@@ -10,13 +10,13 @@ use super::{
     CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,
     partial_count,
 };
-use crate::ops::{Act, BufId, Op, TermOp};
+use crate::ops::{Act, BufId, Op, Scalar, TermOp};
 use crate::plan::{Pass, PlanError};
 
 pub struct KlSparsity {
     code: CodeTap,
     rho: f32,
-    weight: f32,
+    weight: Scalar,
     rho_hat: BufId,
     partials: BufId,
     batch: usize,
@@ -43,14 +43,10 @@ pub fn compile(cx: &mut TermContext<'_>, rho: f32, weight: f32) -> Result<KlSpar
     let rho_hat = cx.b.scratch("kl_sparsity.rho_hat", code.width);
     let partials =
         cx.b.scratch("kl_sparsity.partials", partial_count(code.width));
-    let meter = cx.meters.add(
-        cx.b,
-        "kl_sparsity",
-        MeterRole::Term {
-            weight: weight as f64,
-        },
-        Per::Sample,
-    );
+    let meter = cx
+        .meters
+        .add(cx.b, "kl_sparsity", MeterRole::Term, Per::Sample);
+    let weight = cx.scalar("kl_sparsity.weight", weight);
     Ok(KlSparsity {
         code,
         rho,
@@ -74,8 +70,12 @@ impl CompiledTerm for KlSparsity {
                 cols: self.code.width,
                 rho: self.rho,
             }),
-            self.meter
-                .reduce(pass, self.partials, 0, partial_count(self.code.width)),
+            self.meter.reduce_weighted(
+                pass,
+                self.partials,
+                partial_count(self.code.width),
+                self.weight,
+            ),
         ]
     }
 

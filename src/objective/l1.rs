@@ -8,12 +8,12 @@ use super::{
     CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,
     partial_count,
 };
-use crate::ops::{BufId, Op, TermOp};
+use crate::ops::{BufId, Op, Scalar, TermOp};
 use crate::plan::{Pass, PlanError};
 
 pub struct L1 {
     code: CodeTap,
-    weight: f32,
+    weight: Scalar,
     partials: BufId,
     batch: usize,
     meter: MeterRef,
@@ -24,14 +24,8 @@ pub fn compile(cx: &mut TermContext<'_>, weight: f32) -> Result<L1, PlanError> {
     check_weight("L1", weight)?;
     let partials =
         cx.b.scratch("l1.partials", partial_count(cx.batch * code.width));
-    let meter = cx.meters.add(
-        cx.b,
-        "l1",
-        MeterRole::Term {
-            weight: weight as f64,
-        },
-        Per::Sample,
-    );
+    let meter = cx.meters.add(cx.b, "l1", MeterRole::Term, Per::Sample);
+    let weight = cx.scalar("l1.weight", weight);
     Ok(L1 {
         code,
         weight,
@@ -52,11 +46,11 @@ impl CompiledTerm for L1 {
                 cols: self.code.width,
                 abs: true,
             }),
-            self.meter.reduce(
+            self.meter.reduce_weighted(
                 pass,
                 self.partials,
-                0,
                 partial_count(self.batch * self.code.width),
+                self.weight,
             ),
         ]
     }

@@ -18,8 +18,8 @@ pub mod l1;
 pub mod recon;
 
 use crate::model::Layer;
-use crate::ops::{Act, BufId, LossKind, Op, TermOp};
-use crate::plan::{Builder, Pass, PlanError};
+use crate::ops::{Act, BufId, LossKind, Op, Scalar, TermOp};
+use crate::plan::{Builder, Pass, PlanError, ScalarDesc};
 
 /// Weights of the emphasised denoising loss: components the corruption changed count `corrupted` times,
 /// the others `clean` times (the lectures' α and β).
@@ -159,8 +159,9 @@ pub enum Per {
 /// What a meter measures.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum MeterRole {
-    /// A term of the objective; its mean times `weight` enters the total loss.
-    Term { weight: f64 },
+    /// A term of the objective, summed on the device with its weight applied (so a weight that changes
+    /// between steps is counted as it was at each step); its mean enters the total loss.
+    Term,
     /// A statistic shown beside the terms (the code's mean activation, ‖J‖²).
     Metric,
     /// A count other meters divide by; not shown.
@@ -218,10 +219,43 @@ impl MeterRef {
             partials,
             first,
             count,
+            scale: None,
             acc: self.acc,
             slot,
             state: pass.state,
             log,
+        }
+    }
+
+    /// As [`MeterRef::reduce`], each step's sum multiplied by `weight` as the step finds it.
+    pub fn reduce_weighted(
+        &self,
+        pass: &Pass,
+        partials: BufId,
+        count: usize,
+        weight: Scalar,
+    ) -> Op {
+        match self.reduce(pass, partials, 0, count) {
+            Op::ReduceSum {
+                partials,
+                first,
+                count,
+                acc,
+                slot,
+                state,
+                log,
+                ..
+            } => Op::ReduceSum {
+                partials,
+                first,
+                count,
+                scale: Some(weight),
+                acc,
+                slot,
+                state,
+                log,
+            },
+            _ => unreachable!("reduce makes a ReduceSum"),
         }
     }
 
@@ -273,6 +307,9 @@ impl Meters {
 pub struct TermContext<'a> {
     pub b: &'a mut Builder,
     pub meters: &'a mut Meters,
+    /// The plan's scalars so far, and the buffer that holds them.
+    pub scalars: &'a mut Vec<ScalarDesc>,
+    pub scalar_buf: BufId,
     pub taps: &'a Taps,
     pub batch: usize,
     pub features: usize,
@@ -282,6 +319,18 @@ pub struct TermContext<'a> {
 }
 
 impl TermContext<'_> {
+    /// A new scalar of the plan, `init` until the host writes another value.
+    pub fn scalar(&mut self, name: &str, init: f32) -> Scalar {
+        self.scalars.push(ScalarDesc {
+            name: name.into(),
+            init,
+        });
+        Scalar {
+            buf: self.scalar_buf,
+            index: self.scalars.len() - 1,
+        }
+    }
+
     /// The code tap, or an error naming the term that needs it.
     pub fn code(&self, term: &'static str) -> Result<CodeTap, PlanError> {
         self.taps.code.ok_or_else(|| PlanError::Term {

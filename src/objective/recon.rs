@@ -51,12 +51,9 @@ pub fn compile(
         1
     };
     let partials = cx.b.scratch("loss_partials", sections * groups);
-    let meter = cx.meters.add(
-        cx.b,
-        "recon",
-        MeterRole::Term { weight: 1.0 },
-        Per::Element(cx.features),
-    );
+    let meter = cx
+        .meters
+        .add(cx.b, "recon", MeterRole::Term, Per::Element(cx.features));
     let emphasis = match weights {
         None => None,
         Some(w) => {

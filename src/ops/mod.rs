@@ -15,6 +15,15 @@ pub use terms::TermOp;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BufId(pub usize);
 
+/// A number an op reads from the plan's scalar buffer (element `index` of `buf`, see
+/// [`crate::plan::Plan::scalars`]) instead of a uniform fixed when the plan was built: the host can change
+/// it between steps (a weight's schedule) without rebuilding a dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Scalar {
+    pub buf: BufId,
+    pub index: usize,
+}
+
 /// Element-wise activation. Every derivative is expressed through the activation's *output* `y`, so the
 /// forward pass can overwrite its input in place and backward still has what it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,13 +163,14 @@ pub enum Op {
         cols: usize,
         samples: usize,
     },
-    /// s = Σ partials[first..first + count], the summed value of one objective term (or statistic) over a
-    /// step: acc[slot] += s, and log[state[1]] = s, so the host can tell which step of an epoch first went
-    /// non-finite.
+    /// s = Σ partials[first..first + count] (times `scale` when given: a term's weight), the summed value of
+    /// one objective term (or statistic) over a step: acc[slot] += s, and log[state[1]] = s, so the host
+    /// can tell which step of an epoch first went non-finite.
     ReduceSum {
         partials: BufId,
         first: usize,
         count: usize,
+        scale: Option<Scalar>,
         acc: BufId,
         slot: usize,
         state: BufId,

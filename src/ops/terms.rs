@@ -1,6 +1,8 @@
 //! Ops of the objective terms beyond the plain reconstruction loss: penalties on an activation (L1, KL
 //! sparsity, contractive), the statistics the run reports about them, and the emphasised reconstruction.
 //!
+//! Penalty weights are [`Scalar`]s: read from the plan's scalar buffer when the kernel runs.
+//!
 //! Every op here works on the *valid rows* of a batch, the count `state[VALID_ROWS]` that the batch gather
 //! wrote ([`super::Op::GatherBatch`]): the padded rows of a last partial batch neither enter a batch
 //! statistic (ρ̂) nor receive a gradient. Ops whose name ends in `Grad` **add** into a gradient buffer that
@@ -13,7 +15,7 @@
 //! Kernels: `shaders/terms.wgsl` (and `loss_emphasis` in `shaders/loss.wgsl`); CPU twins:
 //! `backend::cpu::terms`.
 
-use super::{Act, BufId, LossKind};
+use super::{Act, BufId, LossKind, Scalar};
 
 /// Lower and upper clamp of ρ̂ in KL sparsity, so ln ρ̂ and 1/(1 − ρ̂) stay finite when a unit is dead or
 /// saturated over a whole batch.
@@ -53,7 +55,7 @@ pub enum TermOp {
         state: BufId,
         rows: usize,
         cols: usize,
-        weight: f32,
+        weight: Scalar,
     },
     /// For every column j of h [rows × cols]: ρ̂ⱼ = mean of h[·, j] over the valid rows, clamped into
     /// [ε, 1 − ε] ([`KL_RHO_HAT_EPS`]) and written to `rho_hat`; partials[g] = valid · Σ over the columns
@@ -77,7 +79,7 @@ pub enum TermOp {
         rows: usize,
         cols: usize,
         rho: f32,
-        weight: f32,
+        weight: Scalar,
     },
     /// The contractive penalty of a dense layer h = act(x·Wᵀ + b), h [rows × units], W [units × inputs].
     /// Its Jacobian is ∂h/∂x = diag(s)·W with s = act'(h), so ‖J‖²_F = Σⱼ sⱼ²·‖Wⱼ‖². Writes
@@ -106,7 +108,7 @@ pub enum TermOp {
         rows: usize,
         units: usize,
         act: Act,
-        weight: f32,
+        weight: Scalar,
     },
     /// dw[j, k] += 2·weight/valid · c[j] · w[j, k]: the penalty's gradient through ‖Wⱼ‖² directly.
     ContractiveGradWeight {
@@ -117,7 +119,7 @@ pub enum TermOp {
         rows: usize,
         units: usize,
         inputs: usize,
-        weight: f32,
+        weight: Scalar,
     },
     /// The reconstruction loss of [`super::Op::Loss`] with a weight per element, w = `corrupted` where
     /// mask = 1 (the corruption changed that component) and `clean` where mask = 0: grad = w·∂l/∂z / (valid·

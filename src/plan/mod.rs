@@ -76,6 +76,15 @@ pub struct ParamDesc {
     pub trainable: bool,
 }
 
+/// A number the programs read from the plan's scalar buffer ([`crate::ops::Scalar`]): a penalty's
+/// weight, which a schedule may change between steps by writing the buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalarDesc {
+    pub name: String,
+    /// The value the buffer starts with.
+    pub init: f32,
+}
+
 /// A non-learned tensor that is part of the model (batch-norm running statistics).
 #[derive(Clone, Debug)]
 pub struct StatDesc {
@@ -127,6 +136,8 @@ pub struct PlanIo {
     /// Every meter's sums (the objective's terms and the statistics beside them): meter i's training sum
     /// in slot 2i, its evaluation sum in slot 2i + 1 (see [`Meter`]).
     pub loss_acc: BufId,
+    /// The values of [`Plan::scalars`], in order.
+    pub scalars: BufId,
 }
 
 /// Noise streams: training and evaluation draw independent corruption.
@@ -140,6 +151,8 @@ pub struct Plan {
     pub stats: Vec<StatDesc>,
     /// What the accumulator sums: the reconstruction (meter 0), the other terms, then statistics.
     pub meters: Vec<Meter>,
+    /// Numbers the programs read at run time rather than from uniforms: the penalties' weights.
+    pub scalars: Vec<ScalarDesc>,
     pub objective: Objective,
     /// Op lists that programs are made of, in order ([`Segment`]): the standard plan has
     /// `forward_backward`, `update` and `eval`.
@@ -246,8 +259,10 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         Some(_) => b.f32("noisy_input", batch * features, Role::Activation),
         None => input,
     };
-    // Sized once every meter is known: two slots (training, evaluation) per meter.
+    // Sized once every meter and scalar is known: two slots (training, evaluation) per meter.
     let loss_acc = b.f32("loss_acc", 2, Role::Scratch);
+    let scalar_buf = b.f32("scalars", 1, Role::Scratch);
+    let mut scalars = Vec::new();
 
     // Every layer's parameters and activations, in order.
     let mut params = Vec::new();
@@ -307,6 +322,8 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         let mut cx = TermContext {
             b: &mut b,
             meters: &mut meters,
+            scalars: &mut scalars,
+            scalar_buf,
             taps: &taps,
             batch,
             features,
@@ -331,6 +348,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         }
     }
     b.buffers[loss_acc.0].len = 2 * meters.list.len();
+    b.buffers[scalar_buf.0].len = scalars.len().max(1);
 
     let forward = |pass: Pass| -> Vec<Op> {
         let mut ops = vec![];
@@ -467,6 +485,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         params,
         stats,
         meters: meters.list,
+        scalars,
         objective: cfg.objective.clone(),
         segments,
         programs,
@@ -481,6 +500,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             model_input,
             recon,
             loss_acc,
+            scalars: scalar_buf,
         },
         batch,
         features,
@@ -603,8 +623,8 @@ impl Summary {
 }
 
 impl Plan {
-    /// Means over `samples` samples from each meter's summed value (`sums[i]` for meter i); a term's value
-    /// is its weight times its mean, as it enters the total.
+    /// Means over `samples` samples from each meter's summed value (`sums[i]` for meter i; a term's sums
+    /// carry its weight already, so its mean is what enters the total).
     pub fn summarize(&self, sums: &[f64], samples: usize) -> Summary {
         let values: Vec<f64> = self
             .meters
@@ -612,14 +632,10 @@ impl Plan {
             .enumerate()
             .map(|(i, m)| {
                 let sum = sums.get(i).copied().unwrap_or(0.0);
-                let mean = match m.per {
+                match m.per {
                     Per::Element(width) => sum / (samples * width) as f64,
                     Per::Sample => sum / samples as f64,
                     Per::SumOf(j) => sum / sums.get(j).copied().unwrap_or(0.0),
-                };
-                match m.role {
-                    MeterRole::Term { weight } => weight * mean,
-                    _ => mean,
                 }
             })
             .collect();
@@ -627,7 +643,7 @@ impl Plan {
             .meters
             .iter()
             .zip(&values)
-            .filter(|(m, _)| matches!(m.role, MeterRole::Term { .. }))
+            .filter(|(m, _)| m.role == MeterRole::Term)
             .map(|(_, v)| v)
             .sum();
         Summary { total, values }
@@ -654,6 +670,17 @@ impl Plan {
             acc[Meter::train_slot(i)] = sum as f32;
         }
         acc
+    }
+
+    /// Where the scalar called `name` lives (`l1.weight`, `kl_sparsity.weight`, `contractive.weight`).
+    pub fn scalar(&self, name: &str) -> Option<crate::ops::Scalar> {
+        self.scalars
+            .iter()
+            .position(|s| s.name == name)
+            .map(|index| crate::ops::Scalar {
+                buf: self.io.scalars,
+                index,
+            })
     }
 
     /// The ops `program` runs, in order.
@@ -709,6 +736,7 @@ impl Plan {
             params: Vec::new(),
             stats: Vec::new(),
             meters: Vec::new(),
+            scalars: Vec::new(),
             objective: Objective::reconstruction(LossKind::BceWithLogits),
             segments,
             programs,
@@ -723,6 +751,7 @@ impl Plan {
                 model_input: z,
                 recon: z,
                 loss_acc: z,
+                scalars: z,
             },
             batch: 1,
             features: 1,

@@ -227,12 +227,16 @@ impl<T: Real> CpuExecutor<T> {
                 partials,
                 first,
                 count,
+                scale,
                 acc,
                 slot,
                 state: st,
                 log,
             } => {
-                let sum = kernels::reduce_sum(&self.floats(partials)[first..first + count]);
+                let mut sum = kernels::reduce_sum(&self.floats(partials)[first..first + count]);
+                if let Some(scale) = scale {
+                    sum *= self.floats(scale.buf)[scale.index];
+                }
                 self.floats_mut(acc)[slot] += sum;
                 let step = self.words(st)[state::BATCH] as usize;
                 if let Some(entry) = self.floats_mut(log).get_mut(step) {

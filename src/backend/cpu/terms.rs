@@ -6,7 +6,7 @@ use super::CpuExecutor;
 use super::kernels::{PARTIAL, activation_slope, loss_element};
 use super::real::Real;
 use crate::ops::terms::{KL_RHO_HAT_EPS, emphasis};
-use crate::ops::{Act, LossKind, TermOp, state};
+use crate::ops::{Act, LossKind, Scalar, TermOp, state};
 use rayon::prelude::*;
 
 /// ds/dy of the slope s = act'(·) written through the output y (see [`activation_slope`]): 1 − 2y for the
@@ -254,6 +254,11 @@ impl<T: Real> CpuExecutor<T> {
         self.words(st)[state::VALID_ROWS] as usize
     }
 
+    /// The value of a scalar the op reads.
+    fn scalar(&self, s: Scalar) -> f32 {
+        self.floats(s.buf)[s.index].to_f32()
+    }
+
     /// Takes float buffers `outs` out of the table (so the closure can read the others), runs `f`, and puts
     /// them back.
     fn with_outs<const N: usize>(
@@ -293,6 +298,7 @@ impl<T: Real> CpuExecutor<T> {
                 weight,
             } => {
                 let valid = self.valid(st);
+                let weight = self.scalar(weight);
                 self.with_outs([grad], |s, [g]| {
                     l1_grad(s.floats(x), g, valid, cols, weight)
                 });
@@ -321,6 +327,7 @@ impl<T: Real> CpuExecutor<T> {
                 weight,
             } => {
                 let valid = self.valid(st);
+                let weight = self.scalar(weight);
                 self.with_outs([grad], |s, [g]| {
                     kl_sparsity_grad(s.floats(rho_hat), g, valid, cols, rho, weight)
                 });
@@ -363,6 +370,7 @@ impl<T: Real> CpuExecutor<T> {
                 weight,
             } => {
                 let valid = self.valid(st);
+                let weight = self.scalar(weight);
                 self.with_outs([grad], |s, [g]| {
                     contractive_grad_code(s.floats(h), s.floats(wsq), g, valid, units, act, weight)
                 });
@@ -378,6 +386,7 @@ impl<T: Real> CpuExecutor<T> {
                 weight,
             } => {
                 let valid = self.valid(st);
+                let weight = self.scalar(weight);
                 self.with_outs([dw], |s, [dw]| {
                     contractive_grad_weight(
                         s.floats(w),

@@ -552,6 +552,7 @@ impl Kernels {
         partials: &wgpu::Buffer,
         first: usize,
         count: usize,
+        scale: Option<(&wgpu::Buffer, usize)>,
         acc: &wgpu::Buffer,
         slot: usize,
         state: &wgpu::Buffer,
@@ -562,15 +563,26 @@ impl Kernels {
             slot as u32,
             (log.size() / 4) as u32,
             first as u32,
+            scale.map_or(0, |(_, index)| index as u32),
         ];
-        self.dispatch(
-            Shader::Reduce,
-            "reduce_sum",
-            &params,
-            &[0, 1, 2, 3, 4],
-            &[partials, acc, state, log],
-            [1, 1, 1],
-        )
+        match scale {
+            None => self.dispatch(
+                Shader::Reduce,
+                "reduce_sum",
+                &params,
+                &[0, 1, 2, 3, 4],
+                &[partials, acc, state, log],
+                [1, 1, 1],
+            ),
+            Some((scalars, _)) => self.dispatch(
+                Shader::Reduce,
+                "reduce_sum_scaled",
+                &params,
+                &[0, 1, 2, 3, 4, 5],
+                &[partials, acc, state, log, scalars],
+                [1, 1, 1],
+            ),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

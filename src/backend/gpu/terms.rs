@@ -12,7 +12,8 @@ struct TermParams {
     inputs: usize,
     act: Act,
     absolute: bool,
-    weight: f32,
+    /// The element of the scalar buffer that holds the weight.
+    weight: usize,
     rho: f32,
 }
 
@@ -24,7 +25,7 @@ impl TermParams {
             inputs: 0,
             act: Act::Identity,
             absolute: false,
-            weight: 0.0,
+            weight: 0,
             rho: 0.0,
         }
     }
@@ -36,7 +37,7 @@ impl TermParams {
             self.inputs as u32,
             self.act.code(),
             self.absolute as u32,
-            self.weight.to_bits(),
+            self.weight as u32,
             self.rho.to_bits(),
             0,
         ]
@@ -99,12 +100,12 @@ impl Kernels {
             } => self.term_dispatch(
                 "l1_grad",
                 TermParams {
-                    weight,
+                    weight: weight.index,
                     ..TermParams::new(rows, cols)
                 },
                 b(state),
-                &[4, 5],
-                &[b(x), b(grad)],
+                &[4, 5, 22],
+                &[b(x), b(grad), b(weight.buf)],
                 rows * cols,
             ),
             TermOp::KlSparsity {
@@ -138,12 +139,12 @@ impl Kernels {
                 "kl_sparsity_grad",
                 TermParams {
                     rho,
-                    weight,
+                    weight: weight.index,
                     ..TermParams::new(rows, cols)
                 },
                 b(state),
-                &[9, 10],
-                &[b(rho_hat), b(grad)],
+                &[9, 10, 22],
+                &[b(rho_hat), b(grad), b(weight.buf)],
                 rows * cols,
             ),
             TermOp::Contractive {
@@ -182,12 +183,12 @@ impl Kernels {
                 "contractive_grad_code",
                 TermParams {
                     act,
-                    weight,
+                    weight: weight.index,
                     ..TermParams::new(rows, units)
                 },
                 b(state),
-                &[16, 17, 18],
-                &[b(h), b(wsq), b(grad)],
+                &[16, 17, 18, 22],
+                &[b(h), b(wsq), b(grad), b(weight.buf)],
                 rows * units,
             ),
             TermOp::ContractiveGradWeight {
@@ -203,12 +204,12 @@ impl Kernels {
                 "contractive_grad_weight",
                 TermParams {
                     inputs,
-                    weight,
+                    weight: weight.index,
                     ..TermParams::new(rows, units)
                 },
                 b(state),
-                &[19, 20, 21],
-                &[b(w), b(c), b(dw)],
+                &[19, 20, 21, 22],
+                &[b(w), b(c), b(dw), b(weight.buf)],
                 units * inputs,
             ),
             TermOp::EmphasisLoss {
