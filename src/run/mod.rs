@@ -112,10 +112,10 @@ pub fn train(
     observer.started(trainer.plan(), &backend, resume.map(|c| &c.state.position));
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("cannot create output directory {}", options.out.display()))?;
-    let columns: Vec<String> = shown_meters(trainer.plan())
+    let (shown, columns): (Vec<usize>, Vec<String>) = shown_meters(trainer.plan())
         .into_iter()
-        .map(|(_, name)| name.to_string())
-        .collect();
+        .map(|(i, name)| (i, name.to_string()))
+        .unzip();
     let mut metrics = match resume {
         Some(_) => MetricsCsv::resume(&options.out, trainer.position.epoch, &columns)?,
         None => MetricsCsv::create(&options.out, &columns)?,
@@ -154,7 +154,6 @@ pub fn train(
              state. Try a smaller --lr",
             test.total
         );
-        let shown = shown_meters(trainer.plan());
         metrics.append(&MetricsRow {
             epoch,
             step: result.global_step,
@@ -164,7 +163,7 @@ pub fn train(
             samples_per_second: result.samples_per_second,
             meters: shown
                 .iter()
-                .map(|&(i, _)| (result.train.values[i], test.values[i]))
+                .map(|&i| (result.train.values[i], test.values[i]))
                 .collect(),
         })?;
         let report = EpochReport { result, test };
