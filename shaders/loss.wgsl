@@ -81,8 +81,10 @@ fn loss(
     }
     scratch[lid] = l;
     tree_sum(lid);
-    if (lid == 0u) {
-        partials[wid.y * groups.x + wid.x] = scratch[0];
+    // A 2-D launch can have more workgroups than partials; the extra ones hold nothing.
+    let g = wid.y * groups.x + wid.x;
+    if (lid == 0u && g < (lp.rows * lp.cols + 255u) / 256u) {
+        partials[g] = scratch[0];
     }
 }
 
@@ -135,7 +137,7 @@ fn loss_emphasis(
     for (var section = 0u; section < 5u; section = section + 1u) {
         scratch[lid] = v[section];
         tree_sum(lid);
-        if (lid == 0u) {
+        if (lid == 0u && g < group_count) {
             partials[section * group_count + g] = scratch[0];
         }
         workgroupBarrier();

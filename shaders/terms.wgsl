@@ -73,8 +73,10 @@ fn tap_sum(
         }
     }
     let sum = workgroup_sum(lid, v);
-    if (lid == 0u) {
-        tap_partials[wid.y * groups.x + wid.x] = sum;
+    // A 2-D launch can have more workgroups than partials; the extra ones hold nothing.
+    let g = wid.y * groups.x + wid.x;
+    if (lid == 0u && g < (tp.rows * tp.cols + 255u) / 256u) {
+        tap_partials[g] = sum;
     }
 }
 
@@ -121,8 +123,9 @@ fn kl_sparsity(
         kl = rho * log(rho / r) + (1.0 - rho) * log((1.0 - rho) / (1.0 - r));
     }
     let total = workgroup_sum(lid, kl);
-    if (lid == 0u) {
-        kl_partials[wid.y * groups.x + wid.x] = f32(valid) * total;
+    let g = wid.y * groups.x + wid.x;
+    if (lid == 0u && g < (tp.cols + 255u) / 256u) {
+        kl_partials[g] = f32(valid) * total;
     }
 }
 
@@ -176,8 +179,9 @@ fn contractive(
         value = c * sq;
     }
     let total = workgroup_sum(lid, value);
-    if (lid == 0u) {
-        ct_partials[wid.y * groups.x + wid.x] = total;
+    let g = wid.y * groups.x + wid.x;
+    if (lid == 0u && g < (tp.cols + 255u) / 256u) {
+        ct_partials[g] = total;
     }
 }
 

@@ -308,8 +308,11 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         logits_grad: bufs[last].output_grad,
         recon,
         output_act,
+        // The last layer's output gradient is ∂L/∂logits (its activation is fused into the loss), so a term
+        // could not add ∂/∂h into it: a code must be an inner layer.
         code: model
             .code
+            .filter(|&layer| layer < last)
             .map(|layer| code_tap(model, &bufs, &params, layer)),
     };
     let mut meters = Meters::new(
@@ -331,13 +334,21 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             model_name: &model.name,
             layers: &model.layers,
         };
-        if !matches!(
-            cfg.objective.terms.first(),
-            Some(Term::Reconstruction { .. })
-        ) {
+        let reconstructions = cfg
+            .objective
+            .terms
+            .iter()
+            .filter(|t| matches!(t, Term::Reconstruction { .. }))
+            .count();
+        if reconstructions != 1
+            || !matches!(
+                cfg.objective.terms.first(),
+                Some(Term::Reconstruction { .. })
+            )
+        {
             return Err(PlanError::Term {
                 term: "reconstruction",
-                problem: "must be the objective's first term".into(),
+                problem: "must be the objective's first term, and its only reconstruction".into(),
             });
         }
         for term in &cfg.objective.terms {
