@@ -116,12 +116,19 @@ fn bench_json_reports_cpu_epoch_figures() {
 
 #[test]
 fn bench_json_reports_gpu_cpu_ratio_and_matmul() {
-    if common::gpu().is_none() {
+    let Some(backend) = common::gpu_backend() else {
         return;
-    }
+    };
     let report = bench_json(
         "gpu",
-        &["--matmul-sizes", "64x96x32", "--matmul-seconds", "0.05"],
+        &[
+            "--backend",
+            backend,
+            "--matmul-sizes",
+            "64x96x32",
+            "--matmul-seconds",
+            "0.05",
+        ],
     );
     check_common(&report);
     assert!(report["gpu"]["description"].as_str().is_some());

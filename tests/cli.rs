@@ -83,11 +83,11 @@ fn cpu_training_writes_metrics_and_a_reconstruction_picture_and_repeats_exactly(
 
 #[test]
 fn gpu_training_agrees_with_cpu_training() {
-    if common::gpu().is_none() {
+    let Some(backend) = common::gpu_backend() else {
         return;
-    }
+    };
     let (_, cpu) = short_training("cpu", &temp_dir("agree-cpu"), "5");
-    let (stdout, gpu) = short_training("auto", &temp_dir("agree-gpu"), "5");
+    let (stdout, gpu) = short_training(backend, &temp_dir("agree-gpu"), "5");
     assert!(stdout.contains("backend:"), "{stdout}");
     for ((ct, cv), (gt, gv)) in losses(&cpu).into_iter().zip(losses(&gpu)) {
         assert!((ct - gt).abs() <= 1e-3 * ct, "train loss cpu {ct} gpu {gt}");
@@ -276,8 +276,8 @@ fn conv_dae_short_run_writes_a_denoising_picture_and_repeats_exactly() {
         cpu,
         "same seed, same noise, same losses"
     );
-    if common::gpu().is_some() {
-        let gpu = run("auto", "cdae-gpu");
+    if let Some(backend) = common::gpu_backend() {
+        let gpu = run(backend, "cdae-gpu");
         assert!(
             (gpu[0].1 - cpu[0].1).abs() <= 1e-3 * cpu[0].1,
             "test loss gpu {:?} cpu {:?}",
@@ -333,9 +333,9 @@ fn every_noise_form_trains() {
 
 #[test]
 fn profile_with_resume_profiles_the_checkpoints_model_from_where_it_stopped() {
-    if common::gpu().is_none() {
+    let Some(backend) = common::gpu_backend() else {
         return;
-    }
+    };
     let out = temp_dir("profile-resume");
     let out_s = out.to_str().unwrap();
     let small = [
@@ -364,6 +364,8 @@ fn profile_with_resume_profiles_the_checkpoints_model_from_where_it_stopped() {
         "--resume",
         ckpt.to_str().unwrap(),
         "--profile",
+        "--backend",
+        backend,
         "--epochs",
         "3",
         "--quiet",

@@ -213,10 +213,10 @@ fn sigkill_during_saves_leaves_a_checkpoint_that_resumes_exactly() {
 
 #[test]
 fn gpu_resume_matches_an_uninterrupted_run() {
-    if common::gpu().is_none() {
+    let Some(backend) = common::gpu_backend() else {
         return;
-    }
-    let quick: &[&str] = &["--limit", "512", "--batch-size", "64", "--backend", "auto"];
+    };
+    let quick: &[&str] = &["--limit", "512", "--batch-size", "64", "--backend", backend];
     let whole = temp_dir("gpu-whole");
     let o = run(&train_args(
         &[quick, &["--epochs", "3"]].concat(),
@@ -227,7 +227,7 @@ fn gpu_resume_matches_an_uninterrupted_run() {
     let cut_s = cut.to_str().unwrap();
     let o = run(&train_args(&[quick, &["--epochs", "1"]].concat(), cut_s));
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = run(&resume_args(&cut, 3, "auto"));
+    let o = run(&resume_args(&cut, 3, backend));
     assert!(o.status.success(), "{}", text(&o.stderr));
     for ((a_train, a_test), (b_train, b_test)) in losses(&cut).into_iter().zip(losses(&whole)) {
         assert!(
@@ -434,6 +434,7 @@ fn a_missing_backend_says_how_to_get_one() {
 #[test]
 fn a_batch_beyond_the_adapters_buffer_limit_is_refused_clearly() {
     let Some(ctx) = common::gpu() else { return };
+    let backend = common::gpu_backend().expect("the adapter gpu() opened");
     let limit = ctx
         .limits
         .max_storage_buffer_binding_size
@@ -445,6 +446,8 @@ fn a_batch_beyond_the_adapters_buffer_limit_is_refused_clearly() {
         "100",
         "--batch-size",
         &batch,
+        "--backend",
+        backend,
         "--out",
         temp_dir("huge").to_str().unwrap(),
     ]);
@@ -460,8 +463,8 @@ fn a_batch_beyond_the_adapters_buffer_limit_is_refused_clearly() {
 #[test]
 fn detect_anomaly_names_the_first_op_that_went_non_finite() {
     let mut backends = vec!["cpu"];
-    if common::gpu().is_some() {
-        backends.push("auto");
+    if let Some(backend) = common::gpu_backend() {
+        backends.push(backend);
     }
     for backend in backends {
         let out = temp_dir(&format!("anomaly-{backend}"));
@@ -532,13 +535,24 @@ fn the_anomaly_slow_path_trains_exactly_like_the_fast_one() {
 
 #[test]
 fn a_lost_device_stops_with_a_message_and_the_checkpoint_resumes() {
-    let Some(_) = common::gpu() else { return };
+    let Some(backend) = common::gpu_backend() else {
+        return;
+    };
     let out = temp_dir("lost");
     let out_s = out.to_str().unwrap();
     // 300 images at batch 128: 3 steps per epoch; the device is destroyed before step 5 (epoch 2).
     let o = Command::new(BIN)
         .args([
-            "train", "--quiet", "--limit", "300", "--epochs", "3", "--out", out_s,
+            "train",
+            "--quiet",
+            "--limit",
+            "300",
+            "--epochs",
+            "3",
+            "--out",
+            out_s,
+            "--backend",
+            backend,
         ])
         .env("GPU_AE_LOSE_DEVICE_AT_STEP", "4")
         .output()
@@ -554,7 +568,7 @@ fn a_lost_device_stops_with_a_message_and_the_checkpoint_resumes() {
     let ckpt = out.join("checkpoint.safetensors");
     let saved = checkpoint::load(&ckpt).expect("the epoch-1 checkpoint is intact");
     assert_eq!(saved.state.position.epoch, 1);
-    let o = run(&resume_args(&out, 3, "auto"));
+    let o = run(&resume_args(&out, 3, backend));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(losses(&out).len(), 3);
 }

@@ -128,9 +128,9 @@ fn four_cpu_epochs_reproduce_the_pytorch_figures() {
 /// One short epoch of each new variant on the GPU (lavapipe in CI) agrees with the CPU in every column.
 #[test]
 fn short_gpu_runs_of_every_new_variant_agree_with_the_cpu() {
-    if common::gpu().is_none() {
+    let Some(backend) = common::gpu_backend() else {
         return;
-    }
+    };
     let short = ["--limit", "400", "--epochs", "1"];
     let runs: [(&str, &[&str]); 5] = [
         (
@@ -176,7 +176,7 @@ fn short_gpu_runs_of_every_new_variant_agree_with_the_cpu() {
     for (name, args) in runs {
         let args = [args, &short[..]].concat();
         let cpu = train(&format!("short-{name}"), "cpu", &args);
-        let gpu = train(&format!("short-{name}"), "auto", &args);
+        let gpu = train(&format!("short-{name}"), backend, &args);
         let (c, g) = (last(&cpu), last(&gpu));
         for (column, want) in c {
             if matches!(column.as_str(), "seconds" | "samples_per_second") {

@@ -259,10 +259,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let matmul_sizes = args.matmul_sizes()?;
     let first = args.models.first().context("--models is empty")?;
     let data = first.config(128, &args.data).load_data()?;
-    let ctx = if args.skip_gpu {
-        None
-    } else {
-        Some(GpuContext::new(args.backend.api())?)
+    let ctx = match (args.skip_gpu, args.backend.resolve()) {
+        (true, _) => None,
+        (false, super::Resolved::Gpu(api)) => Some(GpuContext::new(api)?),
+        (false, super::Resolved::Cpu { why }) => {
+            eprintln!(
+                "bench: no GPU timed ({}); name one with --backend vulkan, metal, …",
+                why.unwrap_or_else(|| "--backend cpu".into())
+            );
+            None
+        }
     };
     let mut report = BenchReport {
         gpu: ctx.as_ref().map(describe_gpu),

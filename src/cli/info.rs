@@ -1,20 +1,59 @@
 //! `gpu-ae info`: what GPUs this machine offers and the limits our kernels respect.
 
-use super::InfoArgs;
-use crate::backend::gpu::context::{describe_adapter, list_adapters};
+use super::{BackendArg, InfoArgs};
+use crate::backend::gpu::context::{
+    AutoChoice, choose_auto, describe_adapter, is_software, list_adapters,
+};
 
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     let adapters = list_adapters(args.backend.api());
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    let named = std::env::var("WGPU_ADAPTER_NAME").is_ok_and(|n| !n.is_empty());
+    // What the training commands would run on with this --backend.
+    let chosen = match args.backend {
+        BackendArg::Auto => choose_auto(&infos, named),
+        BackendArg::Cpu => AutoChoice::Cpu {
+            reason: "--backend cpu".into(),
+        },
+        _ => AutoChoice::Gpu(0),
+    };
+    match &chosen {
+        AutoChoice::Cpu { reason } => println!(
+            "--backend {}: the CPU backend ({reason})",
+            backend_name(args.backend)
+        ),
+        AutoChoice::Gpu(i) if !adapters.is_empty() => {
+            println!("--backend {}: adapter {i}", backend_name(args.backend))
+        }
+        AutoChoice::Gpu(_) => {}
+    }
     if adapters.is_empty() {
-        anyhow::bail!(
-            "no GPU adapter found. On Linux without a GPU, install lavapipe (`apt-get install mesa-vulkan-drivers \
-             libvulkan1`); training also works with `--backend cpu`"
+        anyhow::ensure!(
+            args.backend == BackendArg::Auto || args.backend == BackendArg::Cpu,
+            "no GPU adapter found for --backend {}; training also works with --backend cpu",
+            backend_name(args.backend)
         );
+        println!(
+            "no GPU adapter found (for a software rasteriser on Linux: `apt-get install mesa-vulkan-drivers \
+             libvulkan1`)"
+        );
+        return Ok(());
     }
     for (i, adapter) in adapters.iter().enumerate() {
         let info = adapter.get_info();
         let l = adapter.limits();
-        let mark = if i == 0 { " (chosen by default)" } else { "" };
+        let mut marks = Vec::new();
+        if chosen == AutoChoice::Gpu(i) {
+            marks.push("chosen");
+        }
+        if is_software(&info) {
+            marks.push("software rasteriser, slower than --backend cpu");
+        }
+        let mark = if marks.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", marks.join("; "))
+        };
         println!("adapter {i}{mark}: {}", describe_adapter(&info));
         println!(
             "  vendor 0x{:04x}, device 0x{:04x}",
@@ -49,4 +88,11 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         println!("  timestamp queries      {}", if ts { "yes" } else { "no" });
     }
     Ok(())
+}
+
+fn backend_name(b: BackendArg) -> String {
+    use clap::ValueEnum;
+    b.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }

@@ -70,7 +70,9 @@ pub struct ReconstructArgs {
 /// Where the work runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// The best GPU adapter (discrete first), honouring WGPU_BACKEND and WGPU_ADAPTER_NAME.
+    /// The best hardware GPU (discrete first), else the CPU backend: a software rasteriser such as
+    /// lavapipe is slower than the CPU backend and runs only when named (--backend vulkan, or
+    /// WGPU_ADAPTER_NAME). Honours WGPU_BACKEND.
     Auto,
     Vulkan,
     Metal,
@@ -80,7 +82,32 @@ pub enum BackendArg {
     Cpu,
 }
 
+/// What `--backend` comes to on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// The CPU backend; for `auto`, why no GPU adapter was taken.
+    Cpu { why: Option<String> },
+    /// A GPU adapter, searched among the adapters of this API (all, for `auto`).
+    Gpu(Option<ApiChoice>),
+}
+
 impl BackendArg {
+    /// `cpu` is the CPU backend; `vulkan`, `metal`, … that API's best adapter, software ones included;
+    /// `auto` the best hardware GPU, else the CPU backend (faster than a software rasteriser), see
+    /// [`crate::backend::gpu::context::choose_auto`].
+    pub fn resolve(self) -> Resolved {
+        match self {
+            BackendArg::Cpu => Resolved::Cpu { why: None },
+            BackendArg::Auto => match crate::backend::gpu::context::auto_choice() {
+                crate::backend::gpu::context::AutoChoice::Gpu(_) => Resolved::Gpu(None),
+                crate::backend::gpu::context::AutoChoice::Cpu { reason } => {
+                    Resolved::Cpu { why: Some(reason) }
+                }
+            },
+            api => Resolved::Gpu(api.api()),
+        }
+    }
+
     /// The graphics API to restrict the adapter search to; `None` for auto (and for the CPU).
     pub fn api(self) -> Option<ApiChoice> {
         match self {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{BackendArg, TrainArgs};
+use super::{BackendArg, Resolved, TrainArgs};
 use crate::backend::Executor;
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::profile::{TimingChoice, profile_step};
@@ -27,10 +27,15 @@ pub fn with_executor<R>(
     plan: Plan,
     f: impl FnOnce(&mut dyn Executor) -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
-    match backend {
-        BackendArg::Cpu => f(&mut CpuExecutor::<f32>::new(plan)),
-        api => {
-            let ctx = GpuContext::new(api.api())?;
+    match backend.resolve() {
+        Resolved::Cpu { why } => {
+            if let Some(why) = why {
+                println!("--backend auto chose the CPU backend: {why}");
+            }
+            f(&mut CpuExecutor::<f32>::new(plan))
+        }
+        Resolved::Gpu(api) => {
+            let ctx = GpuContext::new(api)?;
             let mut ex = GpuExecutor::new(&ctx, plan)?;
             f(&mut ex)
         }
@@ -69,11 +74,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     println!("model: {}", model.describe());
     println!("objective: {}", config.describe_objective());
     if args.profile {
-        anyhow::ensure!(
-            args.backend != BackendArg::Cpu,
-            "--profile times GPU dispatches; choose a GPU --backend (auto, vulkan, …)"
-        );
-        let ctx = GpuContext::new(args.backend.api())?;
+        let api = match args.backend.resolve() {
+            Resolved::Gpu(api) => api,
+            Resolved::Cpu { why } => anyhow::bail!(
+                "--profile times GPU dispatches, but {}; name a GPU backend (--backend vulkan, metal, …)",
+                why.unwrap_or_else(|| "--backend cpu was chosen".into())
+            ),
+        };
+        let ctx = GpuContext::new(api)?;
         let mut ex = GpuExecutor::new(&ctx, plan)?;
         return profile_after_first_epoch(&mut ex, args, &config, &data, resume.as_ref());
     }
@@ -85,9 +93,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         detect_anomaly: args.detect_anomaly,
         faults: Faults::from_env(),
     };
-    let stop = stop_flag();
     let mut printer = Printer::new(args);
     let end = with_executor(args.backend, plan, |ex| {
+        // Ctrl-C during device set-up and shader compilation still quits at once; from here on it stops
+        // training after the submitted steps.
+        let stop = stop_flag();
         run::train(
             ex,
             &config,

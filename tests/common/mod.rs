@@ -21,6 +21,20 @@ pub fn gpu() -> Option<GpuContext> {
     }
 }
 
+/// The `--backend` value that names the adapter [`gpu`] opens (`vulkan` for lavapipe): tests that run the
+/// binary on a GPU name it, since `auto` prefers the CPU backend to a software rasteriser. `None` (with the
+/// same skip-or-fail rule as [`gpu`]) where there is no adapter.
+pub fn gpu_backend() -> Option<&'static str> {
+    let ctx = gpu()?;
+    Some(match ctx.info.backend {
+        wgpu::Backend::Vulkan => "vulkan",
+        wgpu::Backend::Metal => "metal",
+        wgpu::Backend::Dx12 => "dx12",
+        wgpu::Backend::Gl => "gl",
+        other => panic!("no --backend names the {other:?} adapter"),
+    })
+}
+
 /// `len` values uniform in ±scale, none closer to zero than scale/20 (so no test passes on zeros).
 pub fn random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut rng = SplitMix64::stream(seed, purpose::TEST_FIXTURE, len as u64);

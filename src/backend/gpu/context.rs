@@ -84,10 +84,112 @@ fn backends_for(choice: Option<ApiChoice>) -> wgpu::Backends {
 
 /// Every adapter on the machine, best first.
 pub fn list_adapters(choice: Option<ApiChoice>) -> Vec<wgpu::Adapter> {
-    let inst = instance(backends_for(choice));
-    let mut adapters = pollster::block_on(inst.enumerate_adapters(backends_for(choice)));
+    let mut adapters = quiet_window_system(|| {
+        let inst = instance(backends_for(choice));
+        pollster::block_on(inst.enumerate_adapters(backends_for(choice)))
+    });
     adapters.sort_by_key(|a| preference(&a.get_info()));
     adapters
+}
+
+/// Mesa's window-system layer writes `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`
+/// to stderr when a Vulkan instance loads lavapipe without a desktop session: harmless for compute, but a
+/// user reads "error". Runs `f` with stderr captured and passes on everything else it wrote.
+#[cfg(unix)]
+fn quiet_window_system<R>(f: impl FnOnce() -> R) -> R {
+    use std::io::{Read, Seek, Write};
+    let path = std::env::temp_dir().join(format!("gpu-ae-stderr-{}", std::process::id()));
+    let Ok(mut file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+    else {
+        return f();
+    };
+    let _ = std::fs::remove_file(&path);
+    let _ = std::io::stderr().flush();
+    // SAFETY: plain descriptor juggling on this process's own stderr (fd 2) and a file it owns; fd 2 is
+    // restored before returning, whatever `f` does short of aborting.
+    let saved = unsafe { libc::dup(2) };
+    if saved < 0 {
+        return f();
+    }
+    unsafe {
+        libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2);
+    }
+    let result = f();
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+    }
+    let mut written = String::new();
+    if file.rewind().is_ok() && file.read_to_string(&mut written).is_ok() {
+        let kept: String = written
+            .lines()
+            .filter(|l| !l.contains("XDG_RUNTIME_DIR is invalid or not set"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        eprint!("{kept}");
+    }
+    result
+}
+
+#[cfg(not(unix))]
+fn quiet_window_system<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Whether wgpu reports `info` as a software rasteriser (lavapipe/llvmpipe, SwiftShader, WARP).
+pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
+}
+
+/// What `--backend auto` runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AutoChoice {
+    /// The adapter at this index of the (best-first) list.
+    Gpu(usize),
+    /// The CPU backend, and why.
+    Cpu { reason: String },
+}
+
+/// `--backend auto`: the best hardware adapter (discrete, then integrated, then virtual; `adapters` is
+/// sorted best first), else the CPU backend, which is faster than any software rasteriser. A software
+/// adapter runs only when asked for: by `--backend vulkan|gl|…`, or by `WGPU_ADAPTER_NAME` (`named`).
+pub fn choose_auto(adapters: &[wgpu::AdapterInfo], named: bool) -> AutoChoice {
+    if named {
+        return AutoChoice::Gpu(0);
+    }
+    let hardware = adapters.iter().position(|info| {
+        matches!(
+            info.device_type,
+            wgpu::DeviceType::DiscreteGpu
+                | wgpu::DeviceType::IntegratedGpu
+                | wgpu::DeviceType::VirtualGpu
+        )
+    });
+    if let Some(i) = hardware {
+        return AutoChoice::Gpu(i);
+    }
+    let reason = match adapters.iter().find(|info| is_software(info)) {
+        Some(soft) => format!(
+            "no hardware GPU found; {} is a software rasteriser, slower than the CPU backend; --backend {} \
+             uses it anyway",
+            soft.name,
+            format!("{:?}", soft.backend).to_lowercase()
+        ),
+        None => "no GPU adapter found".to_string(),
+    };
+    AutoChoice::Cpu { reason }
+}
+
+/// [`choose_auto`] on this machine's adapters (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`).
+pub fn auto_choice() -> AutoChoice {
+    let infos: Vec<wgpu::AdapterInfo> = list_adapters(None).iter().map(|a| a.get_info()).collect();
+    let named = std::env::var("WGPU_ADAPTER_NAME").is_ok_and(|n| !n.is_empty());
+    choose_auto(&infos, named)
 }
 
 /// Lower is better: discrete GPUs first, then integrated, virtual, software; Vulkan/Metal/DX12 before GL.
@@ -142,20 +244,30 @@ impl GpuContext {
                     .find(|a| a.get_info().name.to_lowercase().contains(&needle))
                     .ok_or(GpuError::NoAdapterNamed { name, available })?
             }
-            _ => adapters
-                .into_iter()
-                .next()
-                .ok_or(GpuError::NoAdapter { wanted })?,
+            _ => {
+                // With no API named, a hardware adapter before a software one (see `choose_auto`).
+                let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+                let first = match (choice, choose_auto(&infos, false)) {
+                    (None, AutoChoice::Gpu(i)) => i,
+                    _ => 0,
+                };
+                adapters
+                    .into_iter()
+                    .nth(first)
+                    .ok_or(GpuError::NoAdapter { wanted })?
+            }
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("gpu-ae"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
+        let (device, queue) = quiet_window_system(|| {
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("gpu-ae"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            }))
+        })
         .map_err(|source| GpuError::Device {
             adapter: describe_adapter(&info),
             source,
@@ -232,5 +344,61 @@ impl GpuContext {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(name: &str, device_type: wgpu::DeviceType) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo {
+            name: name.into(),
+            device_type,
+            backend: wgpu::Backend::Vulkan,
+            ..wgpu::AdapterInfo::new(wgpu::DeviceType::Other, wgpu::Backend::Vulkan)
+        }
+    }
+
+    #[test]
+    fn auto_takes_hardware_first_and_the_cpu_backend_over_a_software_rasteriser() {
+        use wgpu::DeviceType::*;
+        let soft = adapter("llvmpipe (LLVM 15.0.6, 256 bits)", Cpu);
+        let discrete = adapter("NVIDIA H200", DiscreteGpu);
+        let integrated = adapter("Intel Iris Xe", IntegratedGpu);
+        // Only a software adapter: the CPU backend, saying why and how to get lavapipe anyway.
+        match choose_auto(std::slice::from_ref(&soft), false) {
+            AutoChoice::Cpu { reason } => {
+                assert!(
+                    reason.contains("no hardware GPU") && reason.contains("llvmpipe"),
+                    "{reason}"
+                );
+                assert!(reason.contains("--backend vulkan"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A discrete and a software adapter (best first, as list_adapters sorts them): the discrete one.
+        let mut list = vec![soft.clone(), discrete.clone()];
+        list.sort_by_key(preference);
+        assert_eq!(list[choose_index(&list)].name, "NVIDIA H200");
+        // An integrated GPU beats the software rasteriser too.
+        let list = vec![integrated.clone(), soft.clone()];
+        assert_eq!(list[choose_index(&list)].name, "Intel Iris Xe");
+        // No adapter at all.
+        assert_eq!(
+            choose_auto(&[], false),
+            AutoChoice::Cpu {
+                reason: "no GPU adapter found".into()
+            }
+        );
+        // WGPU_ADAPTER_NAME names an adapter: it runs, software or not.
+        assert_eq!(choose_auto(&[soft], true), AutoChoice::Gpu(0));
+    }
+
+    fn choose_index(list: &[wgpu::AdapterInfo]) -> usize {
+        match choose_auto(list, false) {
+            AutoChoice::Gpu(i) => i,
+            other => panic!("{other:?}"),
+        }
     }
 }
