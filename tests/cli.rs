@@ -389,3 +389,55 @@ fn profile_with_resume_profiles_the_checkpoints_model_from_where_it_stopped() {
         "{loss} vs a fresh model's {first_epoch}"
     );
 }
+
+/// With only a software rasteriser (lavapipe in CI), `auto` trains on the CPU backend, says why, and
+/// keeps Mesa's XDG_RUNTIME_DIR message off the screen; naming the API still runs on the rasteriser.
+#[test]
+fn auto_prefers_the_cpu_backend_to_a_software_rasteriser() {
+    let Some(ctx) = common::gpu() else { return };
+    let software = ctx.info.device_type == wgpu::DeviceType::Cpu;
+    let named = std::env::var("WGPU_ADAPTER_NAME").is_ok_and(|n| !n.is_empty());
+    let out = temp_dir("auto-choice");
+    let args = |backend: &'static str| {
+        vec![
+            "train",
+            "--limit",
+            "64",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--save-every",
+            "0",
+            "--backend",
+            backend,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let auto = args("auto");
+    let o = gpu_ae(&auto.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+    if software && !named {
+        assert!(
+            stdout.contains("--backend auto chose the CPU backend: no hardware GPU found")
+                && stdout.contains("backend: cpu"),
+            "{stdout}"
+        );
+        let backend = common::gpu_backend().unwrap();
+        let named = args(backend);
+        let o = gpu_ae(&named.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stdout).contains(&ctx.info.name),
+            "{}",
+            text(&o.stdout)
+        );
+    } else {
+        assert!(stdout.contains(&ctx.info.name), "{stdout}");
+    }
+}
