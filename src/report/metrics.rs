@@ -83,8 +83,12 @@ impl MetricsCsv {
             Err(e) => return Err(io(e)),
         };
         let mut csv = MetricsCsv::create(dir, meters)?;
+        // Lines of a run written by a version with fewer columns get empty fields, so every line has the
+        // header's width.
+        let width = header(meters).split(',').count();
         for line in &kept {
-            csv.write_line(line)?;
+            let missing = width.saturating_sub(line.split(',').count());
+            csv.write_line(&format!("{line}{}", ",".repeat(missing)))?;
         }
         Ok(csv)
     }
@@ -162,6 +166,28 @@ mod tests {
             assert!((fields[5].parse::<f64>().unwrap() - row.samples_per_second).abs() < 0.1);
         }
         drop(csv);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn resuming_an_older_narrower_file_pads_its_lines_to_the_header() {
+        let dir = std::env::temp_dir().join(format!("gpu-ae-metrics-pad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("metrics.csv"),
+            format!("{HEADER}\n1,3,0.5,0.4,0.010,100.0\n2,6,0.3,0.3,0.010,100.0\n"),
+        )
+        .unwrap();
+        let meters = ["recon".to_string(), "code_mean".to_string()];
+        let csv = MetricsCsv::resume(&dir, 1, &meters).unwrap();
+        drop(csv);
+        let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "epoch 2 came after the checkpoint: {text}");
+        assert_eq!(lines[0], header(&meters));
+        assert_eq!(lines[1], "1,3,0.5,0.4,0.010,100.0,,,,");
+        assert_eq!(lines[1].split(',').count(), lines[0].split(',').count());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
