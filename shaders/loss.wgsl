@@ -28,8 +28,6 @@ struct LossParams {
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(6) var<storage, read> loss_state: array<u32>;
 
-var<workgroup> scratch: array<f32, 256>;
-
 // Rows of the batch state[1] that hold samples.
 fn valid_rows(rows: u32, samples: u32) -> u32 {
     return min(rows, samples - min(samples, loss_state[1] * rows));
@@ -44,16 +42,6 @@ fn element_loss(z: f32, x: f32, kind: u32, act: u32) -> vec3<f32> {
     let y = activate(z, act);
     let d = y - x;
     return vec3<f32>(d * d, 2.0 * d * activation_slope(y, act), y);
-}
-
-fn tree_sum(lid: u32) {
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = scratch[lid] + scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
 }
 
 @compute @workgroup_size(256)
@@ -79,12 +67,11 @@ fn loss(
             l = 0.0;
         }
     }
-    scratch[lid] = l;
-    tree_sum(lid);
+    let sum = workgroup_sum(lid, l);
     // A 2-D launch can have more workgroups than partials; the extra ones hold nothing.
     let g = wid.y * groups.x + wid.x;
     if (lid == 0u && g < (lp.rows * lp.cols + 255u) / 256u) {
-        partials[g] = scratch[0];
+        partials[g] = sum;
     }
 }
 
@@ -135,10 +122,9 @@ fn loss_emphasis(
     let group_count = (ep.rows * ep.cols + 255u) / 256u;
     let g = wid.y * groups.x + wid.x;
     for (var section = 0u; section < 5u; section = section + 1u) {
-        scratch[lid] = v[section];
-        tree_sum(lid);
+        let sum = workgroup_sum(lid, v[section]);
         if (lid == 0u && g < group_count) {
-            partials[section * group_count + g] = scratch[0];
+            partials[section * group_count + g] = sum;
         }
         workgroupBarrier();
     }

@@ -22,23 +22,13 @@ struct ReduceParams {
 @group(0) @binding(4) var<storage, read_write> log: array<f32>;
 @group(0) @binding(5) var<storage, read> reduce_scalars: array<f32>;
 
-var<workgroup> scratch: array<f32, 256>;
-
-// The sum of the partials, in scratch[0] for every thread.
+// The sum of the partials, for every thread: each adds every 256th, then the workgroup adds those.
 fn sum_partials(lid: u32) -> f32 {
     var sum = 0.0;
     for (var i = lid; i < rp.count; i = i + 256u) {
         sum = sum + partials[rp.first + i];
     }
-    scratch[lid] = sum;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = scratch[lid] + scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return scratch[0];
+    return workgroup_sum(lid, sum);
 }
 
 fn record(s: f32) {

@@ -29,8 +29,6 @@ fn penalty_weight() -> f32 {
     return term_scalars[tp.weight_index];
 }
 
-var<workgroup> scratch: array<f32, 256>;
-
 // The rows of the batch that hold samples, as the gather recorded them.
 fn valid_rows() -> u32 {
     return term_state[2];
@@ -38,19 +36,6 @@ fn valid_rows() -> u32 {
 
 fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.y * groups.x * 256u + gid.x;
-}
-
-// scratch[lid] = value, then the workgroup's sum in scratch[0] (fixed order).
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    scratch[lid] = value;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = scratch[lid] + scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return scratch[0];
 }
 
 // ---- tap_sum: partials[g] = Σ f(x) over group g's valid elements --------------------------------------

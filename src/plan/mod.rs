@@ -623,16 +623,6 @@ pub struct Summary {
     pub values: Vec<f64>,
 }
 
-impl Summary {
-    /// The value of the meter called `name`.
-    pub fn get(&self, plan: &Plan, name: &str) -> Option<f64> {
-        plan.meters
-            .iter()
-            .position(|m| m.name == name)
-            .and_then(|i| self.values.get(i).copied())
-    }
-}
-
 impl Plan {
     /// Means over `samples` samples from each meter's summed value (`sums[i]` for meter i; a term's sums
     /// carry its weight already, so its mean is what enters the total).

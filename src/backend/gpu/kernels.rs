@@ -38,6 +38,7 @@ const ACTIVATION_MATH: &str = include_str!("../../../shaders/activation_math.wgs
 const MATMUL_COMMON: &str = include_str!("../../../shaders/matmul_common.wgsl");
 const MATMUL_OPERANDS: &str = include_str!("../../../shaders/matmul_operands.wgsl");
 const MATMUL_TILE128: &str = include_str!("../../../shaders/matmul_tile128.wgsl");
+const WORKGROUP_SUM: &str = include_str!("../../../shaders/workgroup_sum.wgsl");
 const CONV_PARAMS: &str = include_str!("../../../shaders/conv_params.wgsl");
 const CONV_TILE32: &str = include_str!("../../../shaders/conv_tile32.wgsl");
 const CONV_TILE64: &str = include_str!("../../../shaders/conv_tile64.wgsl");
@@ -65,7 +66,7 @@ impl Shader {
     }
 
     /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
-    /// terms.wgsl use activation_math.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
+    /// terms.wgsl use activation_math.wgsl; loss.wgsl, reduce.wgsl and terms.wgsl workgroup_sum.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
     /// and/or matmul_tile128.wgsl;
     /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
     /// conv_tile32.wgsl or conv_tile64.wgsl).
@@ -81,6 +82,7 @@ impl Shader {
 
     fn texts(self) -> (&'static [&'static str], &'static str) {
         const MATH: &[&str] = &[ACTIVATION_MATH];
+        const MATH_SUM: &[&str] = &[ACTIVATION_MATH, WORKGROUP_SUM];
         const MATMUL: &[&str] = &[ACTIVATION_MATH, MATMUL_COMMON, MATMUL_OPERANDS];
         const LARGE: &[&str] = &[
             ACTIVATION_MATH,
@@ -96,13 +98,16 @@ impl Shader {
             Shader::MatmulVec4 => (VEC4, include_str!("../../../shaders/matmul_vec4.wgsl")),
             Shader::Activation => (MATH, include_str!("../../../shaders/activation.wgsl")),
             Shader::Bias => (&[], include_str!("../../../shaders/bias.wgsl")),
-            Shader::Loss => (MATH, include_str!("../../../shaders/loss.wgsl")),
-            Shader::Reduce => (&[], include_str!("../../../shaders/reduce.wgsl")),
+            Shader::Loss => (MATH_SUM, include_str!("../../../shaders/loss.wgsl")),
+            Shader::Reduce => (
+                &[WORKGROUP_SUM],
+                include_str!("../../../shaders/reduce.wgsl"),
+            ),
             Shader::Optim => (&[], include_str!("../../../shaders/optim.wgsl")),
             Shader::Pool => (&[], include_str!("../../../shaders/pool.wgsl")),
             Shader::BatchNorm => (&[], include_str!("../../../shaders/batchnorm.wgsl")),
             Shader::Noise => (&[], include_str!("../../../shaders/noise.wgsl")),
-            Shader::Terms => (MATH, include_str!("../../../shaders/terms.wgsl")),
+            Shader::Terms => (MATH_SUM, include_str!("../../../shaders/terms.wgsl")),
             Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
             Shader::ConvGemm => (
                 &[CONV_PARAMS, ACTIVATION_MATH, CONV_TILE32],
