@@ -76,11 +76,12 @@ const KEY_LOSS: &str = "train_loss_sum";
 const KEY_SUMS: &str = "train_sums";
 const KEY_VERSION: &str = "gpu_ae_version";
 
-/// Plan buffer suffixes of optimizer state → torch.optim slot names, with the optimizer they belong to.
+/// Plan buffer suffixes of optimizer state → torch.optim slot names, with the optimizer they belong to
+/// (the plan uses torch's names, so `--detect-anomaly` and the checkpoint name a tensor alike).
 const OPTIMIZER_SLOTS: [(&str, &str, &str); 3] = [
-    ("adam_m", "exp_avg", "Adam"),
-    ("adam_v", "exp_avg_sq", "Adam"),
-    ("momentum", "momentum_buffer", "SGD"),
+    ("exp_avg", "exp_avg", "Adam"),
+    ("exp_avg_sq", "exp_avg_sq", "Adam"),
+    ("momentum_buffer", "momentum_buffer", "SGD"),
 ];
 
 /// Everything that can go wrong with a checkpoint; each message names the file.
@@ -282,8 +283,9 @@ impl View for F32View<'_> {
     }
 }
 
-/// Writes `ckpt` atomically: a sibling `*.safetensors.tmp` is written and synced, then renamed over `path`,
-/// then the directory is synced. An existing checkpoint at `path` is only ever replaced by a complete one.
+/// Writes `ckpt` atomically: a hidden sibling `.NAME.PID.tmp` (one per process, so two writers never share
+/// it) is written and synced, then renamed over `path`, then the directory is synced. An existing
+/// checkpoint at `path` is only ever replaced by a complete one.
 pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     let mut seen = std::collections::HashSet::new();
     for (name, shape, values) in &ckpt.tensors {
@@ -337,7 +339,10 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
         }
     })?;
 
-    let tmp = path.with_extension("safetensors.tmp");
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
     let io_err = |at: &Path, action: &'static str| {
         let at = at.to_path_buf();
         move |source| CheckpointError::Io {

@@ -8,9 +8,17 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = gpu_ae::cli::Cli::parse();
+    // A flag that does not parse is bad input like any other: its message, then exit status 1 (clap's own
+    // exit would use 2). --help and --version print to stdout and exit 0.
+    let cli = match gpu_ae::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     if let Err(e) = gpu_ae::cli::run(cli) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", gpu_ae::cli::error_text(&e));
         std::process::exit(1);
     }
 }

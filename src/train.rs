@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::backend::{Executor, Program, Snapshot, load_initial_state, step_ops};
-use crate::ops::state;
+use crate::ops::{BufId, state};
 use crate::plan::Summary;
 use crate::rng::epoch_permutation;
 
@@ -54,9 +54,12 @@ pub struct StepTiming {
 /// Test images next to what the model made of them.
 pub struct Reconstructions {
     pub clean: Vec<Vec<f32>>,
-    /// The model's input: equal to `clean` unless the model is denoising.
+    /// The model's input in evaluation: equal to `clean` unless the model is denoising.
     pub seen: Vec<Vec<f32>>,
+    /// The reconstruction of `seen`.
     pub recon: Vec<Vec<f32>>,
+    /// The reconstruction of `clean` (equal to `recon` unless the model is denoising).
+    pub clean_recon: Vec<Vec<f32>>,
 }
 
 /// How an epoch ended.
@@ -538,25 +541,43 @@ impl<'e> Trainer<'e> {
         plan.summarize(&plan.eval_sums(&acc), samples)
     }
 
-    /// The first `count` test images: clean, as the model sees them (corrupted, for denoising models), and
-    /// reconstructed; each image row-major.
+    /// The first `count` test images (at most the test set): clean, as the model sees them in evaluation
+    /// (corrupted, for a denoising model), the model's reconstruction of what it saw, and its reconstruction
+    /// of the clean image; each image row-major.
     pub fn reconstructions(&mut self, count: usize) -> Reconstructions {
         let plan = self.ex.plan();
-        let (io, features) = (plan.io, plan.features);
-        let count = count.min(plan.batch).min(plan.test_samples);
-        self.ex.write_u32(io.eval_state, &[0; state::LEN]);
-        self.ex.run(Program::EVAL, 1);
-        let mut rows = |buf| -> Vec<Vec<f32>> {
-            let v = self.ex.read_f32(buf);
-            v.chunks(features)
-                .take(count)
-                .map(<[f32]>::to_vec)
-                .collect()
+        let (io, features, batch) = (plan.io, plan.features, plan.batch);
+        let count = count.min(plan.test_samples);
+        let batches = count.div_ceil(batch);
+        let take = |ex: &mut dyn Executor, program, bufs: &[BufId]| -> Vec<Vec<Vec<f32>>> {
+            let mut images = vec![Vec::new(); bufs.len()];
+            ex.write_u32(io.eval_state, &[0; state::LEN]);
+            for _ in 0..batches {
+                ex.run(program, 1);
+                for (k, &buf) in bufs.iter().enumerate() {
+                    let v = ex.read_f32(buf);
+                    images[k].extend(v.chunks(features).map(<[f32]>::to_vec));
+                }
+            }
+            for list in &mut images {
+                list.truncate(count);
+            }
+            images
         };
+        let mut seen = take(
+            &mut *self.ex,
+            Program::EVAL,
+            &[io.input, io.model_input, io.recon],
+        );
+        let clean_recon = take(&mut *self.ex, Program::RECONSTRUCT, &[io.recon]).remove(0);
+        let recon = seen.pop().expect("three lists");
+        let seen_input = seen.pop().expect("two lists");
+        let clean = seen.pop().expect("one list");
         Reconstructions {
-            clean: rows(io.input),
-            seen: rows(io.model_input),
-            recon: rows(io.recon),
+            clean,
+            seen: seen_input,
+            recon,
+            clean_recon,
         }
     }
 }

@@ -172,6 +172,7 @@ fn tiny_plan(conv: bool) -> Plan {
             hidden: vec![12],
             latent: 5,
             act: Act::Sigmoid,
+            code_act: Act::Sigmoid,
             output_act: Act::Sigmoid,
         };
         dense_ae(input, &cfg).unwrap()

@@ -63,6 +63,7 @@ fn dense_plan(hidden: usize, optimizer: Optimizer) -> Plan {
         hidden: vec![hidden],
         latent: 4,
         act: Act::Relu,
+        code_act: Act::Relu,
         output_act: Act::Sigmoid,
     };
     let model = dense_ae(image(), &cfg).expect("valid model");
@@ -433,11 +434,12 @@ fn save_replaces_a_checkpoint_only_with_a_complete_one() {
     newer.state.position.global_step = 7;
 
     // The temporary file cannot be created (a directory is in the way): the old checkpoint survives.
-    let tmp = dir.join("ckpt.safetensors.tmp");
+    let tmp_name = format!(".ckpt.safetensors.{}.tmp", std::process::id());
+    let tmp = dir.join(&tmp_name);
     std::fs::create_dir(&tmp).expect("mkdir");
     let err = save(&path, &newer).expect_err("tmp is a directory");
     assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
-    assert!(err.to_string().contains("ckpt.safetensors.tmp"), "{err}");
+    assert!(err.to_string().contains(&tmp_name), "{err}");
     assert_eq!(std::fs::read(&path).expect("read"), old_bytes);
     std::fs::remove_dir(&tmp).expect("rmdir");
 
@@ -446,7 +448,10 @@ fn save_replaces_a_checkpoint_only_with_a_complete_one() {
     std::fs::create_dir_all(blocked.join("inside")).expect("mkdir");
     let err = save(&blocked, &newer).expect_err("target is a directory");
     assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
-    assert!(!dir.join("blocked.safetensors.tmp").exists());
+    assert!(
+        !dir.join(format!(".blocked.safetensors.{}.tmp", std::process::id()))
+            .exists()
+    );
     std::fs::remove_dir_all(&blocked).expect("rm");
 
     // A parent that is a file.
@@ -475,12 +480,12 @@ fn default_plan(flags: &[&str]) -> Plan {
         panic!("not a train command")
     };
     let input = Shape { c: 1, h: 28, w: 28 };
-    let config = args.config();
+    let config = args.config().expect("a valid configuration");
     let model = config.build_model(input).expect("model");
     let cfg = PlanConfig {
         batch: 4,
         objective: Objective::reconstruction(LossKind::BceWithLogits),
-        optimizer: match args.optimizer {
+        optimizer: match config.optimizer {
             OptimizerArg::Adam => Optimizer::Adam(AdamHyper::default()),
             OptimizerArg::Sgd => sgd(),
         },

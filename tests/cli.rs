@@ -121,10 +121,7 @@ fn a_missing_data_directory_is_a_clear_error_not_a_panic() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
-    assert!(
-        err.contains("/nonexistent/idx") && err.contains("train-images"),
-        "{err}"
-    );
+    assert!(err.contains("/nonexistent/idx: no such directory"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -171,7 +168,7 @@ fn a_corrupt_idx_file_is_named_and_nothing_is_written() {
 #[test]
 fn bad_flags_are_rejected_with_help() {
     let o = gpu_ae(&["train", "--optimizer", "rmsprop"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("adam"));
     let o = gpu_ae(&[
         "train",
@@ -290,14 +287,14 @@ fn conv_dae_short_run_writes_a_denoising_picture_and_repeats_exactly() {
 #[test]
 fn a_bad_noise_spec_is_rejected_with_the_accepted_forms() {
     let o = gpu_ae(&["train", "--variant", "conv-dae", "--noise", "blur:2"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stderr).contains("gaussian, mask or salt-pepper"),
         "{}",
         text(&o.stderr)
     );
     let o = gpu_ae(&["train", "--variant", "conv-dae", "--noise", "mask:1.5"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
 }
 
 #[test]
@@ -412,6 +409,7 @@ fn auto_prefers_the_cpu_backend_to_a_software_rasteriser() {
             backend,
             "--out",
             out.to_str().unwrap(),
+            "--overwrite",
         ]
         .into_iter()
         .map(String::from)

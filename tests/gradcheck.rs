@@ -50,6 +50,7 @@ fn tiny_plan(act: Act, loss: LossKind, output_act: Act) -> Plan {
         hidden: vec![7],
         latent: 3,
         act,
+        code_act: act,
         output_act,
     };
     let model = dense_ae(Shape::flat(FEATURES), &cfg).expect("valid model");

@@ -555,6 +555,7 @@ fn small_dense_plan(act: Act, loss: LossKind, optimizer: Optimizer) -> Plan {
         hidden: vec![53],
         latent: 11,
         act,
+        code_act: act,
         output_act: Act::Sigmoid,
     };
     let model = dense_ae(Shape::flat(37), &cfg).unwrap();

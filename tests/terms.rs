@@ -28,6 +28,7 @@ fn plan(code_act: Act, loss: LossKind, terms: &[Term], noise: Option<Noise>) -> 
         hidden: vec![7],
         latent: 6,
         act: code_act,
+        code_act,
         output_act: Act::Sigmoid,
     };
     let model = dense_ae(Shape::flat(FEATURES), &cfg).expect("valid model");
@@ -217,6 +218,7 @@ fn every_term_op_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
             hidden: vec![],
             latent: 300,
             act,
+            code_act: act,
             output_act: Act::Sigmoid,
         };
         let model = dense_ae(Shape::flat(features), &cfg).unwrap();
@@ -339,6 +341,7 @@ fn terms_that_do_not_fit_the_model_are_clear_errors() {
         hidden: vec![7],
         latent: 6,
         act: Act::Relu,
+        code_act: Act::Relu,
         output_act: Act::Sigmoid,
     };
     let model = dense_ae(Shape::flat(FEATURES), &cfg).unwrap();

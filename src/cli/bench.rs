@@ -128,10 +128,10 @@ pub struct BenchArgs {
     pub batches: Vec<usize>,
     /// Time only N training steps per model and batch, and extrapolate to a full epoch (reported as
     /// extrapolated). Default: time one whole epoch.
-    #[arg(long, conflicts_with = "epochs_fraction")]
+    #[arg(long, conflicts_with = "epochs_fraction", value_parser = super::parse_count, allow_negative_numbers = true)]
     pub steps: Option<usize>,
     /// Time this fraction of an epoch (0 < f ≤ 1) and extrapolate, like --steps.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs_fraction: Option<f64>,
     /// Untimed steps before each measurement (pipeline first use, caches, clocks).
     #[arg(long, default_value_t = 3)]

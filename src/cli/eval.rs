@@ -2,20 +2,23 @@
 
 use anyhow::Context;
 
-use super::train::with_executor;
+use std::path::Path;
+
+use super::train::{checkpoint_file, with_executor};
 use super::{CheckpointArgs, LossArg, ReconstructArgs};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::mnist::Dataset;
 use crate::plan::Summary;
-use crate::report::png::save_grid;
-use crate::run::{RunConfig, shown_meters};
-use crate::train::{Reconstructions, Trainer};
+use crate::report::png::save_figure;
+use crate::run::{RunConfig, caption, figures, shown_meters};
+use crate::train::Trainer;
 
 /// The checkpoint, the configuration it records (with `--data` from the command line), and the data.
 fn open(a: &CheckpointArgs) -> anyhow::Result<(Checkpoint, RunConfig, Dataset)> {
-    let ckpt = checkpoint::load(&a.checkpoint)?;
-    let mut config = RunConfig::from_json(&ckpt.config)
-        .with_context(|| format!("{}", a.checkpoint.display()))?;
+    let path = checkpoint_file(&a.checkpoint, "--checkpoint")?;
+    let ckpt = checkpoint::load(&path)?;
+    let mut config =
+        RunConfig::from_json(&ckpt.config).with_context(|| format!("{}", path.display()))?;
     if a.data.is_some() {
         config.data = a.data.clone();
     }
@@ -54,7 +57,7 @@ pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
     let s = &ckpt.state.position;
     println!(
         "checkpoint: {} (epoch {}, global step {})",
-        a.checkpoint.display(),
+        checkpoint_file(&a.checkpoint, "--checkpoint")?.display(),
         s.epoch,
         s.global_step
     );
@@ -91,10 +94,21 @@ pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
 }
 
 pub fn reconstruct(a: &ReconstructArgs) -> anyhow::Result<()> {
+    check_png_name(&a.out)?;
     let (ckpt, config, data) = open(&a.checkpoint)?;
-    anyhow::ensure!(a.count > 0, "--count must be at least 1");
+    anyhow::ensure!(
+        a.count <= data.test.len(),
+        "--count {}: the test set holds {} images",
+        a.count,
+        data.test.len()
+    );
+    anyhow::ensure!(
+        !a.denoising || config.noise.is_some(),
+        "--denoising: the checkpoint's model was trained without noise, so there is no corrupted input to \
+         show; leave --denoising out"
+    );
     let (_, plan) = config.build(&data)?;
-    let shown: Reconstructions = with_executor(a.checkpoint.backend, plan, |ex| {
+    let (shown, test) = with_executor(a.checkpoint.backend, plan, |ex| {
         let mut trainer = Trainer::new(
             ex,
             &data.train.images.pixels,
@@ -102,21 +116,35 @@ pub fn reconstruct(a: &ReconstructArgs) -> anyhow::Result<()> {
             config.seed,
         );
         checkpoint::restore(trainer.executor(), &ckpt)?;
-        Ok(trainer.reconstructions(a.count))
+        let test = trainer.evaluate();
+        Ok((trainer.reconstructions(a.count), test))
     })?;
-    let img = &data.test.images;
-    let mut rows = Vec::new();
-    if config.noise.is_some() {
-        rows.push(shown.seen.concat());
-    }
-    rows.push(shown.recon.concat());
-    rows.push(shown.clean.concat());
-    save_grid(&a.out, &rows, shown.clean.len(), img.rows, img.cols, 3)?;
-    let layout = if config.noise.is_some() {
-        "noisy input, reconstruction, clean"
+    let title = caption(&config, ckpt.state.position.epoch, test.total);
+    let figures = figures(&shown, &config, &data, &title);
+    let wanted = if a.denoising {
+        "denoising.png"
     } else {
-        "reconstruction, original"
+        "reconstructions.png"
     };
-    println!("wrote {} (rows: {layout})", a.out.display());
+    let (_, what, figure) = figures
+        .into_iter()
+        .find(|(name, _, _)| *name == wanted)
+        .expect("the figure exists");
+    save_figure(&a.out, &figure)?;
+    println!("wrote {} ({what})", a.out.display());
+    Ok(())
+}
+
+/// Pictures are PNG: a name with another extension is refused before any work.
+fn check_png_name(path: &Path) -> anyhow::Result<()> {
+    let png = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    anyhow::ensure!(
+        png,
+        "--out {}: gpu-ae writes PNG pictures only; name the file *.png",
+        path.display()
+    );
     Ok(())
 }

@@ -6,6 +6,14 @@ use crate::backend::gpu::context::{
 };
 
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
+    if args.backend == BackendArg::Cpu {
+        // The CPU backend needs no adapter; list none.
+        println!(
+            "--backend cpu: the CPU reference backend, {} threads (set RAYON_NUM_THREADS to change)",
+            rayon::current_num_threads()
+        );
+        return Ok(());
+    }
     let adapters = list_adapters(args.backend.api());
     let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
     let named = std::env::var("WGPU_ADAPTER_NAME").is_ok_and(|n| !n.is_empty());
@@ -29,9 +37,11 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     }
     if adapters.is_empty() {
         anyhow::ensure!(
-            args.backend == BackendArg::Auto || args.backend == BackendArg::Cpu,
-            "no GPU adapter found for --backend {}; training also works with --backend cpu",
-            backend_name(args.backend)
+            args.backend == BackendArg::Auto,
+            "no {} adapter found for --backend {}{}; training also works with --backend auto or cpu",
+            api_name(args.backend),
+            backend_name(args.backend),
+            platform_note(args.backend)
         );
         println!(
             "no GPU adapter found (for a software rasteriser on Linux: `apt-get install mesa-vulkan-drivers \
@@ -88,6 +98,31 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         println!("  timestamp queries      {}", if ts { "yes" } else { "no" });
     }
     Ok(())
+}
+
+/// What each API is called, for messages.
+fn api_name(b: BackendArg) -> &'static str {
+    match b {
+        BackendArg::Vulkan => "Vulkan",
+        BackendArg::Metal => "Metal",
+        BackendArg::Dx12 => "DirectX 12",
+        BackendArg::Gl => "OpenGL",
+        BackendArg::Auto | BackendArg::Cpu => "GPU",
+    }
+}
+
+/// Why an API may be absent here, when the platform is the reason.
+fn platform_note(b: BackendArg) -> &'static str {
+    let macos = cfg!(any(target_os = "macos", target_os = "ios"));
+    match b {
+        BackendArg::Metal if !macos => " (Metal exists on macOS and iOS only)",
+        BackendArg::Dx12 if !cfg!(windows) => " (DirectX 12 exists on Windows only)",
+        BackendArg::Vulkan if cfg!(target_os = "linux") => {
+            " (a Vulkan driver is missing; for a software one: `apt-get install mesa-vulkan-drivers \
+             libvulkan1`)"
+        }
+        _ => "",
+    }
 }
 
 fn backend_name(b: BackendArg) -> String {

@@ -1,6 +1,7 @@
 //! The command line: every flag defined and documented here, one file per subcommand doing the work.
 
 pub mod bench;
+pub mod configure;
 pub mod eval;
 pub mod info;
 pub mod train;
@@ -12,7 +13,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::backend::gpu::ApiChoice;
 use crate::objective::Emphasis;
 use crate::ops::Noise;
-use crate::run::RunConfig;
 use crate::run::config::KlSparsity;
 
 #[derive(Parser, Debug)]
@@ -34,7 +34,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Test loss (the run's own, and MSE) of a saved checkpoint.
     Eval(CheckpointArgs),
-    /// Write test digits over their reconstructions by a saved checkpoint to a PNG.
+    /// Draw test images above their reconstructions by a saved checkpoint into a PNG (with --denoising:
+    /// corrupted input, its reconstruction, clean input), captioned with the model, epoch and test loss.
     Reconstruct(ReconstructArgs),
     /// Seconds per epoch of the reference models on the GPU and the CPU, measured in the same run, their
     /// ratio, and GPU matmul GFLOP/s. See benches/README.md for what each figure means.
@@ -45,7 +46,8 @@ pub enum Command {
 /// A checkpoint and where to run it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CheckpointArgs {
-    /// A checkpoint written by `gpu-ae train` (DIR/checkpoint.safetensors).
+    /// A checkpoint written by `gpu-ae train`, or the run directory that holds it
+    /// (DIR/checkpoint.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Directory of IDX files; default: the data set the checkpoint was trained on.
@@ -59,12 +61,16 @@ pub struct CheckpointArgs {
 pub struct ReconstructArgs {
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
-    /// The PNG to write.
+    /// The PNG to write (its folder is created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// How many test digits to show.
-    #[arg(long, default_value_t = 16)]
+    /// How many test images to show, the first ones of the test set (16 a line).
+    #[arg(long, default_value_t = 16, value_parser = parse_count, allow_negative_numbers = true)]
     pub count: usize,
+    /// A denoising model's other picture: corrupted input, its reconstruction, clean input (the
+    /// training run's denoising.png).
+    #[arg(long)]
+    pub denoising: bool,
 }
 
 /// Where the work runs.
@@ -150,24 +156,17 @@ fn parse_kl(text: &str) -> Result<Choice<KlSparsity>, String> {
         return Ok(Choice(None));
     }
     let (rho, beta) = parse_pair(text, "ρ:β, e.g. 0.05:0.01")?;
-    if !(rho > 0.0 && rho < 1.0) {
-        return Err(format!(
-            "the target activation ρ must lie strictly between 0 and 1, got {rho}"
-        ));
-    }
-    if beta < 0.0 {
-        return Err(format!("the weight β must be non-negative, got {beta}"));
-    }
-    Ok(Choice(Some(KlSparsity { rho, beta })))
+    let kl = KlSparsity { rho, beta };
+    crate::run::config::check_kl(kl)?;
+    Ok(Choice(Some(kl)))
 }
 
 /// `--emphasis α:β`: weights of corrupted and untouched components.
 fn parse_emphasis(text: &str) -> Result<Emphasis, String> {
     let (corrupted, clean) = parse_pair(text, "α:β, e.g. 1:0.1")?;
-    if corrupted < 0.0 || clean < 0.0 {
-        return Err(format!("both weights must be non-negative, got {text}"));
-    }
-    Ok(Emphasis { corrupted, clean })
+    let emphasis = Emphasis { corrupted, clean };
+    crate::run::config::check_emphasis(emphasis)?;
+    Ok(emphasis)
 }
 
 /// A penalty weight: a finite number ≥ 0, or `none`.
@@ -218,90 +217,107 @@ pub struct Choice<T>(pub Option<T>);
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_long_help = TRAIN_HELP)]
 pub struct TrainArgs {
-    /// Which autoencoder to train. Each variant sets its own model and objective; the flags below
-    /// override them.
-    #[arg(long, value_enum, default_value = "ae")]
-    pub variant: Variant,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 4)]
+    /// Which autoencoder to train (default: ae). Each variant sets its own model and objective; the
+    /// flags below change them, and a flag that does not apply to the variant is an error.
+    #[arg(long, value_enum)]
+    pub variant: Option<Variant>,
+    /// Passes over the training set; with --resume, the total to reach.
+    #[arg(long, default_value_t = 4, value_parser = parse_count, allow_negative_numbers = true)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptimizerArg,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f32,
-    /// L2 weight decay, added to the gradient (PyTorch's `weight_decay`).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f32,
-    /// Reconstruction loss, a mean per pixel.
-    #[arg(long, value_enum, default_value = "bce")]
-    pub loss: LossArg,
+    /// Samples per training step [default: 128].
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
+    pub batch_size: Option<usize>,
+    /// Learning rate, a finite number > 0 [default: 1e-3].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// adam or sgd [default: adam].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// SGD momentum, in [0, 1) [default: 0.9]; --optimizer sgd only.
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f32>,
+    /// L2 weight decay ≥ 0, added to the gradient (PyTorch's `weight_decay`) [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f32>,
+    /// Reconstruction loss, a mean per pixel [default: bce].
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
     /// Dense variants: hidden layer widths of the encoder, outermost first, comma-separated (or none);
     /// the decoder mirrors them. Default: 256 for ae, none for sparse-ae and cae.
     #[arg(long, value_parser = parse_hidden)]
     pub hidden: Option<Widths>,
-    /// Convolutional variants: channels after each encoder stage; the decoder mirrors them.
-    #[arg(long, value_delimiter = ',', default_value = "32,64")]
-    pub channels: Vec<usize>,
-    /// Convolutional variants: strided convolutions, or pooling + batch norm down and unpooling up.
-    #[arg(long, value_enum, default_value = "strided")]
-    pub deck: DeckArg,
+    /// Convolutional variants: channels after each encoder stage, comma-separated; the decoder mirrors
+    /// them [default: 32,64].
+    #[arg(long, value_parser = parse_channels)]
+    pub channels: Option<Widths>,
+    /// Convolutional variants: strided convolutions, or pooling + batch norm down and unpooling up
+    /// [default: strided].
+    #[arg(long, value_enum)]
+    pub deck: Option<DeckArg>,
     /// Input corruption: none, gaussian:σ (clipped to [0, 1]), mask:ν (zero a fraction), salt-pepper:p.
     /// Default: gaussian:0.5 for conv-dae, none otherwise. The loss always compares with the clean input.
     #[arg(long, value_parser = parse_noise_choice)]
     pub noise: Option<NoiseChoice>,
     /// Dense variants: width of the code. Default: 64 for ae, 1000 for sparse-ae, 256 for cae.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub latent: Option<usize>,
-    /// Activation of the hidden layers and the code. Default: relu; sigmoid for sparse-ae and cae.
+    /// Activation of the hidden layers (and of the code, unless --code-activation is given). Default:
+    /// relu; sigmoid for sparse-ae and cae.
     #[arg(long, value_enum)]
     pub activation: Option<ActArg>,
+    /// Dense variants: the code layer's own activation, e.g. identity for a linear bottleneck or sigmoid
+    /// for codes in (0, 1). Default: the same as --activation.
+    #[arg(long, value_enum)]
+    pub code_activation: Option<ActArg>,
     /// L1 penalty on the code: adds λ · (mean over the batch of Σⱼ |hⱼ|) to the loss.
-    #[arg(long, value_name = "λ", value_parser = parse_weight)]
+    #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
     pub l1: Option<Choice<f32>>,
     /// KL sparsity on a sigmoid code: adds β · Σⱼ KL(ρ ‖ ρ̂ⱼ), ρ̂ⱼ the mean activation of code unit j over
     /// the batch. Default for sparse-ae: 0.05:0.01; `none` turns it off.
-    #[arg(long, value_name = "ρ:β", value_parser = parse_kl)]
+    #[arg(long, value_name = "ρ:β", value_parser = parse_kl, allow_hyphen_values = true)]
     pub kl_sparsity: Option<Choice<KlSparsity>>,
-    /// Contractive penalty on a dense code layer: adds λ · (mean over the batch of ‖∂h/∂x‖²_F). Default
-    /// for cae: 1e-3; 0 keeps the model and reports ‖J‖² without penalising it; `none` turns it off.
-    #[arg(long, value_name = "λ", value_parser = parse_weight)]
+    /// Dense variants: contractive penalty on the code layer, adds λ · (mean over the batch of
+    /// ‖∂h/∂x‖²_F). Default for cae: 1e-3; 0 keeps the model and reports ‖J‖² without penalising it;
+    /// `none` turns it off.
+    #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
     pub contractive: Option<Choice<f32>>,
     /// Emphasised denoising (needs mask or salt-pepper noise): corrupted components weigh α in the loss,
     /// the others β; the test metrics then report the loss on each kind separately.
-    #[arg(long, value_name = "α:β", value_parser = parse_emphasis)]
+    #[arg(long, value_name = "α:β", value_parser = parse_emphasis, allow_hyphen_values = true)]
     pub emphasis: Option<Emphasis>,
-    /// Seed for initialisation, shuffling and noise: the same seed repeats a run.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed for initialisation, shuffling and noise: the same seed repeats a run [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
     /// Use only the first N training images (and at most N test images): quick runs and smoke tests.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Directory of IDX files (train-images-idx3-ubyte[.gz], …); default: the bundled MNIST.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Where metrics.csv and the pictures go.
-    #[arg(long, default_value = "runs/latest")]
-    pub out: PathBuf,
+    /// The run directory (metrics.csv, config.json, pictures, checkpoint.safetensors). Default: a new
+    /// runs/<variant>-<N>, with runs/latest pointing at it; with --resume, the checkpoint's directory. A
+    /// directory that holds another run is refused unless --overwrite is given.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Let --out name a directory that holds a previous run, replacing its files.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Training steps recorded into one GPU submission between loss read-backs: a number, or `auto`
     /// (as many as take about 0.2 s, learned as training goes: a whole epoch per submission on a fast GPU).
     #[arg(long, default_value = "auto", value_parser = parse_steps_per_submit)]
     pub steps_per_submit: usize,
-    /// No progress bars.
+    /// No progress bars or progress lines.
     #[arg(long)]
     pub quiet: bool,
     /// Write DIR/checkpoint.safetensors every N epochs (and at the end, and on Ctrl-C); 0: never.
     #[arg(long, default_value_t = 1)]
     pub save_every: usize,
-    /// Continue the run saved in this checkpoint: its model, objective, optimizer and data settings
-    /// replace the flags; --epochs is the total to reach.
+    /// Continue the run saved in this checkpoint (or in DIR/checkpoint.safetensors when given a
+    /// directory), up to --epochs in total. The checkpoint fixes the model, objective, optimizer, seed and
+    /// data size: a flag that sets one of them differently is an error. What may change: --epochs,
+    /// --backend, --out, --data, --save-every, --steps-per-submit, --quiet, --detect-anomaly, --profile.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// After the first epoch, print the per-op GPU profile of one training step (each dispatch timed with
@@ -315,8 +331,29 @@ pub struct TrainArgs {
     #[arg(long)]
     pub detect_anomaly: bool,
     /// Rows of the --profile table (the slowest ops first).
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = 25, value_parser = parse_count)]
     pub profile_top: usize,
+}
+
+/// A whole number ≥ 1.
+pub fn parse_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a whole number ≥ 1, got {text:?}")),
+    }
+}
+
+/// `--channels`: comma-separated positive counts.
+fn parse_channels(text: &str) -> Result<Widths, String> {
+    text.split(',')
+        .map(|c| match c.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "expected positive channel counts like 32,64, got {text:?}"
+            )),
+        })
+        .collect::<Result<_, _>>()
+        .map(Widths)
 }
 
 const TRAIN_HELP: &str = "\
@@ -333,9 +370,23 @@ Examples:
   gpu-ae train --variant cae --contractive 0                         (the same model, ‖J‖² only reported)
   gpu-ae train --variant ae --noise mask:0.25 --emphasis 1:0.1       (emphasised denoising)
 
-metrics.csv gets train_/test_ columns for every term (recon, l1, kl_sparsity, contractive) and statistic
-(code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F; recon_corrupted and recon_clean with
---emphasis).";
+Which flags apply where (any other combination is an error that lists the flags that do apply):
+  dense variants (ae, sparse-ae, cae)   --hidden --latent --activation --code-activation --contractive
+  convolutional (conv-ae, conv-dae)     --channels --deck --activation
+  every variant                         --loss --noise --l1 --kl-sparsity --emphasis, the optimizer, data
+  --momentum                            --optimizer sgd only
+Numbers are checked: --lr > 0, --momentum in [0, 1), --weight-decay ≥ 0, counts ≥ 1, noise fractions in
+[0, 1]. Negative values are read as values (--lr -1 is rejected as a learning rate, not as a flag).
+
+The run directory (runs/<variant>-<N> unless --out) gets config.json, metrics.csv, checkpoint.safetensors,
+reconstructions.png (rows: input, reconstruction) and, with noise, denoising.png (rows: corrupted input,
+reconstruction, clean input). metrics.csv gets train_/test_ columns for every term (recon, l1, kl_sparsity,
+contractive) and statistic (code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F;
+recon_corrupted and recon_clean with --emphasis).
+
+--resume keeps the checkpoint's configuration; only --epochs, --backend, --out, --data, --save-every,
+--steps-per-submit, --quiet, --detect-anomaly and --profile may change. A flag that sets the configuration to
+something else is an error naming the checkpoint's value.";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct InfoArgs {
@@ -344,44 +395,21 @@ pub struct InfoArgs {
     pub backend: BackendArg,
 }
 
-/// A `none`-able flag's value: the flag's choice when given, else the variant's default.
-fn pick<T>(flag: Option<Choice<T>>, default: Option<T>) -> Option<T> {
-    match flag {
-        Some(Choice(chosen)) => chosen,
-        None => default,
-    }
-}
-
-impl TrainArgs {
-    /// The run configuration these flags ask for: the variant's defaults, then every flag that was given.
-    pub fn config(&self) -> RunConfig {
-        let base = self.variant.defaults();
-        RunConfig {
-            variant: self.variant,
-            hidden: self.hidden.clone().map_or(base.hidden, |w| w.0),
-            latent: self.latent.unwrap_or(base.latent),
-            activation: self.activation.unwrap_or(base.activation),
-            channels: self.channels.clone(),
-            deck: self.deck,
-            loss: self.loss,
-            noise: match self.noise {
-                Some(NoiseChoice(chosen)) => chosen,
-                None => base.noise,
-            },
-            l1: pick(self.l1, base.l1),
-            kl_sparsity: pick(self.kl_sparsity, base.kl_sparsity),
-            contractive: pick(self.contractive, base.contractive),
-            emphasis: self.emphasis,
-            batch_size: self.batch_size,
-            optimizer: self.optimizer,
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            seed: self.seed,
-            limit: self.limit,
-            data: self.data.clone(),
+/// An error and its causes on one line, each said once: a cause whose text the message already holds
+/// (a library error that names its I/O error, wrapped by a context that names it again) is left out.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
         }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
     }
+    text
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -397,6 +425,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let io_text = io.to_string();
+        // A typed error that names its source in its message, and carries it as its source.
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot write a.csv: {source}")]
+        struct Write {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Write { source: io }).context("saving the run");
+        let text = error_text(&e);
+        assert_eq!(text.matches(&io_text).count(), 1, "{text}");
+        assert!(
+            text.starts_with("saving the run: cannot write a.csv: "),
+            "{text}"
+        );
+        // Distinct causes all show.
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_text(&e), "outer: middle: inner");
+    }
 
     #[test]
     fn steps_per_submit_is_auto_or_a_positive_count() {

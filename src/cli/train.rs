@@ -1,8 +1,10 @@
 //! `gpu-ae train`: flags → run configuration → backend → [`crate::run::train`], and printing what it does.
 
-use std::path::Path;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,6 +17,7 @@ use crate::backend::gpu::{GpuContext, GpuExecutor};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::mnist::Dataset;
 use crate::plan::{Plan, Summary};
+use crate::run::dir::{CHECKPOINT_FILE, Latest, OutChoice, RunDir};
 use crate::run::{self, EpochReport, Observer, RunConfig, RunEnd, RunOptions, shown_meters};
 use crate::train::{EpochOutcome, Faults, Position, Progress, Trainer};
 
@@ -42,38 +45,80 @@ pub fn with_executor<R>(
     }
 }
 
-/// The configuration to train and the checkpoint to start from: the flags' configuration, or the one the
-/// `--resume` checkpoint stores (with `--data` from the command line when given).
-fn configuration(args: &TrainArgs) -> anyhow::Result<(RunConfig, Option<Checkpoint>)> {
+/// The configuration to train and the checkpoint to start from (with its path): the flags'
+/// configuration, or the one the `--resume` checkpoint stores (with `--data` from the command line when
+/// given), which the flags must not contradict.
+fn configuration(args: &TrainArgs) -> anyhow::Result<(RunConfig, Option<(Checkpoint, PathBuf)>)> {
     let Some(path) = &args.resume else {
-        return Ok((args.config(), None));
+        return Ok((args.config()?, None));
     };
-    let ckpt = checkpoint::load(path)?;
+    let path = checkpoint_file(path, "--resume")?;
+    let ckpt = checkpoint::load(&path)?;
     let mut config =
         RunConfig::from_json(&ckpt.config).with_context(|| format!("{}", path.display()))?;
+    args.check_resume(&config)?;
     if args.data.is_some() {
         config.data = args.data.clone();
     }
-    Ok((config, Some(ckpt)))
+    config.validate()?;
+    Ok((config, Some((ckpt, path))))
+}
+
+/// Where the run writes: a new numbered directory under runs/, the `--out` directory (refused when it
+/// holds another run, unless `--overwrite`), or with `--resume` the checkpoint's own directory.
+fn out_choice(args: &TrainArgs, config: &RunConfig, resumed: Option<&Path>) -> OutChoice {
+    let home = resumed.map(|p| p.parent().unwrap_or(Path::new(".")).to_path_buf());
+    match (&args.out, home) {
+        (None, Some(dir)) => OutChoice::Resume { dir },
+        (Some(out), Some(dir)) if same_dir(out, &dir) => OutChoice::Resume { dir },
+        (Some(out), _) => OutChoice::Named {
+            dir: out.clone(),
+            overwrite: args.overwrite,
+        },
+        (None, None) => OutChoice::Fresh {
+            root: PathBuf::from(RUNS_ROOT),
+            prefix: config.variant.name().to_string(),
+        },
+    }
+}
+
+/// Where runs go when no `--out` is given.
+pub const RUNS_ROOT: &str = "runs";
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| {
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
+        std::fs::canonicalize(p).ok()
+    };
+    a == b || matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let (config, resume) = configuration(args)?;
-    anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
+    if let Some((ckpt, path)) = &resume {
+        let done = ckpt.state.position.epoch;
+        if done >= args.epochs && !args.profile {
+            println!(
+                "{} has trained {done} epoch{}, and --epochs {} asks for no more: nothing to train, \
+                 nothing written (give --epochs {} or more to continue)",
+                path.display(),
+                if done == 1 { "" } else { "s" },
+                args.epochs,
+                done + 1
+            );
+            return Ok(());
+        }
+    }
     let data = config.load_data()?;
     let (model, plan) = config.build(&data)?;
-    let img = &data.train.images;
-    println!(
-        "data: {} ({} training, {} test images of {}×{})",
-        data.dir.display(),
-        data.train.len(),
-        data.test.len(),
-        img.rows,
-        img.cols
-    );
-    println!("model: {}", model.describe());
-    println!("objective: {}", config.describe_objective());
+    let resume_ckpt = resume.as_ref().map(|(c, _)| c);
     if args.profile {
+        // Writes nothing, so takes no run directory.
+        print_header(&config, &data, &model.describe(), None);
         let api = match args.backend.resolve() {
             Resolved::Gpu(api) => api,
             Resolved::Cpu { why } => anyhow::bail!(
@@ -83,11 +128,18 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         };
         let ctx = GpuContext::new(api)?;
         let mut ex = GpuExecutor::new(&ctx, plan)?;
-        return profile_after_first_epoch(&mut ex, args, &config, &data, resume.as_ref());
+        return profile_after_first_epoch(&mut ex, args, &config, &data, resume_ckpt);
     }
+    // The lock comes before anything is written, and before the slow device set-up, so a second writer
+    // of the same directory stops at once.
+    let dir = RunDir::open(out_choice(
+        args,
+        &config,
+        resume.as_ref().map(|(_, p)| p.as_path()),
+    ))?;
+    print_header(&config, &data, &model.describe(), Some(&dir));
     let options = RunOptions {
         epochs: args.epochs,
-        out: args.out.clone(),
         save_every: args.save_every,
         steps_per_submit: args.steps_per_submit,
         detect_anomaly: args.detect_anomaly,
@@ -102,8 +154,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             ex,
             &config,
             &data,
+            &dir,
             &options,
-            resume.as_ref(),
+            resume_ckpt,
             &stop,
             &mut printer,
         )
@@ -117,7 +170,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     {
         match saved {
             Some(path) => println!(
-                "interrupted at epoch {epoch}, step {steps_done} of {steps_total}; saved {} (continue with --resume)",
+                "interrupted at epoch {epoch}, step {steps_done} of {steps_total}; saved {} (continue with \
+                 --resume {})",
+                path.display(),
                 path.display()
             ),
             None => println!(
@@ -129,22 +184,81 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the terminal shows of a run: a progress bar per epoch, a line per finished epoch, the files.
+/// The first lines of a run: where it writes, the data, the model, the objective and how it trains.
+fn print_header(config: &RunConfig, data: &Dataset, model: &str, dir: Option<&RunDir>) {
+    if let Some(dir) = dir {
+        let latest = match &dir.latest {
+            Latest::Updated => format!(" ({RUNS_ROOT}/latest points here)"),
+            Latest::KeptOld { path } => format!(
+                " ({} is an older run's directory, so it does not point here)",
+                path.display()
+            ),
+            Latest::Failed(e) => format!(" (could not point {RUNS_ROOT}/latest here: {e})"),
+            Latest::NotFresh => String::new(),
+        };
+        println!("run directory: {}{latest}", dir.path.display());
+    }
+    let img = &data.train.images;
+    println!(
+        "data: {} ({} training, {} test images of {}×{})",
+        data.dir.display(),
+        data.train.len(),
+        data.test.len(),
+        img.rows,
+        img.cols
+    );
+    println!("model: {model}");
+    println!("objective: {}", config.describe_objective());
+    println!("training: {}", config.describe_training());
+}
+
+/// The checkpoint a `--resume` or `--checkpoint` path names: the file itself, or DIR/checkpoint.safetensors
+/// for a run directory.
+pub fn checkpoint_file(path: &Path, flag: &str) -> anyhow::Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let inside = path.join(CHECKPOINT_FILE);
+    anyhow::ensure!(
+        inside.is_file(),
+        "{flag} {}: a directory without a {CHECKPOINT_FILE} (name the checkpoint file, or a run directory \
+         that holds one)",
+        path.display()
+    );
+    Ok(inside)
+}
+
+/// What the terminal shows of a run: a progress bar per epoch with its ETA and the run's (on a terminal;
+/// otherwise a plain progress line every [`PROGRESS_EVERY`]), a line per finished epoch, the files written.
 struct Printer {
     quiet: bool,
+    /// Progress bars need a terminal; elsewhere (a log file, CI) progress comes as lines.
+    terminal: bool,
     epochs: usize,
     bar: Option<ProgressBar>,
     /// (index, name) of the meters beyond the reconstruction that the lines show.
     extra: Vec<(usize, String)>,
+    /// Seconds of each finished epoch of this process (for the run's ETA).
+    epoch_seconds: Vec<f64>,
+    /// When the current epoch's progress started, and how many of its steps were done then.
+    epoch_start: Option<(Instant, usize)>,
+    last_line: Option<Instant>,
 }
+
+/// How often progress lines come when stdout is not a terminal.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 impl Printer {
     fn new(args: &TrainArgs) -> Printer {
         Printer {
             quiet: args.quiet,
+            terminal: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
             epochs: args.epochs,
             bar: None,
             extra: Vec::new(),
+            epoch_seconds: Vec::new(),
+            epoch_start: None,
+            last_line: None,
         }
     }
 
@@ -165,6 +279,32 @@ impl Printer {
             .collect::<Vec<_>>()
             .join("  ")
     }
+
+    /// Seconds left in this epoch and in the whole run, from this epoch's pace so far (and the finished
+    /// epochs' times); `None` until a step has been timed.
+    fn eta(&self, p: &Progress) -> Option<(f64, f64)> {
+        let (start, done_then) = self.epoch_start?;
+        let done = p.steps_done.checked_sub(done_then).filter(|&d| d > 0)?;
+        let per_step = start.elapsed().as_secs_f64() / done as f64;
+        let epoch_left = per_step * (p.steps_total - p.steps_done) as f64;
+        let full_epoch = if self.epoch_seconds.is_empty() {
+            per_step * p.steps_total as f64
+        } else {
+            self.epoch_seconds.iter().sum::<f64>() / self.epoch_seconds.len() as f64
+        };
+        let later_epochs = self.epochs.saturating_sub(p.epoch) as f64;
+        Some((epoch_left, epoch_left + later_epochs * full_epoch))
+    }
+}
+
+/// 75 s → "1m15s"; 4000 s → "1h06m".
+fn duration_text(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 impl Observer for Printer {
@@ -183,17 +323,20 @@ impl Observer for Printer {
             .collect();
         if let Some(p) = resumed {
             println!(
-                "resumed at epoch {}, step {} of it (global step {})",
+                "resumed at epoch {}, step {} of it (global step {}), training up to epoch {}",
                 p.epoch + 1,
                 p.batch_in_epoch,
-                p.global_step
+                p.global_step,
+                self.epochs
             );
         }
     }
 
     fn epoch_started(&mut self, epoch: usize, steps: usize, done: usize) {
+        self.epoch_start = Some((Instant::now(), done));
+        self.last_line = Some(Instant::now());
         let bar = ProgressBar::new(steps as u64);
-        if self.quiet {
+        if self.quiet || !self.terminal {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         let style =
@@ -208,12 +351,34 @@ impl Observer for Printer {
 
     fn progress(&mut self, p: &Progress) {
         let meters = self.meters(&p.meters);
+        let eta = match self.eta(p) {
+            Some((epoch, run)) if self.epochs > p.epoch => format!(
+                " · ETA {} epoch, {} run",
+                duration_text(epoch),
+                duration_text(run)
+            ),
+            Some((epoch, _)) => format!(" · ETA {}", duration_text(epoch)),
+            None => String::new(),
+        };
+        let message = format!(
+            "loss {:.5} {meters} · {:.0} samples/s{eta}",
+            p.loss, p.samples_per_second
+        );
         if let Some(bar) = &self.bar {
             bar.set_position(p.steps_done as u64);
-            bar.set_message(format!(
-                "loss {:.5} {meters} · {:.0} samples/s",
-                p.loss, p.samples_per_second
-            ));
+            bar.set_message(message.clone());
+        }
+        let due = self.last_line.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+        if !self.terminal && !self.quiet && due && p.steps_done < p.steps_total {
+            self.last_line = Some(Instant::now());
+            println!(
+                "epoch {}/{}: step {}/{} ({:.0}%) {message}",
+                p.epoch,
+                self.epochs,
+                p.steps_done,
+                p.steps_total,
+                100.0 * p.steps_done as f64 / p.steps_total.max(1) as f64
+            );
         }
     }
 
@@ -222,6 +387,10 @@ impl Observer for Printer {
             bar.finish_and_clear();
         }
         let result = &r.result;
+        // A resumed partial epoch would understate an epoch's time.
+        if self.epoch_start.is_some_and(|(_, done)| done == 0) {
+            self.epoch_seconds.push(result.seconds);
+        }
         let extra = self.meters_both(&result.train, &r.test);
         let extra = if extra.is_empty() {
             String::new()

@@ -131,6 +131,12 @@ pub enum DataError {
         dir.display(), tried.join(", ")
     )]
     MissingFile { dir: PathBuf, tried: Vec<String> },
+
+    #[error("{}: no such directory (--data names a directory of IDX files)", dir.display())]
+    MissingDir { dir: PathBuf },
+
+    #[error("{}: not a directory (--data names a directory of IDX files, not a file)", dir.display())]
+    NotADir { dir: PathBuf },
 }
 
 /// A stack of u8 images: `pixels[i*rows*cols + r*cols + c]` is pixel (r, c) of image i.

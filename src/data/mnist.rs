@@ -101,6 +101,16 @@ pub fn load_bundled() -> Result<Dataset, DataError> {
 /// image/label counts agree per split, train and test images share a shape, labels are
 /// `<= 9`, and with `verify_checksums` that each file's decompressed SHA-256 is MNIST's.
 pub fn load_dir(dir: &Path, verify_checksums: bool) -> Result<Dataset, DataError> {
+    if !dir.exists() {
+        return Err(DataError::MissingDir {
+            dir: dir.to_path_buf(),
+        });
+    }
+    if !dir.is_dir() {
+        return Err(DataError::NotADir {
+            dir: dir.to_path_buf(),
+        });
+    }
     // Locate everything first so a missing file is reported before any slow reading.
     let [train_images, train_labels, test_images, test_labels] =
         [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|file| locate(dir, file.name));

@@ -9,8 +9,10 @@ pub struct DenseConfig {
     /// Widths of the encoder's hidden layers, outermost first; the decoder mirrors them.
     pub hidden: Vec<usize>,
     pub latent: usize,
-    /// Activation of every hidden layer and of the code.
+    /// Activation of every hidden layer.
     pub act: Act,
+    /// Activation of the code layer.
+    pub code_act: Act,
     /// Activation of the reconstruction (sigmoid for BCE).
     pub output_act: Act,
 }
@@ -23,17 +25,21 @@ pub fn dense_ae(input: Shape, cfg: &DenseConfig) -> Result<Model, ModelError> {
     widths.push(cfg.latent);
     widths.extend(cfg.hidden.iter().rev());
     widths.push(input.numel());
-    let last = widths.len() - 2;
+    let (code, last) = (cfg.hidden.len(), widths.len() - 2);
     let layers = widths
         .windows(2)
         .enumerate()
         .map(|(i, w)| Layer::Linear {
             inputs: w[0],
             outputs: w[1],
-            act: if i == last { cfg.output_act } else { cfg.act },
+            act: match i {
+                _ if i == last => cfg.output_act,
+                _ if i == code => cfg.code_act,
+                _ => cfg.act,
+            },
         })
         .collect();
-    Ok(Model::new("ae", input, layers)?.with_code(cfg.hidden.len()))
+    Ok(Model::new("ae", input, layers)?.with_code(code))
 }
 
 /// How the convolutional families go down and up in resolution.
@@ -165,6 +171,7 @@ mod tests {
             hidden: vec![256],
             latent: 64,
             act: Act::Relu,
+            code_act: Act::Relu,
             output_act: Act::Sigmoid,
         };
         let m = dense_ae(Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();

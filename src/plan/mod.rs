@@ -1,11 +1,13 @@
 //! The scheduler: turns a [`Model`] into buffers and op lists, once.
 //!
 //! A plan owns no memory; it lists every buffer a run needs (sizes fixed up front) and a list of programs
-//! over them, each a list of op segments ([`Program`]); today's three:
+//! over them, each a list of op segments ([`Program`]); today's four segments:
 //! - `forward_backward`: gather a shuffled training batch, corrupt it (denoising models), forward, loss,
 //!   backward (every gradient written);
 //! - `update`: one optimizer op per parameter, then advance the step counter;
-//! - `eval`: gather a test batch (in order), corrupt it, forward (batch norm on running statistics), loss.
+//! - `eval`: gather a test batch (in order), corrupt it, forward (batch norm on running statistics), loss;
+//! - `reconstruct`: gather a test batch straight into the model's input (never corrupted), forward, the
+//!   reconstruction (no penalties).
 //!
 //! A training step is `forward_backward` followed by `update`; backends record many steps back to back with
 //! no host round trip, since every per-step quantity (batch index, Adam's t, the noise key) lives in a
@@ -448,8 +450,8 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         let len = b.buffers[p.buf.0].len;
         match cfg.optimizer {
             Optimizer::Adam(hyper) => {
-                let m = b.f32(format!("{}.adam_m", p.name), len, Role::OptimizerState);
-                let v = b.f32(format!("{}.adam_v", p.name), len, Role::OptimizerState);
+                let m = b.f32(format!("{}.exp_avg", p.name), len, Role::OptimizerState);
+                let v = b.f32(format!("{}.exp_avg_sq", p.name), len, Role::OptimizerState);
                 update.push(Op::Adam {
                     param: p.buf,
                     grad: p.grad,
@@ -466,7 +468,11 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
                 momentum,
                 weight_decay,
             } => {
-                let velocity = b.f32(format!("{}.momentum", p.name), len, Role::OptimizerState);
+                let velocity = b.f32(
+                    format!("{}.momentum_buffer", p.name),
+                    len,
+                    Role::OptimizerState,
+                );
                 update.push(Op::Sgd {
                     param: p.buf,
                     grad: p.grad,
@@ -490,7 +496,27 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     let mut eval = head(test_data, test_perm, evaluation, EVAL_STREAM);
     eval.push(Op::AdvanceStep { state: eval_state });
 
-    let (segments, programs) = standard_programs(forward_backward, update, eval);
+    // The model on the clean test batch, gathered straight into its input as well: what it makes of an
+    // uncorrupted image. The reconstruction term's forward computes the output (its activation is fused
+    // into the loss); its meters add into the evaluation accumulator, which an evaluation clears first.
+    let gather_test = |out| Op::GatherBatch {
+        data: test_data,
+        perm: test_perm,
+        state: eval_state,
+        out,
+        batch,
+        features,
+        samples: cfg.test_samples,
+    };
+    let mut reconstruct = vec![gather_test(input)];
+    if model_input != input {
+        reconstruct.push(gather_test(model_input));
+    }
+    reconstruct.extend(forward(evaluation));
+    reconstruct.extend(terms[0].forward(&evaluation));
+    reconstruct.push(Op::AdvanceStep { state: eval_state });
+
+    let (segments, programs) = standard_programs(forward_backward, update, eval, reconstruct);
     Ok(Plan {
         buffers: b.buffers,
         params,
@@ -576,13 +602,17 @@ impl Program {
     pub const TRAIN_STEP: Program = Program(1);
     /// One evaluation batch: gather a test batch (in order), corrupt, forward, every term's value.
     pub const EVAL: Program = Program(2);
+    /// The forward pass on the clean test batch (no corruption, no terms), for pictures.
+    pub const RECONSTRUCT: Program = Program(3);
 }
 
-/// The three programs of a plan over segments 0 (forward-backward), 1 (update) and 2 (eval).
+/// The four programs of a plan over segments 0 (forward-backward), 1 (update), 2 (eval) and 3
+/// (reconstruct).
 fn standard_programs(
     forward_backward: Vec<Op>,
     update: Vec<Op>,
     eval: Vec<Op>,
+    reconstruct: Vec<Op>,
 ) -> (Vec<Segment>, Vec<ProgramDesc>) {
     let segments = vec![
         Segment {
@@ -597,6 +627,10 @@ fn standard_programs(
             name: "eval",
             ops: eval,
         },
+        Segment {
+            name: "reconstruct",
+            ops: reconstruct,
+        },
     ];
     let programs = vec![
         ProgramDesc {
@@ -610,6 +644,10 @@ fn standard_programs(
         ProgramDesc {
             name: "eval",
             segments: vec![2],
+        },
+        ProgramDesc {
+            name: "reconstruct",
+            segments: vec![3],
         },
     ];
     (segments, programs)
@@ -731,7 +769,7 @@ impl Plan {
     /// tests and benchmarks. It reads no data set: its `io` points at buffer 0.
     pub fn from_ops(buffers: Vec<BufferDesc>, ops: Vec<Op>) -> Plan {
         let z = BufId(0);
-        let (segments, programs) = standard_programs(ops, Vec::new(), Vec::new());
+        let (segments, programs) = standard_programs(ops, Vec::new(), Vec::new(), Vec::new());
         Plan {
             buffers,
             params: Vec::new(),

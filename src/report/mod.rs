@@ -1,4 +1,5 @@
-//! Outputs a user looks at: PNG grids of inputs and reconstructions, and per-epoch metrics as CSV.
+//! Outputs a user looks at: PNG figures (captioned, labelled grids) of inputs and reconstructions, and
+//! per-epoch metrics as CSV.
 
 pub mod metrics;
 pub mod png;
@@ -19,6 +20,8 @@ pub enum ReportError {
         path: PathBuf,
         source: image::ImageError,
     },
+    #[error("cannot write {}: writes PNG only; name the file *.png", path.display())]
+    NotPng { path: PathBuf },
     #[error("cannot draw {}: {problem}", path.display())]
     Layout { path: PathBuf, problem: String },
 }

@@ -163,8 +163,10 @@ pub struct RunConfig {
     pub hidden: Vec<usize>,
     /// Dense variants: the code's width.
     pub latent: usize,
-    /// The hidden layers' and the code's activation.
+    /// The hidden layers' activation (and the code's, unless `code_activation` is set).
     pub activation: ActArg,
+    /// Dense variants: the code layer's own activation; `None`: the same as `activation`.
+    pub code_activation: Option<ActArg>,
     /// Convolutional variants: channels after each encoder stage.
     pub channels: Vec<usize>,
     pub deck: DeckArg,
@@ -197,6 +199,7 @@ impl Default for RunConfig {
             hidden: vec![256],
             latent: 64,
             activation: ActArg::Relu,
+            code_activation: None,
             channels: vec![32, 64],
             deck: DeckArg::Strided,
             loss: LossArg::Bce,
@@ -254,30 +257,65 @@ pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
     let amount: f32 = amount
         .parse()
         .map_err(|_| format!("{amount:?} is not a number"))?;
-    if !(amount.is_finite() && amount >= 0.0) {
-        return Err(format!(
-            "the noise amount must be a non-negative number, got {amount}"
-        ));
-    }
-    let fraction = |f: f32| {
-        if f <= 1.0 {
-            Ok(f)
-        } else {
-            Err(format!("a fraction must lie in [0, 1], got {f}"))
+    let noise = match kind {
+        "gaussian" => Noise::Gaussian { sigma: amount },
+        "mask" => Noise::Mask { fraction: amount },
+        "salt-pepper" => Noise::SaltPepper { fraction: amount },
+        other => {
+            return Err(format!(
+                "unknown noise {other:?}: use gaussian, mask or salt-pepper"
+            ));
         }
     };
-    match kind {
-        "gaussian" => Ok(Some(Noise::Gaussian { sigma: amount })),
-        "mask" => Ok(Some(Noise::Mask {
-            fraction: fraction(amount)?,
-        })),
-        "salt-pepper" => Ok(Some(Noise::SaltPepper {
-            fraction: fraction(amount)?,
-        })),
-        other => Err(format!(
-            "unknown noise {other:?}: use gaussian, mask or salt-pepper"
-        )),
+    check_noise(noise)?;
+    Ok(Some(noise))
+}
+
+/// σ finite and ≥ 0; a fraction in [0, 1].
+pub fn check_noise(noise: Noise) -> Result<(), String> {
+    match noise {
+        Noise::Gaussian { sigma } if !(sigma.is_finite() && sigma >= 0.0) => {
+            Err(format!("gaussian:σ needs a finite σ ≥ 0, got {sigma}"))
+        }
+        Noise::Mask { fraction } | Noise::SaltPepper { fraction }
+            if !(fraction.is_finite() && (0.0..=1.0).contains(&fraction)) =>
+        {
+            Err(format!("a fraction must lie in [0, 1], got {fraction}"))
+        }
+        _ => Ok(()),
     }
+}
+
+/// ρ strictly between 0 and 1, β finite and ≥ 0.
+pub fn check_kl(k: KlSparsity) -> Result<(), String> {
+    if !(k.rho > 0.0 && k.rho < 1.0) {
+        return Err(format!(
+            "the target activation ρ must lie strictly between 0 and 1, got {}",
+            k.rho
+        ));
+    }
+    if !(k.beta.is_finite() && k.beta >= 0.0) {
+        return Err(format!(
+            "the weight β must be a finite number ≥ 0, got {}",
+            k.beta
+        ));
+    }
+    Ok(())
+}
+
+/// Both weights finite and ≥ 0, not both 0.
+pub fn check_emphasis(e: Emphasis) -> Result<(), String> {
+    let ok = |w: f32| w.is_finite() && w >= 0.0;
+    if !(ok(e.corrupted) && ok(e.clean)) {
+        return Err(format!(
+            "both weights must be finite numbers ≥ 0, got {}:{}",
+            e.corrupted, e.clean
+        ));
+    }
+    if e.corrupted == 0.0 && e.clean == 0.0 {
+        return Err("at least one weight must be greater than 0 (0:0 weighs nothing)".into());
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +323,19 @@ pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
 pub struct ConfigError {
     pub key: String,
     pub problem: String,
+}
+
+/// A configuration value outside its domain, named by the flag that sets it (`--lr` for `lr`).
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{flag} {problem}")]
+pub struct InvalidValue {
+    pub flag: String,
+    pub problem: String,
+}
+
+/// The command-line flag that sets configuration key `key`.
+pub fn flag_of(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
 }
 
 impl RunConfig {
@@ -313,6 +364,99 @@ impl RunConfig {
                 problem: e.to_string(),
             }
         })
+    }
+
+    /// Every number checked against its domain; the first one outside names its flag and the accepted
+    /// range. The flags' parsers check the same ranges, so this catches what a damaged checkpoint or a
+    /// library caller brings.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        let bad = |key: &str, problem: String| {
+            Err(InvalidValue {
+                flag: flag_of(key),
+                problem,
+            })
+        };
+        let positive = |key: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                bad(
+                    key,
+                    format!("must be a finite number greater than 0, got {v}"),
+                )
+            }
+        };
+        let non_negative = |key: &str, v: f32| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                bad(key, format!("must be a finite number ≥ 0, got {v}"))
+            }
+        };
+        positive("lr", self.lr)?;
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad(
+                "momentum",
+                format!("must lie in [0, 1), got {}", self.momentum),
+            );
+        }
+        non_negative("weight_decay", self.weight_decay)?;
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1, got 0".into());
+        }
+        if self.latent == 0 {
+            return bad("latent", "must be at least 1, got 0".into());
+        }
+        if self.hidden.contains(&0) {
+            return bad(
+                "hidden",
+                format!("widths must be at least 1, got {:?}", self.hidden),
+            );
+        }
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            return bad(
+                "channels",
+                format!("needs one or more positive counts, got {:?}", self.channels),
+            );
+        }
+        if self.limit == Some(0) {
+            return bad("limit", "must be at least 1, got 0".into());
+        }
+        if let Some(noise) = self.noise {
+            check_noise(noise).or_else(|problem| bad("noise", problem))?;
+        }
+        if let Some(l1) = self.l1 {
+            non_negative("l1", l1)?;
+        }
+        if let Some(k) = self.kl_sparsity {
+            check_kl(k).or_else(|problem| bad("kl_sparsity", problem))?;
+        }
+        if let Some(c) = self.contractive {
+            non_negative("contractive", c)?;
+        }
+        if let Some(e) = self.emphasis {
+            check_emphasis(e).or_else(|problem| bad("emphasis", problem))?;
+        }
+        Ok(())
+    }
+
+    /// One line for the start of a run: what is trained and how.
+    pub fn describe_training(&self) -> String {
+        let optimizer = match self.optimizer {
+            OptimizerArg::Adam => format!("adam, lr {}", self.lr),
+            OptimizerArg::Sgd => format!("sgd, lr {}, momentum {}", self.lr, self.momentum),
+        };
+        let decay = if self.weight_decay > 0.0 {
+            format!(", weight decay {}", self.weight_decay)
+        } else {
+            String::new()
+        };
+        format!(
+            "{optimizer}{decay}; batch {}; noise {}; seed {}",
+            self.batch_size,
+            noise_to_text(self.noise),
+            self.seed
+        )
     }
 
     /// The objective: the reconstruction (emphasised when asked), then the penalties in a fixed order.
@@ -388,6 +532,7 @@ impl RunConfig {
                 hidden: self.hidden.clone(),
                 latent: self.latent,
                 act,
+                code_act: self.code_activation.map_or(act, Act::from),
                 output_act,
             };
             let mut model = dense_ae(input, &cfg)?;
@@ -411,6 +556,7 @@ impl RunConfig {
 
     /// The model and its compiled plan on `data`.
     pub fn build(&self, data: &Dataset) -> anyhow::Result<(Model, Plan)> {
+        self.validate()?;
         let img = &data.train.images;
         let model = self.build_model(Shape {
             c: 1,

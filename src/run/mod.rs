@@ -4,6 +4,7 @@
 //! build their models from the same configuration.
 
 pub mod config;
+pub mod dir;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -18,8 +19,11 @@ use crate::data::mnist::Dataset;
 use crate::objective::MeterRole;
 use crate::plan::{Plan, Summary};
 use crate::report::metrics::{MetricsCsv, MetricsRow};
-use crate::report::png::save_grid;
-use crate::train::{EpochOutcome, EpochResult, Faults, Position, Progress, TrainError, Trainer};
+use crate::report::png::{Figure, FigureRow, save_figure};
+use crate::run::dir::RunDir;
+use crate::train::{
+    EpochOutcome, EpochResult, Faults, Position, Progress, Reconstructions, TrainError, Trainer,
+};
 
 /// How many test digits the pictures show.
 pub const PICTURE_DIGITS: usize = 16;
@@ -29,8 +33,6 @@ pub const PICTURE_DIGITS: usize = 16;
 pub struct RunOptions {
     /// The total number of epochs to reach (a resumed run continues up to it).
     pub epochs: usize,
-    /// The run directory: metrics.csv, pictures, checkpoint.safetensors.
-    pub out: PathBuf,
     /// Save every N epochs (and at the end, and on an interruption); 0: never.
     pub save_every: usize,
     /// Steps per GPU submission ([`crate::train::AUTO_STEPS`]: automatic).
@@ -83,13 +85,15 @@ pub fn shown_meters(plan: &Plan) -> Vec<(usize, &str)> {
 }
 
 /// Trains `config`'s model on `ex` (whose plan was built from it) until `options.epochs`, from `resume`
-/// when given; writes metrics.csv after every epoch, the checkpoint as `save_every` asks, and the pictures
-/// at the end. A non-finite loss or a lost device ends the run with an error that names the last good
+/// when given, into the run directory `dir` (held by this process): config.json first, metrics.csv after
+/// every epoch, the checkpoint as `save_every` asks, and the pictures at the end. A non-finite loss or a lost device ends the run with an error that names the last good
 /// checkpoint; `stop` (Ctrl-C) ends it after the steps already submitted, saving that position.
+#[allow(clippy::too_many_arguments)] // each is a different thing the run needs; a wrapper would only rename them
 pub fn train(
     ex: &mut dyn Executor,
     config: &RunConfig,
     data: &Dataset,
+    dir: &RunDir,
     options: &RunOptions,
     resume: Option<&Checkpoint>,
     stop: &AtomicBool,
@@ -110,19 +114,21 @@ pub fn train(
         trainer.position = ckpt.state.position.clone();
     }
     observer.started(trainer.plan(), &backend, resume.map(|c| &c.state.position));
-    std::fs::create_dir_all(&options.out)
-        .with_context(|| format!("cannot create output directory {}", options.out.display()))?;
+    let out = dir.path.as_path();
+    let config_path = out.join(CONFIG_FILE);
+    write_config(&config_path, config)?;
     let (shown, columns): (Vec<usize>, Vec<String>) = shown_meters(trainer.plan())
         .into_iter()
         .map(|(i, name)| (i, name.to_string()))
         .unzip();
     let mut metrics = match resume {
-        Some(_) => MetricsCsv::resume(&options.out, trainer.position.epoch, &columns)?,
-        None => MetricsCsv::create(&options.out, &columns)?,
+        Some(_) => MetricsCsv::resume(out, trainer.position.epoch, &columns)?,
+        None => MetricsCsv::create(out, &columns)?,
     };
-    let checkpoint_path = options.out.join("checkpoint.safetensors");
+    let checkpoint_path = dir.checkpoint();
     let save = |trainer: &mut Trainer| save_checkpoint(trainer, config, &checkpoint_path);
     let steps = trainer.plan().steps_per_epoch();
+    let mut last_test = None;
     while trainer.position.epoch < options.epochs {
         let epoch = trainer.position.epoch + 1;
         observer.epoch_started(epoch, steps, trainer.position.batch_in_epoch);
@@ -145,6 +151,7 @@ pub fn train(
             }
         };
         let test = trainer.evaluate();
+        last_test = Some(test.total);
         trainer
             .check_device(epoch, trainer.position.global_step)
             .map_err(|e| after_failure(e, &checkpoint_path))?;
@@ -174,6 +181,10 @@ pub fn train(
             save(&mut trainer)?;
         }
     }
+    observer.wrote(
+        &config_path,
+        "the run's configuration, as the checkpoint stores it",
+    );
     observer.wrote(metrics.path(), "one line per epoch");
     if options.save_every > 0 && checkpoint_path.exists() {
         observer.wrote(
@@ -181,7 +192,8 @@ pub fn train(
             "model, optimizer and position; --resume continues it",
         );
     }
-    write_pictures(&mut trainer, config, data, &options.out, observer)?;
+    let last_test = last_test.unwrap_or_else(|| trainer.evaluate().total);
+    write_pictures(&mut trainer, config, data, out, last_test, observer)?;
     Ok(RunEnd::Completed)
 }
 
@@ -194,7 +206,7 @@ fn save_checkpoint(trainer: &mut Trainer, config: &RunConfig, path: &Path) -> an
         seed: config.seed,
     };
     let ckpt = checkpoint::capture(trainer.executor(), config.to_json(), state);
-    trainer.check_device(position.epoch + 1, position.global_step)?;
+    trainer.check_device(position.epoch.max(1), position.global_step)?;
     if let Some((name, _, _)) = ckpt
         .tensors
         .iter()
@@ -209,54 +221,126 @@ fn save_checkpoint(trainer: &mut Trainer, config: &RunConfig, path: &Path) -> an
             "nothing was saved".to_string()
         };
         anyhow::bail!(
-            "tensor {name} holds a non-finite value at epoch {}, step {}; {kept}. Try a smaller --lr",
-            position.epoch + 1,
-            position.global_step,
+            "tensor {name} holds a non-finite value {}; {kept}. Try a smaller --lr",
+            describe_position(&position),
         );
     }
     checkpoint::save(path, &ckpt)?;
     Ok(())
 }
 
-/// reconstructions.png (test digits over their reconstructions) and, for a denoising model,
-/// denoising.png (corrupted input, reconstruction, clean input).
+/// Where a run stands, for messages: "after epoch 2 (global step 938)" or "in epoch 3, after step 17 of
+/// it (global step 955)".
+pub fn describe_position(p: &Position) -> String {
+    if p.batch_in_epoch == 0 {
+        format!("after epoch {} (global step {})", p.epoch, p.global_step)
+    } else {
+        format!(
+            "in epoch {}, after step {} of it (global step {})",
+            p.epoch + 1,
+            p.batch_in_epoch,
+            p.global_step
+        )
+    }
+}
+
+/// The run directory's configuration file.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// `config` as readable JSON, the same value the checkpoint's metadata stores; written atomically.
+fn write_config(path: &Path, config: &RunConfig) -> anyhow::Result<()> {
+    // Serialised from the struct, so f32 values read as typed (0.001); they parse back to the same f32s
+    // as the checkpoint's copy.
+    let text = serde_json::to_string_pretty(config).expect("a configuration serialises");
+    let tmp = path.with_file_name(format!(".{CONFIG_FILE}.{}.tmp", std::process::id()));
+    let written =
+        std::fs::write(&tmp, format!("{text}\n")).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A picture's first caption line: the model, how many epochs it trained, and its test loss.
+pub fn caption(config: &RunConfig, epoch: usize, test_loss: f64) -> String {
+    let loss = match config.loss {
+        config::LossArg::Bce => "bce",
+        config::LossArg::Mse => "mse",
+    };
+    let objective = if config.objective().terms.len() > 1 {
+        format!("{loss} + penalties")
+    } else {
+        loss.to_string()
+    };
+    format!(
+        "{}  epoch {epoch}  test loss {test_loss:.5} ({objective})",
+        config.variant.name()
+    )
+}
+
+/// reconstructions.png (rows: test input, its reconstruction) and, for a denoising model, denoising.png
+/// (rows: corrupted input, the reconstruction of it, clean input). Both draw the same test images, and for
+/// a denoising model reconstructions.png shows what it makes of the clean input.
 fn write_pictures(
     trainer: &mut Trainer,
     config: &RunConfig,
     data: &Dataset,
     out: &Path,
+    test_loss: f64,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<()> {
     let shown = trainer.reconstructions(PICTURE_DIGITS);
-    let img = &data.test.images;
-    let (n, h, w) = (shown.clean.len(), img.rows, img.cols);
-    let path = out.join("reconstructions.png");
-    save_grid(
-        &path,
-        &[shown.clean.concat(), shown.recon.concat()],
-        n,
-        h,
-        w,
-        3,
-    )?;
-    observer.wrote(&path, "rows: test input, its reconstruction");
-    if config.noise.is_some() {
-        let path = out.join("denoising.png");
-        save_grid(
-            &path,
-            &[
-                shown.seen.concat(),
-                shown.recon.concat(),
-                shown.clean.concat(),
-            ],
-            n,
-            h,
-            w,
-            3,
-        )?;
-        observer.wrote(&path, "rows: noisy input, reconstruction, clean input");
+    let title = caption(config, trainer.position.epoch, test_loss);
+    for (path, what, figure) in figures(&shown, config, data, &title) {
+        let path = out.join(path);
+        save_figure(&path, &figure)?;
+        observer.wrote(&path, &what);
     }
     Ok(())
+}
+
+/// The pictures of `shown`: (file name, what its rows are, the figure); denoising.png only with noise.
+pub fn figures<'a>(
+    shown: &'a Reconstructions,
+    config: &RunConfig,
+    data: &Dataset,
+    title: &str,
+) -> Vec<(&'static str, String, Figure<'a>)> {
+    let img = &data.test.images;
+    let figure = |rows: Vec<(&str, &'a [Vec<f32>])>| {
+        let names: Vec<&str> = rows.iter().map(|(n, _)| *n).collect();
+        let what = format!("rows: {}", names.join(", "));
+        let figure = Figure {
+            caption: vec![title.to_string(), what.clone()],
+            rows: rows
+                .into_iter()
+                .map(|(label, images)| FigureRow {
+                    label: label.to_string(),
+                    images,
+                })
+                .collect(),
+            height: img.rows,
+            width: img.cols,
+            columns: PICTURE_DIGITS,
+            scale: 3,
+        };
+        (what, figure)
+    };
+    let mut list = Vec::new();
+    let (what, fig) = figure(vec![
+        ("input", &shown.clean),
+        ("reconstruction", &shown.clean_recon),
+    ]);
+    list.push(("reconstructions.png", what, fig));
+    if config.noise.is_some() {
+        let (what, fig) = figure(vec![
+            ("corrupted input", &shown.seen),
+            ("reconstruction", &shown.recon),
+            ("clean input", &shown.clean),
+        ]);
+        list.push(("denoising.png", what, fig));
+    }
+    list
 }
 
 /// A training failure, with what the user still has: the last checkpoint, untouched.

@@ -1,0 +1,228 @@
+//! Flags → run configuration, in one place: the variant's defaults, then each flag that was given; every
+//! number checked for its domain ([`RunConfig::validate`]), every flag checked to apply to the variant, and
+//! with `--resume`, every flag checked against the configuration the checkpoint holds. No flag is ever
+//! dropped without a word: one that does not apply is an error.
+
+use anyhow::bail;
+
+use super::{Choice, NoiseChoice, TrainArgs};
+use crate::run::RunConfig;
+use crate::run::config::OptimizerArg;
+
+/// Which configurations a flag means something for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Any,
+    /// Dense variants (ae, sparse-ae, cae).
+    Dense,
+    /// Convolutional variants (conv-ae, conv-dae).
+    Conv,
+    /// `--optimizer sgd`.
+    Sgd,
+}
+
+/// A configuration flag the user gave: its name, where it applies, and what it sets.
+struct Given<'a> {
+    flag: &'static str,
+    scope: Scope,
+    set: Box<dyn Fn(&mut RunConfig) + 'a>,
+}
+
+/// The flags that may differ from the checkpoint on `--resume` (listed in `--help`).
+pub const FREE_ON_RESUME: &str = "--epochs, --backend, --out, --data, --save-every, --steps-per-submit, \
+                                  --quiet, --detect-anomaly and --profile";
+
+impl TrainArgs {
+    /// Every configuration flag given, in the order of `--help` (`--variant` and `--data` apart).
+    fn given(&self) -> Vec<Given<'_>> {
+        let mut given: Vec<Given<'_>> = Vec::new();
+        let mut add = |flag, scope, set| given.push(Given { flag, scope, set });
+        use Scope::*;
+        if let Some(v) = self.batch_size {
+            add("--batch-size", Any, Box::new(move |c| c.batch_size = v));
+        }
+        if let Some(v) = self.lr {
+            add("--lr", Any, Box::new(move |c| c.lr = v));
+        }
+        if let Some(v) = self.optimizer {
+            add("--optimizer", Any, Box::new(move |c| c.optimizer = v));
+        }
+        if let Some(v) = self.momentum {
+            add("--momentum", Sgd, Box::new(move |c| c.momentum = v));
+        }
+        if let Some(v) = self.weight_decay {
+            add("--weight-decay", Any, Box::new(move |c| c.weight_decay = v));
+        }
+        if let Some(v) = self.loss {
+            add("--loss", Any, Box::new(move |c| c.loss = v));
+        }
+        if let Some(v) = &self.hidden {
+            add("--hidden", Dense, Box::new(move |c| c.hidden = v.0.clone()));
+        }
+        if let Some(v) = &self.channels {
+            add(
+                "--channels",
+                Conv,
+                Box::new(move |c| c.channels = v.0.clone()),
+            );
+        }
+        if let Some(v) = self.deck {
+            add("--deck", Conv, Box::new(move |c| c.deck = v));
+        }
+        if let Some(NoiseChoice(v)) = self.noise {
+            add("--noise", Any, Box::new(move |c| c.noise = v));
+        }
+        if let Some(v) = self.latent {
+            add("--latent", Dense, Box::new(move |c| c.latent = v));
+        }
+        if let Some(v) = self.activation {
+            add("--activation", Any, Box::new(move |c| c.activation = v));
+        }
+        if let Some(v) = self.code_activation {
+            add(
+                "--code-activation",
+                Dense,
+                Box::new(move |c| c.code_activation = Some(v)),
+            );
+        }
+        if let Some(Choice(v)) = self.l1 {
+            add("--l1", Any, Box::new(move |c| c.l1 = v));
+        }
+        if let Some(Choice(v)) = self.kl_sparsity {
+            add("--kl-sparsity", Any, Box::new(move |c| c.kl_sparsity = v));
+        }
+        if let Some(Choice(v)) = self.contractive {
+            add("--contractive", Dense, Box::new(move |c| c.contractive = v));
+        }
+        if let Some(v) = self.emphasis {
+            add("--emphasis", Any, Box::new(move |c| c.emphasis = Some(v)));
+        }
+        if let Some(v) = self.seed {
+            add("--seed", Any, Box::new(move |c| c.seed = v));
+        }
+        if let Some(v) = self.limit {
+            add("--limit", Any, Box::new(move |c| c.limit = Some(v)));
+        }
+        given
+    }
+
+    /// The configuration of a new run: `--variant`'s defaults, then every flag given. A value outside its
+    /// domain, or a flag that does not apply to the variant (or to the optimizer), is an error.
+    pub fn config(&self) -> anyhow::Result<RunConfig> {
+        let mut config = self.variant.unwrap_or_default().defaults();
+        let given = self.given();
+        for g in &given {
+            (g.set)(&mut config);
+        }
+        if let Some(data) = &self.data {
+            config.data = Some(data.clone());
+        }
+        for g in &given {
+            check_scope(g, &config)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// With `--resume`: the flags given must agree with the configuration the checkpoint holds, which the
+    /// resumed run keeps (`--data` excepted: the files may have moved). The error names the checkpoint's
+    /// value.
+    pub fn check_resume(&self, stored: &RunConfig) -> anyhow::Result<()> {
+        if let Some(v) = self.variant
+            && v != stored.variant
+        {
+            bail!(
+                "--variant {} differs from the checkpoint, which holds a {} model; {}",
+                v.name(),
+                stored.variant.name(),
+                resume_advice("--variant")
+            );
+        }
+        for g in self.given() {
+            let mut asked = stored.clone();
+            (g.set)(&mut asked);
+            if asked != *stored {
+                let (key, theirs, ours) = first_difference(stored, &asked);
+                bail!(
+                    "{} asks for {key} = {ours}, but the checkpoint holds {key} = {theirs}; {}",
+                    g.flag,
+                    resume_advice(g.flag)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn resume_advice(flag: &str) -> String {
+    format!(
+        "a resumed run keeps the configuration it was trained with. Leave {flag} out to continue it, or \
+         start a new run without --resume (may change on resume: {FREE_ON_RESUME})"
+    )
+}
+
+/// A configuration value as a person would type it: JSON, with numbers that came from an f32 written as
+/// that f32 (0.001, not 0.0010000000474974513).
+fn show(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            let single = x as f32;
+            if f64::from(single) == x {
+                single.to_string()
+            } else {
+                x.to_string()
+            }
+        }
+        serde_json::Value::Array(items) => {
+            format!(
+                "[{}]",
+                items.iter().map(show).collect::<Vec<_>>().join(", ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The first key whose value differs between two configurations, with both values as JSON.
+fn first_difference(a: &RunConfig, b: &RunConfig) -> (String, String, String) {
+    let (a, b) = (a.to_json(), b.to_json());
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return ("configuration".into(), a.to_string(), b.to_string());
+    };
+    a.iter()
+        .find(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let other = b.get(k).map_or_else(|| "null".into(), show);
+            (k.clone(), show(v), other)
+        })
+        .unwrap_or_else(|| ("configuration".into(), String::new(), String::new()))
+}
+
+/// Whether `given` means something for `config`; the error names the variant and the flags that do.
+fn check_scope(given: &Given<'_>, config: &RunConfig) -> anyhow::Result<()> {
+    let variant = config.variant.name();
+    let conv = config.variant.is_conv();
+    match given.scope {
+        Scope::Any => Ok(()),
+        Scope::Dense if conv => bail!(
+            "{} does not apply to --variant {variant}, a convolutional model: its shape is set by \
+             --channels and --deck (and --activation); --hidden, --latent, --code-activation and \
+             --contractive are for the dense variants ae, sparse-ae and cae",
+            given.flag
+        ),
+        Scope::Conv if !conv => bail!(
+            "{} does not apply to --variant {variant}, a dense model: its shape is set by --hidden, \
+             --latent, --activation and --code-activation; --channels and --deck are for conv-ae and \
+             conv-dae",
+            given.flag
+        ),
+        Scope::Sgd if config.optimizer != OptimizerArg::Sgd => bail!(
+            "{} applies to --optimizer sgd only (Adam keeps its own moment estimates); add --optimizer \
+             sgd or leave {} out",
+            given.flag,
+            given.flag
+        ),
+        _ => Ok(()),
+    }
+}
