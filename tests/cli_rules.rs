@@ -57,6 +57,40 @@ const fn fails(args: &'static str, says: &'static [&'static str]) -> Case {
 }
 
 const CASES: &[Case] = &[
+    // Flags of the run that mean nothing in this combination.
+    fails("train --overwrite", &["--overwrite needs --out DIR"]),
+    fails(
+        "train --resume {ck} --overwrite --epochs 3",
+        &["--overwrite would remove the run that --resume continues"],
+    ),
+    fails(
+        "train --profile-top 5",
+        &["--profile-top sets the rows of the --profile table"],
+    ),
+    fails(
+        "train --profile --out {tmp}/p",
+        &["--out does not apply with --profile"],
+    ),
+    fails(
+        "train --profile --save-every 2",
+        &["--save-every does not apply with --profile"],
+    ),
+    fails("train --seed -1", &["--seed", "-1"]),
+    // On --resume, a flag that does not apply is refused as for a new run; the same value said another
+    // way is accepted.
+    fails(
+        "train --resume {ck} --momentum 0.9",
+        &["--momentum applies to --optimizer sgd only"],
+    ),
+    fails(
+        "train --resume {ck} --channels 32,64",
+        &["--channels does not apply to --variant ae"],
+    ),
+    Case {
+        args: "train --resume {ck} --code-activation relu --epochs 1",
+        status: 0,
+        says: &["nothing to train"],
+    },
     // Numbers outside their domain, with and without `=`.
     fails(
         "train --lr=-1",
@@ -244,8 +278,12 @@ const CASES: &[Case] = &[
         &["--count", "whole number ≥ 1"],
     ),
     fails(
+        "reconstruct --checkpoint {ck} --out {tmp}/r.png --count 300",
+        &["--count 300: the test set holds 200 images"],
+    ),
+    fails(
         "reconstruct --checkpoint {ck} --out {tmp}/r.png --count 1000",
-        &["--count 1000: the test set holds 200 images"],
+        &["--count 1000: one picture holds at most 512 images"],
     ),
     fails(
         "reconstruct --checkpoint {ck} --out {tmp}/r.png --denoising",
@@ -315,7 +353,9 @@ fn every_rule_is_an_error_naming_its_flag_and_nothing_is_written() {
             .map(String::from)
             .collect();
         match args[0].as_str() {
-            "train" | "eval" | "reconstruct" => args.extend(["--backend".into(), "cpu".into()]),
+            "train" | "eval" | "reconstruct" if !args.iter().any(|a| a == "--backend") => {
+                args.extend(["--backend".into(), "cpu".into()])
+            }
             "bench" => args.push("--skip-gpu".into()),
             _ => {}
         }
@@ -361,6 +401,22 @@ fn info_names_the_platform_when_an_api_cannot_exist_here() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Metal exists on macOS and iOS only"), "{err}");
     assert!(!err.contains("mesa-vulkan-drivers"), "{err}");
+    // A backend that cannot start leaves no run directory behind (and runs/latest where it was).
+    let args: Vec<String> = "train --backend metal --limit 10"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let o = gpu_ae(&cwd, &args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !cwd.join("runs").exists(),
+        "a failed start left runs/ behind"
+    );
     std::fs::remove_dir_all(&cwd).ok();
 }
 
@@ -398,5 +454,33 @@ fn a_diverged_run_says_where_and_that_nothing_was_saved() {
     // Both name the same tensor by the same (torch.optim) slot name.
     let tensor = |text: &str| text.contains("layers.") && text.contains(".exp_avg_sq");
     assert!(tensor(&err) && tensor(&err2), "{err}\n{err2}");
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// `--code-activation` gives the code layer its own nonlinearity and nothing else: the homework's sigmoid
+/// latent layer, which KL sparsity then accepts on a model whose hidden layers stay ReLU.
+#[test]
+fn the_code_activation_is_the_code_layers_own() {
+    let cwd = temp_dir("code-act");
+    let args: Vec<String> =
+        "train --variant ae --code-activation sigmoid --kl-sparsity 0.05:0.01 --limit 200 \
+                             --epochs 1 --backend cpu --quiet --out run"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+    let o = gpu_ae(&cwd, &args);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains(
+            "[Linear(784→256, relu) → Linear(256→64, sigmoid) → Linear(64→256, relu) → Linear(256→784, sigmoid)]"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("kl_sparsity"), "{out}");
     std::fs::remove_dir_all(&cwd).ok();
 }

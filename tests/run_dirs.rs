@@ -92,26 +92,32 @@ fn two_runs_in_a_row_leave_two_complete_runs_and_latest_names_the_second() {
 fn a_second_writer_of_a_run_directory_stops_at_once_and_the_first_keeps_its_rows() {
     let cwd = temp_dir("two-writers");
     let mut first = Command::new(BIN)
-        .args("train --limit 3000 --epochs 3 --backend cpu --quiet --out same".split_whitespace())
+        .args("train --limit 20000 --epochs 3 --backend cpu --quiet --out same".split_whitespace())
         .current_dir(&cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first run holds the directory once its lock file names it.
+    // The first run holds the directory once its lock file names it, and has started its metrics.csv.
     let lock = cwd.join("same/.lock");
     let start = Instant::now();
-    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&first.id().to_string())) {
+    while !(std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&first.id().to_string()))
+        && cwd.join("same/metrics.csv").exists())
+    {
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "the first run never took the lock"
+            "the first run never started"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended early"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Without --overwrite the directory is refused for holding a run; with it, for being in use.
     let refused = gpu_ae(
         &cwd,
-        "train --limit 3000 --epochs 3 --backend cpu --quiet --out same",
+        "train --limit 20000 --epochs 3 --backend cpu --quiet --out same",
     );
     assert_eq!(refused.status.code(), Some(1));
     assert!(
@@ -122,14 +128,14 @@ fn a_second_writer_of_a_run_directory_stops_at_once_and_the_first_keeps_its_rows
     let started = Instant::now();
     let second = gpu_ae(
         &cwd,
-        "train --limit 3000 --epochs 3 --backend cpu --quiet --out same --overwrite",
+        "train --limit 20000 --epochs 3 --backend cpu --quiet --out same --overwrite",
     );
     let took = started.elapsed();
     assert_eq!(second.status.code(), Some(1));
     let err = text(&second.stderr);
     assert!(
         err.contains(&format!("same is in use by process {}", first.id()))
-            && err.contains("train --limit 3000"),
+            && err.contains("train --limit 20000"),
         "{err}"
     );
     // It stopped while the first was still training (no waiting for the lock).
@@ -151,6 +157,45 @@ fn a_second_writer_of_a_run_directory_stops_at_once_and_the_first_keeps_its_rows
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// `--resume A/checkpoint.safetensors --out B` continues the run in B: B's metrics.csv holds A's epochs
+/// and the new ones, and A is left as it was.
+#[test]
+fn a_run_resumed_into_another_directory_keeps_its_history() {
+    let cwd = temp_dir("resume-elsewhere");
+    let o = gpu_ae(
+        &cwd,
+        "train --limit 300 --epochs 2 --backend cpu --quiet --out a",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let before: Vec<(PathBuf, Vec<u8>)> = ["checkpoint.safetensors", "metrics.csv", "config.json"]
+        .iter()
+        .map(|f| {
+            (
+                cwd.join("a").join(f),
+                std::fs::read(cwd.join("a").join(f)).unwrap(),
+            )
+        })
+        .collect();
+    let o = gpu_ae(
+        &cwd,
+        "train --resume a --epochs 3 --backend cpu --quiet --out b",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let a = rows(&cwd.join("a/metrics.csv"));
+    let b = rows(&cwd.join("b/metrics.csv"));
+    assert_eq!(b.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(&b[..2], &a[..]);
+    for (path, bytes) in before {
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{} changed",
+            path.display()
+        );
+    }
     std::fs::remove_dir_all(&cwd).ok();
 }
 

@@ -139,10 +139,11 @@ impl TrainArgs {
             );
         }
         for g in self.given() {
+            check_scope(&g, stored)?;
             let mut asked = stored.clone();
             (g.set)(&mut asked);
-            if asked != *stored {
-                let (key, theirs, ours) = first_difference(stored, &asked);
+            if effective(&asked) != effective(stored) {
+                let (key, theirs, ours) = first_difference(&effective(stored), &effective(&asked));
                 bail!(
                     "{} asks for {key} = {ours}, but the checkpoint holds {key} = {theirs}; {}",
                     g.flag,
@@ -151,6 +152,15 @@ impl TrainArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// `config` with every default spelled out, so that two ways of saying the same thing compare equal
+/// (`--code-activation relu` on a model whose code takes `--activation relu`).
+fn effective(config: &RunConfig) -> RunConfig {
+    RunConfig {
+        code_activation: Some(config.code_activation.unwrap_or(config.activation)),
+        ..config.clone()
     }
 }
 

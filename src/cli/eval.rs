@@ -93,8 +93,16 @@ pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The most images `reconstruct` draws: 32 lines of 16, well inside a PNG's practical size.
+pub const MAX_COUNT: usize = 512;
+
 pub fn reconstruct(a: &ReconstructArgs) -> anyhow::Result<()> {
     check_png_name(&a.out)?;
+    anyhow::ensure!(
+        a.count <= MAX_COUNT,
+        "--count {}: one picture holds at most {MAX_COUNT} images (32 lines of 16)",
+        a.count
+    );
     let (ckpt, config, data) = open(&a.checkpoint)?;
     anyhow::ensure!(
         a.count <= data.test.len(),

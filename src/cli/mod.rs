@@ -64,7 +64,7 @@ pub struct ReconstructArgs {
     /// The PNG to write (its folder is created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// How many test images to show, the first ones of the test set (16 a line).
+    /// How many test images to show, the first ones of the test set (16 a line, at most 512).
     #[arg(long, default_value_t = 16, value_parser = parse_count, allow_negative_numbers = true)]
     pub count: usize,
     /// A denoising model's other picture: corrupted input, its reconstruction, clean input (the
@@ -286,7 +286,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "α:β", value_parser = parse_emphasis, allow_hyphen_values = true)]
     pub emphasis: Option<Emphasis>,
     /// Seed for initialisation, shuffling and noise: the same seed repeats a run [default: 0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
@@ -311,9 +311,10 @@ pub struct TrainArgs {
     /// No progress bars or progress lines.
     #[arg(long)]
     pub quiet: bool,
-    /// Write DIR/checkpoint.safetensors every N epochs (and at the end, and on Ctrl-C); 0: never.
-    #[arg(long, default_value_t = 1)]
-    pub save_every: usize,
+    /// Write DIR/checkpoint.safetensors every N epochs (and at the end, and on Ctrl-C); 0: never
+    /// [default: 1].
+    #[arg(long)]
+    pub save_every: Option<usize>,
     /// Continue the run saved in this checkpoint (or in DIR/checkpoint.safetensors when given a
     /// directory), up to --epochs in total. The checkpoint fixes the model, objective, optimizer, seed and
     /// data size: a flag that sets one of them differently is an error. What may change: --epochs,
@@ -330,9 +331,9 @@ pub struct TrainArgs {
     /// first op that writes a NaN or an infinity, naming it, its shapes and the buffer.
     #[arg(long)]
     pub detect_anomaly: bool,
-    /// Rows of the --profile table (the slowest ops first).
-    #[arg(long, default_value_t = 25, value_parser = parse_count)]
-    pub profile_top: usize,
+    /// Rows of the --profile table (the slowest ops first) [default: 25].
+    #[arg(long, value_parser = parse_count)]
+    pub profile_top: Option<usize>,
 }
 
 /// A whole number ≥ 1.
@@ -401,7 +402,8 @@ pub fn error_text(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
-        if text.contains(&part) {
+        // The usual repetition: a message that ends with its source's text, then the source itself.
+        if text.ends_with(&part) {
             continue;
         }
         if !text.is_empty() {

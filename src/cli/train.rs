@@ -97,25 +97,62 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     a == b || matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let (config, resume) = configuration(args)?;
-    if let Some((ckpt, path)) = &resume {
-        let done = ckpt.state.position.epoch;
-        if done >= args.epochs && !args.profile {
-            println!(
-                "{} has trained {done} epoch{}, and --epochs {} asks for no more: nothing to train, \
-                 nothing written (give --epochs {} or more to continue)",
-                path.display(),
-                if done == 1 { "" } else { "s" },
-                args.epochs,
-                done + 1
+/// Flags of the run itself (not of its configuration) that mean nothing in this combination.
+fn check_run_flags(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.profile {
+        for (given, flag) in [
+            (args.out.is_some(), "--out"),
+            (args.overwrite, "--overwrite"),
+            (args.save_every.is_some(), "--save-every"),
+        ] {
+            anyhow::ensure!(
+                !given,
+                "{flag} does not apply with --profile, which trains one epoch, prints its table and writes \
+                 nothing; leave {flag} out"
             );
-            return Ok(());
         }
+    } else {
+        anyhow::ensure!(
+            args.profile_top.is_none(),
+            "--profile-top sets the rows of the --profile table; add --profile or leave it out"
+        );
+    }
+    if args.overwrite && args.out.is_none() && args.resume.is_none() {
+        anyhow::bail!(
+            "--overwrite needs --out DIR: without --out every run gets a new directory ({RUNS_ROOT}/<variant>-<N>), \
+             so there is nothing to overwrite"
+        );
+    }
+    Ok(())
+}
+
+/// Reports `true` (and prints why) when the checkpoint has already trained the epochs asked for.
+fn already_reached(ckpt: &Checkpoint, path: &Path, epochs: usize) -> bool {
+    let done = ckpt.state.position.epoch;
+    if done < epochs {
+        return false;
+    }
+    println!(
+        "{} has trained {done} epoch{}, and --epochs {epochs} asks for no more: nothing to train, nothing \
+         written (give --epochs {} or more to continue)",
+        path.display(),
+        if done == 1 { "" } else { "s" },
+        done + 1
+    );
+    true
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    check_run_flags(args)?;
+    let (config, mut resume) = configuration(args)?;
+    if let Some((ckpt, path)) = &resume
+        && !args.profile
+        && already_reached(ckpt, path, args.epochs)
+    {
+        return Ok(());
     }
     let data = config.load_data()?;
     let (model, plan) = config.build(&data)?;
-    let resume_ckpt = resume.as_ref().map(|(c, _)| c);
     if args.profile {
         // Writes nothing, so takes no run directory.
         print_header(&config, &data, &model.describe(), None);
@@ -128,25 +165,61 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         };
         let ctx = GpuContext::new(api)?;
         let mut ex = GpuExecutor::new(&ctx, plan)?;
-        return profile_after_first_epoch(&mut ex, args, &config, &data, resume_ckpt);
+        let ckpt = resume.as_ref().map(|(c, _)| c);
+        return profile_after_first_epoch(&mut ex, args, &config, &data, ckpt);
     }
-    // The lock comes before anything is written, and before the slow device set-up, so a second writer
-    // of the same directory stops at once.
-    let dir = RunDir::open(out_choice(
-        args,
-        &config,
-        resume.as_ref().map(|(_, p)| p.as_path()),
-    ))?;
-    print_header(&config, &data, &model.describe(), Some(&dir));
+    let resumed_from = resume.as_ref().map(|(_, p)| p.clone());
+    let home = resumed_from
+        .as_ref()
+        .map(|p| p.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let choice = out_choice(args, &config, resumed_from.as_deref());
+    if args.overwrite && matches!(choice, OutChoice::Resume { .. }) {
+        anyhow::bail!(
+            "--overwrite would remove the run that --resume continues; leave --overwrite out (a resumed run \
+             rewrites its own files)"
+        );
+    }
+    // A named directory (or the resumed one) is locked before anything is written and before the slow
+    // device set-up, so a second writer stops at once. A fresh directory is nobody else's: it is made
+    // once the backend is up, so a backend that fails leaves no empty run behind and runs/latest where it
+    // was.
+    let early = match choice {
+        OutChoice::Fresh { .. } => None,
+        choice => Some(RunDir::open(choice)?),
+    };
+    if early.is_some()
+        && let Some(path) = &resumed_from
+    {
+        // Another run may have saved this checkpoint between reading it and taking the lock.
+        let ckpt = checkpoint::load(path)?;
+        if already_reached(&ckpt, path, args.epochs) {
+            return Ok(());
+        }
+        resume = Some((ckpt, path.clone()));
+    }
+    let resume_ckpt = resume.as_ref().map(|(c, _)| c);
+    if let Some(dir) = &early {
+        print_header(&config, &data, &model.describe(), Some(dir));
+    }
     let options = RunOptions {
         epochs: args.epochs,
-        save_every: args.save_every,
+        save_every: args.save_every.unwrap_or(1),
         steps_per_submit: args.steps_per_submit,
         detect_anomaly: args.detect_anomaly,
         faults: Faults::from_env(),
+        // Resumed into another directory: its metrics.csv continues the checkpoint's directory's lines.
+        history: home.filter(|h| early.as_ref().is_some_and(|d| !same_dir(h, &d.path))),
     };
     let mut printer = Printer::new(args);
     let end = with_executor(args.backend, plan, |ex| {
+        let dir = match early {
+            Some(dir) => dir,
+            None => {
+                let dir = RunDir::open(out_choice(args, &config, None))?;
+                print_header(&config, &data, &model.describe(), Some(&dir));
+                dir
+            }
+        };
         // Ctrl-C during device set-up and shader compilation still quits at once; from here on it stops
         // training after the submitted steps.
         let stop = stop_flag();
@@ -246,7 +319,7 @@ struct Printer {
 }
 
 /// How often progress lines come when stdout is not a terminal.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl Printer {
     fn new(args: &TrainArgs) -> Printer {
@@ -464,7 +537,7 @@ fn profile_after_first_epoch(
     if let Some(reason) = ex.fault() {
         anyhow::bail!("the GPU failed while profiling: {reason}; no table was printed");
     }
-    print!("{}", profile.render(args.profile_top));
+    print!("{}", profile.render(args.profile_top.unwrap_or(25)));
     println!("--profile: stopping after the first epoch (no further epochs, no pictures)");
     Ok(())
 }

@@ -54,15 +54,17 @@ impl MetricsCsv {
         Ok(csv)
     }
 
-    /// Opens `DIR/metrics.csv` to continue a resumed run: keeps the header and the lines of epochs up to
-    /// `epochs_done`, drops later ones (written after the checkpoint the run resumes from), and appends from
-    /// there. Creates the file when there is none.
+    /// Opens `DIR/metrics.csv` to continue a resumed run: keeps the lines of `HISTORY/metrics.csv` (the
+    /// same file, unless the run resumes into another directory) of epochs up to `epochs_done`, drops later
+    /// ones (written after the checkpoint the run resumes from), and appends from there. Creates the file
+    /// when there is none.
     pub fn resume(
         dir: &Path,
+        history: &Path,
         epochs_done: usize,
         meters: &[String],
     ) -> Result<MetricsCsv, ReportError> {
-        let path = dir.join("metrics.csv");
+        let path = history.join("metrics.csv");
         let io = |source| ReportError::Io {
             path: path.clone(),
             source,
@@ -180,7 +182,7 @@ mod tests {
         )
         .unwrap();
         let meters = ["recon".to_string(), "code_mean".to_string()];
-        let csv = MetricsCsv::resume(&dir, 1, &meters).unwrap();
+        let csv = MetricsCsv::resume(&dir, &dir, 1, &meters).unwrap();
         drop(csv);
         let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
         let lines: Vec<&str> = text.lines().collect();

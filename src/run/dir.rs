@@ -112,6 +112,13 @@ pub enum RunDirError {
         #[source]
         source: io::Error,
     },
+
+    #[error("--overwrite: cannot remove the earlier run's {}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn describe_holder(pid: Option<u32>, command: Option<&str>) -> String {
@@ -159,7 +166,9 @@ impl RunDir {
                 }
                 create_all(&dir)?;
                 let mut lock = try_lock(&dir)?;
-                if !overwrite {
+                if overwrite {
+                    clear_earlier_run(&dir)?;
+                } else {
                     // A run may have ended in it between the check and the lock.
                     refuse_earlier_run(&dir)?;
                 }
@@ -187,6 +196,29 @@ impl RunDir {
     pub fn checkpoint(&self) -> PathBuf {
         self.path.join(CHECKPOINT_FILE)
     }
+}
+
+/// The files a run writes in its directory; `--overwrite` removes an earlier run's, so none of them can be
+/// mistaken for the new run's (a checkpoint under `--save-every 0`, a denoising.png of another model).
+pub const RUN_FILES: [&str; 5] = [
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    "config.json",
+    "reconstructions.png",
+    "denoising.png",
+];
+
+/// Removes the [`RUN_FILES`] present in `dir` (held by this process); other files stay.
+fn clear_earlier_run(dir: &Path) -> Result<(), RunDirError> {
+    for name in RUN_FILES {
+        let path = dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(RunDirError::Remove { path, source }),
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` is an existing directory; an existing non-directory is an error.
@@ -621,6 +653,8 @@ mod tests {
         let overwritten = RunDir::open(named(&dir, true)).expect("overwrite");
         assert_eq!(overwritten.checkpoint(), dir.join(CHECKPOINT_FILE));
         drop(overwritten);
+        // Resuming keeps what the directory holds.
+        fs::write(dir.join(CHECKPOINT_FILE), b"weights").expect("write");
         let resumed = RunDir::open(OutChoice::Resume { dir: dir.clone() }).expect("resume");
         assert!(matches!(resumed.latest, Latest::NotFresh));
         assert_eq!(
@@ -689,5 +723,24 @@ mod tests {
         assert_eq!(snapshot(&old), before);
         #[cfg(unix)]
         assert_eq!(latest(&root.0), Some(old));
+    }
+
+    #[test]
+    fn overwrite_removes_the_earlier_runs_files_and_keeps_others() {
+        let scratch = Scratch::new("overwrite-clears");
+        let dir = scratch.0.clone();
+        for name in RUN_FILES.iter().chain(&["notes.txt"]) {
+            fs::write(dir.join(name), b"old").unwrap();
+        }
+        let held = RunDir::open(OutChoice::Named {
+            dir: dir.clone(),
+            overwrite: true,
+        })
+        .unwrap();
+        for name in RUN_FILES {
+            assert!(!dir.join(name).exists(), "{name} survived --overwrite");
+        }
+        assert_eq!(fs::read(dir.join("notes.txt")).unwrap(), b"old");
+        drop(held);
     }
 }

@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub steps_per_submit: usize,
     pub detect_anomaly: bool,
     pub faults: Faults,
+    /// A resumed run writing into another directory than its checkpoint's: the directory whose
+    /// metrics.csv holds the epochs so far (`None`: the run directory's own).
+    pub history: Option<PathBuf>,
 }
 
 /// One finished epoch: the training means and the test means.
@@ -122,7 +125,12 @@ pub fn train(
         .map(|(i, name)| (i, name.to_string()))
         .unzip();
     let mut metrics = match resume {
-        Some(_) => MetricsCsv::resume(out, trainer.position.epoch, &columns)?,
+        Some(_) => MetricsCsv::resume(
+            out,
+            options.history.as_deref().unwrap_or(out),
+            trainer.position.epoch,
+            &columns,
+        )?,
         None => MetricsCsv::create(out, &columns)?,
     };
     let checkpoint_path = dir.checkpoint();
