@@ -23,7 +23,7 @@ step() {
 }
 
 step "$bin" info
-step "$bin" train --variant conv-dae --profile --quiet --out "$work/profile"
+step "$bin" train --variant conv-dae --profile --quiet
 step "$bin" bench --json "$out/bench.json" --matmul-kernels auto,tile64,tile128,tile128v4,splitk4
 step "$bin" train --variant ae --epochs 4 --quiet --out "$work/dense"
 cp "$work/dense/metrics.csv" "$out/dense.csv"

@@ -366,8 +366,6 @@ fn profile_with_resume_profiles_the_checkpoints_model_from_where_it_stopped() {
         "--epochs",
         "3",
         "--quiet",
-        "--out",
-        out_s,
     ]);
     let stdout = text(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));

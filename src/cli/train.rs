@@ -60,7 +60,9 @@ fn configuration(args: &TrainArgs) -> anyhow::Result<(RunConfig, Option<(Checkpo
     if args.data.is_some() {
         config.data = args.data.clone();
     }
-    config.validate()?;
+    config
+        .validate()
+        .with_context(|| format!("{}: its configuration", path.display()))?;
     Ok((config, Some((ckpt, path))))
 }
 
