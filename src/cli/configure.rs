@@ -138,12 +138,14 @@ impl TrainArgs {
                 resume_advice("--variant")
             );
         }
+        let held = effective(stored);
         for g in self.given() {
             check_scope(&g, stored)?;
             let mut asked = stored.clone();
             (g.set)(&mut asked);
-            if effective(&asked) != effective(stored) {
-                let (key, theirs, ours) = first_difference(&effective(stored), &effective(&asked));
+            let asked = effective(&asked);
+            if asked != held {
+                let (key, theirs, ours) = first_difference(&held, &asked);
                 bail!(
                     "{} asks for {key} = {ours}, but the checkpoint holds {key} = {theirs}; {}",
                     g.flag,

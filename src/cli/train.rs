@@ -21,6 +21,9 @@ use crate::run::dir::{CHECKPOINT_FILE, Latest, OutChoice, RunDir};
 use crate::run::{self, EpochReport, Observer, RunConfig, RunEnd, RunOptions, shown_meters};
 use crate::train::{EpochOutcome, Faults, Position, Progress, Trainer};
 
+/// Rows of the --profile table unless --profile-top says otherwise.
+const PROFILE_TOP: usize = 25;
+
 /// Steps the profiler times (the median is reported).
 const PROFILE_REPEATS: usize = 5;
 
@@ -67,12 +70,11 @@ fn configuration(args: &TrainArgs) -> anyhow::Result<(RunConfig, Option<(Checkpo
 }
 
 /// Where the run writes: a new numbered directory under runs/, the `--out` directory (refused when it
-/// holds another run, unless `--overwrite`), or with `--resume` the checkpoint's own directory.
-fn out_choice(args: &TrainArgs, config: &RunConfig, resumed: Option<&Path>) -> OutChoice {
-    let home = resumed.map(|p| p.parent().unwrap_or(Path::new(".")).to_path_buf());
+/// holds another run, unless `--overwrite`), or with `--resume` the checkpoint's own directory, `home`.
+fn out_choice(args: &TrainArgs, config: &RunConfig, home: Option<&Path>) -> OutChoice {
     match (&args.out, home) {
-        (None, Some(dir)) => OutChoice::Resume { dir },
-        (Some(out), Some(dir)) if same_dir(out, &dir) => OutChoice::Resume { dir },
+        (None, Some(dir)) => OutChoice::Resume { dir: dir.into() },
+        (Some(out), Some(dir)) if same_dir(out, dir) => OutChoice::Resume { dir: dir.into() },
         (Some(out), _) => OutChoice::Named {
             dir: out.clone(),
             overwrite: args.overwrite,
@@ -174,7 +176,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let home = resumed_from
         .as_ref()
         .map(|p| p.parent().unwrap_or(Path::new(".")).to_path_buf());
-    let choice = out_choice(args, &config, resumed_from.as_deref());
+    let choice = out_choice(args, &config, home.as_deref());
+    // Resumed into another directory: its metrics.csv continues the checkpoint's directory's lines.
+    let history = match (&choice, resumed_from.is_some()) {
+        (OutChoice::Named { .. }, true) => home,
+        _ => None,
+    };
     if args.overwrite && matches!(choice, OutChoice::Resume { .. }) {
         anyhow::bail!(
             "--overwrite would remove the run that --resume continues; leave --overwrite out (a resumed run \
@@ -187,7 +194,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     // was.
     let early = match choice {
         OutChoice::Fresh { .. } => None,
-        choice => Some(RunDir::open(choice)?),
+        ref held => Some(RunDir::open(held.clone())?),
     };
     if early.is_some()
         && let Some(path) = &resumed_from
@@ -209,15 +216,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         steps_per_submit: args.steps_per_submit,
         detect_anomaly: args.detect_anomaly,
         faults: Faults::from_env(),
-        // Resumed into another directory: its metrics.csv continues the checkpoint's directory's lines.
-        history: home.filter(|h| early.as_ref().is_some_and(|d| !same_dir(h, &d.path))),
+        history,
     };
     let mut printer = Printer::new(args);
     let end = with_executor(args.backend, plan, |ex| {
         let dir = match early {
             Some(dir) => dir,
             None => {
-                let dir = RunDir::open(out_choice(args, &config, None))?;
+                let dir = RunDir::open(choice)?;
                 print_header(&config, &data, &model.describe(), Some(&dir));
                 dir
             }
@@ -539,7 +545,10 @@ fn profile_after_first_epoch(
     if let Some(reason) = ex.fault() {
         anyhow::bail!("the GPU failed while profiling: {reason}; no table was printed");
     }
-    print!("{}", profile.render(args.profile_top.unwrap_or(25)));
+    print!(
+        "{}",
+        profile.render(args.profile_top.unwrap_or(PROFILE_TOP))
+    );
     println!("--profile: stopping after the first epoch (no further epochs, no pictures)");
     Ok(())
 }
