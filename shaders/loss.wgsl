@@ -6,7 +6,8 @@
 // kind 1, MSE on y = act(z):
 //     l = (y − x)²                                  ∂l/∂z = 2(y − x)·act'(y)
 //
-// grad = ∂(mean over valid elements)/∂z; rows past valid = min(rows, samples − state[1]·rows) get zero
+// grad = ∂(mean over valid elements)/∂z (with per_sample = 1: ∂(mean over valid rows of the row's sum)/∂z,
+// the VAE literature's loss per image); rows past valid = min(rows, samples − state[1]·rows) get zero
 // gradient and contribute no loss. recon = y. partials[g] = Σ l over the 256 elements of workgroup g.
 
 struct LossParams {
@@ -15,7 +16,7 @@ struct LossParams {
     samples: u32,
     kind: u32,
     act: u32,
-    _pad0: u32,
+    per_sample: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -31,6 +32,11 @@ struct LossParams {
 // Rows of the batch state[1] that hold samples.
 fn valid_rows(rows: u32, samples: u32) -> u32 {
     return min(rows, samples - min(samples, loss_state[1] * rows));
+}
+
+// 1/(values the loss is a mean over): valid·cols, or valid for a loss per sample.
+fn mean_scale(valid: u32, cols: u32, per_sample: u32) -> f32 {
+    return 1.0 / f32(max(valid, 1u) * select(cols, 1u, per_sample == 1u));
 }
 
 // (l, ∂l/∂z, y) of one element: logit z, target x.
@@ -54,7 +60,7 @@ fn loss(
     let i = gid.y * groups.x * 256u + gid.x;
     let valid = valid_rows(lp.rows, lp.samples);
     let limit = valid * lp.cols;
-    let scale = 1.0 / f32(max(valid, 1u) * lp.cols);
+    let scale = mean_scale(valid, lp.cols, lp.per_sample);
     var l = 0.0;
     if (i < lp.rows * lp.cols) {
         let e = element_loss(logits[i], clean[i], lp.kind, lp.act);
@@ -76,7 +82,8 @@ fn loss(
 }
 
 // The emphasised reconstruction (lectures' emphasised denoising): element weight w = corrupted where the
-// corruption chose the element (mask 1), clean elsewhere. grad = w·∂l/∂z / (valid·cols); partials in five
+// corruption chose the element (mask 1), clean elsewhere. grad = w·∂l/∂z / (valid·cols) (or / valid with
+// per_sample); partials in five
 // sections of ⌈rows·cols/256⌉ (src/ops/terms.rs, `emphasis`): Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) over
 // the valid elements (of the state[2] rows the gather found real).
 struct EmphasisParams {
@@ -86,7 +93,7 @@ struct EmphasisParams {
     act: u32,
     corrupted: f32,
     clean: f32,
-    _pad0: u32,
+    per_sample: u32,
     _pad1: u32,
 }
 
@@ -104,7 +111,7 @@ fn loss_emphasis(
     // The rows that hold samples, as the batch gather recorded them.
     let valid = loss_state[2];
     let limit = valid * ep.cols;
-    let scale = 1.0 / f32(max(valid, 1u) * ep.cols);
+    let scale = mean_scale(valid, ep.cols, ep.per_sample);
     // Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) of this element.
     var v = array<f32, 5>(0.0, 0.0, 0.0, 0.0, 0.0);
     if (i < ep.rows * ep.cols) {

@@ -1,6 +1,7 @@
 // Input corruption for denoising autoencoders, with counter-based randomness: element i of global step
 // state[0] draws from a hash of (seed, stream, step, i, draw), so no generator state is kept and the CPU twin
-// (src/backend/cpu/noise.rs, hash in src/rng.rs) draws the same bits.
+// (src/backend/cpu/noise.rs, hash in src/rng.rs) draws the same bits. counter_uniform comes from
+// counter_rng.wgsl, prepended.
 //
 // kind 0, Gaussian:   z = √(−2 ln u₀)·cos(2π(u₁ − ½)) (Box–Muller), y = clamp(x + σz, 0, 1)
 // kind 1, Mask:       y = 0 if u₀ < ν else x
@@ -22,30 +23,6 @@ struct CorruptParams {
 @group(0) @binding(2) var<storage, read_write> corrupt_y: array<f32>;
 @group(0) @binding(3) var<storage, read> corrupt_state: array<u32>;
 
-// lowbias32 / murmur3-style finaliser (wrapping u32 arithmetic).
-fn mix32(x: u32) -> u32 {
-    var h = x;
-    h = h ^ (h >> 16u);
-    h = h * 0x7feb352du;
-    h = h ^ (h >> 15u);
-    h = h * 0x846ca68bu;
-    h = h ^ (h >> 16u);
-    return h;
-}
-
-fn counter_hash(seed: u32, stream: u32, step: u32, index: u32, draw: u32) -> u32 {
-    var h = mix32(seed ^ 0x9e3779b9u);
-    h = mix32(h ^ stream);
-    h = mix32(h ^ step);
-    h = mix32(h ^ index);
-    return mix32(h ^ draw);
-}
-
-// (k + ½)·2⁻²³ for the top 23 bits k: exact in f32, strictly inside (0, 1).
-fn counter_uniform(seed: u32, stream: u32, step: u32, index: u32, draw: u32) -> f32 {
-    return (f32(counter_hash(seed, stream, step, index, draw) >> 9u) + 0.5) * (1.0 / 8388608.0);
-}
-
 // (y, 1 if the noise chose this element else 0) for element i; Gaussian noise chooses every element.
 fn corrupt_element(i: u32) -> vec2<f32> {
     let step = corrupt_state[0];
@@ -55,8 +32,7 @@ fn corrupt_element(i: u32) -> vec2<f32> {
     var y = x;
     var chosen = 1.0;
     if (cp.kind == 0u) {
-        let z = sqrt(-2.0 * log(u0)) * cos(6.283185307179586 * (u1 - 0.5));
-        y = clamp(x + cp.amount * z, 0.0, 1.0);
+        y = clamp(x + cp.amount * counter_normal(cp.seed, cp.stream, step, i), 0.0, 1.0);
     } else if (u0 < cp.amount) {
         if (cp.kind == 1u) {
             y = 0.0;

@@ -369,10 +369,12 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
     // Batch 2 of a 90-sample set: 16 valid rows out of 37.
     let samples = 90;
     let partial_count = (rows * cols).div_ceil(256);
-    for (kind, act) in [
-        (LossKind::BceWithLogits, Act::Sigmoid),
-        (LossKind::Mse, Act::Sigmoid),
-        (LossKind::Mse, Act::Identity),
+    for (kind, act, per_sample) in [
+        (LossKind::BceWithLogits, Act::Sigmoid, false),
+        (LossKind::Mse, Act::Sigmoid, false),
+        (LossKind::Mse, Act::Identity, false),
+        // The VAE's loss per image: the same values, the gradient cols times larger.
+        (LossKind::BceWithLogits, Act::Sigmoid, true),
     ] {
         let buffers = vec![
             BufferDesc::f32("logits", rows * cols),
@@ -397,6 +399,7 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
                 rows,
                 cols,
                 samples,
+                per_sample,
             },
             Op::ReduceSum {
                 partials: BufId(4),
@@ -435,17 +438,12 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
             grad[16 * cols..].iter().all(|g| *g == 0.0)
                 && grad[..16 * cols].iter().all(|g| *g != 0.0)
         );
-        compare(&format!("loss grad {kind:?}"), &mut cpu, &mut gpu, 2, REL);
-        compare(&format!("loss recon {kind:?}"), &mut cpu, &mut gpu, 3, REL);
-        compare(
-            &format!("loss partials {kind:?}"),
-            &mut cpu,
-            &mut gpu,
-            4,
-            REL,
-        );
-        compare(&format!("loss sum {kind:?}"), &mut cpu, &mut gpu, 6, REL);
-        compare(&format!("step log {kind:?}"), &mut cpu, &mut gpu, 7, REL);
+        let kind = format!("{kind:?}{}", if per_sample { " per sample" } else { "" });
+        compare(&format!("loss grad {kind}"), &mut cpu, &mut gpu, 2, REL);
+        compare(&format!("loss recon {kind}"), &mut cpu, &mut gpu, 3, REL);
+        compare(&format!("loss partials {kind}"), &mut cpu, &mut gpu, 4, REL);
+        compare(&format!("loss sum {kind}"), &mut cpu, &mut gpu, 6, REL);
+        compare(&format!("step log {kind}"), &mut cpu, &mut gpu, 7, REL);
     }
 }
 

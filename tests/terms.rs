@@ -159,6 +159,7 @@ fn the_emphasised_loss_gradient_matches_finite_differences() {
                 corrupted: 2.0,
                 clean: 0.5,
             }),
+            per_image: false,
         };
         check(
             &plan(
@@ -207,6 +208,7 @@ fn every_term_op_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
                         corrupted: 1.5,
                         clean: 0.25,
                     }),
+                    per_image: false,
                 }],
             },
             Some(Noise::Mask { fraction: 0.3 }),
@@ -289,6 +291,7 @@ fn emphasis_one_to_one_is_the_plain_loss_and_its_meters_split_it() {
     let weighted = |corrupted, clean| Term::Reconstruction {
         loss: LossKind::BceWithLogits,
         emphasis: Some(Emphasis { corrupted, clean }),
+        per_image: false,
     };
     let run = |plan: &Plan| {
         let mut ex = CpuExecutor::<f32>::new(plan.clone());
@@ -380,6 +383,7 @@ fn terms_that_do_not_fit_the_model_are_clear_errors() {
                 corrupted: 1.0,
                 clean: 0.5,
             }),
+            per_image: false,
         }],
     };
     let none = compile_with(emphasis.clone(), None);

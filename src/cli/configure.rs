@@ -7,19 +7,42 @@ use anyhow::bail;
 
 use super::{Choice, NoiseChoice, TrainArgs};
 use crate::run::RunConfig;
-use crate::run::config::OptimizerArg;
+use crate::run::config::{OptimizerArg, Variant};
 
 /// Which configurations a flag means something for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scope {
     Any,
-    /// Dense variants (ae, sparse-ae, cae).
-    Dense,
-    /// Convolutional variants (conv-ae, conv-dae).
-    Conv,
+    /// The variants listed.
+    Variants(&'static [Variant]),
     /// `--optimizer sgd`.
     Sgd,
 }
+
+/// The dense deterministic variants.
+const DENSE: &[Variant] = &[Variant::Ae, Variant::SparseAe, Variant::Cae];
+/// Every variant with `--hidden` layers.
+const HIDDEN: &[Variant] = &[Variant::Ae, Variant::SparseAe, Variant::Cae, Variant::Vae];
+/// Every variant whose code width `--latent` sets.
+const LATENT: &[Variant] = &[
+    Variant::Ae,
+    Variant::SparseAe,
+    Variant::Cae,
+    Variant::Vae,
+    Variant::ConvVae,
+];
+const CONV: &[Variant] = &[Variant::ConvAe, Variant::ConvDae, Variant::ConvVae];
+/// The deterministic convolutional variants (a variational decoder cannot unpool).
+const DECK: &[Variant] = &[Variant::ConvAe, Variant::ConvDae];
+/// Every variant whose code a penalty on activations can act on.
+const DETERMINISTIC: &[Variant] = &[
+    Variant::Ae,
+    Variant::ConvAe,
+    Variant::ConvDae,
+    Variant::SparseAe,
+    Variant::Cae,
+];
+const VARIATIONAL: &[Variant] = &[Variant::Vae, Variant::ConvVae];
 
 /// A configuration flag the user gave: its name, where it applies, and what it sets.
 struct Given<'a> {
@@ -37,7 +60,7 @@ impl TrainArgs {
     fn given(&self) -> Vec<Given<'_>> {
         let mut given: Vec<Given<'_>> = Vec::new();
         let mut add = |flag, scope, set| given.push(Given { flag, scope, set });
-        use Scope::*;
+        use Scope::{Any, Sgd, Variants};
         if let Some(v) = self.batch_size {
             add("--batch-size", Any, Box::new(move |c| c.batch_size = v));
         }
@@ -57,23 +80,31 @@ impl TrainArgs {
             add("--loss", Any, Box::new(move |c| c.loss = v));
         }
         if let Some(v) = &self.hidden {
-            add("--hidden", Dense, Box::new(move |c| c.hidden = v.0.clone()));
+            add(
+                "--hidden",
+                Variants(HIDDEN),
+                Box::new(move |c| c.hidden = v.0.clone()),
+            );
         }
         if let Some(v) = &self.channels {
             add(
                 "--channels",
-                Conv,
+                Variants(CONV),
                 Box::new(move |c| c.channels = v.0.clone()),
             );
         }
         if let Some(v) = self.deck {
-            add("--deck", Conv, Box::new(move |c| c.deck = v));
+            add("--deck", Variants(DECK), Box::new(move |c| c.deck = v));
         }
         if let Some(NoiseChoice(v)) = self.noise {
             add("--noise", Any, Box::new(move |c| c.noise = v));
         }
         if let Some(v) = self.latent {
-            add("--latent", Dense, Box::new(move |c| c.latent = v));
+            add(
+                "--latent",
+                Variants(LATENT),
+                Box::new(move |c| c.latent = v),
+            );
         }
         if let Some(v) = self.activation {
             add("--activation", Any, Box::new(move |c| c.activation = v));
@@ -81,21 +112,43 @@ impl TrainArgs {
         if let Some(v) = self.code_activation {
             add(
                 "--code-activation",
-                Dense,
+                Variants(DENSE),
                 Box::new(move |c| c.code_activation = Some(v)),
             );
         }
         if let Some(Choice(v)) = self.l1 {
-            add("--l1", Any, Box::new(move |c| c.l1 = v));
+            add("--l1", Variants(DETERMINISTIC), Box::new(move |c| c.l1 = v));
         }
         if let Some(Choice(v)) = self.kl_sparsity {
-            add("--kl-sparsity", Any, Box::new(move |c| c.kl_sparsity = v));
+            add(
+                "--kl-sparsity",
+                Variants(DETERMINISTIC),
+                Box::new(move |c| c.kl_sparsity = v),
+            );
         }
         if let Some(Choice(v)) = self.contractive {
-            add("--contractive", Dense, Box::new(move |c| c.contractive = v));
+            add(
+                "--contractive",
+                Variants(DENSE),
+                Box::new(move |c| c.contractive = v),
+            );
         }
         if let Some(v) = self.emphasis {
             add("--emphasis", Any, Box::new(move |c| c.emphasis = Some(v)));
+        }
+        if let Some(v) = self.beta {
+            add(
+                "--beta",
+                Variants(VARIATIONAL),
+                Box::new(move |c| c.beta = v),
+            );
+        }
+        if let Some(v) = self.kl_warmup {
+            add(
+                "--kl-warmup",
+                Variants(VARIATIONAL),
+                Box::new(move |c| c.kl_warmup = v),
+            );
         }
         if let Some(v) = self.seed {
             add("--seed", Any, Box::new(move |c| c.seed = v));
@@ -211,24 +264,22 @@ fn first_difference(a: &RunConfig, b: &RunConfig) -> (String, String, String) {
         .unwrap_or_else(|| ("configuration".into(), String::new(), String::new()))
 }
 
-/// Whether `given` means something for `config`; the error names the variant and the flags that do.
+/// Whether `given` means something for `config`; the error names the variant, the flags that shape it
+/// and the variants the flag is for.
 fn check_scope(given: &Given<'_>, config: &RunConfig) -> anyhow::Result<()> {
-    let variant = config.variant.name();
-    let conv = config.variant.is_conv();
+    let variant = config.variant;
     match given.scope {
-        Scope::Any => Ok(()),
-        Scope::Dense if conv => bail!(
-            "{} does not apply to --variant {variant}, a convolutional model: its shape is set by \
-             --channels and --deck (and --activation); --hidden, --latent, --code-activation and \
-             --contractive are for the dense variants ae, sparse-ae and cae",
-            given.flag
-        ),
-        Scope::Conv if !conv => bail!(
-            "{} does not apply to --variant {variant}, a dense model: its shape is set by --hidden, \
-             --latent, --activation and --code-activation; --channels and --deck are for conv-ae and \
-             conv-dae",
-            given.flag
-        ),
+        Scope::Variants(list) if !list.contains(&variant) => {
+            let names: Vec<&str> = list.iter().map(|v| v.name()).collect();
+            bail!(
+                "{} does not apply to --variant {}, {}; {} is for {}",
+                given.flag,
+                variant.name(),
+                shaped_by(variant),
+                given.flag,
+                names.join(", ")
+            )
+        }
         Scope::Sgd if config.optimizer != OptimizerArg::Sgd => bail!(
             "{} applies to --optimizer sgd only (Adam keeps its own moment estimates); add --optimizer \
              sgd or leave {} out",
@@ -236,5 +287,25 @@ fn check_scope(given: &Given<'_>, config: &RunConfig) -> anyhow::Result<()> {
             given.flag
         ),
         _ => Ok(()),
+    }
+}
+
+/// What kind of model a variant is and which flags shape it, for messages.
+fn shaped_by(variant: Variant) -> &'static str {
+    match variant {
+        Variant::Ae | Variant::SparseAe | Variant::Cae => {
+            "a dense model: its shape is set by --hidden, --latent, --activation and --code-activation"
+        }
+        Variant::ConvAe | Variant::ConvDae => {
+            "a convolutional model: its shape is set by --channels and --deck (and --activation)"
+        }
+        Variant::Vae => {
+            "a variational model: its shape is set by --hidden, --latent and --activation, its KL term by \
+             --beta and --kl-warmup"
+        }
+        Variant::ConvVae => {
+            "a convolutional variational model: its shape is set by --channels, --latent and --activation, \
+             its KL term by --beta and --kl-warmup"
+        }
     }
 }

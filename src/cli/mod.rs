@@ -243,14 +243,14 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
     /// Dense variants: hidden layer widths of the encoder, outermost first, comma-separated (or none);
-    /// the decoder mirrors them. Default: 256 for ae, none for sparse-ae and cae.
+    /// the decoder mirrors them. Default: 256 for ae, 400 for vae, none for sparse-ae and cae.
     #[arg(long, value_parser = parse_hidden)]
     pub hidden: Option<Widths>,
-    /// Convolutional variants: channels after each encoder stage, comma-separated; the decoder mirrors
-    /// them [default: 32,64].
+    /// Convolutional variants (conv-ae, conv-dae, conv-vae): channels after each encoder stage,
+    /// comma-separated; the decoder mirrors them [default: 32,64].
     #[arg(long, value_parser = parse_channels)]
     pub channels: Option<Widths>,
-    /// Convolutional variants: strided convolutions, or pooling + batch norm down and unpooling up
+    /// conv-ae and conv-dae: strided convolutions, or pooling + batch norm down and unpooling up
     /// [default: strided].
     #[arg(long, value_enum)]
     pub deck: Option<DeckArg>,
@@ -258,25 +258,27 @@ pub struct TrainArgs {
     /// Default: gaussian:0.5 for conv-dae, none otherwise. The loss always compares with the clean input.
     #[arg(long, value_parser = parse_noise_choice)]
     pub noise: Option<NoiseChoice>,
-    /// Dense variants: width of the code. Default: 64 for ae, 1000 for sparse-ae, 256 for cae.
+    /// Width of the code (of μ and of log σ² for the variational variants): dense variants and conv-vae.
+    /// Default: 64 for ae, 1000 for sparse-ae, 256 for cae, 20 for vae, 16 for conv-vae.
     #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub latent: Option<usize>,
     /// Activation of the hidden layers (and of the code, unless --code-activation is given). Default:
     /// relu; sigmoid for sparse-ae and cae.
     #[arg(long, value_enum)]
     pub activation: Option<ActArg>,
-    /// Dense variants: the code layer's own activation, e.g. identity for a linear bottleneck or sigmoid
-    /// for codes in (0, 1). Default: the same as --activation.
+    /// ae, sparse-ae, cae: the code layer's own activation, e.g. identity for a linear bottleneck or
+    /// sigmoid for codes in (0, 1). Default: the same as --activation.
     #[arg(long, value_enum)]
     pub code_activation: Option<ActArg>,
-    /// L1 penalty on the code: adds λ · (mean over the batch of Σⱼ |hⱼ|) to the loss.
+    /// L1 penalty on the code (deterministic variants): adds λ · (mean over the batch of Σⱼ |hⱼ|) to the
+    /// loss.
     #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
     pub l1: Option<Choice<f32>>,
-    /// KL sparsity on a sigmoid code: adds β · Σⱼ KL(ρ ‖ ρ̂ⱼ), ρ̂ⱼ the mean activation of code unit j over
-    /// the batch. Default for sparse-ae: 0.05:0.01; `none` turns it off.
+    /// KL sparsity on a sigmoid code (deterministic variants): adds β · Σⱼ KL(ρ ‖ ρ̂ⱼ), ρ̂ⱼ the mean
+    /// activation of code unit j over the batch. Default for sparse-ae: 0.05:0.01; `none` turns it off.
     #[arg(long, value_name = "ρ:β", value_parser = parse_kl, allow_hyphen_values = true)]
     pub kl_sparsity: Option<Choice<KlSparsity>>,
-    /// Dense variants: contractive penalty on the code layer, adds λ · (mean over the batch of
+    /// ae, sparse-ae, cae: contractive penalty on the code layer, adds λ · (mean over the batch of
     /// ‖∂h/∂x‖²_F). Default for cae: 1e-3; 0 keeps the model and reports ‖J‖² without penalising it;
     /// `none` turns it off.
     #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
@@ -285,7 +287,15 @@ pub struct TrainArgs {
     /// the others β; the test metrics then report the loss on each kind separately.
     #[arg(long, value_name = "α:β", value_parser = parse_emphasis, allow_hyphen_values = true)]
     pub emphasis: Option<Emphasis>,
-    /// Seed for initialisation, shuffling and noise: the same seed repeats a run [default: 0].
+    /// Variational variants: the KL term's weight β, a finite number ≥ 0 (1: the VAE; above 1, a β-VAE,
+    /// which gives up reconstruction for a code closer to the prior) [default: 1].
+    #[arg(long, value_name = "β", allow_negative_numbers = true)]
+    pub beta: Option<f32>,
+    /// Variational variants: the KL weight grows linearly from 0 to β over the first N epochs (step by
+    /// step); the test loss always weighs the KL by β [default: 0, no warm-up].
+    #[arg(long, value_name = "N")]
+    pub kl_warmup: Option<usize>,
+    /// Seed for initialisation, shuffling, noise and a VAE's ε: the same seed repeats a run [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     #[arg(long, value_enum, default_value = "auto")]
@@ -358,32 +368,45 @@ fn parse_channels(text: &str) -> Result<Widths, String> {
 }
 
 const TRAIN_HELP: &str = "\
-Variants and their objectives (every loss is the reconstruction's mean per pixel plus the penalties):
+Variants and their objectives (the deterministic ones' loss is the reconstruction's mean per pixel plus the
+penalties; the variational ones' is per image: the reconstruction summed over pixels plus β·KL):
   ae         784-256-64-256-784 ReLU                    bce
   conv-ae    strided conv 32,64 / transposed back       bce
   conv-dae   conv-ae on gaussian:0.5 noise              bce against the clean input
   sparse-ae  784-1000-784, sigmoid code                 bce + 0.01 · Σ KL(0.05 ‖ ρ̂)
   cae        784-256-784, sigmoid code                  bce + 1e-3 · ‖J‖²
+  vae        784-400-(μ, log σ² of 20)-400-784 ReLU     bce summed + β · KL(q(z|x) ‖ N(0, I)), β = 1
+  conv-vae   conv 32,64 → μ, log σ² of 16 → linear →    the same
+             transposed convs back
 
 Examples:
   gpu-ae train --variant ae --hidden none --latent 32 --l1 1e-3      (sparse code by L1)
   gpu-ae train --variant sparse-ae --kl-sparsity 0.05:0.001          (weaker sparsity)
   gpu-ae train --variant cae --contractive 0                         (the same model, ‖J‖² only reported)
   gpu-ae train --variant ae --noise mask:0.25 --emphasis 1:0.1       (emphasised denoising)
+  gpu-ae train --variant vae --epochs 10                             (then: gpu-ae sample --checkpoint runs/latest)
+  gpu-ae train --variant vae --beta 4 --kl-warmup 2                  (a β-VAE, its KL weight warmed up)
+  gpu-ae train --variant vae --latent 2                              (then: gpu-ae manifold --checkpoint runs/latest)
 
 Which flags apply where (any other combination is an error that lists the flags that do apply):
-  dense variants (ae, sparse-ae, cae)   --hidden --latent --activation --code-activation --contractive
-  convolutional (conv-ae, conv-dae)     --channels --deck --activation
-  every variant                         --loss --noise --l1 --kl-sparsity --emphasis, the optimizer, data
+  ae, sparse-ae, cae                    --hidden --latent --activation --code-activation --contractive
+  conv-ae, conv-dae                     --channels --deck --activation
+  vae                                   --hidden --latent --activation --beta --kl-warmup
+  conv-vae                              --channels --latent --activation --beta --kl-warmup
+  all but vae and conv-vae              --l1 --kl-sparsity
+  every variant                         --loss --noise --emphasis, the optimizer, data
   --momentum                            --optimizer sgd only
-Numbers are checked: --lr > 0, --momentum in [0, 1), --weight-decay ≥ 0, counts ≥ 1, noise fractions in
-[0, 1]. Negative values are read as values (--lr -1 is rejected as a learning rate, not as a flag).
+Numbers are checked: --lr > 0, --momentum in [0, 1), --weight-decay and --beta ≥ 0, counts ≥ 1, noise
+fractions in [0, 1]. Negative values are read as values (--lr -1 is rejected as a learning rate, not as a
+flag).
 
 The run directory (runs/<variant>-<N> unless --out) gets config.json, metrics.csv, checkpoint.safetensors,
-reconstructions.png (rows: input, reconstruction) and, with noise, denoising.png (rows: corrupted input,
-reconstruction, clean input). metrics.csv gets train_/test_ columns for every term (recon, l1, kl_sparsity,
-contractive) and statistic (code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F;
-recon_corrupted and recon_clean with --emphasis).
+reconstructions.png (rows: input, reconstruction), with noise denoising.png (rows: corrupted input,
+reconstruction, clean input) and for vae and conv-vae samples.png (digits decoded from codes drawn from the
+prior N(0, I)). metrics.csv gets train_/test_ columns for every term (recon, l1, kl_sparsity, contractive,
+kl) and statistic (code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F; recon_corrupted and
+recon_clean with --emphasis; recon_per_pixel for the variational variants, whose recon and kl are per
+image).
 
 --resume keeps the checkpoint's configuration; only --epochs, --backend, --out, --data, --save-every,
 --steps-per-submit, --quiet, --detect-anomaly and --profile may change. A flag that sets the configuration to

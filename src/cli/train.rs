@@ -392,11 +392,7 @@ impl Observer for Printer {
     fn started(&mut self, plan: &Plan, backend: &str, resumed: Option<&Position>) {
         println!("backend: {backend}");
         // The reconstruction is the loss itself when it is the only term; otherwise every term shows.
-        let terms = plan
-            .meters
-            .iter()
-            .filter(|m| m.role == crate::objective::MeterRole::Term)
-            .count();
+        let terms = plan.meters.iter().filter(|m| m.role.enters_total()).count();
         self.extra = shown_meters(plan)
             .into_iter()
             .filter(|&(i, _)| i > 0 || terms > 1)

@@ -74,6 +74,11 @@ pub enum Layer {
     Upsample { factor: usize },
     /// Batch normalisation over N, H, W per channel (`nn.BatchNorm2d`, momentum 0.1, eps 1e-5).
     BatchNorm2d { channels: usize },
+    /// The reparameterisation trick of a variational autoencoder: the input, 2·latent values per sample
+    /// read as [μ | log σ²], becomes z = μ + exp(½·log σ²)·ε with ε ~ N(0, I) drawn anew at every step.
+    Reparameterize { latent: usize },
+    /// The same values seen as another shape (a flat vector as a feature map): no op, no copy.
+    Reshape { to: Shape },
 }
 
 impl Layer {
@@ -115,6 +120,10 @@ impl Layer {
             Layer::MaxUnpool2 { pool } => format!("MaxUnpool(2, indices of layer {pool})"),
             Layer::Upsample { factor } => format!("Upsample(×{factor})"),
             Layer::BatchNorm2d { channels } => format!("BatchNorm2d({channels})"),
+            Layer::Reparameterize { latent } => {
+                format!("Reparameterize(μ, log σ² of {latent} → z = μ + σ·ε)")
+            }
+            Layer::Reshape { to } => format!("Reshape(→{to})"),
         }
     }
 
@@ -265,6 +274,27 @@ impl Layer {
                 channels(c)?;
                 Ok(input)
             }
+            Layer::Reparameterize { latent } => {
+                if latent == 0 || input.numel() != 2 * latent {
+                    return Err(format!(
+                        "expects μ and log σ² of {latent} units each ({} values) but receives {input} ({} \
+                         values)",
+                        2 * latent,
+                        input.numel()
+                    ));
+                }
+                Ok(Shape::flat(latent))
+            }
+            Layer::Reshape { to } => {
+                if to.numel() != input.numel() {
+                    return Err(format!(
+                        "cannot show {input} ({} values) as {to} ({} values)",
+                        input.numel(),
+                        to.numel()
+                    ));
+                }
+                Ok(to)
+            }
         }
     }
 }
@@ -341,6 +371,23 @@ impl Model {
         assert!(layer < self.layers.len(), "the code layer exists");
         self.code = Some(layer);
         self
+    }
+
+    /// The latent width of a variational model: its code layer writes [μ | log σ²] and the next layer
+    /// samples z from them. `None` for a deterministic autoencoder.
+    pub fn gaussian_latent(&self) -> Option<usize> {
+        let code = self.code?;
+        match self.layers.get(code + 1) {
+            Some(&Layer::Reparameterize { latent }) => Some(latent),
+            _ => None,
+        }
+    }
+
+    /// The first layer of the decoder: the one after the code layer (after the sampling layer, for a
+    /// variational model).
+    pub fn decoder_start(&self) -> Option<usize> {
+        let code = self.code?;
+        Some(code + 1 + usize::from(self.gaussian_latent().is_some()))
     }
 
     /// The activation of the last layer, applied to the logits inside the loss.

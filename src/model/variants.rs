@@ -42,6 +42,52 @@ pub fn dense_ae(input: Shape, cfg: &DenseConfig) -> Result<Model, ModelError> {
     Ok(Model::new("ae", input, layers)?.with_code(code))
 }
 
+/// Variational autoencoder with dense layers: input → hidden… → (μ, log σ²) of `latent` each → z → …hidden
+/// (mirrored) → input. The code layer is one Linear(·, 2·latent) without activation whose first `latent`
+/// outputs are μ and the rest log σ²; `code_act` is unused. With hidden = [400] and latent = 20 on MNIST
+/// this is the PyTorch examples' VAE: 784-400-(20, 20)-400-784, ReLU, sigmoid output.
+pub fn dense_vae(input: Shape, cfg: &DenseConfig) -> Result<Model, ModelError> {
+    let mut layers = Vec::new();
+    let mut width = input.numel();
+    for &h in &cfg.hidden {
+        layers.push(Layer::Linear {
+            inputs: width,
+            outputs: h,
+            act: cfg.act,
+        });
+        width = h;
+    }
+    let code = layers.len();
+    layers.extend(gaussian_bottleneck(width, cfg.latent));
+    width = cfg.latent;
+    for &h in cfg.hidden.iter().rev() {
+        layers.push(Layer::Linear {
+            inputs: width,
+            outputs: h,
+            act: cfg.act,
+        });
+        width = h;
+    }
+    layers.push(Layer::Linear {
+        inputs: width,
+        outputs: input.numel(),
+        act: cfg.output_act,
+    });
+    Ok(Model::new("vae", input, layers)?.with_code(code))
+}
+
+/// Linear(inputs → 2·latent) read as [μ | log σ²], then the sampling of z.
+fn gaussian_bottleneck(inputs: usize, latent: usize) -> [Layer; 2] {
+    [
+        Layer::Linear {
+            inputs,
+            outputs: 2 * latent,
+            act: Act::Identity,
+        },
+        Layer::Reparameterize { latent },
+    ]
+}
+
 /// How the convolutional families go down and up in resolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deck {
@@ -161,6 +207,40 @@ pub fn conv_ae(name: &str, input: Shape, cfg: &ConvConfig) -> Result<Model, Mode
     Ok(Model::new(name, input, layers)?.with_code(code))
 }
 
+/// Convolutional variational autoencoder: the strided encoder of [`conv_ae`], flattened into a
+/// Linear(·, 2·latent) read as [μ | log σ²]; z is sampled, mapped back by Linear(latent → the encoder's
+/// output size, act) and reshaped into its feature map for the transposed-convolution decoder.
+pub fn conv_vae(
+    name: &str,
+    input: Shape,
+    cfg: &ConvConfig,
+    latent: usize,
+) -> Result<Model, ModelError> {
+    if cfg.deck != Deck::Strided {
+        return Err(ModelError::Invalid {
+            model: name.into(),
+            problem:
+                "a variational model decodes codes alone, so its decoder cannot unpool through \
+                      the encoder's pooling indices: use the strided deck"
+                    .into(),
+        });
+    }
+    let ae = conv_ae(name, input, cfg)?;
+    let encoder = ae.code.expect("conv_ae names its code") + 1;
+    let map = ae.shapes[encoder];
+    let mut layers = ae.layers[..encoder].to_vec();
+    let code = layers.len();
+    layers.extend(gaussian_bottleneck(map.numel(), latent));
+    layers.push(Layer::Linear {
+        inputs: latent,
+        outputs: map.numel(),
+        act: cfg.act,
+    });
+    layers.push(Layer::Reshape { to: map });
+    layers.extend_from_slice(&ae.layers[encoder..]);
+    Ok(Model::new(name, input, layers)?.with_code(code))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +320,64 @@ mod tests {
         let m = conv_ae("conv-ae", Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();
         assert_eq!(m.shapes[3], Shape { c: 4, h: 4, w: 4 });
         assert_eq!(*m.shapes.last().unwrap(), Shape { c: 1, h: 28, w: 28 });
+    }
+
+    #[test]
+    fn the_dense_vae_is_the_pytorch_examples_model() {
+        let cfg = DenseConfig {
+            hidden: vec![400],
+            latent: 20,
+            act: Act::Relu,
+            code_act: Act::Identity,
+            output_act: Act::Sigmoid,
+        };
+        let m = dense_vae(Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();
+        let widths: Vec<usize> = m.shapes.iter().map(Shape::numel).collect();
+        assert_eq!(widths, vec![784, 400, 40, 20, 400, 784]);
+        assert_eq!(m.code, Some(1));
+        assert_eq!(m.gaussian_latent(), Some(20));
+        assert_eq!(m.decoder_start(), Some(3));
+        // fc1, fc21 + fc22 (one layer of 40 outputs), fc3, fc4 of the PyTorch example.
+        assert_eq!(
+            m.parameter_count(),
+            784 * 400 + 400 + 400 * 40 + 40 + 20 * 400 + 400 + 400 * 784 + 784
+        );
+    }
+
+    #[test]
+    fn the_conv_vae_flattens_samples_and_reshapes() {
+        let cfg = ConvConfig {
+            channels: vec![32, 64],
+            deck: Deck::Strided,
+            act: Act::Relu,
+            output_act: Act::Sigmoid,
+        };
+        let m = conv_vae("conv-vae", Shape { c: 1, h: 28, w: 28 }, &cfg, 16).unwrap();
+        let shapes: Vec<String> = m.shapes.iter().map(Shape::to_string).collect();
+        assert_eq!(
+            shapes,
+            [
+                "1×28×28",
+                "32×14×14",
+                "64×7×7",
+                "32",
+                "16",
+                "3136",
+                "64×7×7",
+                "32×14×14",
+                "1×28×28"
+            ]
+        );
+        assert_eq!((m.code, m.gaussian_latent()), (Some(2), Some(16)));
+        assert_eq!(m.decoder_start(), Some(4));
+        let pool = ConvConfig {
+            deck: Deck::Pool,
+            ..cfg
+        };
+        let err = conv_vae("conv-vae", Shape { c: 1, h: 28, w: 28 }, &pool, 16)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("strided deck"), "{err}");
     }
 
     #[test]

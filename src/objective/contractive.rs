@@ -35,7 +35,7 @@ pub struct Contractive {
 
 pub fn compile(cx: &mut TermContext<'_>, weight: f32) -> Result<Contractive, PlanError> {
     const TERM: &str = "contractive";
-    let code = cx.code(TERM)?;
+    let code = cx.deterministic_code(TERM)?;
     let (Some((w, dw)), Some(act)) = (code.weight, code.act) else {
         return Err(cx.code_error(
             TERM,

@@ -25,7 +25,7 @@ pub struct KlSparsity {
 
 pub fn compile(cx: &mut TermContext<'_>, rho: f32, weight: f32) -> Result<KlSparsity, PlanError> {
     const TERM: &str = "KL sparsity";
-    let code = cx.code(TERM)?;
+    let code = cx.deterministic_code(TERM)?;
     if code.act != Some(Act::Sigmoid) {
         return Err(cx.code_error(
             TERM,

@@ -20,7 +20,7 @@ pub struct L1 {
 }
 
 pub fn compile(cx: &mut TermContext<'_>, weight: f32) -> Result<L1, PlanError> {
-    let code = cx.code("L1")?;
+    let code = cx.deterministic_code("L1")?;
     check_weight("L1", weight)?;
     let partials =
         cx.b.scratch("l1.partials", partial_count(cx.batch * code.width));

@@ -1,8 +1,10 @@
 //! What a model is trained to minimise: a list of terms, each with its weight and normalisation.
 //!
-//! The reconstruction comes first and is a **mean per pixel** (PyTorch's and Keras's default); every
-//! penalty is its weight times a **mean over the batch of a per-sample quantity** (or a batch statistic),
-//! so figures compare with a few lines of PyTorch. Each term lives in its own file and compiles to:
+//! The reconstruction comes first and is a **mean per pixel** (PyTorch's and Keras's default) or, for a
+//! variational autoencoder, **summed over the pixels of an image** (the VAE literature's convention, which
+//! fixes how it weighs against the KL summed over the latent); every other term is its weight times a
+//! **mean over the batch of a per-sample quantity** (or a batch statistic), so figures compare with a few
+//! lines of PyTorch. Each term lives in its own file and compiles to:
 //! - forward ops, scheduled after the model's forward pass: the term's value (one partial sum per
 //!   256-element group, reduced into the term's own accumulator slot) and what its gradient needs;
 //! - gradient ops placed around a layer's backward ([`GradAt`]): ops that **add** into the gradient of the
@@ -13,6 +15,7 @@
 //! meters ([`Meters`]), and slots the ops it returns into the programs.
 
 pub mod contractive;
+pub mod gaussian_kl;
 pub mod kl_sparsity;
 pub mod l1;
 pub mod recon;
@@ -32,11 +35,13 @@ pub struct Emphasis {
 /// One term of an objective.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Term {
-    /// The model's output against the clean input, a mean over pixels; with `emphasis`, a weighted mean
-    /// that needs corruption to tell corrupted components from the others.
+    /// The model's output against the clean input, a mean over pixels (with `per_image`, summed over an
+    /// image's pixels and a mean over images); with `emphasis`, a weighted mean that needs corruption to
+    /// tell corrupted components from the others.
     Reconstruction {
         loss: LossKind,
         emphasis: Option<Emphasis>,
+        per_image: bool,
     },
     /// weight · mean over the batch of Σⱼ |hⱼ| on the code.
     L1 { weight: f32 },
@@ -45,6 +50,10 @@ pub enum Term {
     /// weight · mean over the batch of ‖∂h/∂x‖²_F, h the code and x the code layer's input (a dense code
     /// layer).
     Contractive { weight: f32 },
+    /// weight · mean over the batch of KL(q(z|x) ‖ N(0, I)), summed over the latent units: a variational
+    /// code's prior term (β of a β-VAE). With `warmup_epochs` > 0 the training weight grows linearly from
+    /// 0 over that many epochs' steps; evaluation always weighs it `weight`.
+    GaussianKl { weight: f32, warmup_epochs: usize },
 }
 
 impl Term {
@@ -55,6 +64,7 @@ impl Term {
             Term::L1 { .. } => "l1",
             Term::KlSparsity { .. } => "kl_sparsity",
             Term::Contractive { .. } => "contractive",
+            Term::GaussianKl { .. } => "kl",
         }
     }
 }
@@ -72,6 +82,7 @@ impl Objective {
             terms: vec![Term::Reconstruction {
                 loss,
                 emphasis: None,
+                per_image: false,
             }],
         }
     }
@@ -85,7 +96,7 @@ impl Objective {
     /// The reconstruction term's loss and emphasis.
     pub fn reconstruction_term(&self) -> (LossKind, Option<Emphasis>) {
         match self.terms.first() {
-            Some(&Term::Reconstruction { loss, emphasis }) => (loss, emphasis),
+            Some(&Term::Reconstruction { loss, emphasis, .. }) => (loss, emphasis),
             _ => (LossKind::BceWithLogits, None),
         }
     }
@@ -122,6 +133,9 @@ pub struct CodeTap {
     pub width: usize,
     /// The code layer's input width (its fan-in values per sample).
     pub inputs: usize,
+    /// For a variational model, the latent width: the code is then [μ | log σ²] (width 2·latent), which
+    /// the next layer samples.
+    pub gaussian: Option<usize>,
     /// The activation the code layer applies (None for layers without one).
     pub act: Option<Act>,
     /// The code layer's weight and its gradient, for a Linear code layer.
@@ -166,6 +180,21 @@ pub enum MeterRole {
     Metric,
     /// A count other meters divide by; not shown.
     Count,
+    /// A term's weighted sum, entering the total like a [`MeterRole::Term`], while a metric beside it
+    /// shows the unweighted value (the VAE's KL, reported as the literature does whatever β); not shown.
+    WeightedTerm,
+}
+
+impl MeterRole {
+    /// Whether the meter's mean is part of the objective's total.
+    pub fn enters_total(self) -> bool {
+        matches!(self, MeterRole::Term | MeterRole::WeightedTerm)
+    }
+
+    /// Whether runs report the meter (progress lines, metrics.csv).
+    pub fn shown(self) -> bool {
+        matches!(self, MeterRole::Term | MeterRole::Metric)
+    }
 }
 
 /// A quantity summed on the device over a pass (training epoch or test set), in its own accumulator
@@ -313,6 +342,8 @@ pub struct TermContext<'a> {
     pub taps: &'a Taps,
     pub batch: usize,
     pub features: usize,
+    /// Training steps in an epoch (a schedule in epochs counts steps with it).
+    pub steps_per_epoch: usize,
     pub noise: Option<crate::ops::Noise>,
     pub model_name: &'a str,
     pub layers: &'a [Layer],
@@ -337,6 +368,21 @@ impl TermContext<'_> {
             term,
             problem: format!("model {} has no code layer to apply it to", self.model_name),
         })
+    }
+
+    /// The code tap of a deterministic model, or an error naming the term that needs one: a variational
+    /// code is [μ | log σ²], on which a penalty on activations means nothing.
+    pub fn deterministic_code(&self, term: &'static str) -> Result<CodeTap, PlanError> {
+        let code = self.code(term)?;
+        if code.gaussian.is_some() {
+            return Err(self.code_error(
+                term,
+                &code,
+                "applies to a deterministic code (a variational model's code is the mean and log-variance \
+                 its KL term regularises)",
+            ));
+        }
+        Ok(code)
     }
 
     /// An error about `term` on the code layer.
@@ -371,10 +417,18 @@ pub fn compile_term(
     cx: &mut TermContext<'_>,
 ) -> Result<Box<dyn CompiledTerm>, PlanError> {
     Ok(match *term {
-        Term::Reconstruction { loss, emphasis } => Box::new(recon::compile(cx, loss, emphasis)?),
+        Term::Reconstruction {
+            loss,
+            emphasis,
+            per_image,
+        } => Box::new(recon::compile(cx, loss, emphasis, per_image)?),
         Term::L1 { weight } => Box::new(l1::compile(cx, weight)?),
         Term::KlSparsity { rho, weight } => Box::new(kl_sparsity::compile(cx, rho, weight)?),
         Term::Contractive { weight } => Box::new(contractive::compile(cx, weight)?),
+        Term::GaussianKl {
+            weight,
+            warmup_epochs,
+        } => Box::new(gaussian_kl::compile(cx, weight, warmup_epochs)?),
     })
 }
 

@@ -7,6 +7,11 @@
 //! where the corruption changed it and β elsewhere ([`TermOp::EmphasisLoss`], which reads the mask the
 //! corruption wrote); the term stays Σ w·l / (samples · pixels), so 1:1 is exactly the plain loss. Two
 //! metrics report the unweighted loss on corrupted and on untouched components separately.
+//!
+//! Per image (`per_image`, the variational models): the loss is summed over an image's pixels and a mean
+//! over images, the way the VAE literature reports it and the weight it must have beside the KL summed
+//! over the latent; a `recon_per_pixel` metric gives the per-pixel figure that compares with the other
+//! models.
 
 use super::{
     CompiledTerm, Emphasis, MeterRef, MeterRole, Per, TermContext, check_weight, partial_count,
@@ -26,15 +31,19 @@ pub struct Reconstruction {
     groups: usize,
     batch: usize,
     features: usize,
+    per_image: bool,
     /// The weights, the corruption's mask and the meters of each section after the first.
     emphasis: Option<(Emphasis, BufId, [MeterRef; 4])>,
     meter: MeterRef,
+    /// With `per_image`: the same sum as a mean per pixel.
+    per_pixel: Option<MeterRef>,
 }
 
 pub fn compile(
     cx: &mut TermContext<'_>,
     loss: LossKind,
     weights: Option<Emphasis>,
+    per_image: bool,
 ) -> Result<Reconstruction, PlanError> {
     let taps = *cx.taps;
     if loss == LossKind::BceWithLogits && taps.output_act != Act::Sigmoid {
@@ -51,9 +60,12 @@ pub fn compile(
         1
     };
     let partials = cx.b.scratch("loss_partials", sections * groups);
-    let meter = cx
-        .meters
-        .add(cx.b, "recon", MeterRole::Term, Per::Element(cx.features));
+    let per = if per_image {
+        Per::Sample
+    } else {
+        Per::Element(cx.features)
+    };
+    let meter = cx.meters.add(cx.b, "recon", MeterRole::Term, per);
     let emphasis = match weights {
         None => None,
         Some(w) => {
@@ -88,6 +100,14 @@ pub fn compile(
             ))
         }
     };
+    let per_pixel = per_image.then(|| {
+        cx.meters.add(
+            cx.b,
+            "recon_per_pixel",
+            MeterRole::Metric,
+            Per::Element(cx.features),
+        )
+    });
     Ok(Reconstruction {
         loss,
         output_act: taps.output_act,
@@ -99,31 +119,43 @@ pub fn compile(
         groups,
         batch: cx.batch,
         features: cx.features,
+        per_image,
         emphasis,
         meter,
+        per_pixel,
     })
 }
 
 impl CompiledTerm for Reconstruction {
     fn forward(&self, pass: &Pass) -> Vec<Op> {
         let (rows, cols, samples) = (self.batch, self.features, pass.samples);
+        // The loss's own sum (the weighted one, when emphasised) is the term; per image, it is also
+        // reported per pixel.
+        let value = |first| {
+            let mut ops = vec![self.meter.reduce(pass, self.partials, first, self.groups)];
+            ops.extend(
+                self.per_pixel
+                    .map(|m| m.reduce(pass, self.partials, first, self.groups)),
+            );
+            ops
+        };
         let Some((w, mask, meters)) = self.emphasis else {
-            return vec![
-                Op::Loss {
-                    kind: self.loss,
-                    output_act: self.output_act,
-                    logits: self.logits,
-                    target: self.target,
-                    grad: self.grad,
-                    recon: self.recon,
-                    partials: self.partials,
-                    state: pass.state,
-                    rows,
-                    cols,
-                    samples,
-                },
-                self.meter.reduce(pass, self.partials, 0, self.groups),
-            ];
+            let mut ops = vec![Op::Loss {
+                kind: self.loss,
+                output_act: self.output_act,
+                logits: self.logits,
+                target: self.target,
+                grad: self.grad,
+                recon: self.recon,
+                partials: self.partials,
+                state: pass.state,
+                rows,
+                cols,
+                samples,
+                per_sample: self.per_image,
+            }];
+            ops.extend(value(0));
+            return ops;
         };
         let mut ops = vec![Op::Term(TermOp::EmphasisLoss {
             kind: self.loss,
@@ -139,13 +171,9 @@ impl CompiledTerm for Reconstruction {
             cols,
             corrupted: w.corrupted,
             clean: w.clean,
+            per_sample: self.per_image,
         })];
-        ops.push(self.meter.reduce(
-            pass,
-            self.partials,
-            emphasis::WEIGHTED * self.groups,
-            self.groups,
-        ));
+        ops.extend(value(emphasis::WEIGHTED * self.groups));
         let sections = [
             emphasis::CORRUPTED_LOSS,
             emphasis::CLEAN_LOSS,

@@ -8,8 +8,10 @@
 //! the layout PyTorch uses, so checkpoints and reference figures compare directly.
 
 pub mod terms;
+pub mod vae;
 
 pub use terms::TermOp;
+pub use vae::VaeOp;
 
 /// Index of a buffer in [`crate::plan::Plan::buffers`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,7 +151,8 @@ pub enum Op {
     },
     /// Loss of the valid rows of `logits` against `target`: writes ∂(mean loss)/∂logits to `grad`, the
     /// reconstruction act(logits) to `recon`, and one partial loss sum per 256 elements to `partials`.
-    /// Valid rows are min(rows, samples − state[1]·rows).
+    /// Valid rows are min(rows, samples − state[1]·rows). The mean is over every valid element, or with
+    /// `per_sample` over the valid rows of each row's sum (the VAE literature's loss per image).
     Loss {
         kind: LossKind,
         output_act: Act,
@@ -162,6 +165,7 @@ pub enum Op {
         rows: usize,
         cols: usize,
         samples: usize,
+        per_sample: bool,
     },
     /// s = Σ partials[first..first + count] (times `scale` when given: a term's weight), the summed value of
     /// one objective term (or statistic) over a step: acc[slot] += s, and log[state[1]] = s, so the host
@@ -366,6 +370,8 @@ pub enum Op {
     },
     /// An objective term's op: penalties on an activation, their statistics, the emphasised loss.
     Term(TermOp),
+    /// A variational autoencoder's op: the reparameterisation, the Gaussian KL, the KL weight's warm-up.
+    Vae(VaeOp),
 }
 
 /// Geometry of a 2-D convolution x[N, in_c, in_h, in_w] ⊛ w[out_c, in_c, k_h, k_w] → y[N, out_c, out_h, out_w],
@@ -578,6 +584,7 @@ impl Op {
                 transposed: true, ..
             } => "conv_transpose2d_bias_act",
             Op::Term(t) => t.name(),
+            Op::Vae(v) => v.name(),
         }
     }
 }
@@ -655,6 +662,7 @@ impl Op {
             Op::Conv2dBackwardWeight { dw, .. } => vec![dw],
             Op::ConvBiasAct { y, .. } => vec![y],
             Op::Term(ref t) => t.float_outputs(),
+            Op::Vae(ref v) => v.float_outputs(),
         }
     }
 
@@ -731,6 +739,7 @@ impl Op {
                 geom.flops() + 2 * outputs
             }
             Op::Term(ref t) => t.flops(),
+            Op::Vae(ref v) => v.flops(),
         };
         f as u64
     }
@@ -850,6 +859,7 @@ impl Op {
                     + if transposed { geom.in_c } else { geom.out_c }
             }
             Op::Term(ref t) => t.words(),
+            Op::Vae(ref v) => v.words(),
         };
         4 * words as u64
     }
@@ -984,6 +994,7 @@ impl Op {
             | Op::Conv2dBackwardWeight { geom, .. } => conv(geom),
             Op::ConvBiasAct { geom, act, .. } => format!("{} + bias, {}", conv(geom), act.name()),
             Op::Term(t) => t.shapes(),
+            Op::Vae(v) => v.shapes(),
         }
     }
 }

@@ -125,7 +125,7 @@ pub enum TermOp {
     /// mask = 1 (the corruption changed that component) and `clean` where mask = 0: grad = w·∂l/∂z / (valid·
     /// cols), recon = act(z), and partials in the [`emphasis`] sections (Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m,
     /// Σ (1 − m) over valid elements, one partial per 256 elements each). With both weights 1 it computes
-    /// exactly what `Loss` does.
+    /// exactly what `Loss` does; with `per_sample` the gradient is w·∂l/∂z / valid, as `Loss`'s.
     EmphasisLoss {
         kind: LossKind,
         output_act: Act,
@@ -140,6 +140,7 @@ pub enum TermOp {
         cols: usize,
         corrupted: f32,
         clean: f32,
+        per_sample: bool,
     },
 }
 

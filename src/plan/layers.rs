@@ -5,7 +5,7 @@
 
 use super::{Builder, Init, ParamDesc, Pass, Role, StatDesc};
 use crate::model::{Layer, Shape, init};
-use crate::ops::{Act, BufId, ConvGeom, Op};
+use crate::ops::{Act, BufId, ConvGeom, Op, VaeOp};
 
 /// PyTorch's BatchNorm2d defaults.
 const BN_MOMENTUM: f32 = 0.1;
@@ -35,6 +35,8 @@ pub(super) struct LayerBufs {
     pub bias: Option<usize>,
     argmax: Option<BufId>,
     norm: Option<NormBufs>,
+    /// The ε a sampling layer drew, for its backward.
+    eps: Option<BufId>,
 }
 
 fn param(
@@ -96,7 +98,7 @@ pub(super) fn allocate(
         );
         (Some(w), Some(bias))
     };
-    let (mut weight, mut bias, mut argmax, mut norm) = (None, None, None, None);
+    let (mut weight, mut bias, mut argmax, mut norm, mut eps) = (None, None, None, None, None);
     match *layer {
         Layer::Linear {
             inputs, outputs, ..
@@ -153,6 +155,24 @@ pub(super) fn allocate(
                 running_var,
             });
         }
+        Layer::Reparameterize { latent } => {
+            eps = Some(b.f32(format!("{prefix}.eps"), batch * latent, Role::Activation))
+        }
+        // The same values under another shape: the input's buffers are the output's.
+        Layer::Reshape { .. } => {
+            return LayerBufs {
+                input,
+                output: input,
+                output_grad: input_grad
+                    .expect("a reshape follows a layer, whose output has a gradient"),
+                input_grad,
+                weight,
+                bias,
+                argmax,
+                norm,
+                eps,
+            };
+        }
         Layer::MaxUnpool2 { .. } | Layer::Upsample { .. } => {}
     }
     let len = batch * out_shape.numel();
@@ -167,6 +187,7 @@ pub(super) fn allocate(
         bias,
         argmax,
         norm,
+        eps,
     }
 }
 
@@ -302,6 +323,18 @@ pub(super) fn forward(
                 training: pass.training,
             }]
         }
+        // z = μ + exp(½·log σ²)·ε, ε drawn on the pass's own stream.
+        Layer::Reparameterize { latent } => vec![Op::Vae(VaeOp::Reparameterize {
+            stats: x,
+            z: y,
+            eps: l.eps.expect("ε buffer"),
+            state: pass.state,
+            rows: batch,
+            latent,
+            seed: pass.seed,
+            stream: pass.eps_stream(),
+        })],
+        Layer::Reshape { .. } => vec![],
     }
 }
 
@@ -475,6 +508,21 @@ pub(super) fn backward(
                 samples: pass.samples,
             });
         }
+        // dμ = dz, dlog σ² = dz·½σε.
+        Layer::Reparameterize { latent } => {
+            if let Some(dx) = l.input_grad {
+                ops.push(Op::Vae(VaeOp::ReparameterizeBackward {
+                    dz: dy,
+                    eps: l.eps.expect("ε buffer"),
+                    stats: x,
+                    dstats: dx,
+                    rows: batch,
+                    latent,
+                }));
+            }
+        }
+        // The input's gradient is the output's buffer.
+        Layer::Reshape { .. } => {}
     }
     ops
 }

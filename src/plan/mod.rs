@@ -1,13 +1,15 @@
 //! The scheduler: turns a [`Model`] into buffers and op lists, once.
 //!
 //! A plan owns no memory; it lists every buffer a run needs (sizes fixed up front) and a list of programs
-//! over them, each a list of op segments ([`Program`]); today's four segments:
+//! over them, each a list of op segments ([`Program`]); today's six segments:
 //! - `forward_backward`: gather a shuffled training batch, corrupt it (denoising models), forward, loss,
 //!   backward (every gradient written);
 //! - `update`: one optimizer op per parameter, then advance the step counter;
 //! - `eval`: gather a test batch (in order), corrupt it, forward (batch norm on running statistics), loss;
 //! - `reconstruct`: gather a test batch straight into the model's input (never corrupted), forward, the
-//!   reconstruction (no penalties).
+//!   reconstruction (no penalties);
+//! - `encode`: gather a test batch the same way, forward up to the code (μ for a variational model);
+//! - `decode`: the decoder alone, from codes the host wrote ([`Codec`]), to images in [0, 1].
 //!
 //! A training step is `forward_backward` followed by `update`; backends record many steps back to back with
 //! no host round trip, since every per-step quantity (batch index, Adam's t, the noise key) lives in a
@@ -18,8 +20,8 @@ mod layers;
 use crate::model::{Model, init};
 use crate::objective::Term;
 use crate::objective::{
-    CodeMean, CodeTap, CompiledTerm, GradAt, Meter, MeterRole, Meters, Objective, Per, Taps,
-    TermContext, compile_term,
+    CodeMean, CodeTap, CompiledTerm, GradAt, Meter, Meters, Objective, Per, Taps, TermContext,
+    compile_term,
 };
 use crate::ops::{AdamHyper, BufId, LossKind, Noise, Op, state};
 use layers::LayerBufs;
@@ -142,9 +144,30 @@ pub struct PlanIo {
     pub scalars: BufId,
 }
 
-/// Noise streams: training and evaluation draw independent corruption.
+/// Random streams of the counter generator: training and evaluation draw independent corruption, and a
+/// variational model's ε comes from streams of its own, independent of the corruption.
 const TRAIN_STREAM: u32 = 0;
 const EVAL_STREAM: u32 = 1;
+pub const EPS_TRAIN_STREAM: u32 = 2;
+pub const EPS_EVAL_STREAM: u32 = 3;
+
+/// How the host meets a plan's `encode` and `decode` programs ([`Program::ENCODE`], [`Program::DECODE`]):
+/// present for a model with a code whose decoder needs nothing but the code (not a decoder that unpools
+/// through the encoder's pooling indices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Codec {
+    /// Where `encode` leaves the test batch's codes: `batch` rows of `stride` values, the code being the
+    /// first `width` of each (μ of [μ | log σ²], for a variational model).
+    pub code: BufId,
+    pub stride: usize,
+    pub width: usize,
+    /// Where `decode` reads `batch` rows of `width` code values (z, for a variational model)…
+    pub latent: BufId,
+    /// …and where it leaves the images, act(logits): `batch` rows of `features` values in [0, 1].
+    pub decoded: BufId,
+    /// Whether the code is the mean of a Gaussian posterior, with the prior N(0, I) to sample codes from.
+    pub variational: bool,
+}
 
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -162,6 +185,8 @@ pub struct Plan {
     /// What an executor can run: each program a list of segments ([`Program`] indexes it).
     pub programs: Vec<ProgramDesc>,
     pub io: PlanIo,
+    /// The buffers of the encode and decode programs, where the model can run them.
+    pub codec: Option<Codec>,
     pub batch: usize,
     /// Values per sample (input and reconstruction).
     pub features: usize,
@@ -195,13 +220,27 @@ pub struct Builder {
     buffers: Vec<BufferDesc>,
 }
 
-/// What every op of one program shares: batch size, the program's state buffer and data-set size.
+/// What every op of one program shares: batch size, the program's state buffer and data-set size, and
+/// the key of its random draws.
 #[derive(Clone, Copy, Debug)]
 pub struct Pass {
     pub batch: usize,
     pub state: BufId,
     pub samples: usize,
     pub training: bool,
+    /// The run's seed, folded to 32 bits, that keys every draw on the device.
+    pub seed: u32,
+}
+
+impl Pass {
+    /// The stream a sampling layer draws its ε from in this pass.
+    pub fn eps_stream(&self) -> u32 {
+        if self.training {
+            EPS_TRAIN_STREAM
+        } else {
+            EPS_EVAL_STREAM
+        }
+    }
 }
 
 impl Builder {
@@ -332,6 +371,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             taps: &taps,
             batch,
             features,
+            steps_per_epoch: cfg.train_samples.div_ceil(batch),
             noise: cfg.noise,
             model_name: &model.name,
             layers: &model.layers,
@@ -356,30 +396,36 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         for term in &cfg.objective.terms {
             terms.push(compile_term(term, &mut cx)?);
         }
-        if let Some(code) = taps.code {
+        // A variational code is [μ | log σ²]: its KL term reports on it instead.
+        if let Some(code) = taps.code.filter(|c| c.gaussian.is_none()) {
             terms.push(Box::new(CodeMean::compile(&mut cx, code)));
         }
     }
     b.buffers[loss_acc.0].len = 2 * meters.list.len();
     b.buffers[scalar_buf.0].len = scalars.len().max(1);
 
-    let forward = |pass: Pass| -> Vec<Op> {
+    // The key of every draw on the device (corruption and ε).
+    let seed = (cfg.seed ^ (cfg.seed >> 32)) as u32;
+    // The forward ops of layers `range`; the last layer's activation is left to the loss unless
+    // `activate_last` (the decode program, which has no loss).
+    let forward_layers = |range: std::ops::Range<usize>, pass: Pass, activate_last: bool| {
         let mut ops = vec![];
-        for (i, layer) in model.layers.iter().enumerate() {
+        for i in range {
             let (inp, out) = (model.shapes[i], model.shapes[i + 1]);
             ops.extend(layers::forward(
-                layer,
+                &model.layers[i],
                 &bufs[i],
                 &bufs,
                 &params,
                 inp,
                 out,
                 pass,
-                i == last,
+                i == last && !activate_last,
             ));
         }
         ops
     };
+    let forward = |pass: Pass| forward_layers(0..model.layers.len(), pass, false);
     // gather → corrupt → forward → every term's value (the reconstruction first), for one program.
     let head = |data, perm, pass: Pass, stream| {
         let mut ops = vec![Op::GatherBatch {
@@ -392,7 +438,6 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             samples: pass.samples,
         }];
         if let Some(noise) = cfg.noise {
-            let seed = (cfg.seed ^ (cfg.seed >> 32)) as u32;
             ops.push(Op::Corrupt {
                 x: input,
                 y: model_input,
@@ -416,6 +461,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         state: train_state,
         samples: cfg.train_samples,
         training: true,
+        seed,
     };
     let mut forward_backward = head(train_data, train_perm, train, TRAIN_STREAM);
     // The loss wrote the output's gradient; each layer's backward writes its parameters' gradients and
@@ -492,6 +538,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         state: eval_state,
         samples: cfg.test_samples,
         training: false,
+        seed,
     };
     let mut eval = head(test_data, test_perm, evaluation, EVAL_STREAM);
     eval.push(Op::AdvanceStep { state: eval_state });
@@ -516,7 +563,31 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     reconstruct.extend(terms[0].forward(&evaluation));
     reconstruct.push(Op::AdvanceStep { state: eval_state });
 
-    let (segments, programs) = standard_programs(forward_backward, update, eval, reconstruct);
+    // Encode: the clean test batch up to the code. Decode: the decoder alone, from codes the host wrote,
+    // with the output's activation applied.
+    let codec = codec(model, &bufs);
+    let (mut encode, mut decode) = (Vec::new(), Vec::new());
+    if let (Some(code), Some(start)) = (
+        model.code.filter(|_| codec.is_some()),
+        model.decoder_start(),
+    ) {
+        encode.push(gather_test(input));
+        if model_input != input {
+            encode.push(gather_test(model_input));
+        }
+        encode.extend(forward_layers(0..code + 1, evaluation, false));
+        encode.push(Op::AdvanceStep { state: eval_state });
+        decode = forward_layers(start..model.layers.len(), evaluation, true);
+    }
+
+    let (segments, programs) = standard_programs([
+        ("forward_backward", forward_backward),
+        ("update", update),
+        ("eval", eval),
+        ("reconstruct", reconstruct),
+        ("encode", encode),
+        ("decode", decode),
+    ]);
     Ok(Plan {
         buffers: b.buffers,
         params,
@@ -539,10 +610,35 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             loss_acc,
             scalars: scalar_buf,
         },
+        codec,
         batch,
         features,
         train_samples: cfg.train_samples,
         test_samples: cfg.test_samples,
+    })
+}
+
+/// The encode and decode programs' buffers, for a model with a code that the decoder can start from
+/// alone (none of its layers unpools through an encoder's indices).
+fn codec(model: &Model, bufs: &[LayerBufs]) -> Option<Codec> {
+    let code = model.code?;
+    let start = model.decoder_start()?;
+    let last = model.layers.len() - 1;
+    let self_contained = model.layers[start..]
+        .iter()
+        .all(|l| !matches!(l, crate::model::Layer::MaxUnpool2 { .. }));
+    if start > last || !self_contained {
+        return None;
+    }
+    let stride = model.shapes[code + 1].numel();
+    let gaussian = model.gaussian_latent();
+    Some(Codec {
+        code: bufs[code].output,
+        stride,
+        width: gaussian.unwrap_or(stride),
+        latent: bufs[start].input,
+        decoded: bufs[last].output,
+        variational: gaussian.is_some(),
     })
 }
 
@@ -570,6 +666,9 @@ fn code_tap(model: &Model, bufs: &[LayerBufs], params: &[ParamDesc], layer: usiz
         width: model.shapes[layer + 1].numel(),
         inputs: model.shapes[layer].numel(),
         act: model.layers[layer].act(),
+        gaussian: model
+            .gaussian_latent()
+            .filter(|_| model.code == Some(layer)),
         weight,
     }
 }
@@ -588,9 +687,9 @@ pub struct ProgramDesc {
     pub segments: Vec<usize>,
 }
 
-/// A program of a plan: an index into [`Plan::programs`]. Every plan has the three below (a plan made
-/// by [`Plan::from_ops`] runs its ops as `FORWARD_BACKWARD` and `TRAIN_STEP`); later families add their
-/// own (encode, decode, a pretraining phase) after them.
+/// A program of a plan: an index into [`Plan::programs`]. Every plan has the six below (a plan made
+/// by [`Plan::from_ops`] runs its ops as `FORWARD_BACKWARD` and `TRAIN_STEP`; `ENCODE` and `DECODE` are
+/// empty where the plan has no [`Codec`]); later families add their own (a pretraining phase) after them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Program(pub usize);
 
@@ -604,35 +703,16 @@ impl Program {
     pub const EVAL: Program = Program(2);
     /// The forward pass on the clean test batch (no corruption, no terms), for pictures.
     pub const RECONSTRUCT: Program = Program(3);
+    /// The clean test batch (in order) up to the code: [`Codec::code`].
+    pub const ENCODE: Program = Program(4);
+    /// The decoder from the codes in [`Codec::latent`] to images in [`Codec::decoded`].
+    pub const DECODE: Program = Program(5);
 }
 
-/// The four programs of a plan over segments 0 (forward-backward), 1 (update), 2 (eval) and 3
-/// (reconstruct).
-fn standard_programs(
-    forward_backward: Vec<Op>,
-    update: Vec<Op>,
-    eval: Vec<Op>,
-    reconstruct: Vec<Op>,
-) -> (Vec<Segment>, Vec<ProgramDesc>) {
-    let segments = vec![
-        Segment {
-            name: "forward_backward",
-            ops: forward_backward,
-        },
-        Segment {
-            name: "update",
-            ops: update,
-        },
-        Segment {
-            name: "eval",
-            ops: eval,
-        },
-        Segment {
-            name: "reconstruct",
-            ops: reconstruct,
-        },
-    ];
-    let programs = vec![
+/// The segments, in order, and the six programs of a plan: forward-backward (segment 0), train step (0
+/// then 1), and one program for each later segment (eval, reconstruct, encode, decode).
+fn standard_programs(segments: [(&'static str, Vec<Op>); 6]) -> (Vec<Segment>, Vec<ProgramDesc>) {
+    let mut programs = vec![
         ProgramDesc {
             name: "forward_backward",
             segments: vec![0],
@@ -641,15 +721,17 @@ fn standard_programs(
             name: "train_step",
             segments: vec![0, 1],
         },
-        ProgramDesc {
-            name: "eval",
-            segments: vec![2],
-        },
-        ProgramDesc {
-            name: "reconstruct",
-            segments: vec![3],
-        },
     ];
+    for (index, (name, _)) in segments.iter().enumerate().skip(2) {
+        programs.push(ProgramDesc {
+            name,
+            segments: vec![index],
+        });
+    }
+    let segments = segments
+        .into_iter()
+        .map(|(name, ops)| Segment { name, ops })
+        .collect();
     (segments, programs)
 }
 
@@ -682,7 +764,7 @@ impl Plan {
             .meters
             .iter()
             .zip(&values)
-            .filter(|(m, _)| m.role == MeterRole::Term)
+            .filter(|(m, _)| m.role.enters_total())
             .map(|(_, v)| v)
             .sum();
         Summary { total, values }
@@ -769,7 +851,14 @@ impl Plan {
     /// tests and benchmarks. It reads no data set: its `io` points at buffer 0.
     pub fn from_ops(buffers: Vec<BufferDesc>, ops: Vec<Op>) -> Plan {
         let z = BufId(0);
-        let (segments, programs) = standard_programs(ops, Vec::new(), Vec::new(), Vec::new());
+        let (segments, programs) = standard_programs([
+            ("forward_backward", ops),
+            ("update", Vec::new()),
+            ("eval", Vec::new()),
+            ("reconstruct", Vec::new()),
+            ("encode", Vec::new()),
+            ("decode", Vec::new()),
+        ]);
         Plan {
             buffers,
             params: Vec::new(),
@@ -792,6 +881,7 @@ impl Plan {
                 loss_acc: z,
                 scalars: z,
             },
+            codec: None,
             batch: 1,
             features: 1,
             train_samples: 1,

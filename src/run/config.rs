@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::data::mnist::{self, Dataset};
-use crate::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae};
+use crate::model::variants::{
+    ConvConfig, Deck, DenseConfig, conv_ae, conv_vae, dense_ae, dense_vae,
+};
 use crate::model::{Model, Shape};
 use crate::objective::{Emphasis, Objective, Term};
 use crate::ops::{Act, AdamHyper, LossKind, Noise};
@@ -36,6 +38,12 @@ pub enum Variant {
     /// Contractive autoencoder: 784-256-784 with a sigmoid code and the contractive penalty (default
     /// --contractive 1e-3).
     Cae,
+    /// Variational autoencoder: 784-400-(μ, log σ² of 20)-400-784, ReLU, sigmoid output; loss per image:
+    /// reconstruction summed over pixels + β · KL(q(z|x) ‖ N(0, I)) (default --beta 1).
+    Vae,
+    /// Convolutional variational autoencoder: the conv-ae encoder, flattened into μ, log σ² of 16, a
+    /// linear layer back to the feature map, and the transposed-convolution decoder.
+    ConvVae,
 }
 
 impl Variant {
@@ -46,11 +54,19 @@ impl Variant {
             Variant::ConvDae => "conv-dae",
             Variant::SparseAe => "sparse-ae",
             Variant::Cae => "cae",
+            Variant::Vae => "vae",
+            Variant::ConvVae => "conv-vae",
         }
     }
 
     pub fn is_conv(self) -> bool {
-        matches!(self, Variant::ConvAe | Variant::ConvDae)
+        matches!(self, Variant::ConvAe | Variant::ConvDae | Variant::ConvVae)
+    }
+
+    /// Whether the model is variational: a Gaussian code sampled by the reparameterisation trick, trained
+    /// on reconstruction + β·KL per image.
+    pub fn is_variational(self) -> bool {
+        matches!(self, Variant::Vae | Variant::ConvVae)
     }
 
     /// The configuration `gpu-ae train --variant V` trains with no other flag.
@@ -82,6 +98,12 @@ impl Variant {
                 contractive: Some(1e-3),
                 ..base
             },
+            Variant::Vae => RunConfig {
+                hidden: vec![400],
+                latent: 20,
+                ..base
+            },
+            Variant::ConvVae => RunConfig { latent: 16, ..base },
         }
     }
 }
@@ -180,6 +202,10 @@ pub struct RunConfig {
     pub contractive: Option<f32>,
     /// Weights of the emphasised denoising loss.
     pub emphasis: Option<Emphasis>,
+    /// Variational variants: the KL term's weight β (1: the VAE; > 1: a β-VAE).
+    pub beta: f32,
+    /// Variational variants: epochs over which the KL weight grows linearly from 0 to β (0: none).
+    pub kl_warmup: usize,
     pub batch_size: usize,
     pub optimizer: OptimizerArg,
     pub lr: f32,
@@ -208,6 +234,8 @@ impl Default for RunConfig {
             kl_sparsity: None,
             contractive: None,
             emphasis: None,
+            beta: 1.0,
+            kl_warmup: 0,
             batch_size: 128,
             optimizer: OptimizerArg::Adam,
             lr: 1e-3,
@@ -437,6 +465,7 @@ impl RunConfig {
         if let Some(e) = self.emphasis {
             check_emphasis(e).or_else(|problem| bad("emphasis", problem))?;
         }
+        non_negative("beta", self.beta)?;
         Ok(())
     }
 
@@ -465,8 +494,15 @@ impl RunConfig {
             terms: vec![Term::Reconstruction {
                 loss: self.loss.into(),
                 emphasis: self.emphasis,
+                per_image: self.variant.is_variational(),
             }],
         };
+        if self.variant.is_variational() {
+            objective = objective.with(Term::GaussianKl {
+                weight: self.beta,
+                warmup_epochs: self.kl_warmup,
+            });
+        }
         if let Some(weight) = self.l1 {
             objective = objective.with(Term::L1 { weight });
         }
@@ -516,6 +552,7 @@ impl RunConfig {
         // Pixels lie in [0, 1], so reconstructions end in a sigmoid for both losses.
         let output_act = Act::Sigmoid;
         let act = self.activation.into();
+        let name = self.variant.name();
         let model = if self.variant.is_conv() {
             let cfg = ConvConfig {
                 channels: self.channels.clone(),
@@ -526,7 +563,10 @@ impl RunConfig {
                 act,
                 output_act,
             };
-            conv_ae(self.variant.name(), input, &cfg)?
+            match self.variant.is_variational() {
+                true => conv_vae(name, input, &cfg, self.latent)?,
+                false => conv_ae(name, input, &cfg)?,
+            }
         } else {
             let cfg = DenseConfig {
                 hidden: self.hidden.clone(),
@@ -535,8 +575,11 @@ impl RunConfig {
                 code_act: self.code_activation.map_or(act, Act::from),
                 output_act,
             };
-            let mut model = dense_ae(input, &cfg)?;
-            model.name = self.variant.name().into();
+            let mut model = match self.variant.is_variational() {
+                true => dense_vae(input, &cfg)?,
+                false => dense_ae(input, &cfg)?,
+            };
+            model.name = name.into();
             model
         };
         Ok(model)
@@ -575,6 +618,18 @@ impl RunConfig {
         }];
         if let Some(e) = self.emphasis {
             parts[0] = format!("{} emphasised {}:{}", parts[0], e.corrupted, e.clean);
+        }
+        if self.variant.is_variational() {
+            parts[0] = format!("{} summed over pixels", parts[0]);
+            let warmup = match self.kl_warmup {
+                0 => String::new(),
+                1 => " (warmed up from 0 over the first epoch)".into(),
+                n => format!(" (warmed up from 0 over the first {n} epochs)"),
+            };
+            parts.push(format!(
+                "{} · KL(q(z|x) ‖ N(0, I)) summed over the latent{warmup}; per image",
+                self.beta
+            ));
         }
         if let Some(l) = self.l1 {
             parts.push(format!("{l} · l1(code)"));

@@ -16,7 +16,6 @@ pub use config::RunConfig;
 use crate::backend::Executor;
 use crate::checkpoint::{self, Checkpoint, TrainingState};
 use crate::data::mnist::Dataset;
-use crate::objective::MeterRole;
 use crate::plan::{Plan, Summary};
 use crate::report::metrics::{MetricsCsv, MetricsRow};
 use crate::report::png::{Figure, FigureRow, save_figure};
@@ -77,12 +76,13 @@ pub enum RunEnd {
     },
 }
 
-/// The meters a run reports (terms and statistics; counts stay internal), with their indices.
+/// The meters a run reports (terms and statistics; counts and weighted copies stay internal), with their
+/// indices.
 pub fn shown_meters(plan: &Plan) -> Vec<(usize, &str)> {
     plan.meters
         .iter()
         .enumerate()
-        .filter(|(_, m)| m.role != MeterRole::Count)
+        .filter(|(_, m)| m.role.shown())
         .map(|(i, m)| (i, m.name.as_str()))
         .collect()
 }

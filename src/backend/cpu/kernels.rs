@@ -296,8 +296,9 @@ pub fn loss<T: Real>(
     partials: &mut [T],
     valid: usize,
     cols: usize,
+    per_sample: bool,
 ) {
-    let scale = T::one() / T::from_f64((valid.max(1) * cols) as f64);
+    let scale = mean_scale::<T>(valid, cols, per_sample);
     let limit = valid * cols;
     let count = partials.len();
     partials
@@ -323,6 +324,13 @@ pub fn loss<T: Real>(
             *partial = sum;
         });
     debug_assert_eq!(count, logits.len().div_ceil(PARTIAL).min(count));
+}
+
+/// 1/(the count a loss is a mean over): every valid element (valid·cols), or with `per_sample` the valid
+/// rows, each row's loss summed over its columns.
+pub fn mean_scale<T: Real>(valid: usize, cols: usize, per_sample: bool) -> T {
+    let per = if per_sample { 1 } else { cols };
+    T::one() / T::from_f64((valid.max(1) * per) as f64)
 }
 
 /// (loss, ∂loss/∂z, reconstruction) for one element with logit z and target x.

@@ -11,6 +11,7 @@ pub mod pool;
 pub mod profile;
 pub mod scratch;
 pub mod terms;
+pub mod vae;
 
 use super::{Executor, Program};
 use crate::ops::{BufId, Op, state};
@@ -202,6 +203,7 @@ impl<T: Real> CpuExecutor<T> {
                 rows,
                 cols,
                 samples,
+                per_sample,
             } => {
                 let valid =
                     kernels::valid_rows(rows, samples, self.words(st)[state::BATCH] as usize);
@@ -218,6 +220,7 @@ impl<T: Real> CpuExecutor<T> {
                     &mut p,
                     valid,
                     cols,
+                    per_sample,
                 );
                 *self.floats_mut(grad) = g;
                 *self.floats_mut(recon) = r;
@@ -585,6 +588,7 @@ impl<T: Real> CpuExecutor<T> {
                 });
             }
             Op::Term(ref term) => self.execute_term(term),
+            Op::Vae(ref op) => self.execute_vae(op),
         }
     }
 

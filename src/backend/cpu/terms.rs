@@ -210,8 +210,9 @@ pub fn emphasis_loss<T: Real>(
     cols: usize,
     corrupted: f32,
     clean: f32,
+    per_sample: bool,
 ) {
-    let scale = T::one() / T::from_f64((valid.max(1) * cols) as f64);
+    let scale = super::kernels::mean_scale::<T>(valid, cols, per_sample);
     let limit = valid * cols;
     let groups = logits.len().div_ceil(PARTIAL);
     let (wc, wk) = (T::from_f32(corrupted), T::from_f32(clean));
@@ -250,18 +251,18 @@ pub fn emphasis_loss<T: Real>(
 
 impl<T: Real> CpuExecutor<T> {
     /// The rows of the batch that hold samples, as the gather recorded them.
-    fn valid(&self, st: crate::ops::BufId) -> usize {
+    pub(super) fn valid(&self, st: crate::ops::BufId) -> usize {
         self.words(st)[state::VALID_ROWS] as usize
     }
 
     /// The value of a scalar the op reads.
-    fn scalar(&self, s: Scalar) -> f32 {
+    pub(super) fn scalar(&self, s: Scalar) -> f32 {
         self.floats(s.buf)[s.index].to_f32()
     }
 
     /// Takes float buffers `outs` out of the table (so the closure can read the others), runs `f`, and puts
     /// them back.
-    fn with_outs<const N: usize>(
+    pub(super) fn with_outs<const N: usize>(
         &mut self,
         outs: [crate::ops::BufId; N],
         f: impl FnOnce(&Self, [&mut [T]; N]),
@@ -412,6 +413,7 @@ impl<T: Real> CpuExecutor<T> {
                 cols,
                 corrupted,
                 clean,
+                per_sample,
             } => {
                 let valid = self.valid(st);
                 let n = rows * cols;
@@ -429,6 +431,7 @@ impl<T: Real> CpuExecutor<T> {
                         cols,
                         corrupted,
                         clean,
+                        per_sample,
                     )
                 });
             }

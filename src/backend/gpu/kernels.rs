@@ -28,6 +28,7 @@ pub enum Shader {
     BatchNorm,
     Noise,
     Terms,
+    Vae,
     Conv2d,
     /// conv_gemm.wgsl with the 32-row tile, and with the 64-row tile.
     ConvGemm,
@@ -39,6 +40,7 @@ const MATMUL_COMMON: &str = include_str!("../../../shaders/matmul_common.wgsl");
 const MATMUL_OPERANDS: &str = include_str!("../../../shaders/matmul_operands.wgsl");
 const MATMUL_TILE128: &str = include_str!("../../../shaders/matmul_tile128.wgsl");
 const WORKGROUP_SUM: &str = include_str!("../../../shaders/workgroup_sum.wgsl");
+const COUNTER_RNG: &str = include_str!("../../../shaders/counter_rng.wgsl");
 const CONV_PARAMS: &str = include_str!("../../../shaders/conv_params.wgsl");
 const CONV_TILE32: &str = include_str!("../../../shaders/conv_tile32.wgsl");
 const CONV_TILE64: &str = include_str!("../../../shaders/conv_tile64.wgsl");
@@ -59,6 +61,7 @@ impl Shader {
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Noise => "noise.wgsl",
             Shader::Terms => "terms.wgsl",
+            Shader::Vae => "vae.wgsl",
             Shader::Conv2d => "conv2d.wgsl",
             Shader::ConvGemm => "conv_gemm.wgsl (32-row tile)",
             Shader::ConvGemmWide => "conv_gemm.wgsl (64-row tile)",
@@ -66,7 +69,8 @@ impl Shader {
     }
 
     /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
-    /// terms.wgsl use activation_math.wgsl; loss.wgsl, reduce.wgsl and terms.wgsl workgroup_sum.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
+    /// terms.wgsl use activation_math.wgsl; loss.wgsl, reduce.wgsl, terms.wgsl and vae.wgsl
+    /// workgroup_sum.wgsl; noise.wgsl and vae.wgsl counter_rng.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
     /// and/or matmul_tile128.wgsl;
     /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
     /// conv_tile32.wgsl or conv_tile64.wgsl).
@@ -106,8 +110,12 @@ impl Shader {
             Shader::Optim => (&[], include_str!("../../../shaders/optim.wgsl")),
             Shader::Pool => (&[], include_str!("../../../shaders/pool.wgsl")),
             Shader::BatchNorm => (&[], include_str!("../../../shaders/batchnorm.wgsl")),
-            Shader::Noise => (&[], include_str!("../../../shaders/noise.wgsl")),
+            Shader::Noise => (&[COUNTER_RNG], include_str!("../../../shaders/noise.wgsl")),
             Shader::Terms => (MATH_SUM, include_str!("../../../shaders/terms.wgsl")),
+            Shader::Vae => (
+                &[COUNTER_RNG, WORKGROUP_SUM],
+                include_str!("../../../shaders/vae.wgsl"),
+            ),
             Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
             Shader::ConvGemm => (
                 &[CONV_PARAMS, ACTIVATION_MATH, CONV_TILE32],
@@ -532,6 +540,7 @@ impl Kernels {
         rows: usize,
         cols: usize,
         samples: usize,
+        per_sample: bool,
     ) -> Dispatch {
         let params = [
             rows as u32,
@@ -539,6 +548,7 @@ impl Kernels {
             samples as u32,
             kind.code(),
             output_act.code(),
+            per_sample as u32,
         ];
         let buffers = [logits, target, grad, recon, partials, state];
         self.dispatch(
@@ -649,7 +659,7 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 16] = [
+    const ALL: [Shader; 17] = [
         Shader::Data,
         Shader::Matmul,
         Shader::MatmulLarge,
@@ -663,6 +673,7 @@ mod tests {
         Shader::BatchNorm,
         Shader::Noise,
         Shader::Terms,
+        Shader::Vae,
         Shader::Conv2d,
         Shader::ConvGemm,
         Shader::ConvGemmWide,

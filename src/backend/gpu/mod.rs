@@ -11,6 +11,7 @@ mod noise;
 mod norm;
 mod pool;
 mod terms;
+mod vae;
 
 pub use norm::NormSizes;
 
@@ -258,6 +259,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             rows,
             cols,
             samples,
+            per_sample,
         } => k.loss(
             kind,
             output_act,
@@ -270,6 +272,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             rows,
             cols,
             samples,
+            per_sample,
         ),
         Op::ReduceSum {
             partials,
@@ -464,6 +467,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             stream,
         } => k.corrupt(b(x), b(y), mask.map(b), b(state), len, noise, seed, stream),
         Op::Term(ref term) => k.term(bufs, term),
+        Op::Vae(ref op) => k.vae(bufs, op),
         Op::Conv2d { geom, x, w, y } => k.conv2d(&geom, b(x), b(w), b(y)),
         Op::ConvBiasAct {
             geom,

@@ -226,6 +226,7 @@ impl Kernels {
                 cols,
                 corrupted,
                 clean,
+                per_sample,
             } => {
                 let params = [
                     rows as u32,
@@ -234,6 +235,7 @@ impl Kernels {
                     output_act.code(),
                     corrupted.to_bits(),
                     clean.to_bits(),
+                    per_sample as u32,
                 ];
                 self.dispatch(
                     Shader::Loss,
