@@ -13,9 +13,9 @@ struct VaeParams {
     stream: u32,
     // gaussian_kl_grad, ramp_weight: where in the scalar buffer the weight is
     weight_index: u32,
-    // ramp_weight: the steps over which the weight grows from 0 to target
+    // ramp_weight: the steps over which the weight grows from 0 to ramp_target
     ramp_steps: u32,
-    target: f32,
+    ramp_target: f32,
     _pad: u32,
 }
 
@@ -125,5 +125,5 @@ fn gaussian_kl_grad(
 @compute @workgroup_size(1)
 fn ramp_weight() {
     let progress = f32(vae_state[0]) / f32(max(vp.ramp_steps, 1u));
-    ramp_scalars[vp.weight_index] = vp.target * min(progress, 1.0);
+    ramp_scalars[vp.weight_index] = vp.ramp_target * min(progress, 1.0);
 }

@@ -5,6 +5,7 @@
 //! ([`backend::gpu::GpuExecutor`] or [`backend::cpu::CpuExecutor`]) runs them → [`train`] drives epochs and
 //! reads the loss back → [`report`] writes metrics and pictures.
 
+pub mod apps;
 pub mod backend;
 pub mod checkpoint;
 pub mod cli;

@@ -52,6 +52,8 @@ pub mod purpose {
     pub const INIT: u64 = 1;
     pub const SHUFFLE: u64 = 2;
     pub const TEST_FIXTURE: u64 = 3;
+    /// Codes drawn from a variational model's prior (`gpu-ae sample`, samples.png).
+    pub const SAMPLE: u64 = 4;
 }
 
 /// The permutation of 0..n used for `epoch`: Fisher–Yates driven by the (seed, epoch) stream.

@@ -14,7 +14,7 @@ use crate::run::{RunConfig, caption, figures, shown_meters};
 use crate::train::Trainer;
 
 /// The checkpoint, the configuration it records (with `--data` from the command line), and the data.
-fn open(a: &CheckpointArgs) -> anyhow::Result<(Checkpoint, RunConfig, Dataset)> {
+pub(super) fn open(a: &CheckpointArgs) -> anyhow::Result<(Checkpoint, RunConfig, Dataset)> {
     let path = checkpoint_file(&a.checkpoint, "--checkpoint")?;
     let ckpt = checkpoint::load(&path)?;
     let mut config =
@@ -144,7 +144,7 @@ pub fn reconstruct(a: &ReconstructArgs) -> anyhow::Result<()> {
 }
 
 /// Pictures are PNG: a name with another extension is refused before any work.
-fn check_png_name(path: &Path) -> anyhow::Result<()> {
+pub(super) fn check_png_name(path: &Path) -> anyhow::Result<()> {
     let png = path
         .extension()
         .and_then(|e| e.to_str())

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod configure;
 pub mod eval;
+pub mod generate;
 pub mod info;
 pub mod train;
 
@@ -37,6 +38,15 @@ pub enum Command {
     /// Draw test images above their reconstructions by a saved checkpoint into a PNG (with --denoising:
     /// corrupted input, its reconstruction, clean input), captioned with the model, epoch and test loss.
     Reconstruct(ReconstructArgs),
+    /// Digits a variational model (vae, conv-vae) generates: codes z ~ N(0, T²I) drawn from its prior,
+    /// decoded into a PNG grid.
+    Sample(SampleArgs),
+    /// Rows from one test digit to another: the decoder's images of points on the line between their codes
+    /// (μ for a variational model; any model whose decoder starts from the code), into a PNG.
+    Interpolate(InterpolateArgs),
+    /// The digit manifold of a variational model with a 2-D latent (--latent 2): a grid of Gaussian
+    /// quantiles of z₁ and z₂ decoded into a PNG.
+    Manifold(ManifoldArgs),
     /// Seconds per epoch of the reference models on the GPU and the CPU, measured in the same run, their
     /// ratio, and GPU matmul GFLOP/s. See benches/README.md for what each figure means.
     #[command(args_override_self = true)]
@@ -71,6 +81,61 @@ pub struct ReconstructArgs {
     /// training run's denoising.png).
     #[arg(long)]
     pub denoising: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+    /// The PNG to write (its folder is created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How many digits to draw (about square lines, at most 16 a line; at most 1024).
+    #[arg(long, default_value_t = 64, value_parser = parse_count, allow_negative_numbers = true)]
+    pub count: usize,
+    /// The codes' standard deviation T: z ~ N(0, T²I). Below 1 the digits are more typical and
+    /// cleaner, above 1 more varied and stranger; a finite number > 0.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_temperature, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Seed of the draws: the same seed draws the same codes, on any backend.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct InterpolateArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+    /// The PNG to write (its folder is created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Rows: pairs of test digits, from the start of the test set, each a digit and the next one with
+    /// another label (at most 64).
+    #[arg(long, default_value_t = 8, value_parser = parse_count, allow_negative_numbers = true)]
+    pub pairs: usize,
+    /// Points decoded along each line, both ends included (2 to 64).
+    #[arg(long, default_value_t = 10, value_parser = parse_count, allow_negative_numbers = true)]
+    pub steps: usize,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ManifoldArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+    /// The PNG to write (its folder is created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Digits a side: z₁ and z₂ each take the Gaussian quantiles Φ⁻¹((i + ½)/grid) (2 to 64).
+    #[arg(long, default_value_t = 20, value_parser = parse_count, allow_negative_numbers = true)]
+    pub grid: usize,
+}
+
+/// `--temperature`: a finite number > 0.
+fn parse_temperature(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        _ => Err(format!("expected a finite number > 0, got {text:?}")),
+    }
 }
 
 /// Where the work runs.
@@ -443,6 +508,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Reconstruct(args) => eval::reconstruct(&args),
+        Command::Sample(args) => generate::sample(&args),
+        Command::Interpolate(args) => generate::interpolate(&args),
+        Command::Manifold(args) => generate::manifold(&args),
         Command::Bench(args) => bench::run(&args).map(|_| ()),
     }
 }

@@ -63,6 +63,15 @@ impl Split {
         self.images.pixels_per_image()
     }
 
+    /// Image `index` as `rows * cols` values in [0, 1] (pixel / 255, as the batch gather scales it).
+    pub fn image(&self, index: usize) -> Vec<f32> {
+        let n = self.pixels_per_image();
+        self.images.pixels[index * n..(index + 1) * n]
+            .iter()
+            .map(|&p| p as f32 / 255.0)
+            .collect()
+    }
+
     /// Keeps the first `n` pairs (all of them when `n >= len`), e.g. for quick runs.
     pub fn truncate(&mut self, n: usize) {
         let n = n.min(self.len());

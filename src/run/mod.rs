@@ -13,6 +13,7 @@ use anyhow::Context;
 
 pub use config::RunConfig;
 
+use crate::apps::{generate, pictures};
 use crate::backend::Executor;
 use crate::checkpoint::{self, Checkpoint, TrainingState};
 use crate::data::mnist::Dataset;
@@ -275,7 +276,9 @@ pub fn caption(config: &RunConfig, epoch: usize, test_loss: f64) -> String {
         config::LossArg::Bce => "bce",
         config::LossArg::Mse => "mse",
     };
-    let objective = if config.objective().terms.len() > 1 {
+    let objective = if config.variant.is_variational() {
+        format!("per image: {loss} summed + {} KL", config.beta)
+    } else if config.objective().terms.len() > 1 {
         format!("{loss} + penalties")
     } else {
         loss.to_string()
@@ -304,8 +307,26 @@ fn write_pictures(
         save_figure(&path, &figure)?;
         observer.wrote(&path, &what);
     }
+    // A variational model also shows what it generates: digits decoded from its prior.
+    if let Some(codec) = trainer.plan().codec.filter(|c| c.variational) {
+        let codes = generate::prior_codes(SAMPLE_DIGITS, codec.width, 1.0, config.seed);
+        let images = generate::decode(trainer.executor(), &codec, &codes);
+        let img = &data.test.images;
+        let digits = pictures::Digits {
+            height: img.rows,
+            width: img.cols,
+        };
+        let (what, figure) = pictures::samples(&images, &title, 1.0, digits);
+        let path = out.join(SAMPLES_FILE);
+        save_figure(&path, &figure)?;
+        observer.wrote(&path, &what);
+    }
     Ok(())
 }
+
+/// How many digits samples.png draws from a variational model's prior, and its name.
+pub const SAMPLE_DIGITS: usize = 64;
+pub const SAMPLES_FILE: &str = "samples.png";
 
 /// The pictures of `shown`: (file name, what its rows are, the figure); denoising.png only with noise.
 pub fn figures<'a>(
