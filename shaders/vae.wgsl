@@ -26,6 +26,21 @@ fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.y * groups.x * 256u + gid.x;
 }
 
+// e^x − 1 − x, the part of σ² − 1 − log σ² (x = log σ²) that the KL keeps: near x = 0 the direct form
+// loses every digit to cancellation (1 + x and e^x agree to within x²/2), so for |x| < ½ it is summed as
+// x²/2·(1 + x/3·(1 + x/4·(1 + … (1 + x/17)))), exact to f32's rounding; beyond, the direct form is already
+// accurate. src/backend/cpu/vae.rs `exp_excess` is the twin.
+fn exp_excess(x: f32) -> f32 {
+    if (abs(x) >= 0.5) {
+        return exp(x) - 1.0 - x;
+    }
+    var t = 1.0;
+    for (var k = 17u; k >= 3u; k = k - 1u) {
+        t = 1.0 + x / f32(k) * t;
+    }
+    return 0.5 * x * x * t;
+}
+
 // Where μ and log σ² of latent element i (row i / latent, unit i % latent) live in stats.
 fn mu_index(i: u32) -> u32 {
     let row = i / vp.latent;
@@ -70,7 +85,7 @@ fn reparameterize_backward(
     back_dstats[m + vp.latent] = dz * 0.5 * exp(0.5 * back_stats[m + vp.latent]) * back_eps[i];
 }
 
-// ---- gaussian_kl: partials[g] = Σ −½(1 + log σ² − μ² − σ²) over group g's valid elements ----------------
+// ---- gaussian_kl: partials[g] = Σ ½(μ² + σ² − 1 − log σ²) over group g's valid elements ----------------
 @group(0) @binding(9) var<storage, read> kl_stats: array<f32>;
 @group(0) @binding(10) var<storage, read_write> kl_partials: array<f32>;
 
@@ -87,7 +102,7 @@ fn gaussian_kl(
         let m = mu_index(i);
         let mu = kl_stats[m];
         let log_var = kl_stats[m + vp.latent];
-        v = -0.5 * (1.0 + log_var - mu * mu - exp(log_var));
+        v = 0.5 * (mu * mu + exp_excess(log_var));
     }
     let sum = workgroup_sum(lid, v);
     // A 2-D launch can have more workgroups than partials; the extra ones hold nothing.
@@ -116,7 +131,9 @@ fn gaussian_kl_grad(
     let m = mu_index(i);
     let l = m + vp.latent;
     kl_grad_dstats[m] = kl_grad_dstats[m] + scale * kl_grad_stats[m];
-    kl_grad_dstats[l] = kl_grad_dstats[l] + scale * 0.5 * (exp(kl_grad_stats[l]) - 1.0);
+    // σ² − 1 = e^x − 1 = x + (e^x − 1 − x), accurate near x = 0.
+    let log_var = kl_grad_stats[l];
+    kl_grad_dstats[l] = kl_grad_dstats[l] + scale * 0.5 * (log_var + exp_excess(log_var));
 }
 
 // ---- ramp_weight: weight = target · min(1, global step / steps), one thread ------------------------------

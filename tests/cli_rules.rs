@@ -198,6 +198,64 @@ const CASES: &[Case] = &[
         "train --variant ae --emphasis 1:0.1",
         &["emphasis", "no corruption is applied"],
     ),
+    // The variational variants' own flags, and what does not apply to them.
+    fails(
+        "train --variant ae --beta 4",
+        &[
+            "--beta does not apply to --variant ae",
+            "is for vae, conv-vae",
+        ],
+    ),
+    fails(
+        "train --variant conv-dae --kl-warmup 2",
+        &["--kl-warmup does not apply to --variant conv-dae"],
+    ),
+    fails(
+        "train --variant vae --l1 1e-3",
+        &[
+            "--l1 does not apply to --variant vae",
+            "--beta and --kl-warmup",
+        ],
+    ),
+    fails(
+        "train --variant vae --kl-sparsity 0.05:0.1",
+        &["--kl-sparsity does not apply to --variant vae"],
+    ),
+    fails(
+        "train --variant vae --code-activation tanh",
+        &["--code-activation does not apply to --variant vae"],
+    ),
+    fails(
+        "train --variant conv-vae --deck pool",
+        &[
+            "--deck does not apply to --variant conv-vae",
+            "--channels, --latent",
+        ],
+    ),
+    fails(
+        "train --variant conv-vae --hidden 64",
+        &["--hidden does not apply to --variant conv-vae"],
+    ),
+    fails(
+        "train --variant vae --beta -1",
+        &["--beta must be a finite number ≥ 0, got -1"],
+    ),
+    fails(
+        "train --variant vae --kl-warmup -1",
+        &["--kl-warmup", "invalid value '-1'"],
+    ),
+    fails(
+        "sample --checkpoint {ck} --out {tmp}/s.jpg",
+        &["--out {tmp}/s.jpg", "*.png"],
+    ),
+    fails(
+        "sample --checkpoint {ck} --out {tmp}/s.png",
+        &["sample draws codes from the prior N(0, I)", "holds a ae"],
+    ),
+    fails(
+        "manifold --checkpoint {ck} --out {tmp}/m.png --grid 1",
+        &["--grid 1: the grid takes 2 to 64 digits a side"],
+    ),
     fails(
         "train --variant ae --kl-sparsity 0.05:0.1",
         &["KL sparsity", "needs a sigmoid code"],

@@ -71,15 +71,30 @@ pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
         LossArg::Bce => "bce",
         LossArg::Mse => "mse",
     };
-    println!(
-        "test {loss_name} per pixel: {:.6} ({} test images{noisy})",
-        own.values[0],
-        data.test.len()
-    );
-    if names.len() > 1 {
-        println!("test objective: {:.6}", own.total);
-        for (i, name) in &names[1..] {
+    if config.variant.is_variational() {
+        // The VAE literature's figure: the objective per image (the negative ELBO for β = 1), then its
+        // terms and the per-pixel reconstruction.
+        println!(
+            "test loss per image: {:.6} ({loss_name} summed over pixels + {} · KL; {} test images{noisy}, \
+             each with a fresh ε)",
+            own.total,
+            config.beta,
+            data.test.len()
+        );
+        for (i, name) in &names {
             println!("test {name}: {:.6}", own.values[*i]);
+        }
+    } else {
+        println!(
+            "test {loss_name} per pixel: {:.6} ({} test images{noisy})",
+            own.values[0],
+            data.test.len()
+        );
+        if names.len() > 1 {
+            println!("test objective: {:.6}", own.total);
+            for (i, name) in &names[1..] {
+                println!("test {name}: {:.6}", own.values[*i]);
+            }
         }
     }
     if config.loss != LossArg::Mse {
@@ -87,8 +102,13 @@ pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
             loss: LossArg::Mse,
             ..config.clone()
         };
-        let (mse, _) = test_summary(&ckpt, &mse, &data, a)?;
-        println!("test mse per pixel: {:.6}", mse.values[0]);
+        let (mse, names) = test_summary(&ckpt, &mse, &data, a)?;
+        // The reconstruction's mean per pixel: the loss itself, or its per-pixel figure per image.
+        let per_pixel = names
+            .iter()
+            .find(|(_, name)| name == "recon_per_pixel")
+            .map_or(0, |&(i, _)| i);
+        println!("test mse per pixel: {:.6}", mse.values[per_pixel]);
     }
     Ok(())
 }

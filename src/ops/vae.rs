@@ -42,6 +42,8 @@ pub enum VaeOp {
     },
     /// KL(N(μ, σ²) ‖ N(0, 1)) of every latent unit of the valid rows, −½·(1 + log σ² − μ² − σ²), summed
     /// in groups of 256 elements of the [valid rows × latent] values: partials[g] (the batch's summed KL).
+    /// Computed as ½·(μ² + (σ² − 1 − log σ²)) with the bracket free of cancellation near σ = 1, where the
+    /// direct form loses most of f32's digits (and the backends' exponentials would disagree in the rest).
     GaussianKl {
         stats: BufId,
         partials: BufId,
