@@ -242,7 +242,7 @@ const CASES: &[Case] = &[
     ),
     fails(
         "train --variant vae --kl-warmup -1",
-        &["--kl-warmup", "invalid value '-1'"],
+        &["--kl-warmup", "invalid value '-1'", "whole number ≥ 0"],
     ),
     fails(
         "sample --checkpoint {ck} --out {tmp}/s.jpg",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_bytes};
+use common::{assert_close, check_parameter_gradients, gpu, random_bytes};
 use gpu_ae::backend::cpu::{CpuExecutor, kernels};
 use gpu_ae::backend::gpu::GpuExecutor;
 use gpu_ae::backend::{Executor, Program, load_initial_state};
@@ -20,7 +20,6 @@ const BATCH: usize = 5;
 /// Batches 0 and 1 are full, batch 2 holds 2 real rows and 3 padded ones.
 const TRAIN_SAMPLES: usize = 12;
 const TEST_SAMPLES: usize = 4;
-const STEP: f64 = 1e-6;
 
 /// 13 → 7 → 6 (the code, `code_act`) → 7 → 13, sigmoid output, with `terms` after the reconstruction.
 fn plan(code_act: Act, loss: LossKind, terms: &[Term], noise: Option<Noise>) -> Plan {
@@ -51,20 +50,8 @@ fn plan(code_act: Act, loss: LossKind, terms: &[Term], noise: Option<Noise>) -> 
     compile(&model, &pc).expect("valid plan")
 }
 
-/// The objective's total over the current batch (runs the forward-backward program, so the gradients are
-/// rewritten), from the f64 accumulator.
-fn objective(ex: &mut CpuExecutor<f64>, valid: usize) -> f64 {
-    let plan = ex.plan().clone();
-    let acc = plan.io.loss_acc;
-    ex.floats_mut(acc).iter_mut().for_each(|v| *v = 0.0);
-    ex.run(Program::FORWARD_BACKWARD, 1);
-    let sums: Vec<f64> = (0..plan.meters.len())
-        .map(|i| ex.floats(acc)[2 * i])
-        .collect();
-    plan.summarize(&sums, valid).total
-}
-
-/// Checks every parameter's gradient on batch `batch_index` against central differences of the total.
+/// Checks every parameter's gradient on batches 1 (full) and 2 (partial) against central differences of
+/// the total.
 fn check(plan: &Plan, label: &str) {
     let mut ex = CpuExecutor::<f64>::new(plan.clone());
     let train = random_bytes(TRAIN_SAMPLES * FEATURES, 41);
@@ -74,31 +61,12 @@ fn check(plan: &Plan, label: &str) {
     for batch_index in [1u32, 2] {
         ex.write_u32(plan.io.train_state, &[5, batch_index, 0, 0]);
         let valid = kernels::valid_rows(BATCH, TRAIN_SAMPLES, batch_index as usize);
-        objective(&mut ex, valid);
-        let analytic: Vec<Vec<f64>> = plan
-            .params
-            .iter()
-            .map(|p| ex.floats(p.grad).to_vec())
-            .collect();
-        let mut largest = 0f64;
-        for (p, grads) in plan.params.iter().zip(&analytic) {
-            for (e, &grad) in grads.iter().enumerate() {
-                let original = ex.floats(p.buf)[e];
-                ex.floats_mut(p.buf)[e] = original + STEP;
-                let plus = objective(&mut ex, valid);
-                ex.floats_mut(p.buf)[e] = original - STEP;
-                let minus = objective(&mut ex, valid);
-                ex.floats_mut(p.buf)[e] = original;
-                let numeric = (plus - minus) / (2.0 * STEP);
-                let scale = grad.abs().max(numeric.abs()).max(2e-3);
-                assert!(
-                    (grad - numeric).abs() <= 2e-6 * scale,
-                    "{label}, batch {batch_index}: {}[{e}]: analytic {grad:e} vs finite difference {numeric:e}",
-                    p.name
-                );
-                largest = largest.max(grad.abs());
-            }
-        }
+        let largest = check_parameter_gradients(
+            &mut ex,
+            valid,
+            2e-3,
+            &format!("{label}, batch {batch_index}"),
+        );
         assert!(largest > 1e-3, "{label}: every gradient is tiny");
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random, random_bytes};
+use common::{assert_close, check_parameter_gradients, gpu, random, random_bytes};
 use gpu_ae::backend::cpu::{CpuExecutor, kernels};
 use gpu_ae::backend::gpu::GpuExecutor;
 use gpu_ae::backend::{Executor, Program, load_initial_state};
@@ -106,19 +106,6 @@ fn f64_executor(plan: &Plan, features: usize, seed: u64) -> CpuExecutor<f64> {
     ex
 }
 
-/// The objective's total over the current batch (the forward-backward program, which rewrites every
-/// gradient), from the f64 accumulator.
-fn objective(ex: &mut CpuExecutor<f64>, valid: usize) -> f64 {
-    let plan = ex.plan().clone();
-    let acc = plan.io.loss_acc;
-    ex.floats_mut(acc).iter_mut().for_each(|v| *v = 0.0);
-    ex.run(Program::FORWARD_BACKWARD, 1);
-    let sums: Vec<f64> = (0..plan.meters.len())
-        .map(|i| ex.floats(acc)[2 * i])
-        .collect();
-    plan.summarize(&sums, valid).total
-}
-
 /// Every parameter's gradient against central differences of the total, on a full batch and the last,
 /// partial one, at global step `step` (which keys ε, held fixed by the repeated forward passes).
 fn check_whole_model(plan: &Plan, features: usize, step: u32, label: &str) {
@@ -127,31 +114,12 @@ fn check_whole_model(plan: &Plan, features: usize, step: u32, label: &str) {
     for batch_index in [0, steps - 1] {
         ex.write_u32(plan.io.train_state, &[step, batch_index, 0, 0]);
         let valid = kernels::valid_rows(plan.batch, plan.train_samples, batch_index as usize);
-        objective(&mut ex, valid);
-        let analytic: Vec<Vec<f64>> = plan
-            .params
-            .iter()
-            .map(|p| ex.floats(p.grad).to_vec())
-            .collect();
-        let mut largest = 0f64;
-        for (p, grads) in plan.params.iter().zip(&analytic) {
-            for (e, &grad) in grads.iter().enumerate() {
-                let original = ex.floats(p.buf)[e];
-                ex.floats_mut(p.buf)[e] = original + STEP;
-                let plus = objective(&mut ex, valid);
-                ex.floats_mut(p.buf)[e] = original - STEP;
-                let minus = objective(&mut ex, valid);
-                ex.floats_mut(p.buf)[e] = original;
-                let numeric = (plus - minus) / (2.0 * STEP);
-                let scale = grad.abs().max(numeric.abs()).max(1e-2);
-                assert!(
-                    (grad - numeric).abs() <= 2e-6 * scale,
-                    "{label}, batch {batch_index}: {}[{e}]: analytic {grad:e} vs finite difference {numeric:e}",
-                    p.name
-                );
-                largest = largest.max(grad.abs());
-            }
-        }
+        let largest = check_parameter_gradients(
+            &mut ex,
+            valid,
+            1e-2,
+            &format!("{label}, batch {batch_index}"),
+        );
         assert!(largest > 1e-2, "{label}: every gradient is tiny");
     }
 }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::metrics_rows;
+
 use gpu_ae::backend::cpu::CpuExecutor;
 use gpu_ae::checkpoint;
 use gpu_ae::run::config::Variant;
@@ -45,22 +47,6 @@ fn said(o: &Output) -> String {
     )
 }
 
-/// Every epoch's row of DIR/metrics.csv, by column name.
-fn metrics(dir: &Path) -> Vec<Row> {
-    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(|v| v.parse::<f64>().unwrap()))
-                .collect()
-        })
-        .collect()
-}
-
 /// `gpu-ae train ARGS --backend BACKEND --out DIR --quiet` into a fresh DIR, which is returned.
 fn train(name: &str, backend: &str, args: &[&str]) -> PathBuf {
     let dir = temp_dir(&format!("{name}-{backend}"));
@@ -82,7 +68,7 @@ fn cpu_runs_reproduce_the_pytorch_figures() {
     // vae: test loss per image ≤ 106.5 after 10 epochs [PyTorch 105.5; its examples' log ≈ 105.6],
     // ≤ 110.8 after 4 [109.7].
     let dir = train("vae", "cpu", &["--variant", "vae", "--epochs", "10"]);
-    let vae = metrics(&dir);
+    let vae = metrics_rows(&dir);
     assert_eq!(vae.len(), 10);
     assert!(vae[3]["test_loss"] <= 110.8, "{:?}", vae[3]);
     assert!(vae[9]["test_loss"] <= 106.5, "{:?}", vae[9]);
@@ -95,7 +81,7 @@ fn cpu_runs_reproduce_the_pytorch_figures() {
 
     // β = 4, 4 epochs: KL ≤ 10.0 per image [9.0], reconstruction ≤ 121 [118.1].
     let dir = train("beta4", "cpu", &["--variant", "vae", "--beta", "4"]);
-    let b = &metrics(&dir)[3];
+    let b = &metrics_rows(&dir)[3];
     assert!(b["test_kl"] <= 10.0, "{b:?}");
     assert!(b["test_recon"] <= 121.0, "{b:?}");
     assert!((b["test_loss"] - (b["test_recon"] + 4.0 * b["test_kl"])).abs() < 1e-3);
@@ -103,7 +89,7 @@ fn cpu_runs_reproduce_the_pytorch_figures() {
 
     // conv-vae, 4 epochs: lower test loss per image than the dense VAE's after 4.
     let dir = train("conv-vae", "cpu", &["--variant", "conv-vae"]);
-    let c = &metrics(&dir)[3];
+    let c = &metrics_rows(&dir)[3];
     assert!(
         c["test_loss"] < vae[3]["test_loss"],
         "{c:?} vs {:?}",
@@ -135,7 +121,7 @@ fn short_gpu_runs_agree_with_the_cpu() {
     ] {
         let args = [args, &["--kl-warmup", "1"]].concat();
         let (cpu_dir, gpu_dir) = (train(name, "cpu", &args), train(name, backend, &args));
-        let (cpu, gpu) = (metrics(&cpu_dir), metrics(&gpu_dir));
+        let (cpu, gpu) = (metrics_rows(&cpu_dir), metrics_rows(&gpu_dir));
         for (c, g) in cpu.iter().zip(&gpu) {
             for (column, &want) in c {
                 if column == "seconds" || column == "samples_per_second" {
@@ -438,7 +424,7 @@ fn a_resumed_vae_run_repeats_the_uninterrupted_one_exactly() {
             })
             .collect()
     };
-    assert_eq!(strip(metrics(&cut)), strip(metrics(&whole)));
+    assert_eq!(strip(metrics_rows(&cut)), strip(metrics_rows(&whole)));
     let (a, b) = (
         checkpoint::load(&cut.join("checkpoint.safetensors")).unwrap(),
         checkpoint::load(&whole.join("checkpoint.safetensors")).unwrap(),

@@ -36,18 +36,7 @@ fn train(name: &str, backend: &str, args: &[&str]) -> Vec<Row> {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    let rows = lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(|v| v.parse::<f64>().unwrap()))
-                .collect()
-        })
-        .collect();
+    let rows = common::metrics_rows(&dir);
     std::fs::remove_dir_all(&dir).ok();
     rows
 }

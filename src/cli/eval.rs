@@ -5,10 +5,10 @@ use anyhow::Context;
 use std::path::Path;
 
 use super::train::{checkpoint_file, with_executor};
-use super::{CheckpointArgs, LossArg, ReconstructArgs};
+use super::{BackendArg, CheckpointArgs, LossArg, ReconstructArgs};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::mnist::Dataset;
-use crate::plan::Summary;
+use crate::plan::{Plan, Summary};
 use crate::report::png::save_figure;
 use crate::run::{RunConfig, caption, figures, shown_meters};
 use crate::train::Trainer;
@@ -39,7 +39,23 @@ fn test_summary(
         .into_iter()
         .map(|(i, n)| (i, n.to_string()))
         .collect();
-    let summary = with_executor(a.backend, plan, |ex| {
+    let summary = with_checkpoint(a.backend, plan, data, config, ckpt, |trainer| {
+        Ok(trainer.evaluate())
+    })?;
+    Ok((summary, names))
+}
+
+/// Runs `f` on a trainer of `plan` on `backend`, its data uploaded and the checkpoint's parameters and
+/// statistics restored.
+pub(super) fn with_checkpoint<R>(
+    backend: BackendArg,
+    plan: Plan,
+    data: &Dataset,
+    config: &RunConfig,
+    ckpt: &Checkpoint,
+    f: impl FnOnce(&mut Trainer) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    with_executor(backend, plan, |ex| {
         let mut trainer = Trainer::new(
             ex,
             &data.train.images.pixels,
@@ -47,9 +63,8 @@ fn test_summary(
             config.seed,
         );
         checkpoint::restore(trainer.executor(), ckpt)?;
-        Ok(trainer.evaluate())
-    })?;
-    Ok((summary, names))
+        f(&mut trainer)
+    })
 }
 
 pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
@@ -136,17 +151,17 @@ pub fn reconstruct(a: &ReconstructArgs) -> anyhow::Result<()> {
          show; leave --denoising out"
     );
     let (_, plan) = config.build(&data)?;
-    let (shown, test) = with_executor(a.checkpoint.backend, plan, |ex| {
-        let mut trainer = Trainer::new(
-            ex,
-            &data.train.images.pixels,
-            &data.test.images.pixels,
-            config.seed,
-        );
-        checkpoint::restore(trainer.executor(), &ckpt)?;
-        let test = trainer.evaluate();
-        Ok((trainer.reconstructions(a.count), test))
-    })?;
+    let (shown, test) = with_checkpoint(
+        a.checkpoint.backend,
+        plan,
+        &data,
+        &config,
+        &ckpt,
+        |trainer| {
+            let test = trainer.evaluate();
+            Ok((trainer.reconstructions(a.count), test))
+        },
+    )?;
     let title = caption(&config, ckpt.state.position.epoch, test.total);
     let figures = figures(&shown, &config, &data, &title);
     let wanted = if a.denoising {

@@ -4,20 +4,17 @@
 
 use anyhow::ensure;
 
-use super::eval::{check_png_name, open};
-use super::train::with_executor;
+use super::eval::{check_png_name, open, with_checkpoint};
 use super::{CheckpointArgs, InterpolateArgs, ManifoldArgs, SampleArgs};
 use crate::apps::generate::{
     codec_for, decode, encode_test, gaussian_quantiles, interpolation_pairs, line, prior_codes,
 };
 use crate::apps::pictures::{self, Digits};
 use crate::backend::Executor;
-use crate::checkpoint;
 use crate::data::mnist::Dataset;
 use crate::plan::Codec;
 use crate::report::png::{Figure, save_figure};
 use crate::run::RunConfig;
-use crate::train::Trainer;
 
 /// Most digits `sample` draws; most rows, steps and grid side of the other two: pictures a screen shows.
 const MAX_COUNT: usize = 1024;
@@ -46,14 +43,7 @@ fn generate<T>(
     let (_, plan) = config.build(&data)?;
     let codec = codec_for(&plan, what, config.variant.name(), variational)?;
     check(&config, &codec)?;
-    let result = with_executor(a.backend, plan, |ex| {
-        let mut trainer = Trainer::new(
-            ex,
-            &data.train.images.pixels,
-            &data.test.images.pixels,
-            config.seed,
-        );
-        checkpoint::restore(trainer.executor(), &ckpt)?;
+    let result = with_checkpoint(a.backend, plan, &data, &config, &ckpt, |trainer| {
         work(trainer.executor(), &codec, &data)
     })?;
     let img = &data.test.images;

@@ -358,7 +358,7 @@ pub struct TrainArgs {
     pub beta: Option<f32>,
     /// Variational variants: the KL weight grows linearly from 0 to β over the first N epochs (step by
     /// step); the test loss always weighs the KL by β [default: 0, no warm-up].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_whole, allow_negative_numbers = true)]
     pub kl_warmup: Option<usize>,
     /// Seed for initialisation, shuffling, noise and a VAE's ε: the same seed repeats a run [default: 0].
     #[arg(long, allow_negative_numbers = true)]
@@ -417,6 +417,12 @@ pub fn parse_count(text: &str) -> Result<usize, String> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("expected a whole number ≥ 1, got {text:?}")),
     }
+}
+
+/// A whole number ≥ 0.
+fn parse_whole(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .map_err(|_| format!("expected a whole number ≥ 0, got {text:?}"))
 }
 
 /// `--channels`: comma-separated positive counts.

@@ -1,6 +1,9 @@
 //! Shared test fixtures: the GPU (or a loud skip), seeded random data, tolerant comparisons.
 #![allow(dead_code)]
 
+use gpu_ae::backend::Executor;
+use gpu_ae::backend::Program;
+use gpu_ae::backend::cpu::CpuExecutor;
 use gpu_ae::backend::gpu::GpuContext;
 use gpu_ae::rng::{SplitMix64, purpose};
 
@@ -78,4 +81,77 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
         want.iter().any(|v| *v != 0.0),
         "{what}: the reference is all zeros, so the comparison proves nothing"
     );
+}
+
+/// The objective's total over the current training batch of `valid` real rows, from the f64 accumulator
+/// (runs the forward-backward program, so every gradient is rewritten).
+pub fn batch_objective(ex: &mut CpuExecutor<f64>, valid: usize) -> f64 {
+    let plan = ex.plan().clone();
+    let acc = plan.io.loss_acc;
+    ex.floats_mut(acc).iter_mut().for_each(|v| *v = 0.0);
+    ex.run(Program::FORWARD_BACKWARD, 1);
+    let sums: Vec<f64> = (0..plan.meters.len())
+        .map(|i| ex.floats(acc)[2 * i])
+        .collect();
+    plan.summarize(&sums, valid).total
+}
+
+/// Every parameter's gradient on the current batch against central differences (step 1e-6) of
+/// [`batch_objective`]: |analytic − numeric| ≤ 2e-6 · max(|analytic|, |numeric|, `floor`). Returns the
+/// largest gradient, so a caller can check that the comparison had something to compare.
+pub fn check_parameter_gradients(
+    ex: &mut CpuExecutor<f64>,
+    valid: usize,
+    floor: f64,
+    label: &str,
+) -> f64 {
+    const STEP: f64 = 1e-6;
+    let plan = ex.plan().clone();
+    batch_objective(ex, valid);
+    let analytic: Vec<Vec<f64>> = plan
+        .params
+        .iter()
+        .map(|p| ex.floats(p.grad).to_vec())
+        .collect();
+    let mut largest = 0f64;
+    for (p, grads) in plan.params.iter().zip(&analytic) {
+        for (e, &grad) in grads.iter().enumerate() {
+            let original = ex.floats(p.buf)[e];
+            ex.floats_mut(p.buf)[e] = original + STEP;
+            let plus = batch_objective(ex, valid);
+            ex.floats_mut(p.buf)[e] = original - STEP;
+            let minus = batch_objective(ex, valid);
+            ex.floats_mut(p.buf)[e] = original;
+            let numeric = (plus - minus) / (2.0 * STEP);
+            let scale = grad.abs().max(numeric.abs()).max(floor);
+            assert!(
+                (grad - numeric).abs() <= 2e-6 * scale,
+                "{label}: {}[{e}]: analytic {grad:e} vs finite difference {numeric:e}",
+                p.name
+            );
+            largest = largest.max(grad.abs());
+        }
+    }
+    largest
+}
+
+/// Every epoch's row of DIR/metrics.csv, by column name.
+pub fn metrics_rows(dir: &std::path::Path) -> Vec<std::collections::HashMap<String, f64>> {
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).expect("metrics.csv");
+    let mut lines = csv.lines();
+    let header: Vec<String> = lines
+        .next()
+        .expect("a header")
+        .split(',')
+        .map(String::from)
+        .collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(|v| v.parse::<f64>().expect("a number")))
+                .collect()
+        })
+        .collect()
 }
