@@ -245,6 +245,13 @@ const CASES: &[Case] = &[
         &["--kl-warmup", "invalid value '-1'", "whole number ≥ 0"],
     ),
     fails(
+        "train --variant vae --kl-warmup 5000000000",
+        &[
+            "cannot warm up over 5000000000 epochs",
+            "more steps than a run counts",
+        ],
+    ),
+    fails(
         "sample --checkpoint {ck} --out {tmp}/s.jpg",
         &["--out {tmp}/s.jpg", "*.png"],
     ),

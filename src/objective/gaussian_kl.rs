@@ -7,8 +7,9 @@
 //! 1)) into the gradient of [μ | log σ²], after the sampling layer's backward wrote it.
 //!
 //! β lives in the plan's scalar buffer (`kl.weight`). With a warm-up, training reads its own scalar
-//! (`kl.train_weight`), which [`VaeOp::RampWeight`] sets from the global step at the start of every training
-//! step: β·min(1, step / warm-up steps), so a resumed run finds the value it left; evaluation keeps the full
+//! (`kl.train_weight`), which [`VaeOp::RampWeight`] sets from the global step in every training step, before
+//! the term's other ops read it: β·min(1, step / warm-up steps), so a resumed run finds the value it left;
+//! evaluation keeps the full
 //! β, so the test loss is the objective the warm-up leads to (the negative ELBO for β = 1).
 
 use super::{
@@ -54,12 +55,19 @@ pub fn compile(
         .meters
         .add(cx.b, "kl_weighted", MeterRole::WeightedTerm, Per::Sample);
     let beta = cx.scalar("kl.weight", weight);
-    let warmup = (warmup_epochs > 0).then(|| {
-        (
-            cx.scalar("kl.train_weight", 0.0),
-            warmup_epochs * cx.steps_per_epoch,
-        )
-    });
+    // The device counts steps in 32 bits.
+    let steps = warmup_epochs
+        .checked_mul(cx.steps_per_epoch)
+        .filter(|&s| s <= u32::MAX as usize)
+        .ok_or_else(|| PlanError::Term {
+            term: TERM,
+            problem: format!(
+                "cannot warm up over {warmup_epochs} epochs of {} steps: that is more steps than a run \
+                 counts (2³² − 1)",
+                cx.steps_per_epoch
+            ),
+        })?;
+    let warmup = (warmup_epochs > 0).then(|| (cx.scalar("kl.train_weight", 0.0), steps));
     Ok(GaussianKl {
         code,
         latent,

@@ -1,11 +1,13 @@
-//! The reconstruction term: the model's output against the clean input, a mean per pixel.
+//! The reconstruction term: the model's output against the clean input, a mean per pixel (or, per image,
+//! summed over an image's pixels and a mean over images: see the last paragraph).
 //!
 //! Plain: [`Op::Loss`] writes ∂(mean loss)/∂logits into the output's gradient (the op that *writes* that
 //! buffer; every other term on the output adds after it) and one partial sum per 256 elements.
 //!
 //! Emphasised (`--emphasis α:β`, the lectures' emphasised denoising): each component's loss is weighted α
 //! where the corruption changed it and β elsewhere ([`TermOp::EmphasisLoss`], which reads the mask the
-//! corruption wrote); the term stays Σ w·l / (samples · pixels), so 1:1 is exactly the plain loss. Two
+//! corruption wrote); the term stays Σ w·l / (samples · pixels) (/ samples, per image), so 1:1 is exactly
+//! the plain loss. Two
 //! metrics report the unweighted loss on corrupted and on untouched components separately.
 //!
 //! Per image (`per_image`, the variational models): the loss is summed over an image's pixels and a mean

@@ -289,9 +289,10 @@ pub fn caption(config: &RunConfig, epoch: usize, test_loss: f64) -> String {
     )
 }
 
-/// reconstructions.png (rows: test input, its reconstruction) and, for a denoising model, denoising.png
-/// (rows: corrupted input, the reconstruction of it, clean input). Both draw the same test images, and for
-/// a denoising model reconstructions.png shows what it makes of the clean input.
+/// reconstructions.png (rows: test input, its reconstruction), for a denoising model denoising.png (rows:
+/// corrupted input, the reconstruction of it, clean input), and for a variational model samples.png
+/// (digits decoded from the prior). The first two draw the same test images, and for a denoising model
+/// reconstructions.png shows what it makes of the clean input.
 fn write_pictures(
     trainer: &mut Trainer,
     config: &RunConfig,

@@ -1,6 +1,7 @@
 //! CPU twins of `shaders/vae.wgsl`: the variational autoencoder's ops ([`VaeOp`]). ε comes from the same
 //! counter uniforms as on the GPU ([`standard_normal`]), so both backends draw the same noise; the KL's
-//! partial sums cover the same 256-element groups, each summed in index order.
+//! partial sums cover the same 256-element groups as the GPU's, each summed here in index order (so the
+//! CPU repeats its own results bit for bit).
 
 use super::CpuExecutor;
 use super::kernels::PARTIAL;
