@@ -16,6 +16,10 @@
 //! device-side state buffer that the last op of a step advances.
 
 mod layers;
+mod programs;
+
+pub use programs::{Codec, Program, ProgramDesc, Segment};
+use programs::{codec, standard_programs};
 
 use crate::model::{Model, init};
 use crate::objective::Term;
@@ -150,24 +154,6 @@ const TRAIN_STREAM: u32 = 0;
 const EVAL_STREAM: u32 = 1;
 pub const EPS_TRAIN_STREAM: u32 = 2;
 pub const EPS_EVAL_STREAM: u32 = 3;
-
-/// How the host meets a plan's `encode` and `decode` programs ([`Program::ENCODE`], [`Program::DECODE`]):
-/// present for a model with a code whose decoder needs nothing but the code (not a decoder that unpools
-/// through the encoder's pooling indices).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Codec {
-    /// Where `encode` leaves the test batch's codes: `batch` rows of `stride` values, the code being the
-    /// first `width` of each (μ of [μ | log σ²], for a variational model).
-    pub code: BufId,
-    pub stride: usize,
-    pub width: usize,
-    /// Where `decode` reads `batch` rows of `width` code values (z, for a variational model)…
-    pub latent: BufId,
-    /// …and where it leaves the images, act(logits): `batch` rows of `features` values in [0, 1].
-    pub decoded: BufId,
-    /// Whether the code is the mean of a Gaussian posterior, with the prior N(0, I) to sample codes from.
-    pub variational: bool,
-}
 
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -618,30 +604,6 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     })
 }
 
-/// The encode and decode programs' buffers, for a model with a code that the decoder can start from
-/// alone (none of its layers unpools through an encoder's indices).
-fn codec(model: &Model, bufs: &[LayerBufs]) -> Option<Codec> {
-    let code = model.code?;
-    let start = model.decoder_start()?;
-    let last = model.layers.len() - 1;
-    let self_contained = model.layers[start..]
-        .iter()
-        .all(|l| !matches!(l, crate::model::Layer::MaxUnpool2 { .. }));
-    if start > last || !self_contained {
-        return None;
-    }
-    let stride = model.shapes[code + 1].numel();
-    let gaussian = model.gaussian_latent();
-    Some(Codec {
-        code: bufs[code].output,
-        stride,
-        width: gaussian.unwrap_or(stride),
-        latent: bufs[start].input,
-        decoded: bufs[last].output,
-        variational: gaussian.is_some(),
-    })
-}
-
 /// The state word that counts a parameter group's completed optimizer steps (Adam's t − 1): group 0, the
 /// whole model today, uses the global step; a group that starts training later gets a word of its own, so
 /// its bias correction starts from t = 1.
@@ -671,68 +633,6 @@ fn code_tap(model: &Model, bufs: &[LayerBufs], params: &[ParamDesc], layer: usiz
             .filter(|_| model.code == Some(layer)),
         weight,
     }
-}
-
-/// A named list of ops, run in order.
-#[derive(Clone, Debug)]
-pub struct Segment {
-    pub name: &'static str,
-    pub ops: Vec<Op>,
-}
-
-/// A program: the segments it runs, in order.
-#[derive(Clone, Debug)]
-pub struct ProgramDesc {
-    pub name: &'static str,
-    pub segments: Vec<usize>,
-}
-
-/// A program of a plan: an index into [`Plan::programs`]. Every plan has the six below (a plan made
-/// by [`Plan::from_ops`] runs its ops as `FORWARD_BACKWARD` and `TRAIN_STEP`; `ENCODE` and `DECODE` are
-/// empty where the plan has no [`Codec`]); later families add their own (a pretraining phase) after them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Program(pub usize);
-
-impl Program {
-    /// Gather, corrupt, forward, every term's value, backward: every gradient written, no parameter
-    /// changed.
-    pub const FORWARD_BACKWARD: Program = Program(0);
-    /// One full training step: `FORWARD_BACKWARD`, then the optimizer and the step counter.
-    pub const TRAIN_STEP: Program = Program(1);
-    /// One evaluation batch: gather a test batch (in order), corrupt, forward, every term's value.
-    pub const EVAL: Program = Program(2);
-    /// The forward pass on the clean test batch (no corruption, no terms), for pictures.
-    pub const RECONSTRUCT: Program = Program(3);
-    /// The clean test batch (in order) up to the code: [`Codec::code`].
-    pub const ENCODE: Program = Program(4);
-    /// The decoder from the codes in [`Codec::latent`] to images in [`Codec::decoded`].
-    pub const DECODE: Program = Program(5);
-}
-
-/// The segments, in order, and the six programs of a plan: forward-backward (segment 0), train step (0
-/// then 1), and one program for each later segment (eval, reconstruct, encode, decode).
-fn standard_programs(segments: [(&'static str, Vec<Op>); 6]) -> (Vec<Segment>, Vec<ProgramDesc>) {
-    let mut programs = vec![
-        ProgramDesc {
-            name: "forward_backward",
-            segments: vec![0],
-        },
-        ProgramDesc {
-            name: "train_step",
-            segments: vec![0, 1],
-        },
-    ];
-    for (index, (name, _)) in segments.iter().enumerate().skip(2) {
-        programs.push(ProgramDesc {
-            name,
-            segments: vec![index],
-        });
-    }
-    let segments = segments
-        .into_iter()
-        .map(|(name, ops)| Segment { name, ops })
-        .collect();
-    (segments, programs)
 }
 
 /// A pass's means: every meter's value (in [`Plan::meters`] order) and the objective's total, the sum of
