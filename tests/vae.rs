@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_close, check_parameter_gradients, gpu, random, random_bytes};
+use common::{assert_close, batch_objective, check_parameter_gradients, gpu, random, random_bytes};
 use gpu_ae::backend::cpu::{CpuExecutor, kernels};
 use gpu_ae::backend::gpu::GpuExecutor;
 use gpu_ae::backend::{Executor, Program, load_initial_state};
@@ -484,4 +484,44 @@ fn a_vae_reports_per_image_terms_and_a_per_pixel_figure() {
     let s = plan.summarize(&sums, 2);
     assert_eq!(s.values, [13.0, 1.0, 2.0, 6.0]);
     assert_eq!(s.total, 13.0 + 3.0 * 2.0);
+}
+
+/// A reshape aliases its input's buffers; as a first layer (whose input has no gradient) it still gives
+/// the next layer an output gradient to write, and the model trains.
+#[test]
+fn a_reshape_as_the_first_layer_compiles_and_trains() {
+    use gpu_ae::model::Layer;
+    use gpu_ae::ops::Act;
+    let model = Model::new(
+        "flat",
+        Shape { c: 1, h: 6, w: 6 },
+        vec![
+            Layer::Reshape {
+                to: Shape::flat(36),
+            },
+            Layer::Linear {
+                inputs: 36,
+                outputs: 4,
+                act: Act::Relu,
+            },
+            Layer::Linear {
+                inputs: 4,
+                outputs: 36,
+                act: Act::Sigmoid,
+            },
+        ],
+    )
+    .unwrap();
+    let plan = plan_for(
+        &model,
+        Objective::reconstruction(LossKind::BceWithLogits),
+        4,
+        (10, 3),
+    );
+    let mut ex = f64_executor(&plan, 36, 61);
+    let before = batch_objective(&mut ex, 4);
+    // One epoch of three steps, then the first batch again.
+    ex.run(Program::TRAIN_STEP, 3);
+    ex.write_u32(plan.io.train_state, &[3, 0, 0, 0]);
+    assert!(batch_objective(&mut ex, 4) < before);
 }

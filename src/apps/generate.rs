@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 use crate::backend::{Executor, Program};
-use crate::ops::state;
+use crate::ops::{Op, state};
 use crate::plan::{Codec, Plan};
 use crate::rng::{SplitMix64, purpose};
 
@@ -40,14 +40,19 @@ pub fn codec_for(
     variant: &str,
     variational: bool,
 ) -> Result<Codec, GenerateError> {
+    // A plan has no codec when its model names no code, or when its decoder unpools.
+    let unpools = plan
+        .segment("forward_backward")
+        .iter()
+        .any(|op| matches!(op, Op::MaxUnpool2x2 { .. }));
     let codec = plan.codec.ok_or_else(|| GenerateError::NoDecoder {
         what,
         variant: variant.into(),
-        why: if plan.params.is_empty() {
-            "model has no parameters"
-        } else {
+        why: if unpools {
             "decoder unpools through the encoder's pooling indices (the pool deck), so it needs the \
              encoder's pass over an image, not only a code"
+        } else {
+            "model names no code layer to start decoding from"
         },
     })?;
     if variational && !codec.variational {

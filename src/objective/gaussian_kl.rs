@@ -8,9 +8,9 @@
 //!
 //! β lives in the plan's scalar buffer (`kl.weight`). With a warm-up, training reads its own scalar
 //! (`kl.train_weight`), which [`VaeOp::RampWeight`] sets from the global step in every training step, before
-//! the term's other ops read it: β·min(1, step / warm-up steps), so a resumed run finds the value it left;
-//! evaluation keeps the full
-//! β, so the test loss is the objective the warm-up leads to (the negative ELBO for β = 1).
+//! the term's other ops read it: β·min(1, step / warm-up steps), so a resumed run finds the value it left.
+//! Evaluation keeps the full β, so the test loss is the objective the warm-up leads to (the negative ELBO
+//! for β = 1).
 
 use super::{
     CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,

@@ -158,13 +158,19 @@ pub(super) fn allocate(
         Layer::Reparameterize { latent } => {
             eps = Some(b.f32(format!("{prefix}.eps"), batch * latent, Role::Activation))
         }
-        // The same values under another shape: the input's buffers are the output's.
+        // The same values under another shape: the input's buffers are the output's (a first-layer
+        // reshape, whose input has no gradient, gets one for the next layer to write).
         Layer::Reshape { .. } => {
             return LayerBufs {
                 input,
                 output: input,
-                output_grad: input_grad
-                    .expect("a reshape follows a layer, whose output has a gradient"),
+                output_grad: input_grad.unwrap_or_else(|| {
+                    b.f32(
+                        format!("{prefix}.out.grad"),
+                        batch * out_shape.numel(),
+                        Role::Activation,
+                    )
+                }),
                 input_grad,
                 weight,
                 bias,

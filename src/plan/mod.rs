@@ -541,10 +541,11 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         features,
         samples: cfg.test_samples,
     };
-    let mut reconstruct = vec![gather_test(input)];
+    let mut gather_clean = vec![gather_test(input)];
     if model_input != input {
-        reconstruct.push(gather_test(model_input));
+        gather_clean.push(gather_test(model_input));
     }
+    let mut reconstruct = gather_clean.clone();
     reconstruct.extend(forward(evaluation));
     reconstruct.extend(terms[0].forward(&evaluation));
     reconstruct.push(Op::AdvanceStep { state: eval_state });
@@ -557,10 +558,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         model.code.filter(|_| codec.is_some()),
         model.decoder_start(),
     ) {
-        encode.push(gather_test(input));
-        if model_input != input {
-            encode.push(gather_test(model_input));
-        }
+        encode = gather_clean;
         encode.extend(forward_layers(0..code + 1, evaluation, false));
         encode.push(Op::AdvanceStep { state: eval_state });
         decode = forward_layers(start..model.layers.len(), evaluation, true);
