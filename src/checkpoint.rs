@@ -75,6 +75,8 @@ const KEY_SEED: &str = "seed";
 const KEY_LOSS: &str = "train_loss_sum";
 const KEY_SUMS: &str = "train_sums";
 const KEY_VERSION: &str = "gpu_ae_version";
+/// The pretraining phase under way (its index among the plan's phases); absent in the fine-tuning.
+const KEY_PHASE: &str = "pretrain_phase";
 
 /// Plan buffer suffixes of optimizer state → torch.optim slot names, with the optimizer they belong to
 /// (the plan uses torch's names, so `--detect-anomaly` and the checkpoint name a tensor alike).
@@ -321,6 +323,7 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
         (KEY_VERSION, env!("CARGO_PKG_VERSION").to_string()),
     ]
     .into_iter()
+    .chain(s.pretraining.map(|phase| (KEY_PHASE, phase.to_string())))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let views = ckpt.tensors.iter().map(|(name, shape, values)| {
@@ -510,12 +513,17 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             })?
         }
     };
+    let pretraining = match meta.get(KEY_PHASE) {
+        None => None,
+        Some(text) => Some(number(path, KEY_PHASE, text)?),
+    };
     let state = TrainingState {
         position: Position {
             epoch,
             batch_in_epoch,
             global_step,
             epoch_sums,
+            pretraining,
         },
         seed,
     };
@@ -625,7 +633,17 @@ pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), Checkpoin
     };
     u32::try_from(s.global_step)
         .map_err(|_| bad(KEY_STEP, "exceeds the device step counter (u32)".into()))?;
-    let steps = plan.steps_per_epoch();
+    if let Some(phase) = s.pretraining.filter(|&p| p + 1 >= plan.phases.len()) {
+        return Err(bad(
+            KEY_PHASE,
+            format!(
+                "is pretraining phase {}, but the plan has {} pretraining phases",
+                phase + 1,
+                plan.phases.len() - 1
+            ),
+        ));
+    }
+    let steps = plan.phase_steps(s.phase(plan));
     if s.batch_in_epoch > steps {
         return Err(bad(
             KEY_BATCH,

@@ -124,6 +124,26 @@ pub struct Position {
     /// The current epoch's training sums so far, one per meter of the plan (the device's accumulator);
     /// empty at the start of an epoch.
     pub epoch_sums: Vec<f64>,
+    /// The pretraining phase under way (an index into the plan's phases), or `None` in the fine-tuning.
+    /// Epochs, steps and sums count within the phase.
+    pub pretraining: Option<usize>,
+}
+
+impl Position {
+    /// The index of the phase under way in `plan`'s phases.
+    pub fn phase(&self, plan: &crate::plan::Plan) -> usize {
+        self.pretraining.unwrap_or(plan.phases.len() - 1)
+    }
+
+    /// The start of the phase after the current one of `plan` (the fine-tuning after the last
+    /// pretraining phase).
+    pub fn next_phase(&self, plan: &crate::plan::Plan) -> Position {
+        let next = self.phase(plan) + 1;
+        Position {
+            pretraining: (next + 1 < plan.phases.len()).then_some(next),
+            ..Position::default()
+        }
+    }
 }
 
 impl Position {
@@ -243,10 +263,15 @@ impl<'e> Trainer<'e> {
         seed: u64,
     ) -> Trainer<'e> {
         load_initial_state(ex, train_pixels, test_pixels, seed);
+        // Training starts with the plan's first phase: its first pretraining phase, if it has any.
+        let position = Position {
+            pretraining: ex.plan().pretrains().then_some(0),
+            ..Position::default()
+        };
         Trainer {
             ex,
             seed,
-            position: Position::default(),
+            position,
             steps_per_submit: AUTO_STEPS,
             seconds_per_step: None,
             detect_anomaly: false,
@@ -270,8 +295,9 @@ impl<'e> Trainer<'e> {
         stop: &AtomicBool,
     ) -> Result<EpochOutcome, TrainError> {
         let plan = self.ex.plan();
-        let (batch, samples) = (plan.batch, plan.train_samples);
-        let steps_total = plan.steps_per_epoch();
+        let phase = self.position.phase(plan);
+        let (batch, samples) = (plan.phases[phase].batch, plan.train_samples);
+        let steps_total = plan.phase_steps(phase);
         let pos = self.position.clone();
         let epoch = pos.epoch + 1;
         self.position.upload(self.ex, self.seed);
@@ -328,10 +354,11 @@ impl<'e> Trainer<'e> {
                 batch_in_epoch: done,
                 global_step: pos.global_step + (done - first),
                 epoch_sums: sums.clone(),
+                pretraining: pos.pretraining,
             };
             let seen = (done * batch).min(samples);
             let timed = ((done - first) * batch).min(samples);
-            let summary = self.ex.plan().summarize(&sums, seen);
+            let summary = self.ex.plan().summarize_phase(phase, &sums, seen);
             progress(Progress {
                 epoch,
                 steps_done: done,
@@ -348,11 +375,12 @@ impl<'e> Trainer<'e> {
             batch_in_epoch: 0,
             global_step: pos.global_step + (steps_total - first),
             epoch_sums: Vec::new(),
+            pretraining: pos.pretraining,
         };
         Ok(EpochOutcome::Completed(EpochResult {
             epoch,
             global_step: self.position.global_step,
-            train: self.ex.plan().summarize(&sums, samples),
+            train: self.ex.plan().summarize_phase(phase, &sums, samples),
             seconds,
             recording_seconds: recording,
             samples_per_second: timed as f64 / seconds.max(1e-9),
@@ -363,8 +391,12 @@ impl<'e> Trainer<'e> {
     /// accumulator they end with; adds the host's time recording them to `recording`.
     fn queue_chunk(&mut self, start: usize, len: usize, recording: &mut f64) -> Chunk {
         let queued_at = Instant::now();
-        let acc = self.ex.plan().io.loss_acc;
-        let loss = self.ex.run_and_snapshot(Program::TRAIN_STEP, len, acc);
+        let plan = self.ex.plan();
+        let (acc, program) = (
+            plan.io.loss_acc,
+            plan.phases[self.position.phase(plan)].train,
+        );
+        let loss = self.ex.run_and_snapshot(program, len, acc);
         *recording += queued_at.elapsed().as_secs_f64();
         Chunk {
             loss,
@@ -443,11 +475,13 @@ impl<'e> Trainer<'e> {
     /// The first step of the chunk [start, start + len) where a term's sum is not finite, from the
     /// meters' step logs.
     fn locate_non_finite(&mut self, epoch: usize, start: usize, len: usize) -> TrainError {
-        let logs: Vec<(String, Vec<f32>)> = self
-            .ex
-            .plan()
+        let plan = self.ex.plan();
+        let meters: Vec<_> = plan.phases[self.position.phase(plan)]
             .meters
-            .clone()
+            .iter()
+            .map(|&i| plan.meters[i].clone())
+            .collect();
+        let logs: Vec<(String, Vec<f32>)> = meters
             .into_iter()
             .map(|m| (m.name, self.ex.read_f32(m.train_log)))
             .collect();
@@ -524,7 +558,12 @@ impl<'e> Trainer<'e> {
     /// Every meter over the whole test set, and the objective's total.
     pub fn evaluate(&mut self) -> Summary {
         let plan = self.ex.plan();
-        let (io, steps, samples) = (plan.io, plan.eval_steps(), plan.test_samples);
+        let phase = self.position.phase(plan);
+        let (io, samples) = (plan.io, plan.test_samples);
+        let (program, steps) = (
+            plan.phases[phase].eval,
+            samples.div_ceil(plan.phases[phase].batch),
+        );
         let zeros = plan.accumulator(&[]);
         self.ex.write_u32(io.eval_state, &[0; state::LEN]);
         self.ex.write_f32(io.loss_acc, &zeros);
@@ -533,12 +572,12 @@ impl<'e> Trainer<'e> {
         let mut done = 0;
         while done < steps {
             let n = chunk.min(steps - done);
-            self.ex.run(Program::EVAL, n);
+            self.ex.run(program, n);
             done += n;
         }
         let acc = self.ex.read_f32(io.loss_acc);
         let plan = self.ex.plan();
-        plan.summarize(&plan.eval_sums(&acc), samples)
+        plan.summarize_phase(phase, &plan.eval_sums(&acc), samples)
     }
 
     /// The first `count` test images (at most the test set): clean, as the model sees them in evaluation

@@ -7,7 +7,7 @@ use anyhow::bail;
 
 use super::{Choice, NoiseChoice, TrainArgs};
 use crate::run::RunConfig;
-use crate::run::config::{OptimizerArg, Variant};
+use crate::run::config::{OptimizerArg, PretrainArg, Variant};
 
 /// Which configurations a flag means something for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,9 +20,22 @@ enum Scope {
 }
 
 /// The dense deterministic variants.
-const DENSE: &[Variant] = &[Variant::Ae, Variant::SparseAe, Variant::Cae];
+const DENSE: &[Variant] = &[
+    Variant::Ae,
+    Variant::SparseAe,
+    Variant::Cae,
+    Variant::DeepAe,
+    Variant::LinearAe,
+];
 /// Every variant with `--hidden` layers.
-const HIDDEN: &[Variant] = &[Variant::Ae, Variant::SparseAe, Variant::Cae, Variant::Vae];
+const HIDDEN: &[Variant] = &[
+    Variant::Ae,
+    Variant::SparseAe,
+    Variant::Cae,
+    Variant::Vae,
+    Variant::DeepAe,
+    Variant::LinearAe,
+];
 /// Every variant whose code width `--latent` sets.
 const LATENT: &[Variant] = &[
     Variant::Ae,
@@ -30,6 +43,8 @@ const LATENT: &[Variant] = &[
     Variant::Cae,
     Variant::Vae,
     Variant::ConvVae,
+    Variant::DeepAe,
+    Variant::LinearAe,
 ];
 const CONV: &[Variant] = &[Variant::ConvAe, Variant::ConvDae, Variant::ConvVae];
 /// The deterministic convolutional variants (a variational decoder cannot unpool).
@@ -41,6 +56,8 @@ const DETERMINISTIC: &[Variant] = &[
     Variant::ConvDae,
     Variant::SparseAe,
     Variant::Cae,
+    Variant::DeepAe,
+    Variant::LinearAe,
 ];
 const VARIATIONAL: &[Variant] = &[Variant::Vae, Variant::ConvVae];
 
@@ -150,6 +167,20 @@ impl TrainArgs {
                 Box::new(move |c| c.kl_warmup = v),
             );
         }
+        if let Some(v) = self.pretrain {
+            add(
+                "--pretrain",
+                Variants(DENSE),
+                Box::new(move |c| c.pretrain = v),
+            );
+        }
+        if let Some(v) = self.pretrain_epochs {
+            add(
+                "--pretrain-epochs",
+                Variants(DENSE),
+                Box::new(move |c| c.pretrain_epochs = v),
+            );
+        }
         if let Some(v) = self.seed {
             add("--seed", Any, Box::new(move |c| c.seed = v));
         }
@@ -172,6 +203,11 @@ impl TrainArgs {
         }
         for g in &given {
             check_scope(g, &config)?;
+        }
+        if self.pretrain_epochs.is_some() && config.pretrain == PretrainArg::None {
+            bail!(
+                "--pretrain-epochs sets the epochs of each pretraining phase, and this run does not                  pretrain; add --pretrain rbm or --pretrain greedy, or leave --pretrain-epochs out"
+            );
         }
         config.validate()?;
         Ok(config)
@@ -293,7 +329,7 @@ fn check_scope(given: &Given<'_>, config: &RunConfig) -> anyhow::Result<()> {
 /// What kind of model a variant is and which flags shape it, for messages.
 fn shaped_by(variant: Variant) -> &'static str {
     match variant {
-        Variant::Ae | Variant::SparseAe | Variant::Cae => {
+        Variant::Ae | Variant::SparseAe | Variant::Cae | Variant::DeepAe | Variant::LinearAe => {
             "a dense model: its shape is set by --hidden, --latent, --activation and --code-activation"
         }
         Variant::ConvAe | Variant::ConvDae => {

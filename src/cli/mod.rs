@@ -191,7 +191,9 @@ impl BackendArg {
     }
 }
 
-pub use crate::run::config::{ActArg, DeckArg, LossArg, OptimizerArg, Variant, parse_noise};
+pub use crate::run::config::{
+    ActArg, DeckArg, LossArg, OptimizerArg, PretrainArg, Variant, parse_noise,
+};
 
 /// What `--noise` chose: a corruption, or `none`. (A newtype rather than `Option<Option<Noise>>`,
 /// which clap reads as a flag whose value may be left out.)
@@ -360,6 +362,17 @@ pub struct TrainArgs {
     /// step); the test loss always weighs the KL by β [default: 0, no warm-up].
     #[arg(long, value_name = "N", value_parser = parse_whole, allow_negative_numbers = true)]
     pub kl_warmup: Option<usize>,
+    /// Dense variants: pretrain the layers one at a time before the whole model trains: rbm (a stack of
+    /// RBMs trained by CD-1, Bernoulli hidden units and Gaussian ones for a linear code; needs sigmoid
+    /// hidden layers), greedy (each layer a shallow autoencoder on the codes below; denoising with
+    /// --noise), or none. Batch 100; RBMs by momentum SGD (lr 0.1, 0.001 for the top, momentum 0.9,
+    /// weight decay 2e-4), greedy layers by the run's optimizer. --epochs counts the fine-tuning
+    /// [default: none].
+    #[arg(long, value_enum)]
+    pub pretrain: Option<PretrainArg>,
+    /// Epochs of each pretraining phase (with --pretrain rbm or greedy) [default: 2].
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub pretrain_epochs: Option<usize>,
     /// Seed for initialisation, shuffling, noise and a VAE's ε: the same seed repeats a run [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,

@@ -133,7 +133,7 @@ fn check_run_flags(args: &TrainArgs) -> anyhow::Result<()> {
 /// Reports `true` (and prints why) when the checkpoint has already trained the epochs asked for.
 fn already_reached(ckpt: &Checkpoint, path: &Path, epochs: usize) -> bool {
     let done = ckpt.state.position.epoch;
-    if done < epochs {
+    if done < epochs || ckpt.state.position.pretraining.is_some() {
         return false;
     }
     println!(
@@ -316,6 +316,10 @@ struct Printer {
     /// Progress bars need a terminal; elsewhere (a log file, CI) progress comes as lines.
     terminal: bool,
     epochs: usize,
+    /// The fine-tuning's epochs (--epochs); `epochs` is the current phase's.
+    fine_tune_epochs: usize,
+    /// In a run that pretrains, the phase under way, which prefixes the lines.
+    phase: Option<String>,
     bar: Option<ProgressBar>,
     /// (index, name) of the meters beyond the reconstruction that the lines show.
     extra: Vec<(usize, String)>,
@@ -335,12 +339,21 @@ impl Printer {
             quiet: args.quiet,
             terminal: std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
             epochs: args.epochs,
+            fine_tune_epochs: args.epochs,
+            phase: None,
             bar: None,
             extra: Vec::new(),
             epoch_seconds: Vec::new(),
             epoch_start: None,
             last_line: None,
         }
+    }
+
+    /// "pretrain-2 " in a run that pretrains.
+    fn prefix(&self) -> String {
+        self.phase
+            .as_ref()
+            .map_or_else(String::new, |p| format!("{p} "))
     }
 
     /// `name value` of every extra meter in `values`.
@@ -399,13 +412,48 @@ impl Observer for Printer {
             .map(|(i, name)| (i, name.to_string()))
             .collect();
         if let Some(p) = resumed {
+            let phase = plan.phases[p.phase(plan)].name.as_str();
+            let phase = match plan.pretrains() {
+                true => format!(" of {phase}"),
+                false => String::new(),
+            };
             println!(
-                "resumed at epoch {}, step {} of it (global step {}), training up to epoch {}",
+                "resumed at epoch {}{phase}, step {} of it (global step {}), fine-tuning up to epoch {}",
                 p.epoch + 1,
                 p.batch_in_epoch,
                 p.global_step,
-                self.epochs
+                self.fine_tune_epochs
             );
+        }
+    }
+
+    fn phase_started(&mut self, plan: &Plan, phase: usize, epochs: usize) {
+        let this = &plan.phases[phase];
+        self.epochs = epochs;
+        self.epoch_seconds.clear();
+        self.phase = Some(this.name.clone());
+        let count = plan.phases.len() - 1;
+        if phase < count {
+            // A pretraining phase's loss is its one meter.
+            self.extra.clear();
+            println!(
+                "{} (of {count}): {}; {epochs} epoch{}",
+                this.name,
+                this.description,
+                if epochs == 1 { "" } else { "s" }
+            );
+        } else {
+            let terms = this
+                .meters
+                .iter()
+                .filter(|&&i| plan.meters[i].role.enters_total())
+                .count();
+            self.extra = shown_meters(plan)
+                .into_iter()
+                .filter(|&(i, _)| this.meters.contains(&i) && (i > 0 || terms > 1))
+                .map(|(i, name)| (i, name.to_string()))
+                .collect();
+            println!("{}: the whole model, {epochs} epochs", this.name);
         }
     }
 
@@ -421,7 +469,7 @@ impl Observer for Printer {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
         bar.set_style(style);
-        bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+        bar.set_prefix(format!("{}epoch {epoch}/{}", self.prefix(), self.epochs));
         bar.set_position(done as u64);
         self.bar = Some(bar);
     }
@@ -449,7 +497,8 @@ impl Observer for Printer {
         if !self.terminal && !self.quiet && due && p.steps_done < p.steps_total {
             self.last_line = Some(Instant::now());
             println!(
-                "epoch {}/{}: step {}/{} ({:.0}%) {message}",
+                "{}epoch {}/{}: step {}/{} ({:.0}%) {message}",
+                self.prefix(),
                 p.epoch,
                 self.epochs,
                 p.steps_done,
@@ -475,7 +524,8 @@ impl Observer for Printer {
             format!("  [{extra}]")
         };
         println!(
-            "epoch {:>3}  train loss {:.5}  test loss {:.5}{extra}  {:.2} s  {:.0} samples/s",
+            "{}epoch {:>3}  train loss {:.5}  test loss {:.5}{extra}  {:.2} s  {:.0} samples/s",
+            self.prefix(),
             result.epoch,
             result.train.total,
             r.test.total,

@@ -19,6 +19,7 @@ pub mod gaussian_kl;
 pub mod kl_sparsity;
 pub mod l1;
 pub mod recon;
+pub mod squared_error;
 
 use crate::model::Layer;
 use crate::ops::{Act, BufId, LossKind, Op, Scalar, TermOp};
@@ -54,6 +55,9 @@ pub enum Term {
     /// code's prior term (β of a β-VAE). With `warmup_epochs` > 0 the training weight grows linearly from
     /// 0 over that many epochs' steps; evaluation always weighs it `weight`.
     GaussianKl { weight: f32, warmup_epochs: usize },
+    /// Not trained on: the squared error per image, Σ over pixels of (reconstruction − input)², reported
+    /// as the `sq_err` metric (the figure the deep-autoencoder and PCA literature quote).
+    SquaredError,
 }
 
 impl Term {
@@ -65,6 +69,7 @@ impl Term {
             Term::KlSparsity { .. } => "kl_sparsity",
             Term::Contractive { .. } => "contractive",
             Term::GaussianKl { .. } => "kl",
+            Term::SquaredError => "sq_err",
         }
     }
 }
@@ -305,6 +310,20 @@ impl Meters {
 
     /// Adds a meter with its step logs.
     pub fn add(&mut self, b: &mut Builder, name: &str, role: MeterRole, per: Per) -> MeterRef {
+        let steps = (self.train_steps, self.eval_steps);
+        self.add_with_steps(b, name, role, per, steps)
+    }
+
+    /// Adds a meter whose passes take `(train, eval)` steps (a pretraining phase's, with a batch of its
+    /// own), which size its step logs.
+    pub fn add_with_steps(
+        &mut self,
+        b: &mut Builder,
+        name: &str,
+        role: MeterRole,
+        per: Per,
+        (train_steps, eval_steps): (usize, usize),
+    ) -> MeterRef {
         // The reconstruction's logs keep the names they had before objectives had terms.
         let (train, eval) = if self.list.is_empty() {
             (
@@ -314,8 +333,8 @@ impl Meters {
         } else {
             (format!("{name}.train_steps"), format!("{name}.eval_steps"))
         };
-        let train_log = b.scratch(train, self.train_steps);
-        let eval_log = b.scratch(eval, self.eval_steps);
+        let train_log = b.scratch(train, train_steps);
+        let eval_log = b.scratch(eval, eval_steps);
         self.list.push(Meter {
             name: name.into(),
             role,
@@ -429,6 +448,7 @@ pub fn compile_term(
             weight,
             warmup_epochs,
         } => Box::new(gaussian_kl::compile(cx, weight, warmup_epochs)?),
+        Term::SquaredError => Box::new(squared_error::compile(cx)),
     })
 }
 

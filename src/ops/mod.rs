@@ -7,9 +7,11 @@
 //! Layout conventions: matrices are row-major; a batch of feature maps is NCHW (batch, channel, row, column),
 //! the layout PyTorch uses, so checkpoints and reference figures compare directly.
 
+pub mod rbm;
 pub mod terms;
 pub mod vae;
 
+pub use rbm::{HiddenUnits, RbmOp};
 pub use terms::TermOp;
 pub use vae::VaeOp;
 
@@ -372,6 +374,8 @@ pub enum Op {
     Term(TermOp),
     /// A variational autoencoder's op: the reparameterisation, the Gaussian KL, the KL weight's warm-up.
     Vae(VaeOp),
+    /// A restricted Boltzmann machine's op: hidden samples and the contrastive-divergence statistics.
+    Rbm(RbmOp),
 }
 
 /// Geometry of a 2-D convolution x[N, in_c, in_h, in_w] ⊛ w[out_c, in_c, k_h, k_w] → y[N, out_c, out_h, out_w],
@@ -585,6 +589,7 @@ impl Op {
             } => "conv_transpose2d_bias_act",
             Op::Term(t) => t.name(),
             Op::Vae(v) => v.name(),
+            Op::Rbm(r) => r.name(),
         }
     }
 }
@@ -663,6 +668,7 @@ impl Op {
             Op::ConvBiasAct { y, .. } => vec![y],
             Op::Term(ref t) => t.float_outputs(),
             Op::Vae(ref v) => v.float_outputs(),
+            Op::Rbm(ref r) => r.float_outputs(),
         }
     }
 
@@ -740,6 +746,7 @@ impl Op {
             }
             Op::Term(ref t) => t.flops(),
             Op::Vae(ref v) => v.flops(),
+            Op::Rbm(ref r) => r.flops(),
         };
         f as u64
     }
@@ -860,6 +867,7 @@ impl Op {
             }
             Op::Term(ref t) => t.words(),
             Op::Vae(ref v) => v.words(),
+            Op::Rbm(ref r) => r.words(),
         };
         4 * words as u64
     }
@@ -995,6 +1003,7 @@ impl Op {
             Op::ConvBiasAct { geom, act, .. } => format!("{} + bias, {}", conv(geom), act.name()),
             Op::Term(t) => t.shapes(),
             Op::Vae(v) => v.shapes(),
+            Op::Rbm(r) => r.shapes(),
         }
     }
 }

@@ -33,10 +33,10 @@ pub(super) struct LayerBufs {
     /// Indices into the plan's parameters.
     pub weight: Option<usize>,
     pub bias: Option<usize>,
-    argmax: Option<BufId>,
-    norm: Option<NormBufs>,
+    pub(super) argmax: Option<BufId>,
+    pub(super) norm: Option<NormBufs>,
     /// The ε a sampling layer drew, for its backward.
-    eps: Option<BufId>,
+    pub(super) eps: Option<BufId>,
 }
 
 fn param(

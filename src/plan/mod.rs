@@ -16,9 +16,11 @@
 //! device-side state buffer that the last op of a step advances.
 
 mod layers;
+pub mod pretrain;
 mod programs;
 
-pub use programs::{Codec, Program, ProgramDesc, Segment};
+pub use pretrain::{PretrainKind, Pretraining, RbmSchedule};
+pub use programs::{Codec, Phase, Program, ProgramDesc, Segment};
 use programs::{codec, standard_programs};
 
 use crate::model::{Model, init};
@@ -170,6 +172,8 @@ pub struct Plan {
     pub segments: Vec<Segment>,
     /// What an executor can run: each program a list of segments ([`Program`] indexes it).
     pub programs: Vec<ProgramDesc>,
+    /// What a run trains, in order: the pretraining phases, if any, then the fine-tuning (always last).
+    pub phases: Vec<Phase>,
     pub io: PlanIo,
     /// The buffers of the encode and decode programs, where the model can run them.
     pub codec: Option<Codec>,
@@ -188,6 +192,8 @@ pub enum PlanError {
     EmptyData { train: usize, test: usize },
     #[error("the {term} term {problem}")]
     Term { term: &'static str, problem: String },
+    #[error("pretraining: model {model} {problem}")]
+    Pretrain { model: String, problem: String },
     #[error("{loss:?} loss needs a sigmoid output layer, but model {model} ends in {act}")]
     LossNeedsSigmoid {
         loss: LossKind,
@@ -246,10 +252,24 @@ impl Builder {
     fn f32(&mut self, name: impl Into<String>, len: usize, role: Role) -> BufId {
         self.add(name, len, Elem::F32, role)
     }
+    /// The length of buffer `id`, in elements.
+    fn len(&self, id: BufId) -> usize {
+        self.buffers[id.0].len
+    }
 }
 
+/// The plan of `model` trained as `cfg` says, with no pretraining.
 pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
-    if cfg.batch == 0 {
+    compile_with(model, cfg, None)
+}
+
+/// The plan of `model` trained as `cfg` says, after the layer-wise `pretraining` phases when given.
+pub fn compile_with(
+    model: &Model,
+    cfg: &PlanConfig,
+    pretraining: Option<&Pretraining>,
+) -> Result<Plan, PlanError> {
+    if cfg.batch == 0 || pretraining.is_some_and(|p| p.batch == 0) {
         return Err(PlanError::EmptyBatch);
     }
     if cfg.train_samples == 0 || cfg.test_samples == 0 {
@@ -260,6 +280,8 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     }
     let output_act = model.output_act();
     let batch = cfg.batch;
+    // The activations hold a fine-tuning batch, or a pretraining phase's when that is larger.
+    let rows = pretrain::rows(batch, pretraining);
     let features = model.input.numel();
     let mut b = Builder {
         buffers: Vec::new(),
@@ -281,9 +303,9 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
     );
     let test_perm = b.add("test_perm", cfg.test_samples, Elem::U32, Role::Index);
     let eval_state = b.add("eval_state", state::LEN, Elem::U32, Role::State);
-    let input = b.f32("input", batch * features, Role::Activation);
+    let input = b.f32("input", rows * features, Role::Activation);
     let model_input = match cfg.noise {
-        Some(_) => b.f32("noisy_input", batch * features, Role::Activation),
+        Some(_) => b.f32("noisy_input", rows * features, Role::Activation),
         None => input,
     };
     // Sized once every meter and scalar is known: two slots (training, evaluation) per meter.
@@ -301,7 +323,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             // The input needs no gradient, except where a kernel always writes one.
             None if matches!(layer, crate::model::Layer::BatchNorm2d { .. }) => (
                 model_input,
-                Some(b.f32("input.grad", batch * features, Role::Scratch)),
+                Some(b.f32("input.grad", rows * features, Role::Scratch)),
             ),
             None => (model_input, None),
         };
@@ -314,7 +336,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             x,
             dx,
             model.shapes[i + 1],
-            batch,
+            rows,
         );
         bufs.push(l);
     }
@@ -387,11 +409,43 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
             terms.push(Box::new(CodeMean::compile(&mut cx, code)));
         }
     }
+    // The fine-tuning's meters come first; each pretraining phase adds its own.
+    let fine_meters: Vec<usize> = (0..meters.list.len()).collect();
+    let seed = (cfg.seed ^ (cfg.seed >> 32)) as u32;
+    let pretrain_phases = match pretraining {
+        Some(spec) => pretrain::compile(
+            &mut b,
+            &mut meters,
+            model,
+            &bufs,
+            &params,
+            &pretrain::Io {
+                train_data,
+                train_perm,
+                train_state,
+                test_data,
+                test_perm,
+                eval_state,
+                input,
+                model_input,
+                train_samples: cfg.train_samples,
+                test_samples: cfg.test_samples,
+                features,
+            },
+            &pretrain::Fine {
+                loss: cfg.objective.reconstruction_term().0,
+                noise: cfg.noise,
+                optimizer: cfg.optimizer,
+                seed,
+            },
+            spec,
+        )?,
+        None => Vec::new(),
+    };
     b.buffers[loss_acc.0].len = 2 * meters.list.len();
     b.buffers[scalar_buf.0].len = scalars.len().max(1);
 
-    // The key of every draw on the device (corruption and ε).
-    let seed = (cfg.seed ^ (cfg.seed >> 32)) as u32;
+    // `seed` (above) keys every draw on the device: corruption, ε, hidden samples.
     // The forward ops of layers `range`; the last layer's activation is left to the loss unless
     // `activate_last` (the decode program, which has no loss).
     let forward_layers = |range: std::ops::Range<usize>, pass: Pass, activate_last: bool| {
@@ -564,7 +618,7 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         decode = forward_layers(start..model.layers.len(), evaluation, true);
     }
 
-    let (segments, programs) = standard_programs([
+    let (mut segments, mut programs) = standard_programs([
         ("forward_backward", forward_backward),
         ("update", update),
         ("eval", eval),
@@ -572,7 +626,16 @@ pub fn compile(model: &Model, cfg: &PlanConfig) -> Result<Plan, PlanError> {
         ("encode", encode),
         ("decode", decode),
     ]);
+    let mut phases = pretrain::append(
+        pretrain_phases,
+        pretraining.map_or(0, |p| p.epochs),
+        pretraining.map_or(batch, |p| p.batch),
+        &mut segments,
+        &mut programs,
+    );
+    phases.push(Phase::fine_tune(batch, fine_meters));
     Ok(Plan {
+        phases,
         buffers: b.buffers,
         params,
         stats,
@@ -643,8 +706,15 @@ pub struct Summary {
 
 impl Plan {
     /// Means over `samples` samples from each meter's summed value (`sums[i]` for meter i; a term's sums
-    /// carry its weight already, so its mean is what enters the total).
+    /// carry its weight already, so its mean is what enters the total), the total of the fine-tuning's
+    /// terms.
     pub fn summarize(&self, sums: &[f64], samples: usize) -> Summary {
+        self.summarize_phase(self.phases.len() - 1, sums, samples)
+    }
+
+    /// As [`Plan::summarize`], the total over the terms of phase `phase`.
+    pub fn summarize_phase(&self, phase: usize, sums: &[f64], samples: usize) -> Summary {
+        let own = &self.phases[phase].meters;
         let values: Vec<f64> = self
             .meters
             .iter()
@@ -662,7 +732,9 @@ impl Plan {
             .meters
             .iter()
             .zip(&values)
-            .filter(|(m, _)| m.role.enters_total())
+            .enumerate()
+            .filter(|(i, (m, _))| m.role.enters_total() && own.contains(i))
+            .map(|(_, pair)| pair)
             .map(|(_, v)| v)
             .sum();
         Summary { total, values }
@@ -718,11 +790,20 @@ impl Plan {
             .map_or(&[], |s| &s.ops)
     }
 
+    /// Training steps in an epoch of the fine-tuning.
     pub fn steps_per_epoch(&self) -> usize {
         self.train_samples.div_ceil(self.batch)
     }
     pub fn eval_steps(&self) -> usize {
         self.test_samples.div_ceil(self.batch)
+    }
+    /// Training steps in an epoch of phase `phase`.
+    pub fn phase_steps(&self, phase: usize) -> usize {
+        self.train_samples.div_ceil(self.phases[phase].batch)
+    }
+    /// Whether the plan pretrains before the fine-tuning.
+    pub fn pretrains(&self) -> bool {
+        self.phases.len() > 1
     }
     /// Initial parameter values for `seed` (identical on every backend).
     pub fn initial_params(&self, seed: u64) -> Vec<Vec<f32>> {
@@ -758,6 +839,7 @@ impl Plan {
             ("decode", Vec::new()),
         ]);
         Plan {
+            phases: vec![Phase::fine_tune(1, Vec::new())],
             buffers,
             params: Vec::new(),
             stats: Vec::new(),

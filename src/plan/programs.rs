@@ -8,14 +8,14 @@ use crate::ops::{BufId, Op};
 /// A named list of ops, run in order.
 #[derive(Clone, Debug)]
 pub struct Segment {
-    pub name: &'static str,
+    pub name: String,
     pub ops: Vec<Op>,
 }
 
 /// A program: the segments it runs, in order.
 #[derive(Clone, Debug)]
 pub struct ProgramDesc {
-    pub name: &'static str,
+    pub name: String,
     pub segments: Vec<usize>,
 }
 
@@ -48,23 +48,26 @@ pub(super) fn standard_programs(
 ) -> (Vec<Segment>, Vec<ProgramDesc>) {
     let mut programs = vec![
         ProgramDesc {
-            name: "forward_backward",
+            name: "forward_backward".into(),
             segments: vec![0],
         },
         ProgramDesc {
-            name: "train_step",
+            name: "train_step".into(),
             segments: vec![0, 1],
         },
     ];
     for (index, (name, _)) in segments.iter().enumerate().skip(2) {
         programs.push(ProgramDesc {
-            name,
+            name: name.to_string(),
             segments: vec![index],
         });
     }
     let segments = segments
         .into_iter()
-        .map(|(name, ops)| Segment { name, ops })
+        .map(|(name, ops)| Segment {
+            name: name.into(),
+            ops,
+        })
         .collect();
     (segments, programs)
 }
@@ -110,3 +113,44 @@ pub(super) fn codec(model: &Model, bufs: &[LayerBufs]) -> Option<Codec> {
         variational: gaussian.is_some(),
     })
 }
+
+/// A stretch of training with programs, a batch and meters of its own: the pretraining of one layer, or
+/// the training of the whole model (the fine-tuning, every plan's last phase). A run trains its phases in
+/// order; a checkpoint records which one it is in.
+#[derive(Clone, Debug)]
+pub struct Phase {
+    /// `pretrain-1` … `pretrain-K`, then `fine-tune`: the `phase` column of metrics.csv.
+    pub name: String,
+    /// One line on what the phase trains and how.
+    pub description: String,
+    /// One training step, and one evaluation batch.
+    pub train: Program,
+    pub eval: Program,
+    pub batch: usize,
+    /// The meters the phase feeds (indices into the plan's meters); its loss is their total.
+    pub meters: Vec<usize>,
+    /// Epochs the phase trains; `None` for the fine-tuning, which trains the run's `--epochs`.
+    pub epochs: Option<usize>,
+    /// When the phase ends, parameter `.1` receives the transpose of parameter `.0` (an RBM's weight
+    /// unrolled into the mirrored decoder layer).
+    pub unroll: Option<(usize, usize)>,
+}
+
+impl Phase {
+    /// The training of the whole model: the standard programs, the run's batch, the objective's meters.
+    pub fn fine_tune(batch: usize, meters: Vec<usize>) -> Phase {
+        Phase {
+            name: FINE_TUNE.into(),
+            description: String::new(),
+            train: Program::TRAIN_STEP,
+            eval: Program::EVAL,
+            batch,
+            meters,
+            epochs: None,
+            unroll: None,
+        }
+    }
+}
+
+/// The name of every plan's last phase.
+pub const FINE_TUNE: &str = "fine-tune";

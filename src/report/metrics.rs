@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 /// The columns every run has; `train_<meter>,test_<meter>` pairs follow for each reported meter.
 pub const HEADER: &str = "epoch,step,train_loss,test_loss,seconds,samples_per_second";
 
-/// The header of a run whose meters are `meters` (see [`MetricsRow::meters`]).
-pub fn header(meters: &[String]) -> String {
+/// The header of a run whose meters are `meters` (see [`MetricsRow::meters`]); a run with pretraining
+/// phases ends its lines with the phase's name.
+pub fn header(meters: &[String], phases: bool) -> String {
     let mut h = HEADER.to_string();
     for m in meters {
         h.push_str(&format!(",train_{m},test_{m}"));
+    }
+    if phases {
+        h.push_str(",phase");
     }
     h
 }
@@ -29,8 +33,12 @@ pub struct MetricsRow {
     /// Wall-clock seconds since training started.
     pub seconds: f64,
     pub samples_per_second: f64,
-    /// (train, test) of every meter the header names, in order.
-    pub meters: Vec<(f64, f64)>,
+    /// (train, test) of every meter the header names, in order; `None` for a meter of another phase
+    /// (empty fields).
+    pub meters: Vec<Option<(f64, f64)>>,
+    /// The phase the epoch belongs to (`pretrain-2`, `fine-tune`), in runs that pretrain; epochs and
+    /// steps count within it.
+    pub phase: Option<String>,
 }
 
 /// `DIR/metrics.csv`, created (or truncated) with its header.
@@ -39,8 +47,39 @@ pub struct MetricsCsv {
     out: BufWriter<File>,
 }
 
+/// Where a resumed run stands: lines of earlier phases, and of this phase's first `epochs` epochs, are
+/// kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Done<'a> {
+    /// The phases' names in order (empty: a run without pretraining, whose lines name no phase).
+    pub phases: &'a [String],
+    /// The phase under way (an index into `phases`).
+    pub phase: usize,
+    pub epochs: usize,
+}
+
+impl Done<'_> {
+    /// Whether a line of the previous file belongs before this position.
+    fn keeps(&self, line: &str) -> bool {
+        let epoch = line.split(',').next().and_then(|e| e.parse::<usize>().ok());
+        let Some(epoch) = epoch else { return false };
+        if self.phases.is_empty() {
+            return epoch <= self.epochs;
+        }
+        let phase = line
+            .rsplit(',')
+            .next()
+            .and_then(|name| self.phases.iter().position(|p| p == name));
+        match phase {
+            Some(p) => p < self.phase || (p == self.phase && epoch <= self.epochs),
+            None => false,
+        }
+    }
+}
+
 impl MetricsCsv {
-    pub fn create(dir: &Path, meters: &[String]) -> Result<MetricsCsv, ReportError> {
+    /// `DIR/metrics.csv`, with a `phase` column when the run has pretraining phases.
+    pub fn create(dir: &Path, meters: &[String], phases: bool) -> Result<MetricsCsv, ReportError> {
         let path = dir.join("metrics.csv");
         let file = File::create(&path).map_err(|source| ReportError::Io {
             path: path.clone(),
@@ -50,7 +89,7 @@ impl MetricsCsv {
             path,
             out: BufWriter::new(file),
         };
-        csv.write_line(&header(meters))?;
+        csv.write_line(&header(meters, phases))?;
         Ok(csv)
     }
 
@@ -61,7 +100,7 @@ impl MetricsCsv {
     pub fn resume(
         dir: &Path,
         history: &Path,
-        epochs_done: usize,
+        done: Done<'_>,
         meters: &[String],
     ) -> Result<MetricsCsv, ReportError> {
         let path = history.join("metrics.csv");
@@ -73,21 +112,17 @@ impl MetricsCsv {
             Ok(text) => text
                 .lines()
                 .skip(1)
-                .filter(|l| {
-                    l.split(',')
-                        .next()
-                        .and_then(|e| e.parse::<usize>().ok())
-                        .is_some_and(|e| e <= epochs_done)
-                })
+                .filter(|l| done.keeps(l))
                 .map(str::to_string)
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(e)),
         };
-        let mut csv = MetricsCsv::create(dir, meters)?;
+        let phases = !done.phases.is_empty();
+        let mut csv = MetricsCsv::create(dir, meters, phases)?;
         // Lines of a run written by a version with fewer columns get empty fields, so every line has the
         // header's width.
-        let width = header(meters).split(',').count();
+        let width = header(meters, phases).split(',').count();
         for line in &kept {
             let missing = width.saturating_sub(line.split(',').count());
             csv.write_line(&format!("{line}{}", ",".repeat(missing)))?;
@@ -106,8 +141,14 @@ impl MetricsCsv {
             "{},{},{:?},{:?},{:.3},{:.1}",
             row.epoch, row.step, row.train_loss, row.test_loss, row.seconds, row.samples_per_second
         );
-        for (train, test) in &row.meters {
-            line.push_str(&format!(",{train:?},{test:?}"));
+        for meter in &row.meters {
+            match meter {
+                Some((train, test)) => line.push_str(&format!(",{train:?},{test:?}")),
+                None => line.push_str(",,"),
+            }
+        }
+        if let Some(phase) = &row.phase {
+            line.push_str(&format!(",{phase}"));
         }
         self.write_line(&line)
     }
@@ -131,7 +172,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gpu-ae-metrics-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut csv = MetricsCsv::create(&dir, &["recon".into()]).unwrap();
+        let mut csv = MetricsCsv::create(&dir, &["recon".into()], false).unwrap();
         let rows: Vec<MetricsRow> = (1..=3)
             .map(|e| MetricsRow {
                 epoch: e,
@@ -140,7 +181,8 @@ mod tests {
                 test_loss: 0.3 / e as f64,
                 seconds: 1.5 * e as f64,
                 samples_per_second: 40_000.25,
-                meters: vec![(0.25 / e as f64, 0.5)],
+                meters: vec![Some((0.25 / e as f64, 0.5))],
+                phase: None,
             })
             .collect();
         for (i, row) in rows.iter().enumerate() {
@@ -155,7 +197,7 @@ mod tests {
         for (line, row) in text.lines().skip(1).zip(&rows) {
             let fields: Vec<&str> = line.split(',').collect();
             assert_eq!(fields.len(), HEADER.split(',').count() + 2, "{line}");
-            assert_eq!(fields[6].parse::<f64>().unwrap(), row.meters[0].0);
+            assert_eq!(fields[6].parse::<f64>().unwrap(), row.meters[0].unwrap().0);
             assert_eq!(fields[0].parse::<usize>().unwrap(), row.epoch);
             assert_eq!(fields[1].parse::<usize>().unwrap(), row.step);
             assert_eq!(
@@ -182,14 +224,75 @@ mod tests {
         )
         .unwrap();
         let meters = ["recon".to_string(), "code_mean".to_string()];
-        let csv = MetricsCsv::resume(&dir, &dir, 1, &meters).unwrap();
+        let done = Done {
+            phases: &[],
+            phase: 0,
+            epochs: 1,
+        };
+        let csv = MetricsCsv::resume(&dir, &dir, done, &meters).unwrap();
         drop(csv);
         let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "epoch 2 came after the checkpoint: {text}");
-        assert_eq!(lines[0], header(&meters));
+        assert_eq!(lines[0], header(&meters, false));
         assert_eq!(lines[1], "1,3,0.5,0.4,0.010,100.0,,,,");
         assert_eq!(lines[1].split(',').count(), lines[0].split(',').count());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn resuming_inside_a_phase_keeps_the_earlier_phases_and_this_ones_done_epochs() {
+        let dir = std::env::temp_dir().join(format!("gpu-ae-metrics-phase-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let meters = ["rbm_error".to_string()];
+        let phases: Vec<String> = ["pretrain-1", "pretrain-2", "fine-tune"]
+            .map(String::from)
+            .to_vec();
+        let mut csv = MetricsCsv::create(&dir, &meters, true).unwrap();
+        for (phase, epoch) in [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1)] {
+            csv.append(&MetricsRow {
+                epoch,
+                step: epoch * 600,
+                train_loss: 1.0,
+                test_loss: 1.0,
+                seconds: 1.0,
+                samples_per_second: 1.0,
+                meters: vec![(phase < 2).then_some((9.5, 9.75))],
+                phase: Some(phases[phase].clone()),
+            })
+            .unwrap();
+        }
+        drop(csv);
+        let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            format!("{HEADER},train_rbm_error,test_rbm_error,phase")
+        );
+        assert!(
+            text.lines().last().unwrap().ends_with(",,,fine-tune"),
+            "{text}"
+        );
+        let done = Done {
+            phases: &phases,
+            phase: 1,
+            epochs: 1,
+        };
+        drop(MetricsCsv::resume(&dir, &dir, done, &meters).unwrap());
+        let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let kept: Vec<(&str, &str)> = text
+            .lines()
+            .skip(1)
+            .map(|l| (l.split(',').next().unwrap(), l.rsplit(',').next().unwrap()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("1", "pretrain-1"),
+                ("2", "pretrain-1"),
+                ("1", "pretrain-2")
+            ]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -198,7 +301,7 @@ mod tests {
         let dir = std::env::temp_dir()
             .join(format!("gpu-ae-metrics-missing-{}", std::process::id()))
             .join("nope");
-        let err = MetricsCsv::create(&dir, &[])
+        let err = MetricsCsv::create(&dir, &[], false)
             .err()
             .expect("creating in a missing folder fails");
         assert!(err.to_string().contains("metrics.csv"), "{err}");

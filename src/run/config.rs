@@ -18,7 +18,10 @@ use crate::model::variants::{
 use crate::model::{Model, Shape};
 use crate::objective::{Emphasis, Objective, Term};
 use crate::ops::{Act, AdamHyper, LossKind, Noise};
-use crate::plan::{Optimizer, Plan, PlanConfig, compile};
+use crate::plan::pretrain::PRETRAIN_BATCH;
+use crate::plan::{
+    Optimizer, Plan, PlanConfig, PretrainKind, Pretraining, RbmSchedule, compile_with,
+};
 
 /// Which autoencoder to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
@@ -44,6 +47,13 @@ pub enum Variant {
     /// Convolutional variational autoencoder: the conv-ae encoder, flattened into μ, log σ² of 16, a
     /// linear layer back to the feature map, and the transposed-convolution decoder.
     ConvVae,
+    /// Deep autoencoder (Hinton & Salakhutdinov 2006): 784-1000-500-250-30 mirrored, sigmoid hidden
+    /// units, a linear 30-unit code, sigmoid output; `--pretrain rbm` or `greedy` pretrains it layer by
+    /// layer before the fine-tuning.
+    DeepAe,
+    /// Linear autoencoder: 784-k-784 with identity activations and an identity output, squared error
+    /// (default --latent 30): it learns the span of the top k principal components (`gpu-ae pca`).
+    LinearAe,
 }
 
 impl Variant {
@@ -56,6 +66,8 @@ impl Variant {
             Variant::Cae => "cae",
             Variant::Vae => "vae",
             Variant::ConvVae => "conv-vae",
+            Variant::DeepAe => "deep-ae",
+            Variant::LinearAe => "linear-ae",
         }
     }
 
@@ -104,6 +116,20 @@ impl Variant {
                 ..base
             },
             Variant::ConvVae => RunConfig { latent: 16, ..base },
+            Variant::DeepAe => RunConfig {
+                hidden: vec![1000, 500, 250],
+                latent: 30,
+                activation: ActArg::Sigmoid,
+                code_activation: Some(ActArg::Identity),
+                ..base
+            },
+            Variant::LinearAe => RunConfig {
+                hidden: vec![],
+                latent: 30,
+                activation: ActArg::Identity,
+                loss: LossArg::Mse,
+                ..base
+            },
         }
     }
 }
@@ -168,6 +194,20 @@ impl From<ActArg> for Act {
     }
 }
 
+/// How a deep autoencoder's layers are pretrained before the whole model is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PretrainArg {
+    /// No pretraining: the whole model from its random initialisation.
+    #[default]
+    None,
+    /// A stack of RBMs trained by CD-1 (Bernoulli hidden units, Gaussian for a linear code), unrolled
+    /// into the encoder (W) and the decoder (Wᵀ).
+    Rbm,
+    /// Each layer a shallow autoencoder on the codes of the layers below (denoising with --noise).
+    Greedy,
+}
+
 /// KL sparsity's target mean activation ρ and weight β.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KlSparsity {
@@ -206,6 +246,10 @@ pub struct RunConfig {
     pub beta: f32,
     /// Variational variants: epochs over which the KL weight grows linearly from 0 to β (0: none).
     pub kl_warmup: usize,
+    /// Dense mirrored variants: layer-wise pretraining before the whole model trains.
+    pub pretrain: PretrainArg,
+    /// Epochs of each pretraining phase.
+    pub pretrain_epochs: usize,
     pub batch_size: usize,
     pub optimizer: OptimizerArg,
     pub lr: f32,
@@ -236,6 +280,8 @@ impl Default for RunConfig {
             emphasis: None,
             beta: 1.0,
             kl_warmup: 0,
+            pretrain: PretrainArg::None,
+            pretrain_epochs: 2,
             batch_size: 128,
             optimizer: OptimizerArg::Adam,
             lr: 1e-3,
@@ -466,7 +512,25 @@ impl RunConfig {
             check_emphasis(e).or_else(|problem| bad("emphasis", problem))?;
         }
         non_negative("beta", self.beta)?;
+        if self.pretrain != PretrainArg::None && self.pretrain_epochs == 0 {
+            return bad("pretrain_epochs", "must be at least 1, got 0".into());
+        }
         Ok(())
+    }
+
+    /// The pretraining phases this configuration asks for: the Science paper's schedule (batch 100; RBMs
+    /// by momentum SGD, lr 0.1 and 0.001 for the top, momentum 0.9, weight decay 2e-4).
+    pub fn pretraining(&self) -> Option<Pretraining> {
+        let kind = match self.pretrain {
+            PretrainArg::None => return None,
+            PretrainArg::Rbm => PretrainKind::Rbm(RbmSchedule::default()),
+            PretrainArg::Greedy => PretrainKind::Greedy,
+        };
+        Some(Pretraining {
+            kind,
+            epochs: self.pretrain_epochs,
+            batch: PRETRAIN_BATCH,
+        })
     }
 
     /// One line for the start of a run: what is trained and how.
@@ -480,8 +544,19 @@ impl RunConfig {
         } else {
             String::new()
         };
+        let pretrain = match self.pretrain {
+            PretrainArg::None => String::new(),
+            PretrainArg::Rbm => format!(
+                "; after RBM pretraining, {} epochs per layer",
+                self.pretrain_epochs
+            ),
+            PretrainArg::Greedy => format!(
+                "; after greedy layer-wise pretraining, {} epochs per layer",
+                self.pretrain_epochs
+            ),
+        };
         format!(
-            "{optimizer}{decay}; batch {}; noise {}; seed {}",
+            "{optimizer}{decay}; batch {}; noise {}; seed {}{pretrain}",
             self.batch_size,
             noise_to_text(self.noise),
             self.seed
@@ -514,6 +589,10 @@ impl RunConfig {
         }
         if let Some(weight) = self.contractive {
             objective = objective.with(Term::Contractive { weight });
+        }
+        // The deep and the linear autoencoder report the squared error per image their literature quotes.
+        if matches!(self.variant, Variant::DeepAe | Variant::LinearAe) {
+            objective = objective.with(Term::SquaredError);
         }
         objective
     }
@@ -549,8 +628,12 @@ impl RunConfig {
 
     /// The model for samples of shape `input`.
     pub fn build_model(&self, input: Shape) -> anyhow::Result<Model> {
-        // Pixels lie in [0, 1], so reconstructions end in a sigmoid for both losses.
-        let output_act = Act::Sigmoid;
+        // Pixels lie in [0, 1], so reconstructions end in a sigmoid for both losses; the linear
+        // autoencoder's stay linear, as PCA's do.
+        let output_act = match self.variant {
+            Variant::LinearAe => Act::Identity,
+            _ => Act::Sigmoid,
+        };
         let act = self.activation.into();
         let name = self.variant.name();
         let model = if self.variant.is_conv() {
@@ -606,7 +689,7 @@ impl RunConfig {
             h: img.rows,
             w: img.cols,
         })?;
-        let plan = compile(&model, &self.plan_config(data))?;
+        let plan = compile_with(&model, &self.plan_config(data), self.pretraining().as_ref())?;
         Ok((model, plan))
     }
 

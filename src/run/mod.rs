@@ -18,7 +18,7 @@ use crate::backend::Executor;
 use crate::checkpoint::{self, Checkpoint, TrainingState};
 use crate::data::mnist::Dataset;
 use crate::plan::{Plan, Summary};
-use crate::report::metrics::{MetricsCsv, MetricsRow};
+use crate::report::metrics::{Done, MetricsCsv, MetricsRow};
 use crate::report::png::{Figure, FigureRow, save_figure};
 use crate::run::dir::RunDir;
 use crate::train::{
@@ -55,6 +55,9 @@ pub struct EpochReport {
 pub trait Observer {
     /// Training starts (or resumes at `position`) on `plan`, whose meters the progress reports name.
     fn started(&mut self, _plan: &Plan, _backend: &str, _resumed: Option<&Position>) {}
+    /// Phase `phase` of `plan` starts or resumes (only in plans that pretrain, before the first epoch of
+    /// every phase, and where a resumed run goes on).
+    fn phase_started(&mut self, _plan: &Plan, _phase: usize, _epochs: usize) {}
     /// An epoch of `steps` steps starts, `done` of them already done (a resumed run).
     fn epoch_started(&mut self, _epoch: usize, _steps: usize, _done: usize) {}
     fn progress(&mut self, _progress: &Progress) {}
@@ -104,6 +107,11 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> anyhow::Result<RunEnd> {
     let backend = ex.describe();
+    anyhow::ensure!(
+        !(options.detect_anomaly && ex.plan().pretrains()),
+        "--detect-anomaly checks the fine-tuning's step op by op, and this run pretrains first; leave \
+         --detect-anomaly out, or use it on a run without --pretrain"
+    );
     let mut trainer = Trainer::new(
         ex,
         &data.train.images.pixels,
@@ -125,20 +133,54 @@ pub fn train(
         .into_iter()
         .map(|(i, name)| (i, name.to_string()))
         .unzip();
+    // A run that pretrains names the phase of every line.
+    let phases: Vec<String> = match trainer.plan().pretrains() {
+        true => trainer
+            .plan()
+            .phases
+            .iter()
+            .map(|p| p.name.clone())
+            .collect(),
+        false => Vec::new(),
+    };
     let mut metrics = match resume {
         Some(_) => MetricsCsv::resume(
             out,
             options.history.as_deref().unwrap_or(out),
-            trainer.position.epoch,
+            Done {
+                phases: &phases,
+                phase: trainer.position.phase(trainer.plan()),
+                epochs: trainer.position.epoch,
+            },
             &columns,
         )?,
-        None => MetricsCsv::create(out, &columns)?,
+        None => MetricsCsv::create(out, &columns, !phases.is_empty())?,
     };
     let checkpoint_path = dir.checkpoint();
     let save = |trainer: &mut Trainer| save_checkpoint(trainer, config, &checkpoint_path);
-    let steps = trainer.plan().steps_per_epoch();
     let mut last_test = None;
-    while trainer.position.epoch < options.epochs {
+    let mut announced = None;
+    loop {
+        let plan = trainer.plan();
+        let phase = trainer.position.phase(plan);
+        let epochs = plan.phases[phase].epochs.unwrap_or(options.epochs);
+        if trainer.position.epoch >= epochs {
+            if phase + 1 == plan.phases.len() {
+                break;
+            }
+            // The phase is over: an RBM's weights are unrolled into the decoder, and the next phase
+            // starts from its first epoch (a checkpoint of this position repeats both on resume).
+            if let Some(pair) = plan.phases[phase].unroll {
+                unroll(trainer.executor(), pair);
+            }
+            trainer.position = trainer.position.next_phase(trainer.plan());
+            continue;
+        }
+        if phases.len() > 1 && announced != Some(phase) {
+            observer.phase_started(plan, phase, epochs);
+            announced = Some(phase);
+        }
+        let steps = plan.phase_steps(phase);
         let epoch = trainer.position.epoch + 1;
         observer.epoch_started(epoch, steps, trainer.position.batch_in_epoch);
         let outcome = trainer.train_epoch(&mut |p| observer.progress(&p), stop);
@@ -170,6 +212,7 @@ pub fn train(
              state. Try a smaller --lr",
             test.total
         );
+        let own = &trainer.plan().phases[phase].meters;
         metrics.append(&MetricsRow {
             epoch,
             step: result.global_step,
@@ -179,14 +222,16 @@ pub fn train(
             samples_per_second: result.samples_per_second,
             meters: shown
                 .iter()
-                .map(|&i| (result.train.values[i], test.values[i]))
+                .map(|&i| {
+                    own.contains(&i)
+                        .then(|| (result.train.values[i], test.values[i]))
+                })
                 .collect(),
+            phase: phases.get(phase).cloned(),
         })?;
         let report = EpochReport { result, test };
         observer.epoch_finished(trainer.plan(), &report);
-        if options.save_every > 0
-            && (epoch.is_multiple_of(options.save_every) || epoch == options.epochs)
-        {
+        if options.save_every > 0 && (epoch.is_multiple_of(options.save_every) || epoch == epochs) {
             save(&mut trainer)?;
         }
     }
@@ -204,6 +249,24 @@ pub fn train(
     let last_test = last_test.unwrap_or_else(|| trainer.evaluate().total);
     write_pictures(&mut trainer, config, data, out, last_test, observer)?;
     Ok(RunEnd::Completed)
+}
+
+/// Parameter `to` ← the transpose of parameter `from` (a [rows × cols] matrix): an RBM's weight W [H × V]
+/// becomes the mirrored decoder layer's weight [V × H] when its pretraining phase ends.
+fn unroll(ex: &mut dyn Executor, (from, to): (usize, usize)) {
+    let plan = ex.plan();
+    let (src, dst) = (&plan.params[from], &plan.params[to]);
+    let (rows, cols) = (src.shape[0], src.shape[1]);
+    debug_assert_eq!(dst.shape, [cols, rows]);
+    let (src, dst) = (src.buf, dst.buf);
+    let w = ex.read_f32(src);
+    let mut t = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    ex.write_f32(dst, &t);
 }
 
 /// Writes the trainer's state to `path` (atomically), unless a tensor has gone non-finite: a good

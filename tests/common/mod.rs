@@ -135,7 +135,8 @@ pub fn check_parameter_gradients(
     largest
 }
 
-/// Every epoch's row of DIR/metrics.csv, by column name.
+/// Every epoch's row of DIR/metrics.csv, by column name (numeric fields only: a run that pretrains has
+/// a `phase` column of names, and empty fields for the meters of other phases).
 pub fn metrics_rows(dir: &std::path::Path) -> Vec<std::collections::HashMap<String, f64>> {
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).expect("metrics.csv");
     let mut lines = csv.lines();
@@ -150,7 +151,9 @@ pub fn metrics_rows(dir: &std::path::Path) -> Vec<std::collections::HashMap<Stri
             header
                 .iter()
                 .cloned()
-                .zip(l.split(',').map(|v| v.parse::<f64>().expect("a number")))
+                .zip(l.split(','))
+                .filter(|(k, v)| k != "phase" && !v.is_empty())
+                .map(|(k, v)| (k, v.parse::<f64>().expect("a number")))
                 .collect()
         })
         .collect()

@@ -9,6 +9,7 @@ pub mod noise;
 pub mod norm;
 pub mod pool;
 pub mod profile;
+pub mod rbm;
 pub mod scratch;
 pub mod terms;
 pub mod vae;
@@ -589,6 +590,7 @@ impl<T: Real> CpuExecutor<T> {
             }
             Op::Term(ref term) => self.execute_term(term),
             Op::Vae(ref op) => self.execute_vae(op),
+            Op::Rbm(ref op) => self.execute_rbm(op),
         }
     }
 

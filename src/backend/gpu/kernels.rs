@@ -29,6 +29,7 @@ pub enum Shader {
     Noise,
     Terms,
     Vae,
+    Rbm,
     Conv2d,
     /// conv_gemm.wgsl with the 32-row tile, and with the 64-row tile.
     ConvGemm,
@@ -62,6 +63,7 @@ impl Shader {
             Shader::Noise => "noise.wgsl",
             Shader::Terms => "terms.wgsl",
             Shader::Vae => "vae.wgsl",
+            Shader::Rbm => "rbm.wgsl",
             Shader::Conv2d => "conv2d.wgsl",
             Shader::ConvGemm => "conv_gemm.wgsl (32-row tile)",
             Shader::ConvGemmWide => "conv_gemm.wgsl (64-row tile)",
@@ -70,7 +72,7 @@ impl Shader {
 
     /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
     /// terms.wgsl use activation_math.wgsl; loss.wgsl, reduce.wgsl, terms.wgsl and vae.wgsl
-    /// workgroup_sum.wgsl; noise.wgsl and vae.wgsl counter_rng.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
+    /// workgroup_sum.wgsl; noise.wgsl, vae.wgsl and rbm.wgsl counter_rng.wgsl (rbm.wgsl workgroup_sum.wgsl too); the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
     /// and/or matmul_tile128.wgsl;
     /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
     /// conv_tile32.wgsl or conv_tile64.wgsl).
@@ -115,6 +117,10 @@ impl Shader {
             Shader::Vae => (
                 &[COUNTER_RNG, WORKGROUP_SUM],
                 include_str!("../../../shaders/vae.wgsl"),
+            ),
+            Shader::Rbm => (
+                &[COUNTER_RNG, WORKGROUP_SUM],
+                include_str!("../../../shaders/rbm.wgsl"),
             ),
             Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
             Shader::ConvGemm => (
@@ -659,7 +665,7 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 17] = [
+    const ALL: [Shader; 18] = [
         Shader::Data,
         Shader::Matmul,
         Shader::MatmulLarge,
@@ -674,6 +680,7 @@ mod tests {
         Shader::Noise,
         Shader::Terms,
         Shader::Vae,
+        Shader::Rbm,
         Shader::Conv2d,
         Shader::ConvGemm,
         Shader::ConvGemmWide,
