@@ -28,7 +28,7 @@ pub(super) fn open(a: &CheckpointArgs) -> anyhow::Result<(Checkpoint, RunConfig,
 
 /// Every meter of `config`'s objective on the test set, with the checkpoint's parameters; and the names of
 /// the meters shown.
-fn test_summary(
+pub(super) fn test_summary(
     ckpt: &Checkpoint,
     config: &RunConfig,
     data: &Dataset,

@@ -5,6 +5,7 @@ pub mod configure;
 pub mod eval;
 pub mod generate;
 pub mod info;
+pub mod pca;
 pub mod train;
 
 use std::path::PathBuf;
@@ -47,6 +48,10 @@ pub enum Command {
     /// The digit manifold of a variational model with a 2-D latent (--latent 2): a grid of Gaussian
     /// quantiles of z₁ and z₂ decoded into a PNG.
     Manifold(ManifoldArgs),
+    /// Principal component analysis of the training set: the test squared error per image of rank-k
+    /// reconstructions, and with --checkpoint a linear autoencoder's error and the principal angles between
+    /// its decoder and the principal subspace.
+    Pca(PcaArgs),
     /// Seconds per epoch of the reference models on the GPU and the CPU, measured in the same run, their
     /// ratio, and GPU matmul GFLOP/s. See benches/README.md for what each figure means.
     #[command(args_override_self = true)]
@@ -63,6 +68,24 @@ pub struct CheckpointArgs {
     /// Directory of IDX files; default: the data set the checkpoint was trained on.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PcaArgs {
+    /// Numbers of components k, comma-separated (e.g. 2,10,30,64) [default: 30, or the checkpoint's
+    /// code width].
+    #[arg(long, value_parser = parse_channels)]
+    pub latent: Option<Widths>,
+    /// A linear autoencoder (--variant linear-ae) to compare: its test error and the principal angles
+    /// between its decoder's columns and the top-k principal subspace.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Directory of IDX files; default: the bundled MNIST (or the checkpoint's data set).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where the scatter matrix is computed (the matmul op on the GPU, or the CPU backend).
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
 }
@@ -530,6 +553,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sample(args) => generate::sample(&args),
         Command::Interpolate(args) => generate::interpolate(&args),
         Command::Manifold(args) => generate::manifold(&args),
+        Command::Pca(args) => pca::run(&args),
         Command::Bench(args) => bench::run(&args).map(|_| ()),
     }
 }
