@@ -267,6 +267,50 @@ const CASES: &[Case] = &[
         "train --variant ae --kl-sparsity 0.05:0.1",
         &["KL sparsity", "needs a sigmoid code"],
     ),
+    // Pretraining.
+    fails(
+        "train --variant conv-ae --pretrain rbm",
+        &["--pretrain does not apply to --variant conv-ae", "deep-ae"],
+    ),
+    fails(
+        "train --variant deep-ae --pretrain-epochs 3",
+        &["--pretrain-epochs", "does not pretrain", "--pretrain rbm"],
+    ),
+    fails(
+        "train --variant deep-ae --pretrain rbm --pretrain-epochs 0",
+        &["--pretrain-epochs", "whole number ≥ 1"],
+    ),
+    fails(
+        "train --variant deep-ae --pretrain bolt",
+        &["--pretrain", "bolt", "rbm", "greedy"],
+    ),
+    fails(
+        "train --variant ae --pretrain rbm",
+        &[
+            "RBM pretraining needs sigmoid hidden layers",
+            "layer 0",
+            "--pretrain greedy",
+        ],
+    ),
+    fails(
+        "train --variant deep-ae --pretrain rbm --detect-anomaly --limit 100",
+        &[
+            "--detect-anomaly checks the fine-tuning's step",
+            "pretrains first",
+        ],
+    ),
+    fails(
+        "train --variant linear-ae --loss bce",
+        &["needs a sigmoid output layer", "linear-ae", "identity"],
+    ),
+    fails("pca --latent 900", &["--latent 900 exceeds the 784 pixels"]),
+    fails(
+        "pca --checkpoint {ck}",
+        &[
+            "principal angles compare a linear autoencoder",
+            "--variant linear-ae",
+        ],
+    ),
     // Data and checkpoints that are not there.
     fails(
         "train --data {tmp}/nope",

@@ -206,7 +206,8 @@ impl TrainArgs {
         }
         if self.pretrain_epochs.is_some() && config.pretrain == PretrainArg::None {
             bail!(
-                "--pretrain-epochs sets the epochs of each pretraining phase, and this run does not                  pretrain; add --pretrain rbm or --pretrain greedy, or leave --pretrain-epochs out"
+                "--pretrain-epochs sets the epochs of each pretraining phase, and this run does not \
+                 pretrain; add --pretrain rbm or --pretrain greedy, or leave --pretrain-epochs out"
             );
         }
         config.validate()?;

@@ -35,8 +35,11 @@ pub(super) fn test_summary(
     a: &CheckpointArgs,
 ) -> anyhow::Result<(Summary, Vec<(usize, String)>)> {
     let (_, plan) = config.build(data)?;
+    // The whole model's meters (not a pretraining phase's).
+    let fine_tune = &plan.phases[plan.phases.len() - 1].meters;
     let names = shown_meters(&plan)
         .into_iter()
+        .filter(|(i, _)| fine_tune.contains(i))
         .map(|(i, n)| (i, n.to_string()))
         .collect();
     let summary = with_checkpoint(a.backend, plan, data, config, ckpt, |trainer| {
@@ -63,6 +66,8 @@ pub(super) fn with_checkpoint<R>(
             config.seed,
         );
         checkpoint::restore(trainer.executor(), ckpt)?;
+        // Whatever phase the checkpoint was in, the whole model is what is evaluated and used.
+        trainer.position.pretraining = None;
         f(&mut trainer)
     })
 }
@@ -70,8 +75,15 @@ pub(super) fn with_checkpoint<R>(
 pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
     let (ckpt, config, data) = open(a)?;
     let s = &ckpt.state.position;
+    let phase = match s.pretraining {
+        Some(p) => format!(
+            "; saved during pretrain-{}, so the layers above it are not pretrained yet",
+            p + 1
+        ),
+        None => String::new(),
+    };
     println!(
-        "checkpoint: {} (epoch {}, global step {})",
+        "checkpoint: {} (epoch {}, global step {}{phase})",
         checkpoint_file(&a.checkpoint, "--checkpoint")?.display(),
         s.epoch,
         s.global_step

@@ -155,6 +155,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     {
         return Ok(());
     }
+    anyhow::ensure!(
+        !(args.detect_anomaly && config.pretraining().is_some()),
+        "--detect-anomaly checks the fine-tuning's step op by op, and this run pretrains first; leave \
+         --detect-anomaly out, or use it on a run without --pretrain"
+    );
     let data = config.load_data()?;
     let (model, plan) = config.build(&data)?;
     if args.profile {

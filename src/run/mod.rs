@@ -109,8 +109,7 @@ pub fn train(
     let backend = ex.describe();
     anyhow::ensure!(
         !(options.detect_anomaly && ex.plan().pretrains()),
-        "--detect-anomaly checks the fine-tuning's step op by op, and this run pretrains first; leave \
-         --detect-anomaly out, or use it on a run without --pretrain"
+        "the anomaly slow path checks the fine-tuning's step op by op, and this plan pretrains first"
     );
     let mut trainer = Trainer::new(
         ex,
