@@ -333,7 +333,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
     /// Dense variants: hidden layer widths of the encoder, outermost first, comma-separated (or none);
-    /// the decoder mirrors them. Default: 256 for ae, 400 for vae, none for sparse-ae and cae.
+    /// the decoder mirrors them. Default: 256 for ae, 400 for vae, 1000,500,250 for deep-ae, none for
+    /// sparse-ae, cae and linear-ae.
     #[arg(long, value_parser = parse_hidden)]
     pub hidden: Option<Widths>,
     /// Convolutional variants (conv-ae, conv-dae, conv-vae): channels after each encoder stage,
@@ -349,15 +350,16 @@ pub struct TrainArgs {
     #[arg(long, value_parser = parse_noise_choice)]
     pub noise: Option<NoiseChoice>,
     /// Width of the code (of μ and of log σ² for the variational variants): dense variants and conv-vae.
-    /// Default: 64 for ae, 1000 for sparse-ae, 256 for cae, 20 for vae, 16 for conv-vae.
+    /// Default: 64 for ae, 1000 for sparse-ae, 256 for cae, 20 for vae, 16 for conv-vae, 30 for deep-ae and
+    /// linear-ae.
     #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub latent: Option<usize>,
     /// Activation of the hidden layers (and of the code, unless --code-activation is given). Default:
-    /// relu; sigmoid for sparse-ae and cae.
+    /// relu; sigmoid for sparse-ae, cae and deep-ae; identity for linear-ae.
     #[arg(long, value_enum)]
     pub activation: Option<ActArg>,
-    /// ae, sparse-ae, cae: the code layer's own activation, e.g. identity for a linear bottleneck or
-    /// sigmoid for codes in (0, 1). Default: the same as --activation.
+    /// Dense variants: the code layer's own activation, e.g. identity for a linear bottleneck or sigmoid
+    /// for codes in (0, 1). Default: the same as --activation; identity for deep-ae.
     #[arg(long, value_enum)]
     pub code_activation: Option<ActArg>,
     /// L1 penalty on the code (deterministic variants): adds λ · (mean over the batch of Σⱼ |hⱼ|) to the
@@ -485,6 +487,8 @@ penalties; the variational ones' is per image: the reconstruction summed over pi
   vae        784-400-(μ, log σ² of 20)-400-784 ReLU     bce summed + β · KL(q(z|x) ‖ N(0, I)), β = 1
   conv-vae   conv 32,64 → μ, log σ² of 16 → linear →    the same
              transposed convs back
+  deep-ae    784-1000-500-250-30 sigmoid, linear code   bce (sq_err per image reported)
+  linear-ae  784-30-784, identity throughout            mse (sq_err per image reported)
 
 Examples:
   gpu-ae train --variant ae --hidden none --latent 32 --l1 1e-3      (sparse code by L1)
@@ -494,9 +498,13 @@ Examples:
   gpu-ae train --variant vae --epochs 10                             (then: gpu-ae sample --checkpoint runs/latest)
   gpu-ae train --variant vae --beta 4 --kl-warmup 2                  (a β-VAE, its KL weight warmed up)
   gpu-ae train --variant vae --latent 2                              (then: gpu-ae manifold --checkpoint runs/latest)
+  gpu-ae train --variant deep-ae --pretrain rbm                      (RBMs by CD-1, 2 epochs a layer, then 4 of the whole)
+  gpu-ae train --variant deep-ae --pretrain greedy --noise mask:0.25 (stacked denoising autoencoders)
+  gpu-ae train --variant linear-ae --epochs 10                       (then: gpu-ae pca --checkpoint runs/latest)
 
 Which flags apply where (any other combination is an error that lists the flags that do apply):
-  ae, sparse-ae, cae                    --hidden --latent --activation --code-activation --contractive
+  ae, sparse-ae, cae, deep-ae, linear-ae --hidden --latent --activation --code-activation --contractive
+                                        --pretrain --pretrain-epochs
   conv-ae, conv-dae                     --channels --deck --activation
   vae                                   --hidden --latent --activation --beta --kl-warmup
   conv-vae                              --channels --latent --activation --beta --kl-warmup
@@ -513,7 +521,11 @@ reconstruction, clean input) and for vae and conv-vae samples.png (digits decode
 prior N(0, I)). metrics.csv gets train_/test_ columns for every term (recon, l1, kl_sparsity, contractive,
 kl) and statistic (code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F; recon_corrupted and
 recon_clean with --emphasis; recon_per_pixel for the variational variants, whose recon and kl are per
-image).
+image; sq_err, the squared error per image, for deep-ae and linear-ae). A run with --pretrain trains one
+phase per encoder layer first (pretrain-1 … pretrain-K, each --pretrain-epochs epochs of batch 100, its
+loss the RBM's reconstruction error per image, rbm_error, or the layer's autoencoder loss, layer_recon),
+then the whole model for --epochs (fine-tune); metrics.csv ends each line with the phase, epochs and steps
+count within it, and --resume continues inside any phase.
 
 --resume keeps the checkpoint's configuration; only --epochs, --backend, --out, --data, --save-every,
 --steps-per-submit, --quiet, --detect-anomaly and --profile may change. A flag that sets the configuration to
