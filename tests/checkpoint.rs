@@ -141,6 +141,7 @@ fn state_after(ex: &mut dyn Executor, steps: usize) -> TrainingState {
             batch_in_epoch: steps,
             global_step: steps,
             epoch_sums: ex.plan().train_sums(&acc),
+            pretraining: None,
         },
         seed: SEED,
     }

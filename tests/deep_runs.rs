@@ -16,27 +16,9 @@ use common::metrics_rows;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpu-ae");
 
-/// `gpu-ae train ARGS --backend BACKEND --out DIR --quiet` into a fresh DIR, which is returned.
+/// `gpu-ae train ARGS --backend BACKEND --quiet` into a fresh directory, which is returned.
 fn train(name: &str, backend: &str, args: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "gpu-ae-deep-{name}-{backend}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let o = Command::new(BIN)
-        .arg("train")
-        .args(args)
-        .args(["--backend", backend, "--quiet", "--out"])
-        .arg(&dir)
-        .output()
-        .expect("the binary runs");
-    assert!(
-        o.status.success(),
-        "{name}: {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    dir
+    common::train_into(&format!("deep-{name}"), backend, args)
 }
 
 /// The fine-tuning's last row of a run directory's metrics.csv.

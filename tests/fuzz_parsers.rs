@@ -314,6 +314,8 @@ fn valid_checkpoint_bytes(dir: &Path) -> Vec<u8> {
                 batch_in_epoch: 17,
                 global_step: 1234,
                 epoch_sums: vec![1234.5678, 2.5],
+                // Inside the second pretraining phase: the phase round-trips too.
+                pretraining: Some(1),
             },
             seed: 42,
         },

@@ -47,18 +47,9 @@ fn said(o: &Output) -> String {
     )
 }
 
-/// `gpu-ae train ARGS --backend BACKEND --out DIR --quiet` into a fresh DIR, which is returned.
+/// `gpu-ae train ARGS --backend BACKEND --quiet` into a fresh directory, which is returned.
 fn train(name: &str, backend: &str, args: &[&str]) -> PathBuf {
-    let dir = temp_dir(&format!("{name}-{backend}"));
-    let o = Command::new(BIN)
-        .arg("train")
-        .args(args)
-        .args(["--backend", backend, "--quiet", "--out"])
-        .arg(&dir)
-        .output()
-        .expect("the binary runs");
-    assert!(o.status.success(), "{name}: {args:?} failed:\n{}", said(&o));
-    dir
+    common::train_into(&format!("vae-{name}"), backend, args)
 }
 
 /// The full figures: 10 epochs of the PyTorch examples' VAE, 4 of the β-VAE and 4 of the convolutional

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpu-ae");
@@ -16,26 +15,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_gpu-ae");
 /// The last epoch's row of DIR/metrics.csv, by column name.
 type Row = HashMap<String, f64>;
 
-/// `gpu-ae train ARGS --backend BACKEND --out DIR --quiet` (fresh DIR); returns every epoch's row.
+/// `gpu-ae train ARGS --backend BACKEND --quiet` into a fresh directory; returns every epoch's row.
 fn train(name: &str, backend: &str, args: &[&str]) -> Vec<Row> {
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "gpu-ae-variants-{name}-{backend}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let o = Command::new(BIN)
-        .arg("train")
-        .args(args)
-        .args(["--backend", backend, "--quiet", "--out"])
-        .arg(&dir)
-        .output()
-        .expect("the binary runs");
-    assert!(
-        o.status.success(),
-        "{name}: {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let dir = common::train_into(&format!("variants-{name}"), backend, args);
     let rows = common::metrics_rows(&dir);
     std::fs::remove_dir_all(&dir).ok();
     rows

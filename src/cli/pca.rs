@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::PcaArgs;
 use super::eval::test_summary;
-use super::train::{checkpoint_file, with_executor};
+use super::train::{checkpoint_file, data_line, with_executor};
 use crate::apps::{linalg, pca};
 use crate::checkpoint;
 use crate::data::mnist;
@@ -60,14 +60,7 @@ pub fn run(args: &PcaArgs) -> anyhow::Result<()> {
     if let Some(&k) = widths.iter().find(|&&k| k > features) {
         anyhow::bail!("--latent {k} exceeds the {features} pixels of an image");
     }
-    println!(
-        "data: {} ({} training, {} test images of {}×{})",
-        data.dir.display(),
-        data.train.len(),
-        data.test.len(),
-        img.rows,
-        img.cols
-    );
+    println!("{}", data_line(&data));
     let start = Instant::now();
     let fitted = with_executor(args.backend, pca::scatter_plan(features), |ex| {
         let backend = ex.describe();

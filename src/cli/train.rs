@@ -284,18 +284,23 @@ fn print_header(config: &RunConfig, data: &Dataset, model: &str, dir: Option<&Ru
         };
         println!("run directory: {}{latest}", dir.path.display());
     }
+    println!("{}", data_line(data));
+    println!("model: {model}");
+    println!("objective: {}", config.describe_objective());
+    println!("training: {}", config.describe_training());
+}
+
+/// "data: DIR (N training, M test images of H×W)".
+pub fn data_line(data: &Dataset) -> String {
     let img = &data.train.images;
-    println!(
+    format!(
         "data: {} ({} training, {} test images of {}×{})",
         data.dir.display(),
         data.train.len(),
         data.test.len(),
         img.rows,
         img.cols
-    );
-    println!("model: {model}");
-    println!("objective: {}", config.describe_objective());
-    println!("training: {}", config.describe_training());
+    )
 }
 
 /// The checkpoint a `--resume` or `--checkpoint` path names: the file itself, or DIR/checkpoint.safetensors
@@ -572,6 +577,11 @@ fn profile_after_first_epoch(
             trainer.position.epoch + 1,
             trainer.position.batch_in_epoch
         );
+    }
+    // The profile times the whole model's step: a run that pretrains is profiled in its fine-tuning.
+    if trainer.position.pretraining.take().is_some() {
+        trainer.position = Position::default();
+        println!("profiling the fine-tuning (the whole model), not the pretraining phases");
     }
     let mut printer = Printer::new(args);
     let epoch = trainer.position.epoch + 1;

@@ -409,6 +409,19 @@ pub fn compile_with(
             terms.push(Box::new(CodeMean::compile(&mut cx, code)));
         }
     }
+    let io = PlanIo {
+        train_data,
+        train_perm,
+        train_state,
+        test_data,
+        test_perm,
+        eval_state,
+        input,
+        model_input,
+        recon,
+        loss_acc,
+        scalars: scalar_buf,
+    };
     // The fine-tuning's meters come first; each pretraining phase adds its own.
     let fine_meters: Vec<usize> = (0..meters.list.len()).collect();
     let seed = (cfg.seed ^ (cfg.seed >> 32)) as u32;
@@ -419,19 +432,8 @@ pub fn compile_with(
             model,
             &bufs,
             &params,
-            &pretrain::Io {
-                train_data,
-                train_perm,
-                train_state,
-                test_data,
-                test_perm,
-                eval_state,
-                input,
-                model_input,
-                train_samples: cfg.train_samples,
-                test_samples: cfg.test_samples,
-                features,
-            },
+            &io,
+            (cfg.train_samples, cfg.test_samples, features),
             &pretrain::Fine {
                 loss: cfg.objective.reconstruction_term().0,
                 noise: cfg.noise,
@@ -644,19 +646,7 @@ pub fn compile_with(
         objective: cfg.objective.clone(),
         segments,
         programs,
-        io: PlanIo {
-            train_data,
-            train_perm,
-            train_state,
-            test_data,
-            test_perm,
-            eval_state,
-            input,
-            model_input,
-            recon,
-            loss_acc,
-            scalars: scalar_buf,
-        },
+        io,
         codec,
         batch,
         features,

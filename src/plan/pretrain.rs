@@ -17,7 +17,7 @@
 //!   and squared error otherwise.
 
 use super::layers::{self, LayerBufs};
-use super::{Builder, ParamDesc, Pass, PlanError, Role, Segment};
+use super::{Builder, ParamDesc, Pass, PlanError, PlanIo, Role, Segment};
 use crate::model::{Layer, Model};
 use crate::objective::{MeterRole, Meters, Per, partial_count};
 use crate::ops::{Act, BufId, HiddenUnits, LossKind, Noise, Op, RbmOp};
@@ -71,21 +71,6 @@ pub const CORRUPT_TRAIN_STREAM: u32 = 4;
 pub const CORRUPT_EVAL_STREAM: u32 = 5;
 pub const SAMPLE_TRAIN_STREAM: u32 = 6;
 pub const SAMPLE_EVAL_STREAM: u32 = 7;
-
-/// The plan's buffers a phase reads.
-pub(super) struct Io {
-    pub train_data: BufId,
-    pub train_perm: BufId,
-    pub train_state: BufId,
-    pub test_data: BufId,
-    pub test_perm: BufId,
-    pub eval_state: BufId,
-    pub input: BufId,
-    pub model_input: BufId,
-    pub train_samples: usize,
-    pub test_samples: usize,
-    pub features: usize,
-}
 
 /// What the run's fine-tuning is trained with, which greedy phases share.
 pub(super) struct Fine {
@@ -187,7 +172,8 @@ pub(super) fn compile(
     model: &Model,
     bufs: &[LayerBufs],
     params: &[ParamDesc],
-    io: &Io,
+    io: &PlanIo,
+    (train_samples, test_samples, features): (usize, usize, usize),
     fine: &Fine,
     spec: &Pretraining,
 ) -> Result<Vec<Compiled>, PlanError> {
@@ -196,21 +182,18 @@ pub(super) fn compile(
         check_rbm(model, depth)?;
     }
     let batch = spec.batch;
-    let steps = (
-        io.train_samples.div_ceil(batch),
-        io.test_samples.div_ceil(batch),
-    );
+    let steps = (train_samples.div_ceil(batch), test_samples.div_ceil(batch));
     let train = Pass {
         batch,
         state: io.train_state,
-        samples: io.train_samples,
+        samples: train_samples,
         training: true,
         seed: fine.seed,
     };
     let eval = Pass {
         batch,
         state: io.eval_state,
-        samples: io.test_samples,
+        samples: test_samples,
         training: false,
         seed: fine.seed,
     };
@@ -222,6 +205,7 @@ pub(super) fn compile(
             bufs,
             params,
             io,
+            features,
             k,
             mirror: 2 * depth - 1 - k,
             top: k + 1 == depth,
@@ -240,7 +224,9 @@ struct Layerwise<'a> {
     model: &'a Model,
     bufs: &'a [LayerBufs],
     params: &'a [ParamDesc],
-    io: &'a Io,
+    io: &'a PlanIo,
+    /// Values per sample of the data set.
+    features: usize,
     k: usize,
     mirror: usize,
     top: bool,
@@ -275,7 +261,7 @@ impl Layerwise<'_> {
             state: pass.state,
             out,
             batch: pass.batch,
-            features: io.features,
+            features: self.features,
             samples: pass.samples,
         };
         let mut ops = vec![gather(io.input)];

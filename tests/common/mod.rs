@@ -158,3 +158,24 @@ pub fn metrics_rows(dir: &std::path::Path) -> Vec<std::collections::HashMap<Stri
         })
         .collect()
 }
+
+/// `gpu-ae train ARGS --backend BACKEND --quiet --out DIR` into a fresh DIR in the temp folder named by
+/// `tag` (and the process), which is returned; panics with everything the command said when it fails.
+pub fn train_into(tag: &str, backend: &str, args: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gpu-ae-{tag}-{backend}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-ae"))
+        .arg("train")
+        .args(args)
+        .args(["--backend", backend, "--quiet", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        o.status.success(),
+        "{tag}: {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    dir
+}
