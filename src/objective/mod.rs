@@ -21,6 +21,7 @@ pub mod l1;
 pub mod recon;
 
 use crate::model::Layer;
+use crate::ops::terms::TapFn;
 use crate::ops::{Act, BufId, LossKind, Op, Scalar, TermOp};
 use crate::plan::{Builder, Pass, PlanError, ScalarDesc};
 
@@ -475,7 +476,7 @@ impl CompiledTerm for CodeMean {
                 partials: self.partials,
                 rows: self.batch,
                 cols: self.code.width,
-                abs: false,
+                f: TapFn::Value,
             }),
             self.meter.reduce(pass, self.partials, 0, partial_count(n)),
         ]
