@@ -1,16 +1,20 @@
-//! The hashing autoencoder's ops: binarisation, bit balance and decorrelation checked by finite
-//! differences in f64 (against the value an independent f64 computation gives), the GPU against the CPU
-//! on awkward sizes with a last partial batch.
+//! The hashing autoencoder's ops and terms: binarisation, bit balance and decorrelation checked by
+//! finite differences in f64 on their own (against the value an independent f64 computation gives) and
+//! through whole models, the GPU against the CPU on awkward sizes with a last partial batch.
 
 mod common;
 
-use common::{assert_close, gpu, random};
-use gpu_ae::backend::cpu::CpuExecutor;
+use common::{assert_close, check_parameter_gradients, gpu, random, random_bytes};
+use gpu_ae::backend::cpu::{CpuExecutor, kernels};
 use gpu_ae::backend::gpu::GpuExecutor;
-use gpu_ae::backend::{Executor, Program};
+use gpu_ae::backend::{Executor, Program, load_initial_state};
+use gpu_ae::model::Shape;
+use gpu_ae::model::variants::{DenseConfig, dense_ae};
+use gpu_ae::objective::{Objective, Term};
 use gpu_ae::ops::terms::TapFn;
-use gpu_ae::ops::{BufId, Op, Scalar, TermOp, state};
-use gpu_ae::plan::{BufferDesc, Plan};
+use gpu_ae::ops::{Act, AdamHyper, BufId, LossKind, Op, Scalar, TermOp, state};
+use gpu_ae::plan::{BufferDesc, Elem, Optimizer, Plan, PlanConfig, compile};
+use gpu_ae::rng::epoch_permutation;
 
 // Buffers of the op-level checks.
 const CODE: BufId = BufId(0);
@@ -275,5 +279,228 @@ fn the_hashing_ops_match_the_cpu_on_awkward_sizes_and_a_partial_batch() {
             assert_eq!(g[valid * cols..], grad[valid * cols..], "{label}");
             assert!(g[..valid * cols] != grad[..valid * cols], "{label}");
         }
+    }
+}
+
+/// features → 7 → 6 (the code, `code_act`) → 7 → features, `code_act` throughout, sigmoid output, BCE
+/// plus `terms`, over 12 samples in batches of 5 (the last holds 2 real rows).
+fn small_plan(
+    features: usize,
+    code_act: Act,
+    terms: &[Term],
+    batch: usize,
+    samples: (usize, usize),
+) -> Plan {
+    let cfg = DenseConfig {
+        hidden: vec![7],
+        latent: 6,
+        act: code_act,
+        code_act,
+        output_act: Act::Sigmoid,
+    };
+    let model = dense_ae(Shape::flat(features), &cfg).unwrap();
+    let objective = terms.iter().fold(
+        Objective::reconstruction(LossKind::BceWithLogits),
+        |o, t| o.with(*t),
+    );
+    compile(
+        &model,
+        &PlanConfig {
+            batch,
+            objective,
+            optimizer: Optimizer::Adam(AdamHyper::default()),
+            train_samples: samples.0,
+            test_samples: samples.1,
+            noise: None,
+            seed: 3,
+        },
+    )
+    .unwrap()
+}
+
+/// Weights that make each term's share of the gradient comparable to the reconstruction's, so that a wrong
+/// one fails the check below (asserted there).
+fn hashing_terms() -> Vec<(&'static str, Term)> {
+    vec![
+        ("binarize", Term::Binarize { weight: 0.05 }),
+        ("bit balance", Term::BitBalance { weight: 0.5 }),
+        ("decorrelate", Term::Decorrelate { weight: 20.0 }),
+    ]
+}
+
+/// Every parameter's gradient through a whole model against central differences of the total, on a full
+/// batch and the last, partial one: each term alone and all three, on a tanh code and on an identity code
+/// (whose values cross ±1, so both signs of |b| − 1 occur). Each term moves the gradients well beyond the
+/// check's tolerance.
+#[test]
+fn the_hashing_terms_gradients_match_finite_differences_through_a_whole_model() {
+    let (features, batch, samples) = (13, 5, (12, 4));
+    let train = random_bytes(samples.0 * features, 41);
+    let test = random_bytes(samples.1 * features, 42);
+    let executor = |plan: &Plan| {
+        let mut ex = CpuExecutor::<f64>::new(plan.clone());
+        load_initial_state(&mut ex, &train, &test, 7);
+        ex.write_u32(plan.io.train_perm, &epoch_permutation(samples.0, 7, 0));
+        ex
+    };
+    let gradients = |plan: &Plan, batch_index: u32| {
+        let mut ex = executor(plan);
+        ex.write_u32(plan.io.train_state, &[5, batch_index, 0, 0]);
+        ex.run(Program::FORWARD_BACKWARD, 1);
+        plan.params
+            .iter()
+            .flat_map(|p| ex.floats(p.grad).to_vec())
+            .collect::<Vec<f64>>()
+    };
+    let all: Vec<Term> = hashing_terms().into_iter().map(|(_, t)| t).collect();
+    let mut cases: Vec<(String, Act, Vec<Term>)> = hashing_terms()
+        .into_iter()
+        .map(|(name, t)| (format!("{name} on tanh"), Act::Tanh, vec![t]))
+        .collect();
+    cases.push(("all three on tanh".into(), Act::Tanh, all.clone()));
+    cases.push(("all three on identity".into(), Act::Identity, all));
+    for (label, act, terms) in cases {
+        let plan = small_plan(features, act, &terms, batch, samples);
+        let without = small_plan(features, act, &[], batch, samples);
+        for batch_index in [1u32, 2] {
+            let shift = gradients(&plan, batch_index)
+                .iter()
+                .zip(gradients(&without, batch_index))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                shift > 1e-3,
+                "{label}: the terms hardly move the gradient ({shift:e})"
+            );
+            let mut ex = executor(&plan);
+            ex.write_u32(plan.io.train_state, &[5, batch_index, 0, 0]);
+            let valid = kernels::valid_rows(batch, samples.0, batch_index as usize);
+            check_parameter_gradients(
+                &mut ex,
+                valid,
+                2e-3,
+                &format!("{label}, batch {batch_index}"),
+            );
+        }
+    }
+}
+
+/// A whole model's every float buffer after forward-backward on the last partial batch, the GPU against the
+/// CPU: 29 inputs, a 300-unit tanh code (two groups of 256 columns, a 300×300 covariance), batches of 37
+/// over 60 samples (the second holds 23); then whole training steps and an evaluation.
+#[test]
+fn a_hashing_model_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
+    let Some(ctx) = gpu() else { return };
+    let features = 29;
+    let cfg = DenseConfig {
+        hidden: vec![],
+        latent: 300,
+        act: Act::Tanh,
+        code_act: Act::Tanh,
+        output_act: Act::Sigmoid,
+    };
+    let model = dense_ae(Shape::flat(features), &cfg).unwrap();
+    let objective = Objective::reconstruction(LossKind::BceWithLogits)
+        .with(Term::Binarize { weight: 1e-2 })
+        .with(Term::BitBalance { weight: 0.1 })
+        .with(Term::Decorrelate { weight: 0.5 });
+    let plan = compile(
+        &model,
+        &PlanConfig {
+            batch: 37,
+            objective,
+            optimizer: Optimizer::Adam(AdamHyper::default()),
+            train_samples: 60,
+            test_samples: 21,
+            noise: None,
+            seed: 5,
+        },
+    )
+    .unwrap();
+    let (train, test) = (
+        random_bytes(60 * features, 51),
+        random_bytes(21 * features, 52),
+    );
+    let mut cpu = CpuExecutor::<f32>::new(plan.clone());
+    let mut gpu = GpuExecutor::new(&ctx, plan.clone()).unwrap();
+    for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+        load_initial_state(ex, &train, &test, 5);
+        ex.write_u32(plan.io.train_perm, &epoch_permutation(60, 9, 0));
+        ex.write_u32(plan.io.train_state, &[3, 1, 0, 0]);
+        ex.run(Program::FORWARD_BACKWARD, 1);
+    }
+    for (i, b) in plan.buffers.iter().enumerate() {
+        if b.elem != Elem::F32 {
+            continue;
+        }
+        let want = cpu.read_f32(BufId(i));
+        if want.iter().all(|v| *v == 0.0) {
+            continue; // buffers this program does not touch (optimizer state, eval logs)
+        }
+        assert_close(&b.name, &gpu.read_f32(BufId(i)), &want, 2e-4);
+    }
+    // The padded rows of the partial batch get no gradient from any term.
+    let code_grad = plan
+        .buffers
+        .iter()
+        .position(|b| b.name == "layers.0.out.grad")
+        .unwrap();
+    let g = cpu.read_f32(BufId(code_grad));
+    assert!(g[23 * 300..].iter().all(|v| *v == 0.0));
+    for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+        ex.write_u32(plan.io.train_state, &[0; 4]);
+        ex.run(Program::TRAIN_STEP, 2);
+        ex.run(Program::EVAL, 1);
+    }
+    let (want, got) = (
+        cpu.read_f32(plan.io.loss_acc),
+        gpu.read_f32(plan.io.loss_acc),
+    );
+    assert_close("accumulators", &got, &want, 1e-3);
+}
+
+/// A hashing term on a code whose sign is no bit (relu ≥ 0, sigmoid > 0) is refused when the plan is built,
+/// naming the term, what it needs and the code layer.
+#[test]
+fn hashing_terms_on_a_code_without_signs_are_clear_errors() {
+    for (act, term, name) in [
+        (Act::Relu, Term::Binarize { weight: 1e-4 }, "binarisation"),
+        (
+            Act::Sigmoid,
+            Term::BitBalance { weight: 1e-3 },
+            "bit balance",
+        ),
+        (
+            Act::LeakyRelu,
+            Term::Decorrelate { weight: 1e-4 },
+            "decorrelation",
+        ),
+    ] {
+        let cfg = DenseConfig {
+            hidden: vec![7],
+            latent: 6,
+            act,
+            code_act: act,
+            output_act: Act::Sigmoid,
+        };
+        let err = compile(
+            &dense_ae(Shape::flat(13), &cfg).unwrap(),
+            &PlanConfig {
+                batch: 5,
+                objective: Objective::reconstruction(LossKind::BceWithLogits).with(term),
+                optimizer: Optimizer::Adam(AdamHyper::default()),
+                train_samples: 12,
+                test_samples: 4,
+                noise: None,
+                seed: 0,
+            },
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(name) && err.contains("tanh") && err.contains(act.name()),
+            "{err}"
+        );
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod contractive;
 pub mod gaussian_kl;
+pub mod hashing;
 pub mod kl_sparsity;
 pub mod l1;
 pub mod recon;
@@ -55,6 +56,13 @@ pub enum Term {
     /// code's prior term (β of a β-VAE). With `warmup_epochs` > 0 the training weight grows linearly from
     /// 0 over that many epochs' steps; evaluation always weighs it `weight`.
     GaussianKl { weight: f32, warmup_epochs: usize },
+    /// weight · mean over the batch of Σⱼ ||bⱼ| − 1| on a hashing code b (tanh or identity): codes pushed
+    /// towards ±1.
+    Binarize { weight: f32 },
+    /// weight · Σⱼ mⱼ², mⱼ the mean of code unit j over the batch: each bit on for about half the samples.
+    BitBalance { weight: f32 },
+    /// weight · Σⱼ≠ₖ Cⱼₖ², C the population covariance of the code over the batch: uncorrelated bits.
+    Decorrelate { weight: f32 },
 }
 
 impl Term {
@@ -66,6 +74,9 @@ impl Term {
             Term::KlSparsity { .. } => "kl_sparsity",
             Term::Contractive { .. } => "contractive",
             Term::GaussianKl { .. } => "kl",
+            Term::Binarize { .. } => "binarize",
+            Term::BitBalance { .. } => "bit_balance",
+            Term::Decorrelate { .. } => "decorrelate",
         }
     }
 }
@@ -430,6 +441,9 @@ pub fn compile_term(
             weight,
             warmup_epochs,
         } => Box::new(gaussian_kl::compile(cx, weight, warmup_epochs)?),
+        Term::Binarize { weight } => Box::new(hashing::binarize(cx, weight)?),
+        Term::BitBalance { weight } => Box::new(hashing::bit_balance(cx, weight)?),
+        Term::Decorrelate { weight } => Box::new(hashing::decorrelate(cx, weight)?),
     })
 }
 
