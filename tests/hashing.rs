@@ -1,6 +1,7 @@
 //! The hashing autoencoder's ops and terms: binarisation, bit balance and decorrelation checked by
 //! finite differences in f64 on their own (against the value an independent f64 computation gives) and
-//! through whole models, the GPU against the CPU on awkward sizes with a last partial batch.
+//! through whole models, the GPU against the CPU on awkward sizes with a last partial batch, and the
+//! hash-ae variant as `gpu-ae train --variant hash-ae` builds it.
 
 mod common;
 
@@ -15,6 +16,7 @@ use gpu_ae::ops::terms::TapFn;
 use gpu_ae::ops::{Act, AdamHyper, BufId, LossKind, Op, Scalar, TermOp, state};
 use gpu_ae::plan::{BufferDesc, Elem, Optimizer, Plan, PlanConfig, compile};
 use gpu_ae::rng::epoch_permutation;
+use gpu_ae::run::config::{RunConfig, Variant};
 
 // Buffers of the op-level checks.
 const CODE: BufId = BufId(0);
@@ -457,6 +459,76 @@ fn a_hashing_model_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
         gpu.read_f32(plan.io.loss_acc),
     );
     assert_close("accumulators", &got, &want, 1e-3);
+}
+
+/// `--variant hash-ae` as the CLI builds it: 784-256-32-256-784, ReLU hidden layers, a tanh code, the
+/// three terms at the weights, each reported unweighted beside its weighted share of the loss.
+#[test]
+fn hash_ae_is_a_tanh_code_of_32_bits_with_the_three_terms() {
+    let config = Variant::HashAe.defaults();
+    let model = config.build_model(Shape { c: 1, h: 28, w: 28 }).unwrap();
+    assert_eq!(model.name, "hash-ae");
+    let widths: Vec<usize> = model.shapes.iter().map(Shape::numel).collect();
+    assert_eq!(widths, vec![784, 256, 32, 256, 784]);
+    let code = model.code.expect("a code layer");
+    assert_eq!(code, 1);
+    assert!(
+        model.layers[code].describe().contains("tanh"),
+        "{}",
+        model.layers[code].describe()
+    );
+    assert_eq!(
+        config.objective().terms[1..],
+        [
+            Term::Binarize { weight: 1e-4 },
+            Term::BitBalance { weight: 3.2e-3 },
+            Term::Decorrelate { weight: 1e-4 },
+        ]
+    );
+    let plan = compile(
+        &model,
+        &PlanConfig {
+            batch: config.batch_size,
+            objective: config.objective(),
+            optimizer: config.optimizer(),
+            train_samples: 300,
+            test_samples: 100,
+            noise: config.noise,
+            seed: config.seed,
+        },
+    )
+    .unwrap();
+    let shown: Vec<&str> = plan
+        .meters
+        .iter()
+        .filter(|m| m.role.shown())
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "recon",
+            "binarize",
+            "bit_balance",
+            "decorrelate",
+            "code_mean"
+        ]
+    );
+    for name in ["binarize", "bit_balance", "decorrelate"] {
+        assert!(plan.scalar(&format!("{name}.weight")).is_some(), "{name}");
+    }
+    let other = RunConfig {
+        latent: 64,
+        ..config
+    };
+    let widths: Vec<usize> = other
+        .build_model(Shape { c: 1, h: 28, w: 28 })
+        .unwrap()
+        .shapes
+        .iter()
+        .map(Shape::numel)
+        .collect();
+    assert_eq!(widths, vec![784, 256, 64, 256, 784]);
 }
 
 /// A hashing term on a code whose sign is no bit (relu ≥ 0, sigmoid > 0) is refused when the plan is built,
