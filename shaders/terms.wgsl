@@ -12,8 +12,8 @@ struct TermParams {
     // contractive: the layer's input width
     inputs: u32,
     act: u32,
-    // tap_sum: 1 to sum |x|, 0 to sum x
-    absolute: u32,
+    // tap_sum: what to sum of x: 0 x, 1 |x|, 2 ||x| − 1| (TapFn::code)
+    tap_fn: u32,
     // the *_grad kernels: where in the scalar buffer the penalty's weight is
     weight_index: u32,
     rho: f32,
@@ -53,8 +53,10 @@ fn tap_sum(
     var v = 0.0;
     if (i < valid_rows() * tp.cols) {
         v = tap_x[i];
-        if (tp.absolute == 1u) {
+        if (tp.tap_fn == 1u) {
             v = abs(v);
+        } else if (tp.tap_fn == 2u) {
+            v = abs(abs(v) - 1.0);
         }
     }
     let sum = workgroup_sum(lid, v);
@@ -201,4 +203,144 @@ fn contractive_grad_weight(@builtin(global_invocation_id) gid: vec3<u32>, @built
     }
     let scale = 2.0 * penalty_weight() / f32(max(valid_rows(), 1u));
     cw_dw[i] = cw_dw[i] + scale * cw_c[i / tp.inputs] * cw_w[i];
+}
+
+// ---- The hashing code's terms (cols = the code's width B). The means and the covariance are over the valid
+// rows alone; m = column means, n = valid rows, S = centeredᵀ·centered (a matmul), C = S/n.
+
+// ---- binarize_grad: grad += weight/valid · sign(|x| − 1) · sign(x) --------------------------------------
+@group(0) @binding(23) var<storage, read> bin_x: array<f32>;
+@group(0) @binding(24) var<storage, read_write> bin_grad: array<f32>;
+
+@compute @workgroup_size(256)
+fn binarize_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let valid = valid_rows();
+    if (i >= valid * tp.cols) {
+        return;
+    }
+    let x = bin_x[i];
+    let scale = penalty_weight() / f32(max(valid, 1u));
+    bin_grad[i] = bin_grad[i] + scale * sign(abs(x) - 1.0) * sign(x);
+}
+
+// ---- bit_balance: mⱼ (one thread per column) and valid · Σⱼ mⱼ² per 256 columns ----------------------------
+@group(0) @binding(25) var<storage, read> bb_b: array<f32>;
+@group(0) @binding(26) var<storage, read_write> bb_means: array<f32>;
+@group(0) @binding(27) var<storage, read_write> bb_partials: array<f32>;
+
+@compute @workgroup_size(256)
+fn bit_balance(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let j = flat_index(gid, groups);
+    let valid = valid_rows();
+    var square = 0.0;
+    if (j < tp.cols) {
+        var sum = 0.0;
+        for (var i = 0u; i < valid; i = i + 1u) {
+            sum = sum + bb_b[i * tp.cols + j];
+        }
+        let m = sum / f32(max(valid, 1u));
+        bb_means[j] = m;
+        square = m * m;
+    }
+    let total = workgroup_sum(lid, square);
+    let g = wid.y * groups.x + wid.x;
+    if (lid == 0u && g < (tp.cols + 255u) / 256u) {
+        bb_partials[g] = f32(valid) * total;
+    }
+}
+
+// ---- bit_balance_grad: grad[i, j] += weight · 2·mⱼ/valid ------------------------------------------------
+@group(0) @binding(28) var<storage, read> bbg_means: array<f32>;
+@group(0) @binding(29) var<storage, read_write> bbg_grad: array<f32>;
+
+@compute @workgroup_size(256)
+fn bit_balance_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let valid = valid_rows();
+    if (i >= valid * tp.cols) {
+        return;
+    }
+    let scale = 2.0 * penalty_weight() / f32(max(valid, 1u));
+    bbg_grad[i] = bbg_grad[i] + scale * bbg_means[i % tp.cols];
+}
+
+// ---- center_columns: centered = x − m on valid rows, 0 on padded rows (one thread per column) -------------
+@group(0) @binding(30) var<storage, read> cc_x: array<f32>;
+@group(0) @binding(31) var<storage, read_write> cc_centered: array<f32>;
+
+@compute @workgroup_size(256)
+fn center_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let j = flat_index(gid, groups);
+    if (j >= tp.cols) {
+        return;
+    }
+    let valid = valid_rows();
+    var sum = 0.0;
+    for (var i = 0u; i < valid; i = i + 1u) {
+        sum = sum + cc_x[i * tp.cols + j];
+    }
+    let m = sum / f32(max(valid, 1u));
+    for (var i = 0u; i < tp.rows; i = i + 1u) {
+        var v = 0.0;
+        if (i < valid) {
+            v = cc_x[i * tp.cols + j] - m;
+        }
+        cc_centered[i * tp.cols + j] = v;
+    }
+}
+
+// ---- decorrelate: valid · Σ over j ≠ k of (S[j, k]/valid)², per 256 elements of S -------------------------
+@group(0) @binding(32) var<storage, read> dc_cov: array<f32>;
+@group(0) @binding(33) var<storage, read_write> dc_partials: array<f32>;
+
+@compute @workgroup_size(256)
+fn decorrelate(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let e = flat_index(gid, groups);
+    let valid = valid_rows();
+    var square = 0.0;
+    if (e < tp.cols * tp.cols && e / tp.cols != e % tp.cols) {
+        let c = dc_cov[e] / f32(max(valid, 1u));
+        square = c * c;
+    }
+    let total = workgroup_sum(lid, square);
+    let g = wid.y * groups.x + wid.x;
+    if (lid == 0u && g < (tp.cols * tp.cols + 255u) / 256u) {
+        dc_partials[g] = f32(valid) * total;
+    }
+}
+
+// ---- decorrelate_grad: grad[i, j] += 4·weight/valid² · Σₖ≠ⱼ S[j, k] · centered[i, k] ----------------------
+@group(0) @binding(34) var<storage, read> dg_centered: array<f32>;
+@group(0) @binding(35) var<storage, read> dg_cov: array<f32>;
+@group(0) @binding(36) var<storage, read_write> dg_grad: array<f32>;
+
+@compute @workgroup_size(256)
+fn decorrelate_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    let valid = valid_rows();
+    if (i >= valid * tp.cols) {
+        return;
+    }
+    let row = i / tp.cols;
+    let j = i % tp.cols;
+    var sum = 0.0;
+    for (var k = 0u; k < tp.cols; k = k + 1u) {
+        if (k != j) {
+            sum = sum + dg_cov[j * tp.cols + k] * dg_centered[row * tp.cols + k];
+        }
+    }
+    let n = f32(max(valid, 1u));
+    let scale = 4.0 * penalty_weight() / (n * n);
+    dg_grad[i] = dg_grad[i] + scale * sum;
 }

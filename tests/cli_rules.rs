@@ -251,6 +251,61 @@ const CASES: &[Case] = &[
             "more steps than a run counts",
         ],
     ),
+    // The hashing variant's own flags, and what does not apply to it.
+    fails(
+        "train --variant ae --bits 16",
+        &["--bits does not apply to --variant ae", "is for hash-ae"],
+    ),
+    fails(
+        "train --variant cae --binarize 1e-4",
+        &["--binarize does not apply to --variant cae"],
+    ),
+    fails(
+        "train --variant vae --bit-balance 0",
+        &["--bit-balance does not apply to --variant vae"],
+    ),
+    fails(
+        "train --variant conv-ae --decorrelate 1e-4",
+        &["--decorrelate does not apply to --variant conv-ae"],
+    ),
+    fails(
+        "train --variant hash-ae --latent 16",
+        &[
+            "--latent does not apply to --variant hash-ae",
+            "--hidden, --bits and --activation",
+        ],
+    ),
+    fails(
+        "train --variant hash-ae --code-activation relu",
+        &[
+            "--code-activation does not apply to --variant hash-ae",
+            "the code is tanh",
+        ],
+    ),
+    fails(
+        "train --variant hash-ae --l1 1e-3",
+        &["--l1 does not apply to --variant hash-ae", "--binarize"],
+    ),
+    fails(
+        "train --variant hash-ae --channels 8",
+        &["--channels does not apply to --variant hash-ae"],
+    ),
+    fails(
+        "train --variant hash-ae --bits 0",
+        &["--bits", "whole number ≥ 1"],
+    ),
+    fails(
+        "train --variant hash-ae --bit-balance -1",
+        &["--bit-balance", "non-negative weight"],
+    ),
+    fails(
+        "train --variant hash-ae --decorrelate nan",
+        &["--decorrelate", "non-negative weight"],
+    ),
+    fails(
+        "train --resume {ck} --bits 32",
+        &["--bits does not apply to --variant ae"],
+    ),
     fails(
         "sample --checkpoint {ck} --out {tmp}/s.jpg",
         &["--out {tmp}/s.jpg", "*.png"],

@@ -1,4 +1,4 @@
-//! The sparse, contractive and emphasised-denoising autoencoders as a user trains them: the figures the
+//! The sparse, contractive, emphasised-denoising and hashing autoencoders as a user trains them: the figures the
 //! README quotes (4 epochs on the CPU against PyTorch's, with the tolerances), and short runs on
 //! the GPU that agree with the CPU.
 //!
@@ -103,7 +103,7 @@ fn short_gpu_runs_of_every_new_variant_agree_with_the_cpu() {
         return;
     };
     let short = ["--limit", "400", "--epochs", "1"];
-    let runs: [(&str, &[&str]); 5] = [
+    let runs: [(&str, &[&str]); 6] = [
         (
             "l1",
             &[
@@ -130,6 +130,7 @@ fn short_gpu_runs_of_every_new_variant_agree_with_the_cpu() {
                 "1:0.1",
             ],
         ),
+        ("hash", &["--variant", "hash-ae", "--bits", "24"]),
         (
             "conv-l1",
             &[

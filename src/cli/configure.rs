@@ -35,6 +35,7 @@ const HIDDEN: &[Variant] = &[
     Variant::Vae,
     Variant::DeepAe,
     Variant::LinearAe,
+    Variant::HashAe,
 ];
 /// Every variant whose code width `--latent` sets.
 const LATENT: &[Variant] = &[
@@ -49,7 +50,7 @@ const LATENT: &[Variant] = &[
 const CONV: &[Variant] = &[Variant::ConvAe, Variant::ConvDae, Variant::ConvVae];
 /// The deterministic convolutional variants (a variational decoder cannot unpool).
 const DECK: &[Variant] = &[Variant::ConvAe, Variant::ConvDae];
-/// Every variant whose code a penalty on activations can act on.
+/// Every variant whose code `--l1` and `--kl-sparsity` can act on (hash-ae's code has terms of its own).
 const DETERMINISTIC: &[Variant] = &[
     Variant::Ae,
     Variant::ConvAe,
@@ -60,6 +61,7 @@ const DETERMINISTIC: &[Variant] = &[
     Variant::LinearAe,
 ];
 const VARIATIONAL: &[Variant] = &[Variant::Vae, Variant::ConvVae];
+const HASH: &[Variant] = &[Variant::HashAe];
 
 /// A configuration flag the user gave: its name, where it applies, and what it sets.
 struct Given<'a> {
@@ -179,6 +181,30 @@ impl TrainArgs {
                 "--pretrain-epochs",
                 Variants(DENSE),
                 Box::new(move |c| c.pretrain_epochs = v),
+            );
+        }
+        if let Some(v) = self.bits {
+            add("--bits", Variants(HASH), Box::new(move |c| c.latent = v));
+        }
+        if let Some(Choice(v)) = self.binarize {
+            add(
+                "--binarize",
+                Variants(HASH),
+                Box::new(move |c| c.binarize = v),
+            );
+        }
+        if let Some(Choice(v)) = self.bit_balance {
+            add(
+                "--bit-balance",
+                Variants(HASH),
+                Box::new(move |c| c.bit_balance = v),
+            );
+        }
+        if let Some(Choice(v)) = self.decorrelate {
+            add(
+                "--decorrelate",
+                Variants(HASH),
+                Box::new(move |c| c.decorrelate = v),
             );
         }
         if let Some(v) = self.seed {
@@ -343,6 +369,10 @@ fn shaped_by(variant: Variant) -> &'static str {
         Variant::ConvVae => {
             "a convolutional variational model: its shape is set by --channels, --latent and --activation, \
              its KL term by --beta and --kl-warmup"
+        }
+        Variant::HashAe => {
+            "a hashing model: its shape is set by --hidden, --bits and --activation (the code is tanh), its \
+             terms by --binarize, --bit-balance and --decorrelate"
         }
     }
 }

@@ -333,8 +333,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
     /// Dense variants: hidden layer widths of the encoder, outermost first, comma-separated (or none);
-    /// the decoder mirrors them. Default: 256 for ae, 400 for vae, 1000,500,250 for deep-ae, none for
-    /// sparse-ae, cae and linear-ae.
+    /// the decoder mirrors them. Default: 256 for ae and hash-ae, 400 for vae, 1000,500,250 for deep-ae,
+    /// none for sparse-ae, cae and linear-ae.
     #[arg(long, value_parser = parse_hidden)]
     pub hidden: Option<Widths>,
     /// Convolutional variants (conv-ae, conv-dae, conv-vae): channels after each encoder stage,
@@ -349,9 +349,9 @@ pub struct TrainArgs {
     /// Default: gaussian:0.5 for conv-dae, none otherwise. The loss always compares with the clean input.
     #[arg(long, value_parser = parse_noise_choice)]
     pub noise: Option<NoiseChoice>,
-    /// Width of the code (of μ and of log σ² for the variational variants): dense variants and conv-vae.
-    /// Default: 64 for ae, 1000 for sparse-ae, 256 for cae, 20 for vae, 16 for conv-vae, 30 for deep-ae and
-    /// linear-ae.
+    /// Width of the code (of μ and of log σ² for the variational variants): dense variants and conv-vae
+    /// (hash-ae: --bits). Default: 64 for ae, 1000 for sparse-ae, 256 for cae, 20 for vae, 16 for
+    /// conv-vae, 30 for deep-ae and linear-ae.
     #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub latent: Option<usize>,
     /// Activation of the hidden layers (and of the code, unless --code-activation is given). Default:
@@ -398,6 +398,22 @@ pub struct TrainArgs {
     /// Epochs of each pretraining phase (with --pretrain rbm or greedy) [default: 2].
     #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
     pub pretrain_epochs: Option<usize>,
+    /// hash-ae: the code's width B, the bits of each image's hash (the signs of its tanh code)
+    /// [default: 32].
+    #[arg(long, value_name = "B", value_parser = parse_count, allow_negative_numbers = true)]
+    pub bits: Option<usize>,
+    /// hash-ae: binarisation term, adds λ · (mean over the batch of Σⱼ ||bⱼ| − 1|), pushing the code b
+    /// towards ±1 [default: 1e-4]; 0 reports it without training on it, `none` turns it off.
+    #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
+    pub binarize: Option<Choice<f32>>,
+    /// hash-ae: bit balance term, adds λ · Σⱼ (mean over the batch of bⱼ)², so each bit is set for
+    /// about half the images [default: 3.2e-3]; 0 or `none` as for --binarize.
+    #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
+    pub bit_balance: Option<Choice<f32>>,
+    /// hash-ae: decorrelation term, adds λ · Σⱼ≠ₖ Cov(b)ⱼₖ², the population covariance of the code over
+    /// the batch, so the bits say different things [default: 1e-4]; 0 or `none` as for --binarize.
+    #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
+    pub decorrelate: Option<Choice<f32>>,
     /// Seed for initialisation, shuffling, noise and a VAE's ε: the same seed repeats a run [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
@@ -489,6 +505,8 @@ penalties; the variational ones' is per image: the reconstruction summed over pi
              transposed convs back
   deep-ae    784-1000-500-250-30 sigmoid, linear code   bce (sq_err per image reported)
   linear-ae  784-30-784, identity throughout            mse (sq_err per image reported)
+  hash-ae    784-256-32-256-784 ReLU, tanh code;        bce + 1e-4 · Σ ||b| − 1| + 3.2e-3 · Σ mean(b)²
+             hash = sign(code), 32 bits                 + 1e-4 · Σⱼ≠ₖ Cov(b)ⱼₖ²
 
 Examples:
   gpu-ae train --variant ae --hidden none --latent 32 --l1 1e-3      (sparse code by L1)
@@ -501,6 +519,7 @@ Examples:
   gpu-ae train --variant deep-ae --pretrain rbm                      (RBMs by CD-1, 2 epochs a layer, then 4 of the whole)
   gpu-ae train --variant deep-ae --pretrain greedy --noise mask:0.25 (stacked denoising autoencoders)
   gpu-ae train --variant linear-ae --epochs 10                       (then: gpu-ae pca --checkpoint runs/latest)
+  gpu-ae train --variant hash-ae --bits 64 --decorrelate 0           (64-bit hashes, correlation only reported)
 
 Which flags apply where (any other combination is an error that lists the flags that do apply):
   ae, sparse-ae, cae, deep-ae, linear-ae --hidden --latent --activation --code-activation --contractive
@@ -508,7 +527,8 @@ Which flags apply where (any other combination is an error that lists the flags 
   conv-ae, conv-dae                     --channels --deck --activation
   vae                                   --hidden --latent --activation --beta --kl-warmup
   conv-vae                              --channels --latent --activation --beta --kl-warmup
-  all but vae and conv-vae              --l1 --kl-sparsity
+  hash-ae                               --hidden --bits --activation --binarize --bit-balance --decorrelate
+  all but vae, conv-vae and hash-ae     --l1 --kl-sparsity
   every variant                         --loss --noise --emphasis, the optimizer, data
   --momentum                            --optimizer sgd only
 Numbers are checked: --lr > 0, --momentum in [0, 1), --weight-decay and --beta ≥ 0, counts ≥ 1, noise
@@ -519,7 +539,7 @@ The run directory (runs/<variant>-<N> unless --out) gets config.json, metrics.cs
 reconstructions.png (rows: input, reconstruction), with noise denoising.png (rows: corrupted input,
 reconstruction, clean input) and for vae and conv-vae samples.png (digits decoded from codes drawn from the
 prior N(0, I)). metrics.csv gets train_/test_ columns for every term (recon, l1, kl_sparsity, contractive,
-kl) and statistic (code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F; recon_corrupted and
+kl, binarize, bit_balance, decorrelate) and statistic (code_mean: the code's mean activation; jacobian_sq: the mean ‖J‖²_F; recon_corrupted and
 recon_clean with --emphasis; recon_per_pixel for the variational variants, whose recon and kl are per
 image; sq_err, the squared error per image, for deep-ae and linear-ae). A run with --pretrain trains one
 phase per encoder layer first (pretrain-1 … pretrain-K, each --pretrain-epochs epochs of batch 100, its

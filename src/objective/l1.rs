@@ -8,6 +8,7 @@ use super::{
     CodeTap, CompiledTerm, GradAt, MeterRef, MeterRole, Per, TermContext, check_weight,
     partial_count,
 };
+use crate::ops::terms::TapFn;
 use crate::ops::{BufId, Op, Scalar, TermOp};
 use crate::plan::{Pass, PlanError};
 
@@ -44,7 +45,7 @@ impl CompiledTerm for L1 {
                 partials: self.partials,
                 rows: self.batch,
                 cols: self.code.width,
-                abs: true,
+                f: TapFn::Abs,
             }),
             self.meter.reduce_weighted(
                 pass,

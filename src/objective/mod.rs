@@ -16,12 +16,14 @@
 
 pub mod contractive;
 pub mod gaussian_kl;
+pub mod hashing;
 pub mod kl_sparsity;
 pub mod l1;
 pub mod recon;
 pub mod squared_error;
 
 use crate::model::Layer;
+use crate::ops::terms::TapFn;
 use crate::ops::{Act, BufId, LossKind, Op, Scalar, TermOp};
 use crate::plan::{Builder, Pass, PlanError, ScalarDesc};
 
@@ -58,6 +60,13 @@ pub enum Term {
     /// Not trained on: the squared error per image, Σ over pixels of (reconstruction − input)², reported
     /// as the `sq_err` metric (the figure the deep-autoencoder and PCA literature quote).
     SquaredError,
+    /// weight · mean over the batch of Σⱼ ||bⱼ| − 1| on a hashing code b (tanh or identity): codes pushed
+    /// towards ±1.
+    Binarize { weight: f32 },
+    /// weight · Σⱼ mⱼ², mⱼ the mean of code unit j over the batch: each bit on for about half the samples.
+    BitBalance { weight: f32 },
+    /// weight · Σⱼ≠ₖ Cⱼₖ², C the population covariance of the code over the batch: uncorrelated bits.
+    Decorrelate { weight: f32 },
 }
 
 impl Term {
@@ -70,6 +79,9 @@ impl Term {
             Term::Contractive { .. } => "contractive",
             Term::GaussianKl { .. } => "kl",
             Term::SquaredError => "sq_err",
+            Term::Binarize { .. } => "binarize",
+            Term::BitBalance { .. } => "bit_balance",
+            Term::Decorrelate { .. } => "decorrelate",
         }
     }
 }
@@ -449,6 +461,9 @@ pub fn compile_term(
             warmup_epochs,
         } => Box::new(gaussian_kl::compile(cx, weight, warmup_epochs)?),
         Term::SquaredError => Box::new(squared_error::compile(cx)),
+        Term::Binarize { weight } => Box::new(hashing::binarize(cx, weight)?),
+        Term::BitBalance { weight } => Box::new(hashing::bit_balance(cx, weight)?),
+        Term::Decorrelate { weight } => Box::new(hashing::decorrelate(cx, weight)?),
     })
 }
 
@@ -495,7 +510,7 @@ impl CompiledTerm for CodeMean {
                 partials: self.partials,
                 rows: self.batch,
                 cols: self.code.width,
-                abs: false,
+                f: TapFn::Value,
             }),
             self.meter.reduce(pass, self.partials, 0, partial_count(n)),
         ]

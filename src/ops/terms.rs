@@ -1,5 +1,6 @@
 //! Ops of the objective terms beyond the plain reconstruction loss: penalties on an activation (L1, KL
-//! sparsity, contractive), the statistics the run reports about them, and the emphasised reconstruction.
+//! sparsity, contractive, and the hashing code's binarisation, bit balance and decorrelation), the
+//! statistics the run reports about them, and the emphasised reconstruction.
 //!
 //! Penalty weights are [`Scalar`]s: read from the plan's scalar buffer when the kernel runs.
 //!
@@ -35,22 +36,108 @@ pub mod emphasis {
     pub const SECTIONS: usize = 5;
 }
 
+/// What [`TermOp::TapSum`] sums of each element x.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TapFn {
+    /// x (the code's mean activation).
+    Value,
+    /// |x| (L1).
+    Abs,
+    /// ||x| − 1|: how far x is from the nearer of ±1 (binarisation).
+    UnitDistance,
+}
+
+impl TapFn {
+    /// The code `tap_sum` in terms.wgsl switches on.
+    pub fn code(self) -> u32 {
+        match self {
+            TapFn::Value => 0,
+            TapFn::Abs => 1,
+            TapFn::UnitDistance => 2,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum TermOp {
     /// partials[g] = Σ f(x[i]) over the elements i of group g (i in 256g..256g + 256) that lie in valid
-    /// rows of x [rows × cols]; f(x) = |x| when `abs`, else x.
+    /// rows of x [rows × cols] ([`TapFn`]: x, |x| or ||x| − 1|).
     TapSum {
         x: BufId,
         state: BufId,
         partials: BufId,
         rows: usize,
         cols: usize,
-        abs: bool,
+        f: TapFn,
     },
     /// grad[i] += weight/valid · sign(x[i]) on valid rows: the gradient of weight · (mean over the valid
     /// rows of Σⱼ |xⱼ|), with sign(0) = 0 (the subgradient `torch.abs` uses).
     L1Grad {
         x: BufId,
+        grad: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        weight: Scalar,
+    },
+    /// grad[i] += weight/valid · sign(|x[i]| − 1) · sign(x[i]) on valid rows: the gradient of
+    /// weight · (mean over the valid rows of Σⱼ ||xⱼ| − 1|), the binarisation penalty, with sign(0) = 0 at
+    /// the kinks (x = 0 and |x| = 1, where a tanh code saturates in f32).
+    BinarizeGrad {
+        x: BufId,
+        grad: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        weight: Scalar,
+    },
+    /// For every column j of b [rows × cols]: mⱼ = mean of b[·, j] over the valid rows, written to
+    /// `means`; partials[g] = valid · Σ over the columns 256g..256g + 256 of mⱼ² (the bit balance
+    /// penalty Σⱼ mⱼ², counted once per valid row as [`TermOp::KlSparsity`]'s value is).
+    BitBalance {
+        b: BufId,
+        means: BufId,
+        partials: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+    },
+    /// grad[i, j] += weight · 2·mⱼ/valid on valid rows: the gradient of weight · Σⱼ mⱼ², since
+    /// ∂mⱼ/∂b[i, j] = 1/valid.
+    BitBalanceGrad {
+        means: BufId,
+        grad: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+        weight: Scalar,
+    },
+    /// centered[i, j] = x[i, j] − mⱼ on valid rows (mⱼ the mean of column j over them) and 0 on padded
+    /// rows, so that centeredᵀ·centered (an [`super::Op::Matmul`]) is S = valid · Cov, the summed
+    /// products about the mean over the valid rows alone.
+    CenterColumns {
+        x: BufId,
+        centered: BufId,
+        state: BufId,
+        rows: usize,
+        cols: usize,
+    },
+    /// The decorrelation penalty from S = centeredᵀ·centered [cols × cols] (see
+    /// [`TermOp::CenterColumns`]): with C = S/valid the population covariance over the valid rows,
+    /// partials[g] = valid · Σ over the elements 256g..256g + 256 of S with j ≠ k of C[j, k]² (the
+    /// batch's Σⱼ≠ₖ Cⱼₖ², counted once per valid row).
+    Decorrelate {
+        cov: BufId,
+        partials: BufId,
+        state: BufId,
+        cols: usize,
+    },
+    /// grad[i, j] += 4·weight/valid² · Σₖ≠ⱼ S[j, k] · centered[i, k] on valid rows: the gradient of
+    /// weight · Σⱼ≠ₖ Cⱼₖ², which is (4/valid) · Σₖ≠ⱼ Cⱼₖ · (b[i, k] − mₖ) per unit of weight (the mean's
+    /// own dependence on b drops out, since every column of centered sums to 0).
+    DecorrelateGrad {
+        centered: BufId,
+        cov: BufId,
         grad: BufId,
         state: BufId,
         rows: usize,
@@ -149,6 +236,12 @@ impl TermOp {
         match self {
             TermOp::TapSum { .. } => "tap_sum",
             TermOp::L1Grad { .. } => "l1_grad",
+            TermOp::BinarizeGrad { .. } => "binarize_grad",
+            TermOp::BitBalance { .. } => "bit_balance",
+            TermOp::BitBalanceGrad { .. } => "bit_balance_grad",
+            TermOp::CenterColumns { .. } => "center_columns",
+            TermOp::Decorrelate { .. } => "decorrelate",
+            TermOp::DecorrelateGrad { .. } => "decorrelate_grad",
             TermOp::KlSparsity { .. } => "kl_sparsity",
             TermOp::KlSparsityGrad { .. } => "kl_sparsity_grad",
             TermOp::Contractive { .. } => "contractive",
@@ -160,13 +253,22 @@ impl TermOp {
 
     pub fn float_outputs(&self) -> Vec<BufId> {
         match *self {
-            TermOp::TapSum { partials, .. } => vec![partials],
+            TermOp::TapSum { partials, .. } | TermOp::Decorrelate { partials, .. } => {
+                vec![partials]
+            }
             TermOp::L1Grad { grad, .. }
+            | TermOp::BinarizeGrad { grad, .. }
+            | TermOp::BitBalanceGrad { grad, .. }
+            | TermOp::DecorrelateGrad { grad, .. }
             | TermOp::KlSparsityGrad { grad, .. }
             | TermOp::ContractiveGradCode { grad, .. } => vec![grad],
             TermOp::KlSparsity {
                 rho_hat, partials, ..
             } => vec![rho_hat, partials],
+            TermOp::BitBalance {
+                means, partials, ..
+            } => vec![means, partials],
+            TermOp::CenterColumns { centered, .. } => vec![centered],
             TermOp::Contractive {
                 wsq, c, partials, ..
             } => vec![wsq, c, partials],
@@ -180,11 +282,18 @@ impl TermOp {
         }
     }
 
-    /// Elements of the activation the op reads: rows × columns.
+    /// Elements of the activation the op reads: rows × columns (the covariance's cols × cols for
+    /// [`TermOp::Decorrelate`]).
     fn elements(&self) -> usize {
         match *self {
+            TermOp::Decorrelate { cols, .. } => cols * cols,
             TermOp::TapSum { rows, cols, .. }
             | TermOp::L1Grad { rows, cols, .. }
+            | TermOp::BinarizeGrad { rows, cols, .. }
+            | TermOp::BitBalance { rows, cols, .. }
+            | TermOp::BitBalanceGrad { rows, cols, .. }
+            | TermOp::CenterColumns { rows, cols, .. }
+            | TermOp::DecorrelateGrad { rows, cols, .. }
             | TermOp::KlSparsity { rows, cols, .. }
             | TermOp::KlSparsityGrad { rows, cols, .. }
             | TermOp::EmphasisLoss { rows, cols, .. } => rows * cols,
@@ -199,6 +308,12 @@ impl TermOp {
         match *self {
             TermOp::TapSum { .. } => n,
             TermOp::L1Grad { .. } | TermOp::KlSparsityGrad { .. } => 2 * n,
+            TermOp::BinarizeGrad { .. } => 4 * n,
+            TermOp::BitBalance { cols, .. } => n + 2 * cols,
+            TermOp::BitBalanceGrad { .. } => 2 * n,
+            TermOp::CenterColumns { .. } => 2 * n,
+            TermOp::Decorrelate { .. } => 3 * n,
+            TermOp::DecorrelateGrad { cols, .. } => 2 * n * cols,
             TermOp::KlSparsity { cols, .. } => n + 8 * cols,
             TermOp::Contractive { units, inputs, .. } => 3 * n + 2 * units * inputs,
             TermOp::ContractiveGradCode { .. } => 6 * n,
@@ -212,7 +327,13 @@ impl TermOp {
         let n = self.elements();
         match *self {
             TermOp::TapSum { .. } => n + n.div_ceil(256),
-            TermOp::L1Grad { .. } => 3 * n,
+            TermOp::L1Grad { .. } | TermOp::BinarizeGrad { .. } => 3 * n,
+            TermOp::BitBalance { cols, .. } => n + cols + cols.div_ceil(256),
+            TermOp::BitBalanceGrad { cols, .. } => 2 * n + cols,
+            TermOp::CenterColumns { .. } => 2 * n,
+            TermOp::Decorrelate { .. } => n + n.div_ceil(256),
+            // centered and grad in, grad out; the covariance once.
+            TermOp::DecorrelateGrad { cols, .. } => 3 * n + cols * cols,
             TermOp::KlSparsity { cols, .. } => n + cols + cols.div_ceil(256),
             TermOp::KlSparsityGrad { cols, .. } => 2 * n + cols,
             TermOp::Contractive { units, inputs, .. } => n + units * inputs + 2 * units,
@@ -226,8 +347,16 @@ impl TermOp {
         match *self {
             TermOp::TapSum { rows, cols, .. }
             | TermOp::L1Grad { rows, cols, .. }
+            | TermOp::BinarizeGrad { rows, cols, .. }
+            | TermOp::BitBalance { rows, cols, .. }
+            | TermOp::BitBalanceGrad { rows, cols, .. }
+            | TermOp::CenterColumns { rows, cols, .. }
             | TermOp::KlSparsity { rows, cols, .. }
             | TermOp::KlSparsityGrad { rows, cols, .. } => format!("{rows}×{cols}"),
+            TermOp::Decorrelate { cols, .. } => format!("cov {cols}×{cols}"),
+            TermOp::DecorrelateGrad { rows, cols, .. } => {
+                format!("{rows}×{cols} cov {cols}×{cols}")
+            }
             TermOp::Contractive {
                 rows,
                 units,

@@ -54,6 +54,10 @@ pub enum Variant {
     /// Linear autoencoder: 784-k-784 with identity activations and an identity output, squared error
     /// (default --latent 30): it learns the span of the top k principal components (`gpu-ae pca`).
     LinearAe,
+    /// Sparse binary hashing autoencoder: 784-256-B-256-784 (B = --bits, default 32), a tanh code whose
+    /// signs are the hash bits, with binarisation, bit balance and decorrelation terms (default
+    /// --binarize 1e-4, --bit-balance 3.2e-3, --decorrelate 1e-4).
+    HashAe,
 }
 
 impl Variant {
@@ -68,6 +72,7 @@ impl Variant {
             Variant::ConvVae => "conv-vae",
             Variant::DeepAe => "deep-ae",
             Variant::LinearAe => "linear-ae",
+            Variant::HashAe => "hash-ae",
         }
     }
 
@@ -128,6 +133,14 @@ impl Variant {
                 latent: 30,
                 activation: ActArg::Identity,
                 loss: LossArg::Mse,
+                ..base
+            },
+            Variant::HashAe => RunConfig {
+                latent: 32,
+                code_activation: Some(ActArg::Tanh),
+                binarize: Some(1e-4),
+                bit_balance: Some(3.2e-3),
+                decorrelate: Some(1e-4),
                 ..base
             },
         }
@@ -223,7 +236,7 @@ pub struct RunConfig {
     pub variant: Variant,
     /// Dense variants: hidden widths of the encoder, outermost first; the decoder mirrors them.
     pub hidden: Vec<usize>,
-    /// Dense variants: the code's width.
+    /// Dense variants: the code's width (hash-ae: the bits, `--bits`).
     pub latent: usize,
     /// The hidden layers' activation (and the code's, unless `code_activation` is set).
     pub activation: ActArg,
@@ -250,6 +263,12 @@ pub struct RunConfig {
     pub pretrain: PretrainArg,
     /// Epochs of each pretraining phase.
     pub pretrain_epochs: usize,
+    /// hash-ae: λ of the binarisation term, mean over the batch of Σⱼ ||bⱼ| − 1|.
+    pub binarize: Option<f32>,
+    /// hash-ae: λ of the bit balance term, Σⱼ (mean over the batch of bⱼ)².
+    pub bit_balance: Option<f32>,
+    /// hash-ae: λ of the decorrelation term, Σⱼ≠ₖ Cov(b)ⱼₖ².
+    pub decorrelate: Option<f32>,
     pub batch_size: usize,
     pub optimizer: OptimizerArg,
     pub lr: f32,
@@ -282,6 +301,9 @@ impl Default for RunConfig {
             kl_warmup: 0,
             pretrain: PretrainArg::None,
             pretrain_epochs: 2,
+            binarize: None,
+            bit_balance: None,
+            decorrelate: None,
             batch_size: 128,
             optimizer: OptimizerArg::Adam,
             lr: 1e-3,
@@ -479,7 +501,20 @@ impl RunConfig {
             return bad("batch_size", "must be at least 1, got 0".into());
         }
         if self.latent == 0 {
-            return bad("latent", "must be at least 1, got 0".into());
+            let key = match self.variant {
+                Variant::HashAe => "bits",
+                _ => "latent",
+            };
+            return bad(key, "must be at least 1, got 0".into());
+        }
+        if self.variant == Variant::HashAe && self.code_activation != Some(ActArg::Tanh) {
+            return bad(
+                "code_activation",
+                format!(
+                    "of hash-ae is tanh (its signs are the bits), got {}",
+                    self.code_activation.map_or("none", |a| Act::from(a).name())
+                ),
+            );
         }
         if self.hidden.contains(&0) {
             return bad(
@@ -514,6 +549,15 @@ impl RunConfig {
         non_negative("beta", self.beta)?;
         if self.pretrain != PretrainArg::None && self.pretrain_epochs == 0 {
             return bad("pretrain_epochs", "must be at least 1, got 0".into());
+        }
+        for (key, weight) in [
+            ("binarize", self.binarize),
+            ("bit_balance", self.bit_balance),
+            ("decorrelate", self.decorrelate),
+        ] {
+            if let Some(w) = weight {
+                non_negative(key, w)?;
+            }
         }
         Ok(())
     }
@@ -589,6 +633,15 @@ impl RunConfig {
         }
         if let Some(weight) = self.contractive {
             objective = objective.with(Term::Contractive { weight });
+        }
+        if let Some(weight) = self.binarize {
+            objective = objective.with(Term::Binarize { weight });
+        }
+        if let Some(weight) = self.bit_balance {
+            objective = objective.with(Term::BitBalance { weight });
+        }
+        if let Some(weight) = self.decorrelate {
+            objective = objective.with(Term::Decorrelate { weight });
         }
         // The deep and the linear autoencoder report the squared error per image their literature quotes.
         if matches!(self.variant, Variant::DeepAe | Variant::LinearAe) {
@@ -723,6 +776,15 @@ impl RunConfig {
         if let Some(c) = self.contractive {
             parts.push(format!("{c} · ‖J‖²"));
         }
+        if let Some(w) = self.binarize {
+            parts.push(format!("{w} · Σⱼ ||bⱼ| − 1|"));
+        }
+        if let Some(w) = self.bit_balance {
+            parts.push(format!("{w} · Σⱼ mean(bⱼ)²"));
+        }
+        if let Some(w) = self.decorrelate {
+            parts.push(format!("{w} · Σⱼ≠ₖ Cov(b)ⱼₖ²"));
+        }
         parts.join(" + ")
     }
 }
@@ -775,6 +837,68 @@ mod tests {
             config.objective(),
             Objective::reconstruction(LossKind::BceWithLogits)
         );
+    }
+
+    #[test]
+    fn hash_ae_defaults_round_trip_and_refuse_what_does_not_fit() {
+        let config = Variant::HashAe.defaults();
+        assert_eq!((config.hidden.clone(), config.latent), (vec![256], 32));
+        assert_eq!(config.code_activation, Some(ActArg::Tanh));
+        assert_eq!(
+            (config.binarize, config.bit_balance, config.decorrelate),
+            (Some(1e-4), Some(3.2e-3), Some(1e-4))
+        );
+        config.validate().unwrap();
+        let changed = RunConfig {
+            latent: 48,
+            bit_balance: Some(0.0),
+            decorrelate: None,
+            ..config.clone()
+        };
+        let back = RunConfig::from_json(&changed.to_json()).unwrap();
+        assert_eq!(back, changed);
+        assert_eq!(
+            back.objective().terms[1..],
+            [
+                Term::Binarize { weight: 1e-4 },
+                Term::BitBalance { weight: 0.0 }
+            ]
+        );
+        let described = config.describe_objective();
+        for part in [
+            "0.0001 · Σⱼ ||bⱼ| − 1|",
+            "0.0032 · Σⱼ mean(bⱼ)²",
+            "0.0001 · Σⱼ≠ₖ Cov(b)ⱼₖ²",
+        ] {
+            assert!(described.contains(part), "{described}");
+        }
+        // A configuration stored before the hashing terms existed has none of them.
+        let mut old = RunConfig::default().to_json();
+        for key in ["binarize", "bit_balance", "decorrelate"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let loaded = RunConfig::from_json(&old).unwrap();
+        assert_eq!(
+            (loaded.binarize, loaded.bit_balance, loaded.decorrelate),
+            (None, None, None)
+        );
+        // Values outside their domain name the flag that sets them.
+        let refused = |c: RunConfig| c.validate().unwrap_err().to_string();
+        let err = refused(RunConfig {
+            bit_balance: Some(-1.0),
+            ..config.clone()
+        });
+        assert!(err.starts_with("--bit-balance must be"), "{err}");
+        let err = refused(RunConfig {
+            latent: 0,
+            ..config.clone()
+        });
+        assert!(err.starts_with("--bits must be at least 1"), "{err}");
+        let err = refused(RunConfig {
+            code_activation: Some(ActArg::Relu),
+            ..config
+        });
+        assert!(err.contains("tanh") && err.contains("relu"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::CpuExecutor;
 use super::kernels::{PARTIAL, activation_slope, loss_element};
 use super::real::Real;
-use crate::ops::terms::{KL_RHO_HAT_EPS, emphasis};
+use crate::ops::terms::{KL_RHO_HAT_EPS, TapFn, emphasis};
 use crate::ops::{Act, LossKind, Scalar, TermOp, state};
 use rayon::prelude::*;
 
@@ -20,14 +20,18 @@ pub fn slope_derivative<T: Real>(y: T, act: Act) -> T {
 }
 
 /// partials[g] = Σ f(x) over the elements of group g (PARTIAL elements) below `valid·cols`.
-pub fn tap_sum<T: Real>(x: &[T], partials: &mut [T], valid: usize, cols: usize, abs: bool) {
+pub fn tap_sum<T: Real>(x: &[T], partials: &mut [T], valid: usize, cols: usize, f: TapFn) {
     let limit = valid * cols;
     partials.par_iter_mut().enumerate().for_each(|(g, p)| {
         let start = (g * PARTIAL).min(limit);
         let end = ((g + 1) * PARTIAL).min(limit);
         let mut sum = T::zero();
         for &v in &x[start..end] {
-            sum += if abs { v.abs() } else { v };
+            sum += match f {
+                TapFn::Value => v,
+                TapFn::Abs => v.abs(),
+                TapFn::UnitDistance => (v.abs() - T::one()).abs(),
+            };
         }
         *p = sum;
     });
@@ -51,6 +55,127 @@ pub fn l1_grad<T: Real>(x: &[T], grad: &mut [T], valid: usize, cols: usize, weig
         .par_iter_mut()
         .zip(&x[..limit])
         .for_each(|(g, &v)| *g += scale * sign(v));
+}
+
+/// grad += weight/valid · sign(|x| − 1) · sign(x) over the first `valid·cols` elements.
+pub fn binarize_grad<T: Real>(x: &[T], grad: &mut [T], valid: usize, cols: usize, weight: f32) {
+    let scale = T::from_f32(weight) / T::from_f64(valid.max(1) as f64);
+    let limit = valid * cols;
+    grad[..limit]
+        .par_iter_mut()
+        .zip(&x[..limit])
+        .for_each(|(g, &v)| *g += scale * sign(v.abs() - T::one()) * sign(v));
+}
+
+/// The mean of column j of b [· × cols] over its first `valid` rows, summed in row order.
+fn column_mean<T: Real>(b: &[T], j: usize, valid: usize, cols: usize) -> T {
+    let mut sum = T::zero();
+    for i in 0..valid {
+        sum += b[i * cols + j];
+    }
+    sum / T::from_f64(valid.max(1) as f64)
+}
+
+/// means[j] = mean of column j over the valid rows; partials[g] = valid · Σ m² over the group's columns.
+pub fn bit_balance<T: Real>(
+    b: &[T],
+    means: &mut [T],
+    partials: &mut [T],
+    valid: usize,
+    cols: usize,
+) {
+    means[..cols]
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(j, m)| *m = column_mean(b, j, valid, cols));
+    let rows = T::from_f64(valid as f64);
+    for (g, p) in partials.iter_mut().enumerate() {
+        let mut sum = T::zero();
+        for &m in means[..cols].iter().skip(g * PARTIAL).take(PARTIAL) {
+            sum += m * m;
+        }
+        *p = rows * sum;
+    }
+}
+
+/// grad[i, j] += weight · 2·mⱼ/valid on the valid rows.
+pub fn bit_balance_grad<T: Real>(
+    means: &[T],
+    grad: &mut [T],
+    valid: usize,
+    cols: usize,
+    weight: f32,
+) {
+    let scale = T::from_f64(2.0) * T::from_f32(weight) / T::from_f64(valid.max(1) as f64);
+    grad[..valid * cols].par_chunks_mut(cols).for_each(|row| {
+        for (g, &m) in row.iter_mut().zip(means) {
+            *g += scale * m;
+        }
+    });
+}
+
+/// centered = x − (column mean over the valid rows) on the valid rows, 0 on the others.
+pub fn center_columns<T: Real>(x: &[T], centered: &mut [T], valid: usize, cols: usize) {
+    let means: Vec<T> = (0..cols).map(|j| column_mean(x, j, valid, cols)).collect();
+    centered
+        .par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(i, row)| {
+            for (j, c) in row.iter_mut().enumerate() {
+                *c = if i < valid {
+                    x[i * cols + j] - means[j]
+                } else {
+                    T::zero()
+                };
+            }
+        });
+}
+
+/// partials[g] = valid · Σ over the group's elements of S [cols × cols] off the diagonal of (S/valid)².
+pub fn decorrelate<T: Real>(cov: &[T], partials: &mut [T], valid: usize, cols: usize) {
+    let n = T::from_f64(valid.max(1) as f64);
+    let rows = T::from_f64(valid as f64);
+    for (g, p) in partials.iter_mut().enumerate() {
+        let mut sum = T::zero();
+        for (e, &s) in cov[..cols * cols]
+            .iter()
+            .enumerate()
+            .skip(g * PARTIAL)
+            .take(PARTIAL)
+        {
+            if e / cols != e % cols {
+                let c = s / n;
+                sum += c * c;
+            }
+        }
+        *p = rows * sum;
+    }
+}
+
+/// grad[i, j] += 4·weight/valid² · Σₖ≠ⱼ S[j, k] · centered[i, k] on the valid rows.
+pub fn decorrelate_grad<T: Real>(
+    centered: &[T],
+    cov: &[T],
+    grad: &mut [T],
+    valid: usize,
+    cols: usize,
+    weight: f32,
+) {
+    let n = T::from_f64(valid.max(1) as f64);
+    let scale = T::from_f64(4.0) * T::from_f32(weight) / (n * n);
+    grad[..valid * cols]
+        .par_chunks_mut(cols)
+        .zip(centered.par_chunks(cols))
+        .for_each(|(g, c)| {
+            for (j, g) in g.iter_mut().enumerate() {
+                let s = &cov[j * cols..(j + 1) * cols];
+                let mut sum = T::zero();
+                for k in (0..cols).filter(|&k| k != j) {
+                    sum += s[k] * c[k];
+                }
+                *g += scale * sum;
+            }
+        });
 }
 
 fn rho_hat_clamped<T: Real>(h: &[T], j: usize, valid: usize, cols: usize) -> T {
@@ -283,11 +408,88 @@ impl<T: Real> CpuExecutor<T> {
                 partials,
                 rows: _,
                 cols,
-                abs,
+                f,
+            } => {
+                let valid = self.valid(st);
+                self.with_outs([partials], |s, [p]| tap_sum(s.floats(x), p, valid, cols, f));
+            }
+            TermOp::BinarizeGrad {
+                x,
+                grad,
+                state: st,
+                rows: _,
+                cols,
+                weight,
+            } => {
+                let valid = self.valid(st);
+                let weight = self.scalar(weight);
+                self.with_outs([grad], |s, [g]| {
+                    binarize_grad(s.floats(x), g, valid, cols, weight)
+                });
+            }
+            TermOp::BitBalance {
+                b,
+                means,
+                partials,
+                state: st,
+                rows: _,
+                cols,
+            } => {
+                let valid = self.valid(st);
+                self.with_outs([means, partials], |s, [m, p]| {
+                    bit_balance(s.floats(b), m, p, valid, cols)
+                });
+            }
+            TermOp::BitBalanceGrad {
+                means,
+                grad,
+                state: st,
+                rows: _,
+                cols,
+                weight,
+            } => {
+                let valid = self.valid(st);
+                let weight = self.scalar(weight);
+                self.with_outs([grad], |s, [g]| {
+                    bit_balance_grad(s.floats(means), g, valid, cols, weight)
+                });
+            }
+            TermOp::CenterColumns {
+                x,
+                centered,
+                state: st,
+                rows,
+                cols,
+            } => {
+                let valid = self.valid(st);
+                self.with_outs([centered], |s, [c]| {
+                    center_columns(s.floats(x), &mut c[..rows * cols], valid, cols)
+                });
+            }
+            TermOp::Decorrelate {
+                cov,
+                partials,
+                state: st,
+                cols,
             } => {
                 let valid = self.valid(st);
                 self.with_outs([partials], |s, [p]| {
-                    tap_sum(s.floats(x), p, valid, cols, abs)
+                    decorrelate(s.floats(cov), p, valid, cols)
+                });
+            }
+            TermOp::DecorrelateGrad {
+                centered,
+                cov,
+                grad,
+                state: st,
+                rows: _,
+                cols,
+                weight,
+            } => {
+                let valid = self.valid(st);
+                let weight = self.scalar(weight);
+                self.with_outs([grad], |s, [g]| {
+                    decorrelate_grad(s.floats(centered), s.floats(cov), g, valid, cols, weight)
                 });
             }
             TermOp::L1Grad {

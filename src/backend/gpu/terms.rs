@@ -3,6 +3,7 @@
 //! 0 and the program's state at binding 1, then its own buffers.
 
 use super::kernels::{Dispatch, Kernels, Shader, linear_groups};
+use crate::ops::terms::TapFn;
 use crate::ops::{Act, BufId, TermOp};
 
 /// `TermParams` of terms.wgsl.
@@ -11,7 +12,7 @@ struct TermParams {
     cols: usize,
     inputs: usize,
     act: Act,
-    absolute: bool,
+    tap_fn: TapFn,
     /// The element of the scalar buffer that holds the weight.
     weight: usize,
     rho: f32,
@@ -24,7 +25,7 @@ impl TermParams {
             cols,
             inputs: 0,
             act: Act::Identity,
-            absolute: false,
+            tap_fn: TapFn::Value,
             weight: 0,
             rho: 0.0,
         }
@@ -36,7 +37,7 @@ impl TermParams {
             self.cols as u32,
             self.inputs as u32,
             self.act.code(),
-            self.absolute as u32,
+            self.tap_fn.code(),
             self.weight as u32,
             self.rho.to_bits(),
             0,
@@ -78,11 +79,11 @@ impl Kernels {
                 partials,
                 rows,
                 cols,
-                abs,
+                f,
             } => self.term_dispatch(
                 "tap_sum",
                 TermParams {
-                    absolute: abs,
+                    tap_fn: f,
                     ..TermParams::new(rows, cols)
                 },
                 b(state),
@@ -106,6 +107,103 @@ impl Kernels {
                 b(state),
                 &[4, 5, 22],
                 &[b(x), b(grad), b(weight.buf)],
+                rows * cols,
+            ),
+            TermOp::BinarizeGrad {
+                x,
+                grad,
+                state,
+                rows,
+                cols,
+                weight,
+            } => self.term_dispatch(
+                "binarize_grad",
+                TermParams {
+                    weight: weight.index,
+                    ..TermParams::new(rows, cols)
+                },
+                b(state),
+                &[23, 24, 22],
+                &[b(x), b(grad), b(weight.buf)],
+                rows * cols,
+            ),
+            TermOp::BitBalance {
+                b: code,
+                means,
+                partials,
+                state,
+                rows,
+                cols,
+            } => self.term_dispatch(
+                "bit_balance",
+                TermParams::new(rows, cols),
+                b(state),
+                &[25, 26, 27],
+                &[b(code), b(means), b(partials)],
+                cols,
+            ),
+            TermOp::BitBalanceGrad {
+                means,
+                grad,
+                state,
+                rows,
+                cols,
+                weight,
+            } => self.term_dispatch(
+                "bit_balance_grad",
+                TermParams {
+                    weight: weight.index,
+                    ..TermParams::new(rows, cols)
+                },
+                b(state),
+                &[28, 29, 22],
+                &[b(means), b(grad), b(weight.buf)],
+                rows * cols,
+            ),
+            TermOp::CenterColumns {
+                x,
+                centered,
+                state,
+                rows,
+                cols,
+            } => self.term_dispatch(
+                "center_columns",
+                TermParams::new(rows, cols),
+                b(state),
+                &[30, 31],
+                &[b(x), b(centered)],
+                cols,
+            ),
+            TermOp::Decorrelate {
+                cov,
+                partials,
+                state,
+                cols,
+            } => self.term_dispatch(
+                "decorrelate",
+                TermParams::new(cols, cols),
+                b(state),
+                &[32, 33],
+                &[b(cov), b(partials)],
+                cols * cols,
+            ),
+            TermOp::DecorrelateGrad {
+                centered,
+                cov,
+                grad,
+                state,
+                rows,
+                cols,
+                weight,
+            } => self.term_dispatch(
+                "decorrelate_grad",
+                TermParams {
+                    weight: weight.index,
+                    ..TermParams::new(rows, cols)
+                },
+                b(state),
+                &[34, 35, 36, 22],
+                &[b(centered), b(cov), b(grad), b(weight.buf)],
                 rows * cols,
             ),
             TermOp::KlSparsity {
