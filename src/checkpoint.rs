@@ -633,12 +633,12 @@ pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), Checkpoin
     };
     u32::try_from(s.global_step)
         .map_err(|_| bad(KEY_STEP, "exceeds the device step counter (u32)".into()))?;
-    if let Some(phase) = s.pretraining.filter(|&p| p + 1 >= plan.phases.len()) {
+    if let Some(phase) = s.pretraining.filter(|&p| p >= plan.phases.len() - 1) {
         return Err(bad(
             KEY_PHASE,
             format!(
                 "is pretraining phase {}, but the plan has {} pretraining phases",
-                phase + 1,
+                phase.saturating_add(1),
                 plan.phases.len() - 1
             ),
         ));

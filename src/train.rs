@@ -595,7 +595,8 @@ impl<'e> Trainer<'e> {
                 ex.run(program, 1);
                 for (k, &buf) in bufs.iter().enumerate() {
                     let v = ex.read_f32(buf);
-                    images[k].extend(v.chunks(features).map(<[f32]>::to_vec));
+                    // Activations may hold more rows than a batch (a pretraining phase's larger one).
+                    images[k].extend(v.chunks(features).take(batch).map(<[f32]>::to_vec));
                 }
             }
             for list in &mut images {

@@ -51,6 +51,10 @@ fn small_deep_ae() -> Model {
 }
 
 fn plan(kind: PretrainKind) -> Plan {
+    plan_with_noise(kind, None)
+}
+
+fn plan_with_noise(kind: PretrainKind, noise: Option<gpu_ae::ops::Noise>) -> Plan {
     compile_with(
         &small_deep_ae(),
         &PlanConfig {
@@ -59,7 +63,7 @@ fn plan(kind: PretrainKind) -> Plan {
             optimizer: Optimizer::Adam(AdamHyper::default()),
             train_samples: TRAIN,
             test_samples: TEST,
-            noise: None,
+            noise,
             seed: SEED,
         },
         Some(&Pretraining {
@@ -520,6 +524,63 @@ fn a_greedy_phase_descends_its_layers_loss() {
             &param(&mut ex, name),
             values,
             "{name} changed in pretrain-2"
+        );
+    }
+}
+
+/// A denoising greedy phase above the first layer computes its layer's input from the batch it gathers
+/// (the model's own corrupted-input buffer, which only the first phase writes, is not read): whatever
+/// that buffer holds, the step's gradients are the same.
+#[test]
+fn a_denoising_greedy_phase_reads_its_own_batch_above_the_first_layer() {
+    let plan = plan_with_noise(
+        PretrainKind::Greedy,
+        Some(gpu_ae::ops::Noise::Mask { fraction: 0.3 }),
+    );
+    assert_ne!(plan.io.input, plan.io.model_input);
+    let mut ex = CpuExecutor::<f64>::new(plan.clone());
+    prepare(&mut ex, 1, 4);
+    let params: Vec<(BufId, Vec<f64>)> = plan
+        .params
+        .iter()
+        .map(|p| (p.buf, ex.floats(p.buf).to_vec()))
+        .collect();
+    let state = ex.read_u32(plan.io.train_state);
+    let step = |ex: &mut CpuExecutor<f64>, stale: f32| {
+        for (buf, values) in &params {
+            ex.floats_mut(*buf).copy_from_slice(values);
+        }
+        ex.write_u32(plan.io.train_state, &state);
+        let len = ex.floats(plan.io.model_input).len();
+        ex.write_f32(plan.io.model_input, &vec![stale; len]);
+        ex.run(plan.phases[1].train, 1);
+        ["layers.1.weight", "layers.2.weight"].map(|n| grad(ex, n))
+    };
+    let (a, b) = (step(&mut ex, 0.0), step(&mut ex, 0.75));
+    assert!(a[0].iter().any(|&g| g != 0.0));
+    assert_eq!(a, b, "pretrain-2 read the model's stale input buffer");
+}
+
+/// A checkpoint naming a pretraining phase the plan does not have is refused, even an absurd one.
+#[test]
+fn a_checkpoint_beyond_the_plans_phases_is_refused() {
+    let plan = plan(PretrainKind::Rbm(RbmSchedule::default()));
+    let mut ex = CpuExecutor::<f32>::new(plan);
+    prepare(&mut ex, 0, 0);
+    for phase in [2, usize::MAX] {
+        let mut ckpt = checkpoint::capture(
+            &mut ex,
+            serde_json::json!({}),
+            checkpoint::TrainingState {
+                position: gpu_ae::train::Position::default(),
+                seed: SEED,
+            },
+        );
+        ckpt.state.position.pretraining = Some(phase);
+        let err = checkpoint::restore(&mut ex, &ckpt).unwrap_err().to_string();
+        assert!(
+            err.contains("pretrain_phase") && err.contains("2 pretraining phases"),
+            "{err}"
         );
     }
 }

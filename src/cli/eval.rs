@@ -66,7 +66,9 @@ pub(super) fn with_checkpoint<R>(
             config.seed,
         );
         checkpoint::restore(trainer.executor(), ckpt)?;
-        // Whatever phase the checkpoint was in, the whole model is what is evaluated and used.
+        // Whatever phase the checkpoint was in, the whole model is what is evaluated and used (an RBM
+        // saved as its phase ended is unrolled first, as the run would have next).
+        crate::run::complete_phase(trainer.executor(), &ckpt.state.position);
         trainer.position.pretraining = None;
         f(&mut trainer)
     })
@@ -78,7 +80,7 @@ pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
     let phase = match s.pretraining {
         Some(p) => format!(
             "; saved during pretrain-{}, so the layers above it are not pretrained yet",
-            p + 1
+            p.saturating_add(1)
         ),
         None => String::new(),
     };

@@ -76,7 +76,7 @@ pub struct CheckpointArgs {
 pub struct PcaArgs {
     /// Numbers of components k, comma-separated (e.g. 2,10,30,64) [default: 30, or the checkpoint's
     /// code width].
-    #[arg(long, value_parser = parse_channels)]
+    #[arg(long, value_parser = parse_components)]
     pub latent: Option<Widths>,
     /// A linear autoencoder (--variant linear-ae) to compare: its test error and the principal angles
     /// between its decoder's columns and the top-k principal subspace.
@@ -481,12 +481,20 @@ fn parse_whole(text: &str) -> Result<usize, String> {
 
 /// `--channels`: comma-separated positive counts.
 fn parse_channels(text: &str) -> Result<Widths, String> {
+    positive_list(text, "positive channel counts like 32,64")
+}
+
+/// `pca --latent`: numbers of components.
+fn parse_components(text: &str) -> Result<Widths, String> {
+    positive_list(text, "numbers of components ≥ 1 like 2,10,30")
+}
+
+/// A comma-separated list of whole numbers ≥ 1; `expected` says what they are, for the error.
+fn positive_list(text: &str, expected: &str) -> Result<Widths, String> {
     text.split(',')
         .map(|c| match c.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "expected positive channel counts like 32,64, got {text:?}"
-            )),
+            _ => Err(format!("expected {expected}, got {text:?}")),
         })
         .collect::<Result<_, _>>()
         .map(Widths)

@@ -30,8 +30,21 @@ pub fn run(args: &PcaArgs) -> anyhow::Result<()> {
                 path.display(),
                 config.variant.name()
             );
+            anyhow::ensure!(
+                config.hidden.is_empty(),
+                "--checkpoint {}: a linear-ae with hidden layers {:?}; principal angles read the one \
+                 decoder layer of a 784-k-784 model (train it with --hidden none, the default)",
+                path.display(),
+                config.hidden
+            );
             if args.data.is_some() {
                 config.data = args.data.clone();
+            }
+            if let Some(limit) = config.limit.take() {
+                println!(
+                    "the checkpoint trained on the first {limit} images (--limit); PCA and its error use the \
+                     whole data set"
+                );
             }
             Some((path, ckpt, config))
         }
@@ -48,11 +61,7 @@ pub fn run(args: &PcaArgs) -> anyhow::Result<()> {
     }
     let data = match (&args.data, &model) {
         (Some(dir), _) => mnist::load_dir(dir, false)?,
-        (None, Some((_, _, config))) => RunConfig {
-            limit: None,
-            ..config.clone()
-        }
-        .load_data()?,
+        (None, Some((_, _, config))) => config.load_data()?,
         (None, None) => mnist::load_bundled()?,
     };
     let img = &data.train.images;

@@ -422,13 +422,13 @@ impl Observer for Printer {
             .map(|(i, name)| (i, name.to_string()))
             .collect();
         if let Some(p) = resumed {
-            let phase = plan.phases[p.phase(plan)].name.as_str();
-            let phase = match plan.pretrains() {
-                true => format!(" of {phase}"),
-                false => String::new(),
+            let name = plan.phases[p.phase(plan)].name.as_str();
+            let (phase, up_to) = match plan.pretrains() {
+                true => (format!(" of {name}"), "fine-tuning up to epoch"),
+                false => (String::new(), "training up to epoch"),
             };
             println!(
-                "resumed at epoch {}{phase}, step {} of it (global step {}), fine-tuning up to epoch {}",
+                "resumed at epoch {}{phase}, step {} of it (global step {}), {up_to} {}",
                 p.epoch + 1,
                 p.batch_in_epoch,
                 p.global_step,

@@ -533,46 +533,20 @@ pub fn compile_with(
         forward_backward.extend(grads_at(GradAt::AfterLayer(i)));
     }
 
-    let mut update = Vec::new();
-    for p in params.iter().filter(|p| p.trainable) {
-        let len = b.buffers[p.buf.0].len;
-        match cfg.optimizer {
-            Optimizer::Adam(hyper) => {
-                let m = b.f32(format!("{}.exp_avg", p.name), len, Role::OptimizerState);
-                let v = b.f32(format!("{}.exp_avg_sq", p.name), len, Role::OptimizerState);
-                update.push(Op::Adam {
-                    param: p.buf,
-                    grad: p.grad,
-                    m,
-                    v,
-                    state: train_state,
-                    step_word: group_step_word(p.group),
-                    len,
-                    hyper,
-                });
-            }
-            Optimizer::Sgd {
-                lr,
-                momentum,
-                weight_decay,
-            } => {
-                let velocity = b.f32(
-                    format!("{}.momentum_buffer", p.name),
-                    len,
-                    Role::OptimizerState,
-                );
-                update.push(Op::Sgd {
-                    param: p.buf,
-                    grad: p.grad,
-                    velocity,
-                    len,
-                    lr,
-                    momentum,
-                    weight_decay,
-                });
-            }
-        }
-    }
+    let mut update: Vec<Op> = params
+        .iter()
+        .filter(|p| p.trainable)
+        .map(|p| {
+            optimizer_op(
+                &mut b,
+                p,
+                cfg.optimizer,
+                &p.name,
+                train_state,
+                group_step_word(p.group),
+            )
+        })
+        .collect();
     update.push(Op::AdvanceStep { state: train_state });
 
     let evaluation = Pass {
@@ -653,6 +627,47 @@ pub fn compile_with(
         train_samples: cfg.train_samples,
         test_samples: cfg.test_samples,
     })
+}
+
+/// The optimizer's op for parameter `p`, with its state buffers (named `{state_name}.exp_avg`, … after
+/// PyTorch's slots) allocated; Adam counts its steps in word `step_word` of `state`.
+fn optimizer_op(
+    b: &mut Builder,
+    p: &ParamDesc,
+    optimizer: Optimizer,
+    state_name: &str,
+    state: BufId,
+    step_word: usize,
+) -> Op {
+    let len = b.len(p.buf);
+    let slot = |b: &mut Builder, name: &str| {
+        b.f32(format!("{state_name}.{name}"), len, Role::OptimizerState)
+    };
+    match optimizer {
+        Optimizer::Adam(hyper) => Op::Adam {
+            param: p.buf,
+            grad: p.grad,
+            m: slot(b, "exp_avg"),
+            v: slot(b, "exp_avg_sq"),
+            state,
+            step_word,
+            len,
+            hyper,
+        },
+        Optimizer::Sgd {
+            lr,
+            momentum,
+            weight_decay,
+        } => Op::Sgd {
+            param: p.buf,
+            grad: p.grad,
+            velocity: slot(b, "momentum_buffer"),
+            len,
+            lr,
+            momentum,
+            weight_decay,
+        },
+    }
 }
 
 /// The state word that counts a parameter group's completed optimizer steps (Adam's t − 1): group 0, the

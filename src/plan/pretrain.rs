@@ -17,7 +17,7 @@
 //!   and squared error otherwise.
 
 use super::layers::{self, LayerBufs};
-use super::{Builder, ParamDesc, Pass, PlanError, PlanIo, Role, Segment};
+use super::{Builder, ParamDesc, Pass, PlanError, PlanIo, Segment};
 use crate::model::{Layer, Model};
 use crate::objective::{MeterRole, Meters, Per, partial_count};
 use crate::ops::{Act, BufId, HiddenUnits, LossKind, Noise, Op, RbmOp};
@@ -34,7 +34,8 @@ pub enum PretrainKind {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RbmSchedule {
     pub lr: f32,
-    /// The learning rate of the top RBM, whose Gaussian hidden units need smaller steps.
+    /// The learning rate of an RBM with Gaussian hidden units (the top one, under a linear code), which
+    /// needs smaller steps.
     pub top_lr: f32,
     pub momentum: f32,
     /// L2 decay of the weights (not the biases).
@@ -145,7 +146,8 @@ pub fn encoder_layers(model: &Model) -> Result<usize, PlanError> {
 }
 
 /// What RBM pretraining needs of a model: sigmoid encoder layers below the code (their outputs are the
-/// next RBM's Bernoulli visible units), and a sigmoid or linear code.
+/// next RBM's Bernoulli visible units), a sigmoid or linear code, and sigmoid decoder layers (each
+/// inherits an RBM's σ(·) visible units with its bias and Wᵀ).
 fn check_rbm(model: &Model, depth: usize) -> Result<(), PlanError> {
     for k in 0..depth {
         let act = model.layers[k].act().unwrap_or(Act::Identity);
@@ -156,6 +158,18 @@ fn check_rbm(model: &Model, depth: usize) -> Result<(), PlanError> {
                 format!(
                     "has layer {k} ({}); RBM pretraining needs sigmoid hidden layers (Bernoulli units) and a \
                      sigmoid or linear code (Gaussian units): use --activation sigmoid, or --pretrain greedy",
+                    model.layers[k].describe()
+                ),
+            ));
+        }
+    }
+    for k in depth..2 * depth {
+        if model.layers[k].act() != Some(Act::Sigmoid) {
+            return Err(refuse(
+                model,
+                format!(
+                    "has decoder layer {k} ({}); an RBM's visible units are sigmoid, so the decoder layers \
+                     that receive its Wᵀ and visible bias must be sigmoid too: use --pretrain greedy",
                     model.layers[k].describe()
                 ),
             ));
@@ -208,7 +222,6 @@ pub(super) fn compile(
             features,
             k,
             mirror: 2 * depth - 1 - k,
-            top: k + 1 == depth,
         };
         phases.push(match spec.kind {
             PretrainKind::Rbm(schedule) => phase.rbm(meters, steps, &schedule, train, eval),
@@ -229,7 +242,6 @@ struct Layerwise<'a> {
     features: usize,
     k: usize,
     mirror: usize,
-    top: bool,
 }
 
 impl Layerwise<'_> {
@@ -435,29 +447,24 @@ impl Layerwise<'_> {
         });
         let mut eval_ops = chain(eval, SAMPLE_EVAL_STREAM);
         eval_ops.push(Op::AdvanceStep { state: eval.state });
-        let lr = if self.top {
-            schedule.top_lr
-        } else {
-            schedule.lr
+        // Gaussian hidden units (a linear code) take the small steps; Bernoulli ones the usual.
+        let lr = match units {
+            HiddenUnits::Gaussian => schedule.top_lr,
+            HiddenUnits::Bernoulli => schedule.lr,
         };
-        let mut update = Vec::new();
-        for (param, decay) in [(w, schedule.weight_decay), (c, 0.0), (b_vis, 0.0)] {
-            let len = self.b.len(p[param].buf);
-            let velocity = self.b.f32(
-                format!("{}.pretrain.momentum_buffer", p[param].name),
-                len,
-                Role::OptimizerState,
-            );
-            update.push(Op::Sgd {
-                param: p[param].buf,
-                grad: p[param].grad,
-                velocity,
-                len,
-                lr,
-                momentum: schedule.momentum,
-                weight_decay: decay,
-            });
-        }
+        let mut update: Vec<Op> = [(w, schedule.weight_decay), (c, 0.0), (b_vis, 0.0)]
+            .into_iter()
+            .map(|(param, weight_decay)| {
+                let sgd = super::Optimizer::Sgd {
+                    lr,
+                    momentum: schedule.momentum,
+                    weight_decay,
+                };
+                let name = format!("{}.pretrain", p[param].name);
+                let step = crate::ops::state::GLOBAL_STEP;
+                super::optimizer_op(self.b, &p[param], sgd, &name, train.state, step)
+            })
+            .collect();
         update.push(Op::AdvanceStep { state: train.state });
         let units_text = match units {
             HiddenUnits::Bernoulli => "Bernoulli",
@@ -529,7 +536,8 @@ impl Layerwise<'_> {
             ..self.bufs[self.mirror].clone()
         };
         let head = |pass: Pass, stream: u32| {
-            let mut ops = self.below(pass, fine.noise.is_none());
+            // Above the first layer nothing corrupts the model's input, so it is gathered clean too.
+            let mut ops = self.below(pass, fine.noise.is_none() || self.k > 0);
             if let Some(noise) = fine.noise {
                 ops.push(Op::Corrupt {
                     x: clean,
@@ -572,43 +580,20 @@ impl Layerwise<'_> {
             self.param(self.mirror, false),
             self.param(self.mirror, true),
         ];
-        let mut update = Vec::new();
-        for param in trained {
-            let p = &self.params[param];
-            let len = self.b.len(p.buf);
-            let state = |b: &mut Builder, slot: &str| {
-                b.f32(
-                    format!("{}.pretrain.{slot}", p.name),
-                    len,
-                    Role::OptimizerState,
+        let mut update: Vec<Op> = trained
+            .iter()
+            .map(|&param| {
+                let p = &self.params[param];
+                super::optimizer_op(
+                    self.b,
+                    p,
+                    fine.optimizer,
+                    &format!("{}.pretrain", p.name),
+                    train.state,
+                    crate::ops::state::GLOBAL_STEP,
                 )
-            };
-            update.push(match fine.optimizer {
-                super::Optimizer::Adam(hyper) => Op::Adam {
-                    param: p.buf,
-                    grad: p.grad,
-                    m: state(self.b, "exp_avg"),
-                    v: state(self.b, "exp_avg_sq"),
-                    state: train.state,
-                    step_word: crate::ops::state::GLOBAL_STEP,
-                    len,
-                    hyper,
-                },
-                super::Optimizer::Sgd {
-                    lr,
-                    momentum,
-                    weight_decay,
-                } => Op::Sgd {
-                    param: p.buf,
-                    grad: p.grad,
-                    velocity: state(self.b, "momentum_buffer"),
-                    len,
-                    lr,
-                    momentum,
-                    weight_decay,
-                },
-            });
-        }
+            })
+            .collect();
         update.push(Op::AdvanceStep { state: train.state });
         let (_, hidden) = self.widths();
         let noise = match fine.noise {

@@ -128,10 +128,18 @@ pub fn train(
     let out = dir.path.as_path();
     let config_path = out.join(CONFIG_FILE);
     write_config(&config_path, config)?;
-    let (shown, columns): (Vec<usize>, Vec<String>) = shown_meters(trainer.plan())
+    // One column pair per meter name: every pretraining phase has a meter of the same name (its
+    // `rbm_error` or `layer_recon`), which the line's phase tells apart.
+    let shown: Vec<(usize, String)> = shown_meters(trainer.plan())
         .into_iter()
         .map(|(i, name)| (i, name.to_string()))
-        .unzip();
+        .collect();
+    let mut columns: Vec<String> = Vec::new();
+    for (_, name) in &shown {
+        if !columns.contains(name) {
+            columns.push(name.clone());
+        }
+    }
     // A run that pretrains names the phase of every line.
     let phases: Vec<String> = match trainer.plan().pretrains() {
         true => trainer
@@ -167,12 +175,9 @@ pub fn train(
             if phase + 1 == plan.phases.len() {
                 break;
             }
-            // The phase is over: an RBM's weights are unrolled into the decoder, and the next phase
-            // starts from its first epoch (a checkpoint of this position repeats both on resume).
-            if let Some(pair) = plan.phases[phase].unroll {
-                unroll(trainer.executor(), pair);
-            }
-            trainer.position = trainer.position.next_phase(trainer.plan());
+            let done = trainer.position.clone();
+            trainer.position =
+                complete_phase(trainer.executor(), &done).expect("a finished pretraining phase");
             continue;
         }
         if phases.len() > 1 && announced != Some(phase) {
@@ -219,11 +224,13 @@ pub fn train(
             test_loss: test.total,
             seconds: result.seconds,
             samples_per_second: result.samples_per_second,
-            meters: shown
+            meters: columns
                 .iter()
-                .map(|&i| {
-                    own.contains(&i)
-                        .then(|| (result.train.values[i], test.values[i]))
+                .map(|column| {
+                    shown
+                        .iter()
+                        .find(|(i, name)| name == column && own.contains(i))
+                        .map(|&(i, _)| (result.train.values[i], test.values[i]))
                 })
                 .collect(),
             phase: phases.get(phase).cloned(),
@@ -248,6 +255,23 @@ pub fn train(
     let last_test = last_test.unwrap_or_else(|| trainer.evaluate().total);
     write_pictures(&mut trainer, config, data, out, last_test, observer)?;
     Ok(RunEnd::Completed)
+}
+
+/// At the end of a pretraining phase (its epochs done), what the phase leaves behind: an RBM's weights
+/// unrolled into the decoder; returns the start of the next phase. `None` anywhere else. A run calls it
+/// as a phase ends, a resumed run or a reader of a checkpoint saved just then calls it again (it is the
+/// same computation on the same weights).
+pub fn complete_phase(ex: &mut dyn Executor, position: &Position) -> Option<Position> {
+    let plan = ex.plan();
+    let phase = &plan.phases[position.pretraining?];
+    if position.epoch < phase.epochs? || position.batch_in_epoch > 0 {
+        return None;
+    }
+    let next = position.next_phase(plan);
+    if let Some(pair) = phase.unroll {
+        unroll(ex, pair);
+    }
+    Some(next)
 }
 
 /// Parameter `to` ← the transpose of parameter `from` (a [rows × cols] matrix): an RBM's weight W [H × V]
