@@ -342,6 +342,12 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
         }
     })?;
 
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically: a hidden sibling `.NAME.PID.tmp` is written and synced, renamed
+/// over `path`, and the directory synced; on any failure the temporary file goes and `path` is untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(path.file_name().unwrap_or_default());
     tmp_name.push(format!(".{}.tmp", std::process::id()));
@@ -355,15 +361,15 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
         }
     };
     let written = File::create(&tmp)
-        .map_err(io_err(&tmp, "create the temporary checkpoint file"))
+        .map_err(io_err(&tmp, "create the temporary file"))
         .and_then(|mut file| {
-            file.write_all(&bytes)
-                .map_err(io_err(&tmp, "write the checkpoint"))?;
+            file.write_all(bytes)
+                .map_err(io_err(&tmp, "write the file"))?;
             file.sync_all()
-                .map_err(io_err(&tmp, "sync the checkpoint to disk"))
+                .map_err(io_err(&tmp, "sync the file to disk"))
         })
         .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(io_err(path, "move the new checkpoint into place"))
+            std::fs::rename(&tmp, path).map_err(io_err(path, "move the new file into place"))
         });
     if let Err(e) = written {
         // The old checkpoint, if any, is untouched; the partial one goes.

@@ -349,12 +349,13 @@ const CASES: &[Case] = &[
     ),
     fails(
         "train --variant linear-ae --pretrain rbm",
-        &["decoder layer 1", "must be sigmoid too", "--pretrain greedy"],
+        &[
+            "decoder layer 1",
+            "must be sigmoid too",
+            "--pretrain greedy",
+        ],
     ),
-    fails(
-        "pca --latent 0",
-        &["--latent", "numbers of components ≥ 1"],
-    ),
+    fails("pca --latent 0", &["--latent", "numbers of components ≥ 1"]),
     fails(
         "train --variant deep-ae --pretrain rbm --detect-anomaly --limit 100",
         &[

@@ -108,6 +108,23 @@ pub fn encode_test(ex: &mut dyn Executor, codec: &Codec, indices: &[usize]) -> V
     codes
 }
 
+/// The codes of the first `count` test images (at most the test set), in order: `count` rows of
+/// `codec.width` values (μ for a variational model), one encode batch after another.
+pub fn encode_all(ex: &mut dyn Executor, codec: &Codec, count: usize) -> Vec<f32> {
+    let batch = ex.plan().batch;
+    let count = count.min(ex.plan().test_samples);
+    let mut codes = Vec::with_capacity(count * codec.width);
+    ex.write_u32(ex.plan().io.eval_state, &[0; state::LEN]);
+    for b in 0..count.div_ceil(batch) {
+        ex.run(Program::ENCODE, 1);
+        let rows = ex.read_f32(codec.code);
+        for row in 0..batch.min(count - b * batch) {
+            codes.extend_from_slice(&rows[row * codec.stride..row * codec.stride + codec.width]);
+        }
+    }
+    codes
+}
+
 /// The images (act(logits), values in [0, 1]) that the decoder makes of `codes`, each `codec.width` long.
 pub fn decode(ex: &mut dyn Executor, codec: &Codec, codes: &[Vec<f32>]) -> Vec<Vec<f32>> {
     let (batch, features) = (ex.plan().batch, ex.plan().features);

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod configure;
+pub mod encode;
 pub mod eval;
 pub mod generate;
 pub mod info;
@@ -48,6 +49,9 @@ pub enum Command {
     /// The digit manifold of a variational model with a 2-D latent (--latent 2): a grid of Gaussian
     /// quantiles of z₁ and z₂ decoded into a PNG.
     Manifold(ManifoldArgs),
+    /// The code (μ for a variational model) of every training and test image, with the labels, as a
+    /// safetensors file for numpy or PyTorch.
+    Encode(EncodeArgs),
     /// Principal component analysis of the training set: the test squared error per image of rank-k
     /// reconstructions, and with --checkpoint a linear autoencoder's error and the principal angles between
     /// its decoder and the principal subspace.
@@ -70,6 +74,16 @@ pub struct CheckpointArgs {
     pub data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EncodeArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+    /// The file to write, *.safetensors (its folder is created if missing): train.codes [N × width] F32,
+    /// train.labels [N] U8, test.codes, test.labels.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -593,6 +607,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sample(args) => generate::sample(&args),
         Command::Interpolate(args) => generate::interpolate(&args),
         Command::Manifold(args) => generate::manifold(&args),
+        Command::Encode(args) => encode::run(&args),
         Command::Pca(args) => pca::run(&args),
         Command::Bench(args) => bench::run(&args).map(|_| ()),
     }

@@ -1,0 +1,103 @@
+//! `gpu-ae encode`: the code of every training and test image, with the labels, as a safetensors file
+//! (`train.codes` [N × width] F32, `train.labels` [N] U8, `test.codes`, `test.labels`) that numpy and
+//! PyTorch read directly.
+
+use anyhow::ensure;
+use safetensors::{Dtype, View};
+
+use super::EncodeArgs;
+use super::eval::{open, with_checkpoint};
+use crate::apps::generate::{codec_for, encode_all};
+use crate::checkpoint::write_atomically;
+use crate::data::mnist::Dataset;
+
+/// One tensor's bytes (little-endian) and shape.
+struct Tensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Tensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.bytes).into()
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
+    ensure!(
+        a.out.extension().is_some_and(|e| e == "safetensors"),
+        "--out {}: codes are written as safetensors; name the file *.safetensors",
+        a.out.display()
+    );
+    let (ckpt, config, data) = open(&a.checkpoint)?;
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut width = 0;
+    let mut variational = false;
+    for (name, split) in [("train", &data.train), ("test", &data.test)] {
+        // The encode program reads the test set: point it at this split.
+        let as_test = Dataset {
+            test: split.clone(),
+            ..data.clone()
+        };
+        let (_, plan) = config.build(&as_test)?;
+        let codec = codec_for(&plan, "encode", config.variant.name(), false)?;
+        (width, variational) = (codec.width, codec.variational);
+        let codes = with_checkpoint(a.checkpoint.backend, plan, &as_test, &config, &ckpt, |t| {
+            Ok(encode_all(t.executor(), &codec, split.len()))
+        })?;
+        tensors.push((
+            format!("{name}.codes"),
+            Tensor {
+                dtype: Dtype::F32,
+                shape: vec![split.len(), codec.width],
+                bytes: codes.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            },
+        ));
+        tensors.push((
+            format!("{name}.labels"),
+            Tensor {
+                dtype: Dtype::U8,
+                shape: vec![split.len()],
+                bytes: split.labels.clone(),
+            },
+        ));
+    }
+    let code = if variational { "mu" } else { "code" };
+    let metadata = [
+        ("variant", config.variant.name().to_string()),
+        ("epoch", ckpt.state.position.epoch.to_string()),
+        ("code", code.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let bytes =
+        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_atomically(&a.out, &bytes)?;
+    println!(
+        "wrote {} ({} training and {} test codes of {width} values{}, with their labels: train.codes, \
+         train.labels, test.codes, test.labels)",
+        a.out.display(),
+        data.train.len(),
+        data.test.len(),
+        if variational {
+            ", μ of the posterior"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
