@@ -45,6 +45,33 @@ fn cpu_runs_reproduce_the_reference_figures() {
     let rbm = last_row(&rbm_dir)["test_sq_err"];
     assert!(rbm <= 8.0, "RBM-pretrained test squared error {rbm}");
 
+    // Retrieval on its 30-d code: mAP ≥ 0.43 and above PCA-30 of the same run [PyTorch 0.443, PCA-30 0.416,
+    // raw pixels 0.400; P@100 0.885].
+    let o = Command::new(BIN)
+        .args(["retrieve", "--backend", "cpu", "--checkpoint"])
+        .arg(&rbm_dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{said}");
+    let map = |name: &str| -> f64 {
+        let line = said
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{said}"));
+        line.split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        map("deep-ae code") >= 0.43 && map("deep-ae code") > map("PCA-30"),
+        "{said}"
+    );
+    assert!(rbm_dir.join("retrieval.png").is_file());
+
     // No pretraining, the same 4 epochs: at least 3× higher [PyTorch 30.76].
     let none_dir = train("none", "cpu", &["--variant", "deep-ae"]);
     let none = last_row(&none_dir)["test_sq_err"];

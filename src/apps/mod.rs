@@ -8,3 +8,4 @@ pub mod linalg;
 pub mod pca;
 pub mod pictures;
 pub mod retrieval;
+pub mod retrieve;

@@ -153,28 +153,88 @@ pub fn euclidean_retrieval(
         database_labels.len()
     );
     let k = checked_k(k, database_labels.len(), "euclidean_retrieval");
-    // One u64 key per item, (distance bits << 32) | index: sorting the keys sorts by (distance, index),
-    // since a non-negative f32's bit pattern orders like its value.
     let mut keys = Vec::with_capacity(database_labels.len());
     let mut totals = QueryTotals::default();
     for (query, &query_label) in queries.chunks_exact(width).zip(query_labels) {
-        keys.clear();
-        for (index, item) in database.chunks_exact(width).enumerate() {
-            let distance = squared_distance(query, item);
-            let distance_bits = if distance.is_nan() {
-                u32::MAX
-            } else {
-                distance.to_bits()
-            };
-            keys.push(u64::from(distance_bits) << 32 | index as u64);
-        }
-        keys.sort_unstable();
-        let ranked_relevance = keys
-            .iter()
-            .map(|&key| database_labels[(key & 0xFFFF_FFFF) as usize] == query_label);
-        totals.add(score_ranking(ranked_relevance, k));
+        let distances = database
+            .chunks_exact(width)
+            .map(|item| squared_distance(query, item));
+        let (scores, _) = rank_query(&mut keys, distances, database_labels, query_label, k, 0);
+        totals.add(scores);
     }
     totals.means(k)
+}
+
+/// Retrieval from precomputed distances: `distances` holds one row of `database_labels.len()` values per
+/// query (any distance: smaller is nearer). Ranking, ties and scores as in [`euclidean_retrieval`];
+/// returns the scores and each query's first `top` database indices.
+pub fn distance_retrieval(
+    distances: &[f32],
+    query_labels: &[u8],
+    database_labels: &[u8],
+    k: usize,
+    top: usize,
+) -> (RetrievalScores, Vec<Vec<u32>>) {
+    let items = database_labels.len();
+    assert_eq!(
+        distances.len(),
+        query_labels.len() * items,
+        "distance_retrieval: {} distances for {} queries of {items} items",
+        distances.len(),
+        query_labels.len()
+    );
+    assert!(
+        u32::try_from(items).is_ok(),
+        "distance_retrieval: {items} database items is more than the ranking's 32-bit index holds"
+    );
+    let k = checked_k(k, items, "distance_retrieval");
+    let mut keys = Vec::with_capacity(items);
+    let mut totals = QueryTotals::default();
+    let mut tops = Vec::with_capacity(query_labels.len());
+    for (row, &query_label) in distances.chunks_exact(items).zip(query_labels) {
+        let (scores, first) = rank_query(
+            &mut keys,
+            row.iter().copied(),
+            database_labels,
+            query_label,
+            k,
+            top,
+        );
+        totals.add(scores);
+        tops.push(first);
+    }
+    (totals.means(k), tops)
+}
+
+/// One query's ranking of the database by `distances` (one per item, in index order): its scores and
+/// its first `top` item indices. One u64 key per item, (distance bits << 32) | index: sorting the keys
+/// sorts by (distance, index), since a non-negative f32's bit pattern orders like its value; a NaN (or a
+/// negative rounding residue, clamped to 0) is handled so that NaN ranks last.
+fn rank_query(
+    keys: &mut Vec<u64>,
+    distances: impl Iterator<Item = f32>,
+    labels: &[u8],
+    query_label: u8,
+    k: usize,
+    top: usize,
+) -> (RankingScores, Vec<u32>) {
+    keys.clear();
+    for (index, distance) in distances.enumerate() {
+        let distance_bits = if distance.is_nan() {
+            u32::MAX
+        } else if distance > 0.0 {
+            distance.to_bits()
+        } else {
+            0
+        };
+        keys.push(u64::from(distance_bits) << 32 | index as u64);
+    }
+    keys.sort_unstable();
+    let ranked_relevance = keys
+        .iter()
+        .map(|&key| labels[(key & 0xFFFF_FFFF) as usize] == query_label);
+    let first = keys.iter().take(top).map(|&key| key as u32).collect();
+    (score_ranking(ranked_relevance, k), first)
 }
 
 /// Σⱼ (aⱼ − bⱼ)² in f32, in eight independent lanes so the loop vectorises.

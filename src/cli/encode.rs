@@ -5,11 +5,12 @@
 use anyhow::ensure;
 use safetensors::{Dtype, View};
 
-use super::EncodeArgs;
 use super::eval::{open, with_checkpoint};
+use super::{CheckpointArgs, EncodeArgs};
 use crate::apps::generate::{codec_for, encode_all};
-use crate::checkpoint::write_atomically;
+use crate::checkpoint::{Checkpoint, write_atomically};
 use crate::data::mnist::Dataset;
+use crate::run::RunConfig;
 
 /// One tensor's bytes (little-endian) and shape.
 struct Tensor {
@@ -41,26 +42,18 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     );
     let (ckpt, config, data) = open(&a.checkpoint)?;
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    let mut width = 0;
-    let mut variational = false;
-    for (name, split) in [("train", &data.train), ("test", &data.test)] {
-        // The encode program reads the test set: point it at this split.
-        let as_test = Dataset {
-            test: split.clone(),
-            ..data.clone()
-        };
-        let (_, plan) = config.build(&as_test)?;
-        let codec = codec_for(&plan, "encode", config.variant.name(), false)?;
-        (width, variational) = (codec.width, codec.variational);
-        let codes = with_checkpoint(a.checkpoint.backend, plan, &as_test, &config, &ckpt, |t| {
-            Ok(encode_all(t.executor(), &codec, split.len()))
-        })?;
+    let codes = Codes::of(&a.checkpoint, &ckpt, &config, &data, data.test.len())?;
+    let (width, variational) = (codes.width, codes.variational);
+    for (name, split, values) in [
+        ("train", &data.train, &codes.train),
+        ("test", &data.test, &codes.test),
+    ] {
         tensors.push((
             format!("{name}.codes"),
             Tensor {
                 dtype: Dtype::F32,
-                shape: vec![split.len(), codec.width],
-                bytes: codes.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                shape: vec![split.len(), width],
+                bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             },
         ));
         tensors.push((
@@ -100,4 +93,52 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// The codes a checkpoint's model gives every training image and the first `test_count` test images
+/// (rows of `width`; μ for a variational model).
+pub(super) struct Codes {
+    pub train: Vec<f32>,
+    pub test: Vec<f32>,
+    pub width: usize,
+    pub variational: bool,
+}
+
+impl Codes {
+    pub(super) fn of(
+        a: &CheckpointArgs,
+        ckpt: &Checkpoint,
+        config: &RunConfig,
+        data: &Dataset,
+        test_count: usize,
+    ) -> anyhow::Result<Codes> {
+        let mut out = Vec::new();
+        let (mut width, mut variational) = (0, false);
+        for (split, count) in [(&data.train, data.train.len()), (&data.test, test_count)] {
+            // The encode program reads the test set: point it at this split.
+            let as_test = Dataset {
+                test: split.clone(),
+                ..data.clone()
+            };
+            let (_, plan) = config.build(&as_test)?;
+            let codec = codec_for(&plan, "encode", config.variant.name(), false)?;
+            (width, variational) = (codec.width, codec.variational);
+            out.push(with_checkpoint(
+                a.backend,
+                plan,
+                &as_test,
+                config,
+                ckpt,
+                |t| Ok(encode_all(t.executor(), &codec, count)),
+            )?);
+        }
+        let test = out.pop().expect("two splits");
+        let train = out.pop().expect("two splits");
+        Ok(Codes {
+            train,
+            test,
+            width,
+            variational,
+        })
+    }
 }
