@@ -42,7 +42,14 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     );
     let (ckpt, config, data) = open(&a.checkpoint)?;
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    let codes = Codes::of(&a.checkpoint, &ckpt, &config, &data, data.test.len())?;
+    let codes = Codes::of(
+        &a.checkpoint,
+        &ckpt,
+        &config,
+        &data,
+        data.train.len(),
+        data.test.len(),
+    )?;
     let (width, variational) = (codes.width, codes.variational);
     for (name, split, values) in [
         ("train", &data.train, &codes.train),
@@ -95,8 +102,8 @@ pub fn run(a: &EncodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The codes a checkpoint's model gives every training image and the first `test_count` test images
-/// (rows of `width`; μ for a variational model).
+/// The codes a checkpoint's model gives the first `train_count` training images and the first
+/// `test_count` test images (rows of `width`; μ for a variational model); a count of 0 skips the split.
 pub(super) struct Codes {
     pub train: Vec<f32>,
     pub test: Vec<f32>,
@@ -110,11 +117,16 @@ impl Codes {
         ckpt: &Checkpoint,
         config: &RunConfig,
         data: &Dataset,
+        train_count: usize,
         test_count: usize,
     ) -> anyhow::Result<Codes> {
         let mut out = Vec::new();
         let (mut width, mut variational) = (0, false);
-        for (split, count) in [(&data.train, data.train.len()), (&data.test, test_count)] {
+        for (split, count) in [(&data.train, train_count), (&data.test, test_count)] {
+            if count == 0 {
+                out.push(Vec::new());
+                continue;
+            }
             // The encode program reads the test set: point it at this split.
             let as_test = Dataset {
                 test: split.clone(),

@@ -6,6 +6,7 @@ pub mod encode;
 pub mod eval;
 pub mod generate;
 pub mod info;
+pub mod map;
 pub mod pca;
 pub mod retrieve;
 pub mod train;
@@ -53,6 +54,9 @@ pub enum Command {
     /// The code (μ for a variational model) of every training and test image, with the labels, as a
     /// safetensors file for numpy or PyTorch.
     Encode(EncodeArgs),
+    /// The test set's codes as a 2-D scatter coloured by label, with a legend (a wider code on its first
+    /// two principal components).
+    Map(MapArgs),
     /// The first test images as queries against the training set by code distance: mean average
     /// precision and precision@k beside raw pixels and PCA of the same width, and retrieval.png.
     Retrieve(RetrieveArgs),
@@ -88,6 +92,15 @@ pub struct EncodeArgs {
     /// train.labels [N] U8, test.codes, test.labels.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MapArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+    /// The PNG to write [default: map.png beside the checkpoint].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -630,6 +643,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Interpolate(args) => generate::interpolate(&args),
         Command::Manifold(args) => generate::manifold(&args),
         Command::Encode(args) => encode::run(&args),
+        Command::Map(args) => map::run(&args),
         Command::Retrieve(args) => retrieve::run(&args),
         Command::Pca(args) => pca::run(&args),
         Command::Bench(args) => bench::run(&args).map(|_| ()),

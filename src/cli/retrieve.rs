@@ -48,7 +48,14 @@ pub fn run(a: &RetrieveArgs) -> anyhow::Result<()> {
         Variant::HashAe => Metric::Hamming,
         _ => Metric::Euclidean,
     });
-    let codes = Codes::of(&a.checkpoint, &ckpt, &config, &data, queries)?;
+    let codes = Codes::of(
+        &a.checkpoint,
+        &ckpt,
+        &config,
+        &data,
+        data.train.len(),
+        queries,
+    )?;
     let width = codes.width;
     println!(
         "{} queries (the first test images) against {} training images, relevant = same label; {metric:?} \

@@ -1,8 +1,9 @@
-//! Outputs a user looks at: PNG figures (captioned, labelled grids) of inputs and reconstructions, and
-//! per-epoch metrics as CSV.
+//! Outputs a user looks at: PNG figures (captioned, labelled grids) of inputs and reconstructions, scatter
+//! plots of codes, and per-epoch metrics as CSV.
 
 pub mod metrics;
 pub mod png;
+pub mod scatter;
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -95,6 +95,19 @@ pub fn save_figure(path: &Path, figure: &Figure) -> Result<(), ReportError> {
     })
 }
 
+/// Writes a colour picture (a plot) to `path`, which must end in `.png`, atomically.
+pub fn save_rgb(path: &Path, picture: &image::RgbImage) -> Result<(), ReportError> {
+    check_png_name(path)?;
+    write_atomically(path, |w| {
+        picture
+            .write_to(w, ImageFormat::Png)
+            .map_err(|source| ReportError::Encode {
+                path: path.to_path_buf(),
+                source,
+            })
+    })
+}
+
 /// Draws `rows`, each holding `images_per_row` images of height×width values (image after image), as one
 /// unlabelled, uncaptioned block of a figure (see [`save_figure`]).
 pub fn save_grid(
@@ -330,7 +343,7 @@ fn draw_figure(figure: &Figure) -> Result<GrayImage, String> {
 }
 
 /// The 8×8 glyph of `c`, one byte per row, bit 0 the leftmost pixel; non-ASCII characters get '?'.
-fn glyph(c: char) -> [u8; 8] {
+pub(crate) fn glyph(c: char) -> [u8; 8] {
     BASIC_LEGACY[if c.is_ascii() {
         c as usize
     } else {
