@@ -133,7 +133,11 @@ pub fn run(a: &RetrieveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Scores and the first ten matches of every query, ranked by `metric`.
+/// Queries ranked at once: their distances to the whole training set are held in memory (1000 × 60 000
+/// floats, 240 MB).
+const QUERY_BLOCK: usize = 1000;
+
+/// Scores and the first ten matches of every query, ranked by `metric`, a block of queries at a time.
 fn rank(
     a: &RetrieveArgs,
     data: &Dataset,
@@ -143,27 +147,44 @@ fn rank(
     metric: Metric,
     k: usize,
 ) -> anyhow::Result<(RetrievalScores, Vec<Vec<u32>>)> {
-    let queries = test.len() / width;
-    let distances = match metric {
-        Metric::Hamming => hamming_distances(test, train, width),
-        Metric::Euclidean | Metric::Cosine => {
-            let unit = metric == Metric::Cosine;
-            let (train, test) = match unit {
-                true => (normalised(train, width), normalised(test, width)),
-                false => (train.to_vec(), test.to_vec()),
-            };
-            with_executor(a.checkpoint.backend, product_plan(queries, width), |ex| {
-                Ok(squared_distances(ex, &test, &train, width))
-            })?
-        }
+    let unit = metric == Metric::Cosine;
+    let (train, test) = match unit {
+        true => (normalised(train, width), normalised(test, width)),
+        false => (train.to_vec(), test.to_vec()),
     };
-    Ok(distance_retrieval(
-        &distances,
-        &data.test.labels[..queries],
-        &data.train.labels,
-        k,
-        SHOWN,
-    ))
+    let queries = test.len() / width;
+    let (mut map, mut precision, mut tops) = (0.0, 0.0, Vec::with_capacity(queries));
+    let mut used_k = k;
+    for first in (0..queries).step_by(QUERY_BLOCK) {
+        let block = QUERY_BLOCK.min(queries - first);
+        let rows = &test[first * width..(first + block) * width];
+        let distances = match metric {
+            Metric::Hamming => hamming_distances(rows, &train, width),
+            Metric::Euclidean | Metric::Cosine => {
+                with_executor(a.checkpoint.backend, product_plan(block, width), |ex| {
+                    Ok(squared_distances(ex, rows, &train, width))
+                })?
+            }
+        };
+        let (scores, top) = distance_retrieval(
+            &distances,
+            &data.test.labels[first..first + block],
+            &data.train.labels,
+            k,
+            SHOWN,
+        );
+        map += scores.mean_average_precision * block as f64;
+        precision += scores.precision_at_k * block as f64;
+        used_k = scores.k;
+        tops.extend(top);
+    }
+    let scores = RetrievalScores {
+        mean_average_precision: map / queries as f64,
+        precision_at_k: precision / queries as f64,
+        queries,
+        k: used_k,
+    };
+    Ok((scores, tops))
 }
 
 /// retrieval.png: each shown query, then its ten nearest training images.
