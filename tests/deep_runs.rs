@@ -22,7 +22,7 @@ fn train(name: &str, backend: &str, args: &[&str]) -> PathBuf {
 }
 
 /// The fine-tuning's last row of a run directory's metrics.csv.
-fn last_row(dir: &PathBuf) -> std::collections::HashMap<String, f64> {
+fn last_row(dir: &std::path::Path) -> std::collections::HashMap<String, f64> {
     metrics_rows(dir).pop().expect("a row")
 }
 

@@ -117,8 +117,7 @@ pub fn run(args: &PcaArgs) -> anyhow::Result<()> {
     let decoder = ckpt
         .tensors
         .iter()
-        .filter(|(name, shape, _)| name.ends_with(".weight") && *shape == [features, k])
-        .next_back()
+        .rfind(|(name, shape, _)| name.ends_with(".weight") && *shape == [features, k])
         .map(|(_, _, values)| values.iter().map(|&v| v as f64).collect::<Vec<f64>>())
         .context("the checkpoint holds no decoder weight of the code's width")?;
     let angles = linalg::principal_angles(&decoder, &fitted.top(k), features, k);
