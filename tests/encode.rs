@@ -3,25 +3,12 @@
 
 mod common;
 
-use std::process::Command;
+use common::run_cli as gpu_ae;
 
 use common::train_into;
 use gpu_ae::checkpoint;
 use gpu_ae::data::mnist;
 use safetensors::SafeTensors;
-
-fn gpu_ae(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_gpu-ae"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), said)
-}
 
 /// (shape, f32 values) of tensor `name`.
 fn floats(file: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {

@@ -3,22 +3,9 @@
 
 mod common;
 
-use std::process::Command;
+use common::run_cli as gpu_ae;
 
 use common::train_into;
-
-fn gpu_ae(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_gpu-ae"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), said)
-}
 
 /// matplotlib's tab10, as the map draws the ten digits.
 const TAB10: [[u8; 3]; 10] = [

@@ -4,26 +4,13 @@
 
 mod common;
 
-use std::process::Command;
+use common::run_cli as gpu_ae;
 
 use common::{assert_close, gpu};
 use gpu_ae::apps::pca;
 use gpu_ae::backend::cpu::CpuExecutor;
 use gpu_ae::backend::gpu::GpuExecutor;
 use gpu_ae::data::mnist;
-
-fn gpu_ae(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpu-ae"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 /// The reference figures (PyTorch/NumPy PCA of MNIST's 60 000 training images, test squared error per
 /// image): k = 2 / 10 / 30 / 64 → 43.64 / 26.71 / 13.87 / 7.09.

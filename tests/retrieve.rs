@@ -4,22 +4,9 @@
 
 mod common;
 
-use std::process::Command;
+use common::run_cli as gpu_ae;
 
 use common::train_into;
-
-fn gpu_ae(args: &[&str]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_gpu-ae"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), said)
-}
 
 /// (mAP, P@k) of the table line that starts with `name`.
 fn scores(said: &str, name: &str) -> (f64, f64) {

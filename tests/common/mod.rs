@@ -179,3 +179,17 @@ pub fn train_into(tag: &str, backend: &str, args: &[&str]) -> std::path::PathBuf
     );
     dir
 }
+
+/// Runs `gpu-ae ARGS` and returns whether it succeeded, and everything it said (stdout, then stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-ae"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), said)
+}
