@@ -84,24 +84,10 @@ fn hash_codes_retrieve_better_than_pca_signs() {
         &data.train.images.pixels,
         features,
     );
-    let top = fitted.top(BITS);
-    let project = |pixels: &[u8]| -> Vec<f32> {
-        pixels
-            .chunks_exact(features)
-            .flat_map(|row| {
-                (0..BITS).map(|j| {
-                    row.iter()
-                        .enumerate()
-                        .map(|(i, &p)| (p as f64 / 255.0 - fitted.mean[i]) * top[i * BITS + j])
-                        .sum::<f64>() as f32
-                })
-            })
-            .collect()
-    };
     let (baseline, _) = retrieval(
         &data,
-        &project(&data.train.images.pixels),
-        &project(&data.test.images.pixels[..QUERIES * features]),
+        &fitted.project(&data.train.images.pixels, BITS),
+        &fitted.project(&data.test.images.pixels[..QUERIES * features], BITS),
         BITS,
     );
     eprintln!(

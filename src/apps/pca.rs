@@ -107,6 +107,31 @@ impl Pca {
         self.variances[..k].iter().map(|v| v.max(0.0)).sum::<f64>() / total
     }
 
+    /// The coordinates of every row of `pixels` along the top `k` components, Uᵀ(x − μ): `k` values a
+    /// row (the PCA code of the same width as a model's, for baselines).
+    pub fn project(&self, pixels: &[u8], k: usize) -> Vec<f32> {
+        let f = self.features;
+        let u = self.top(k);
+        pixels
+            .chunks_exact(f)
+            .flat_map(|row| {
+                let centred: Vec<f64> = row
+                    .iter()
+                    .zip(&self.mean)
+                    .map(|(&p, m)| p as f64 / 255.0 - m)
+                    .collect();
+                let u = &u;
+                (0..k).map(move |j| {
+                    centred
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| c * u[i * k + j])
+                        .sum::<f64>() as f32
+                })
+            })
+            .collect()
+    }
+
     /// The squared error per image, Σ over pixels of (x − x̂)², of the rank-`k` reconstruction
     /// x̂ = μ + U Uᵀ(x − μ) of every row of `pixels`, averaged over the rows.
     pub fn reconstruction_error(&self, pixels: &[u8], k: usize) -> f64 {

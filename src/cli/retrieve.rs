@@ -85,31 +85,9 @@ pub fn run(a: &RetrieveArgs) -> anyhow::Result<()> {
     let fitted = with_executor(a.checkpoint.backend, pca::scatter_plan(features), |ex| {
         Ok(pca::fit(ex, &data.train.images.pixels, features))
     })?;
-    let top = fitted.top(pca_width);
-    let project = |bytes: &[u8]| -> Vec<f32> {
-        bytes
-            .chunks_exact(features)
-            .flat_map(|row| {
-                let centred: Vec<f64> = row
-                    .iter()
-                    .zip(&fitted.mean)
-                    .map(|(&p, m)| p as f64 / 255.0 - m)
-                    .collect();
-                (0..pca_width)
-                    .map(|j| {
-                        centred
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| c * top[i * pca_width + j])
-                            .sum::<f64>() as f32
-                    })
-                    .collect::<Vec<f32>>()
-            })
-            .collect()
-    };
     let (baseline, _) = rank(
-        &project(&data.train.images.pixels),
-        &project(&data.test.images.pixels[..queries * features]),
+        &fitted.project(&data.train.images.pixels, pca_width),
+        &fitted.project(&data.test.images.pixels[..queries * features], pca_width),
         pca_width,
         metric,
     )?;
