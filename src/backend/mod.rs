@@ -101,6 +101,18 @@ pub fn load_initial_state(
     }
 }
 
+/// Uploads a classifier's labels, one u32 per sample; a plan without label buffers ignores them.
+pub fn load_labels(ex: &mut dyn Executor, train_labels: &[u8], test_labels: &[u8]) {
+    let io = ex.plan().io;
+    let widen = |labels: &[u8]| labels.iter().map(|&l| u32::from(l)).collect::<Vec<u32>>();
+    if let Some(buf) = io.train_labels {
+        ex.write_u32(buf, &widen(train_labels));
+    }
+    if let Some(buf) = io.test_labels {
+        ex.write_u32(buf, &widen(test_labels));
+    }
+}
+
 /// Packs bytes little-endian into u32 words (the layout `shaders/data.wgsl` unpacks), zero-padded.
 pub fn pack_bytes(bytes: &[u8]) -> Vec<u32> {
     let mut words = vec![0u32; crate::plan::packed_words(bytes.len())];

@@ -323,10 +323,42 @@ pub struct Model {
     /// The layer whose output is the code (the "code" tap penalties and encoders refer to), if the
     /// model names one.
     pub code: Option<usize>,
+    /// Layers 0..frozen keep the values they start with (a classifier's pretrained encoder under a linear
+    /// probe): they get no optimizer op, and the backward pass stops above them.
+    pub frozen: usize,
 }
 
 impl Model {
+    /// An autoencoder: its output has the input's size.
     pub fn new(name: &str, input: Shape, layers: Vec<Layer>) -> Result<Model, ModelError> {
+        let model = Model::sequential(name, input, layers)?;
+        let (input, output) = (model.input, model.shapes[model.layers.len()]);
+        if output.numel() != input.numel() {
+            return Err(ModelError::Invalid {
+                model: name.into(),
+                problem: format!(
+                    "output {output} does not match input {input}: an autoencoder reconstructs its input"
+                ),
+            });
+        }
+        Ok(model)
+    }
+
+    /// A classifier: `layers` end in a linear layer of one output per class, without activation (the
+    /// logits, which a softmax cross-entropy reads); the first `frozen` layers are not trained.
+    pub fn classifier(
+        name: &str,
+        input: Shape,
+        layers: Vec<Layer>,
+        frozen: usize,
+    ) -> Result<Model, ModelError> {
+        let mut model = Model::sequential(name, input, layers)?;
+        model.frozen = frozen.min(model.layers.len() - 1);
+        Ok(model)
+    }
+
+    /// A sequential model with its shapes checked.
+    fn sequential(name: &str, input: Shape, layers: Vec<Layer>) -> Result<Model, ModelError> {
         let invalid = |problem: &str| ModelError::Invalid {
             model: name.into(),
             problem: problem.into(),
@@ -351,18 +383,13 @@ impl Model {
                 "must end in a Linear, Conv2d or ConvTranspose2d layer, whose activation gives the output",
             ));
         }
-        let output = shapes[layers.len()];
-        if output.numel() != input.numel() {
-            return Err(invalid(&format!(
-                "output {output} does not match input {input}: an autoencoder reconstructs its input"
-            )));
-        }
         Ok(Model {
             name: name.into(),
             input,
             layers,
             shapes,
             code: None,
+            frozen: 0,
         })
     }
 

@@ -20,6 +20,7 @@ pub mod hashing;
 pub mod kl_sparsity;
 pub mod l1;
 pub mod recon;
+pub mod softmax_ce;
 pub mod squared_error;
 
 use crate::model::Layer;
@@ -67,6 +68,9 @@ pub enum Term {
     BitBalance { weight: f32 },
     /// weight · Σⱼ≠ₖ Cⱼₖ², C the population covariance of the code over the batch: uncorrelated bits.
     Decorrelate { weight: f32 },
+    /// A classifier's loss instead of a reconstruction: the mean over the batch of −ln softmax(z)_y, z the
+    /// last layer's `classes` outputs and y the sample's label; reports the accuracy beside it.
+    SoftmaxCrossEntropy { classes: usize },
 }
 
 impl Term {
@@ -82,6 +86,7 @@ impl Term {
             Term::Binarize { .. } => "binarize",
             Term::BitBalance { .. } => "bit_balance",
             Term::Decorrelate { .. } => "decorrelate",
+            Term::SoftmaxCrossEntropy { .. } => "ce",
         }
     }
 }
@@ -102,6 +107,18 @@ impl Objective {
                 per_image: false,
             }],
         }
+    }
+
+    /// A classifier's objective: softmax cross-entropy over `classes` classes.
+    pub fn classification(classes: usize) -> Objective {
+        Objective {
+            terms: vec![Term::SoftmaxCrossEntropy { classes }],
+        }
+    }
+
+    /// Whether the objective trains a classifier (its loss is a softmax cross-entropy on labels).
+    pub fn classifies(&self) -> bool {
+        matches!(self.terms.first(), Some(Term::SoftmaxCrossEntropy { .. }))
     }
 
     /// This objective with `term` added after the others.
@@ -174,6 +191,9 @@ pub struct Taps {
     pub recon: BufId,
     pub output_act: Act,
     pub code: Option<CodeTap>,
+    /// The batch's labels, u32 [batch] ([`crate::ops::classify::NO_LABEL`] on padded rows), where the
+    /// objective classifies.
+    pub labels: Option<BufId>,
 }
 
 /// How a meter's summed value becomes a mean.
@@ -373,6 +393,8 @@ pub struct TermContext<'a> {
     pub taps: &'a Taps,
     pub batch: usize,
     pub features: usize,
+    /// Values per sample of the last layer's output (the logits).
+    pub logits_width: usize,
     /// Training steps in an epoch (a schedule in epochs counts steps with it).
     pub steps_per_epoch: usize,
     pub noise: Option<crate::ops::Noise>,
@@ -464,6 +486,7 @@ pub fn compile_term(
         Term::Binarize { weight } => Box::new(hashing::binarize(cx, weight)?),
         Term::BitBalance { weight } => Box::new(hashing::bit_balance(cx, weight)?),
         Term::Decorrelate { weight } => Box::new(hashing::decorrelate(cx, weight)?),
+        Term::SoftmaxCrossEntropy { classes } => Box::new(softmax_ce::compile(cx, classes)?),
     })
 }
 

@@ -7,10 +7,12 @@
 //! Layout conventions: matrices are row-major; a batch of feature maps is NCHW (batch, channel, row, column),
 //! the layout PyTorch uses, so checkpoints and reference figures compare directly.
 
+pub mod classify;
 pub mod rbm;
 pub mod terms;
 pub mod vae;
 
+pub use classify::ClassifyOp;
 pub use rbm::{HiddenUnits, RbmOp};
 pub use terms::TermOp;
 pub use vae::VaeOp;
@@ -376,6 +378,8 @@ pub enum Op {
     Vae(VaeOp),
     /// A restricted Boltzmann machine's op: hidden samples and the contrastive-divergence statistics.
     Rbm(RbmOp),
+    /// A classifier's op: the batch's labels, the softmax cross-entropy and its gradient.
+    Classify(ClassifyOp),
 }
 
 /// Geometry of a 2-D convolution x[N, in_c, in_h, in_w] ⊛ w[out_c, in_c, k_h, k_w] → y[N, out_c, out_h, out_w],
@@ -590,6 +594,7 @@ impl Op {
             Op::Term(t) => t.name(),
             Op::Vae(v) => v.name(),
             Op::Rbm(r) => r.name(),
+            Op::Classify(c) => c.name(),
         }
     }
 }
@@ -669,6 +674,7 @@ impl Op {
             Op::Term(ref t) => t.float_outputs(),
             Op::Vae(ref v) => v.float_outputs(),
             Op::Rbm(ref r) => r.float_outputs(),
+            Op::Classify(ref c) => c.float_outputs(),
         }
     }
 
@@ -747,6 +753,7 @@ impl Op {
             Op::Term(ref t) => t.flops(),
             Op::Vae(ref v) => v.flops(),
             Op::Rbm(ref r) => r.flops(),
+            Op::Classify(ref c) => c.flops(),
         };
         f as u64
     }
@@ -868,6 +875,7 @@ impl Op {
             Op::Term(ref t) => t.words(),
             Op::Vae(ref v) => v.words(),
             Op::Rbm(ref r) => r.words(),
+            Op::Classify(ref c) => c.words(),
         };
         4 * words as u64
     }
@@ -1004,6 +1012,7 @@ impl Op {
             Op::Term(t) => t.shapes(),
             Op::Vae(v) => v.shapes(),
             Op::Rbm(r) => r.shapes(),
+            Op::Classify(c) => c.shapes(),
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::objective::{
     CodeMean, CodeTap, CompiledTerm, GradAt, Meter, Meters, Objective, Per, Taps, TermContext,
     compile_term,
 };
-use crate::ops::{AdamHyper, BufId, LossKind, Noise, Op, state};
+use crate::ops::{AdamHyper, BufId, ClassifyOp, LossKind, Noise, Op, state};
 use layers::LayerBufs;
 use thiserror::Error;
 
@@ -148,6 +148,10 @@ pub struct PlanIo {
     pub loss_acc: BufId,
     /// The values of [`Plan::scalars`], in order.
     pub scalars: BufId,
+    /// A classifier's labels: one u32 per training and test sample, which the host uploads
+    /// ([`crate::backend::load_labels`]); `None` where the objective needs none.
+    pub train_labels: Option<BufId>,
+    pub test_labels: Option<BufId>,
 }
 
 /// Random streams of the counter generator: training and evaluation draw independent corruption, and a
@@ -303,6 +307,14 @@ pub fn compile_with(
     );
     let test_perm = b.add("test_perm", cfg.test_samples, Elem::U32, Role::Index);
     let eval_state = b.add("eval_state", state::LEN, Elem::U32, Role::State);
+    // A classifier's labels: the data sets' (one word per sample) and the batch's.
+    let labels = cfg.objective.classifies().then(|| {
+        (
+            b.add("train_labels", cfg.train_samples, Elem::U32, Role::Data),
+            b.add("test_labels", cfg.test_samples, Elem::U32, Role::Data),
+            b.add("labels", rows, Elem::U32, Role::Activation),
+        )
+    });
     let input = b.f32("input", rows * features, Role::Activation);
     let model_input = match cfg.noise {
         Some(_) => b.f32("noisy_input", rows * features, Role::Activation),
@@ -340,6 +352,12 @@ pub fn compile_with(
         );
         bufs.push(l);
     }
+    // A frozen layer keeps its values: no optimizer op touches its parameters.
+    for l in &bufs[..model.frozen] {
+        for p in [l.weight, l.bias].into_iter().flatten() {
+            params[p].trainable = false;
+        }
+    }
     let last = model.layers.len() - 1;
     let recon = b.f32("recon", batch * features, Role::Activation);
     let corruption_mask = match (cfg.noise, cfg.objective.reconstruction_term().1) {
@@ -363,6 +381,7 @@ pub fn compile_with(
             .code
             .filter(|&layer| layer < last)
             .map(|layer| code_tap(model, &bufs, &params, layer)),
+        labels: labels.map(|(_, _, batch_labels)| batch_labels),
     };
     let mut meters = Meters::new(
         loss_acc,
@@ -379,26 +398,24 @@ pub fn compile_with(
             taps: &taps,
             batch,
             features,
+            logits_width: model.shapes[model.layers.len()].numel(),
             steps_per_epoch: cfg.train_samples.div_ceil(batch),
             noise: cfg.noise,
             model_name: &model.name,
             layers: &model.layers,
         };
-        let reconstructions = cfg
-            .objective
-            .terms
-            .iter()
-            .filter(|t| matches!(t, Term::Reconstruction { .. }))
-            .count();
-        if reconstructions != 1
-            || !matches!(
-                cfg.objective.terms.first(),
-                Some(Term::Reconstruction { .. })
+        // The loss comes first: a reconstruction, or a classifier's cross-entropy, and only one.
+        let is_loss = |t: &Term| {
+            matches!(
+                t,
+                Term::Reconstruction { .. } | Term::SoftmaxCrossEntropy { .. }
             )
-        {
+        };
+        let losses = cfg.objective.terms.iter().filter(|t| is_loss(t)).count();
+        if losses != 1 || !cfg.objective.terms.first().is_some_and(is_loss) {
             return Err(PlanError::Term {
                 term: "reconstruction",
-                problem: "must be the objective's first term, and its only reconstruction".into(),
+                problem: "must be the objective's first term, and its only loss".into(),
             });
         }
         for term in &cfg.objective.terms {
@@ -421,6 +438,8 @@ pub fn compile_with(
         recon,
         loss_acc,
         scalars: scalar_buf,
+        train_labels: labels.map(|(train, _, _)| train),
+        test_labels: labels.map(|(_, test, _)| test),
     };
     // The fine-tuning's meters come first; each pretraining phase adds its own.
     let fine_meters: Vec<usize> = (0..meters.list.len()).collect();
@@ -479,6 +498,20 @@ pub fn compile_with(
             features,
             samples: pass.samples,
         }];
+        if let Some((train_labels, test_labels, out)) = labels {
+            ops.push(Op::Classify(ClassifyOp::GatherLabels {
+                labels: if pass.training {
+                    train_labels
+                } else {
+                    test_labels
+                },
+                perm,
+                state: pass.state,
+                out,
+                rows: batch,
+                samples: pass.samples,
+            }));
+        }
         if let Some(noise) = cfg.noise {
             ops.push(Op::Corrupt {
                 x: input,
@@ -517,7 +550,8 @@ pub fn compile_with(
             .filter(move |(place, _)| *place == at)
             .flat_map(|(_, ops)| ops.iter().cloned())
     };
-    for (i, layer) in model.layers.iter().enumerate().rev() {
+    // Below the frozen layers nothing needs a gradient: the backward pass stops above them.
+    for (i, layer) in model.layers.iter().enumerate().skip(model.frozen).rev() {
         forward_backward.extend(grads_at(GradAt::BeforeLayer(i)));
         let (inp, out) = (model.shapes[i], model.shapes[i + 1]);
         forward_backward.extend(layers::backward(
@@ -575,10 +609,14 @@ pub fn compile_with(
     if model_input != input {
         gather_clean.push(gather_test(model_input));
     }
-    let mut reconstruct = gather_clean.clone();
-    reconstruct.extend(forward(evaluation));
-    reconstruct.extend(terms[0].forward(&evaluation));
-    reconstruct.push(Op::AdvanceStep { state: eval_state });
+    // A classifier reconstructs nothing.
+    let mut reconstruct = Vec::new();
+    if !cfg.objective.classifies() {
+        reconstruct = gather_clean.clone();
+        reconstruct.extend(forward(evaluation));
+        reconstruct.extend(terms[0].forward(&evaluation));
+        reconstruct.push(Op::AdvanceStep { state: eval_state });
+    }
 
     // Encode: the clean test batch up to the code. Decode: the decoder alone, from codes the host wrote,
     // with the output's activation applied.
@@ -865,6 +903,8 @@ impl Plan {
                 recon: z,
                 loss_acc: z,
                 scalars: z,
+                train_labels: None,
+                test_labels: None,
             },
             codec: None,
             batch: 1,

@@ -1,6 +1,7 @@
 //! The CPU backend: runs a plan's ops with the twins in [`kernels`], in f32 (the reference and the
 //! benchmark baseline) or f64 (gradient checks).
 
+pub mod classify;
 pub mod conv;
 pub mod kernels;
 pub mod real;
@@ -591,6 +592,7 @@ impl<T: Real> CpuExecutor<T> {
             Op::Term(ref term) => self.execute_term(term),
             Op::Vae(ref op) => self.execute_vae(op),
             Op::Rbm(ref op) => self.execute_rbm(op),
+            Op::Classify(ref op) => self.execute_classify(op),
         }
     }
 

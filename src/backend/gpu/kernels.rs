@@ -30,6 +30,7 @@ pub enum Shader {
     Terms,
     Vae,
     Rbm,
+    Classify,
     Conv2d,
     /// conv_gemm.wgsl with the 32-row tile, and with the 64-row tile.
     ConvGemm,
@@ -64,6 +65,7 @@ impl Shader {
             Shader::Terms => "terms.wgsl",
             Shader::Vae => "vae.wgsl",
             Shader::Rbm => "rbm.wgsl",
+            Shader::Classify => "classify.wgsl",
             Shader::Conv2d => "conv2d.wgsl",
             Shader::ConvGemm => "conv_gemm.wgsl (32-row tile)",
             Shader::ConvGemmWide => "conv_gemm.wgsl (64-row tile)",
@@ -72,7 +74,8 @@ impl Shader {
 
     /// The module source: the file, after the shared definitions it uses (activation.wgsl, loss.wgsl and
     /// terms.wgsl use activation_math.wgsl; loss.wgsl, reduce.wgsl, terms.wgsl and vae.wgsl
-    /// workgroup_sum.wgsl; noise.wgsl, vae.wgsl and rbm.wgsl counter_rng.wgsl (rbm.wgsl workgroup_sum.wgsl too); the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
+    /// workgroup_sum.wgsl; noise.wgsl, vae.wgsl and rbm.wgsl counter_rng.wgsl (rbm.wgsl workgroup_sum.wgsl too); classify.wgsl
+    /// workgroup_sum.wgsl; the matmul files that, matmul_common.wgsl, and matmul_operands.wgsl
     /// and/or matmul_tile128.wgsl;
     /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
     /// conv_tile32.wgsl or conv_tile64.wgsl).
@@ -121,6 +124,10 @@ impl Shader {
             Shader::Rbm => (
                 &[COUNTER_RNG, WORKGROUP_SUM],
                 include_str!("../../../shaders/rbm.wgsl"),
+            ),
+            Shader::Classify => (
+                &[WORKGROUP_SUM],
+                include_str!("../../../shaders/classify.wgsl"),
             ),
             Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
             Shader::ConvGemm => (
@@ -681,6 +688,7 @@ mod tests {
         Shader::Terms,
         Shader::Vae,
         Shader::Rbm,
+        Shader::Classify,
         Shader::Conv2d,
         Shader::ConvGemm,
         Shader::ConvGemmWide,

@@ -10,6 +10,7 @@ pub mod profile;
 mod noise;
 mod norm;
 mod pool;
+mod classify;
 mod rbm;
 mod terms;
 mod vae;
@@ -470,6 +471,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
         Op::Term(ref term) => k.term(bufs, term),
         Op::Vae(ref op) => k.vae(bufs, op),
         Op::Rbm(ref op) => k.rbm(bufs, op),
+        Op::Classify(ref op) => k.classify(bufs, op),
         Op::Conv2d { geom, x, w, y } => k.conv2d(&geom, b(x), b(w), b(y)),
         Op::ConvBiasAct {
             geom,
