@@ -170,7 +170,11 @@ fn a_frozen_encoder_keeps_its_values_and_its_head_gets_the_same_gradient() {
     assert!(!plan.params[0].trainable && !plan.params[1].trainable);
     assert_eq!(before[..2], after[..2], "the frozen layer kept its values");
     assert_ne!(before[2..], after[2..], "the head trained");
-    assert_eq!(grads[2..], all_grads[2..], "the head's gradient is the full model's");
+    assert_eq!(
+        grads[2..],
+        all_grads[2..],
+        "the head's gradient is the full model's"
+    );
     // No backward op of layer 0 ran: its weight gradient was never written.
     assert!(grads[0].iter().all(|g| *g == 0.0));
     assert!(all_grads[0].iter().any(|g| *g != 0.0));
@@ -215,7 +219,9 @@ fn label_gather_and_cross_entropy_match_the_cpu_on_a_partial_batch() {
     // The loss: 300 rows (two groups of 256), 277 valid, for 7 and 10 classes.
     for classes in [7usize, 10] {
         let (rows, valid) = (300, 277);
-        let mut row_labels: Vec<u32> = (0..rows as u32).map(|r| (r * 5 + 1) % classes as u32).collect();
+        let mut row_labels: Vec<u32> = (0..rows as u32)
+            .map(|r| (r * 5 + 1) % classes as u32)
+            .collect();
         row_labels[valid..].iter_mut().for_each(|l| *l = NO_LABEL);
         let groups = ClassifyOp::groups(rows);
         let plan = Plan::from_ops(

@@ -547,6 +547,7 @@ fn corrupt(
         mask: Some(BufId(3)),
         state: BufId(2),
         len,
+        image: [1, len],
         noise,
         seed,
         stream,
@@ -576,6 +577,8 @@ fn corrupt(
                 "{chosen} vs {fraction}"
             )
         }
+        // Checked by its own test, on images.
+        Noise::Square { .. } => {}
     }
     let gpu = ctx.map(|ctx| {
         let (y, mask) = run(&mut GpuExecutor::new(ctx, plan).expect("plan fits the adapter"));
@@ -714,5 +717,69 @@ fn gaussian_noise_has_the_requested_spread_and_matches_gpu() {
     );
     if let Some(gpu) = gpu {
         assert_close("gaussian corrupt", &gpu, &cpu, REL);
+    }
+}
+
+/// Square occlusion on awkward images (9 × 11, a 4 × 4 square, 37 samples): each sample loses exactly one
+/// 4 × 4 square of pixels, the mask marks it, the GPU hides the same squares, and the squares move between
+/// samples (drawn per sample, not once per batch).
+#[test]
+fn square_occlusion_hides_one_square_per_image_the_same_on_gpu_and_cpu() {
+    let ctx = gpu();
+    let (h, w, samples, size) = (9usize, 11usize, 37usize, 4u32);
+    let len = h * w * samples;
+    let x = positive_inputs(len, 33);
+    let buffers = vec![
+        BufferDesc::f32("x", len),
+        BufferDesc::f32("y", len),
+        BufferDesc::u32("state", state::LEN),
+        BufferDesc::f32("mask", len),
+    ];
+    let ops = vec![Op::Corrupt {
+        x: BufId(0),
+        y: BufId(1),
+        mask: Some(BufId(3)),
+        state: BufId(2),
+        len,
+        image: [h, w],
+        noise: Noise::Square { size },
+        seed: 5,
+        stream: 0,
+    }];
+    let plan = Plan::from_ops(buffers, ops);
+    let run = |ex: &mut dyn Executor| {
+        ex.write_f32(BufId(0), &x);
+        ex.write_u32(BufId(2), &[3, 0, 0, 0]);
+        ex.run(Program::FORWARD_BACKWARD, 1);
+        (ex.read_f32(BufId(1)), ex.read_f32(BufId(3)))
+    };
+    let (y, mask) = run(&mut CpuExecutor::<f32>::new(plan.clone()));
+    let mut corners = std::collections::HashSet::new();
+    for s in 0..samples {
+        let plane = s * h * w..(s + 1) * h * w;
+        let hidden: Vec<usize> = plane
+            .clone()
+            .filter(|&i| y[i] == 0.0)
+            .map(|i| i - plane.start)
+            .collect();
+        assert_eq!(hidden.len(), 16, "sample {s}: one 4×4 square");
+        let (top, left) = (hidden[0] / w, hidden[0] % w);
+        for (k, &p) in hidden.iter().enumerate() {
+            assert_eq!((p / w, p % w), (top + k / 4, left + k % 4), "sample {s}");
+        }
+        assert!(top + 4 <= h && left + 4 <= w);
+        corners.insert((top, left));
+        for i in plane {
+            assert_eq!(mask[i] == 1.0, y[i] == 0.0, "the mask marks the square");
+            if mask[i] == 0.0 {
+                assert_eq!(y[i], x[i]);
+            }
+        }
+    }
+    assert!(corners.len() > 10, "squares move: {corners:?}");
+    if let Some(ctx) = ctx {
+        let (gy, gmask) = run(&mut GpuExecutor::new(&ctx, plan).unwrap());
+        assert_eq!(gy, y, "GPU and CPU hide the same squares");
+        assert_eq!(gmask, mask);
     }
 }

@@ -3,6 +3,7 @@
 //! each drawn as a labelled picture; the PCA baseline of the linear autoencoder (`pca`, on `linalg`); and
 //! ranking metrics for retrieval by code (`retrieval`).
 
+pub mod classify;
 pub mod generate;
 pub mod linalg;
 pub mod pca;

@@ -1,6 +1,7 @@
 //! The command line: every flag defined and documented here, one file per subcommand doing the work.
 
 pub mod bench;
+pub mod classify;
 pub mod configure;
 pub mod encode;
 pub mod eval;
@@ -60,6 +61,10 @@ pub enum Command {
     /// The first test images as queries against the training set by code distance: mean average
     /// precision and precision@k beside raw pixels and PCA of the same width, and retrieval.png.
     Retrieve(RetrieveArgs),
+    /// A softmax classifier on the code: a linear probe on the frozen encoder, or with --fine-tune the
+    /// encoder and head trained together; beside the same head on the raw pixels (and, fine-tuning, the
+    /// same network from random initialisation), trained in the same run. Test accuracy and confusion.png.
+    Classify(ClassifyArgs),
     /// Principal component analysis of the training set: the test squared error per image of rank-k
     /// reconstructions, and with --checkpoint a linear autoencoder's error and the principal angles between
     /// its decoder and the principal subspace.
@@ -117,6 +122,35 @@ pub struct RetrieveArgs {
     #[arg(long, value_enum)]
     pub metric: Option<retrieve::Metric>,
     /// The picture of ten queries and their matches [default: retrieval.png beside the checkpoint].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
+    /// Train the encoder with the head (starting from the checkpoint) instead of a linear probe on the
+    /// frozen code; adds the same network from random initialisation as a baseline.
+    #[arg(long)]
+    pub fine_tune: bool,
+    /// Keep only N labelled training images of each class (a seeded choice): the semi-supervised case,
+    /// where the autoencoder was trained on every image but the classifier sees few labels.
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
+    pub labels_per_class: Option<usize>,
+    /// Passes over the labelled training images [default: 10; 50 with --labels-per-class].
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
+    pub epochs: Option<usize>,
+    /// Samples per training step.
+    #[arg(long, default_value_t = 128, value_parser = parse_count, allow_negative_numbers = true)]
+    pub batch_size: usize,
+    /// Adam's learning rate, a finite number > 0.
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    pub lr: f32,
+    /// Seed of the head's initialisation, the shuffles and the choice of labels.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The confusion matrix's picture [default: confusion.png beside the checkpoint].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -645,6 +679,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(args) => encode::run(&args),
         Command::Map(args) => map::run(&args),
         Command::Retrieve(args) => retrieve::run(&args),
+        Command::Classify(args) => classify::run(&args),
         Command::Pca(args) => pca::run(&args),
         Command::Bench(args) => bench::run(&args).map(|_| ()),
     }

@@ -51,10 +51,9 @@ pub fn compile(cx: &mut TermContext<'_>, classes: usize) -> Result<SoftmaxCe, Pl
         logits: taps.logits,
         labels,
         grad: taps.logits_grad,
-        partials: cx.b.scratch(
-            "softmax_ce.partials",
-            softmax_partials::SECTIONS * groups,
-        ),
+        partials: cx
+            .b
+            .scratch("softmax_ce.partials", softmax_partials::SECTIONS * groups),
         batch: cx.batch,
         classes,
         loss: cx.meters.add(cx.b, "ce", MeterRole::Term, Per::Sample),
@@ -79,8 +78,12 @@ impl CompiledTerm for SoftmaxCe {
             }),
             self.loss
                 .reduce(pass, self.partials, softmax_partials::LOSS * groups, groups),
-            self.accuracy
-                .reduce(pass, self.partials, softmax_partials::CORRECT * groups, groups),
+            self.accuracy.reduce(
+                pass,
+                self.partials,
+                softmax_partials::CORRECT * groups,
+                groups,
+            ),
         ]
     }
 }

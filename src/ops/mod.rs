@@ -320,13 +320,16 @@ pub enum Op {
     /// Corruption for denoising autoencoders: y = noise(x) element-wise over `len` elements, with randomness
     /// from [`crate::rng::counter_hash`] keyed by (seed, stream, state[0], element index), so a step's noise
     /// is the same on every backend and on every replay. `mask`, when given, receives 1 where the corruption
-    /// chose the element (masked, salted or peppered) and 0 elsewhere, for the emphasised loss.
+    /// chose the element (masked, salted, peppered or occluded) and 0 elsewhere, for the emphasised loss.
+    /// `image` is one sample's [height, width] (square occlusion draws one position per sample; [1, n] for
+    /// a flat vector).
     Corrupt {
         x: BufId,
         y: BufId,
         mask: Option<BufId>,
         state: BufId,
         len: usize,
+        image: [usize; 2],
         noise: Noise,
         seed: u32,
         stream: u32,
@@ -536,6 +539,9 @@ pub enum Noise {
     Mask { fraction: f32 },
     /// With probability `fraction`, y = 0 or 1 (half each); else y = x.
     SaltPepper { fraction: f32 },
+    /// A `size` × `size` square of each image set to 0, at a position drawn per image (uniform over the
+    /// positions where it fits): occlusion, what `gpu-ae complete` asks a model to fill in.
+    Square { size: u32 },
 }
 
 impl Noise {
@@ -545,14 +551,16 @@ impl Noise {
             Noise::Gaussian { .. } => 0,
             Noise::Mask { .. } => 1,
             Noise::SaltPepper { .. } => 2,
+            Noise::Square { .. } => 3,
         }
     }
 
-    /// σ for Gaussian noise, the corrupted fraction otherwise.
+    /// σ for Gaussian noise, the square's side for occlusion, the corrupted fraction otherwise.
     pub fn amount(self) -> f32 {
         match self {
             Noise::Gaussian { sigma } => sigma,
             Noise::Mask { fraction } | Noise::SaltPepper { fraction } => fraction,
+            Noise::Square { size } => size as f32,
         }
     }
 }

@@ -198,6 +198,8 @@ pub enum PlanError {
     Term { term: &'static str, problem: String },
     #[error("pretraining: model {model} {problem}")]
     Pretrain { model: String, problem: String },
+    #[error("--noise square:{size}: the square does not fit in the {h}×{w} images")]
+    SquareTooLarge { size: u32, h: usize, w: usize },
     #[error("{loss:?} loss needs a sigmoid output layer, but model {model} ends in {act}")]
     LossNeedsSigmoid {
         loss: LossKind,
@@ -281,6 +283,12 @@ pub fn compile_with(
             train: cfg.train_samples,
             test: cfg.test_samples,
         });
+    }
+    if let Some(crate::ops::Noise::Square { size }) = cfg.noise {
+        let (h, w) = (model.input.h, model.input.w);
+        if size as usize > h.min(w) {
+            return Err(PlanError::SquareTooLarge { size, h, w });
+        }
     }
     let output_act = model.output_act();
     let batch = cfg.batch;
@@ -519,6 +527,7 @@ pub fn compile_with(
                 mask: corruption_mask,
                 state: pass.state,
                 len: batch * features,
+                image: [model.input.h, model.input.w],
                 noise,
                 seed,
                 stream,

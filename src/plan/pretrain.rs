@@ -545,6 +545,11 @@ impl Layerwise<'_> {
                     mask: None,
                     state: pass.state,
                     len: rows * visible,
+                    // The first layer's input is the image; a hidden layer's is a flat vector.
+                    image: match self.k {
+                        0 => [self.model.input.h, self.model.input.w],
+                        _ => [1, visible],
+                    },
                     noise,
                     seed: pass.seed,
                     stream,

@@ -1,6 +1,7 @@
 //! Outputs a user looks at: PNG figures (captioned, labelled grids) of inputs and reconstructions, scatter
 //! plots of codes, and per-epoch metrics as CSV.
 
+pub mod confusion;
 pub mod metrics;
 pub mod png;
 pub mod scatter;

@@ -168,7 +168,14 @@ fn put(img: &mut RgbImage, x: i64, y: i64, colour: Rgb<u8>) {
 }
 
 /// `text` at (left, top), each glyph pixel `scale`² pixels, clipped to the picture.
-fn text(img: &mut RgbImage, left: u32, top: u32, text: &str, scale: u32, colour: Rgb<u8>) {
+pub(crate) fn text(
+    img: &mut RgbImage,
+    left: u32,
+    top: u32,
+    text: &str,
+    scale: u32,
+    colour: Rgb<u8>,
+) {
     for (n, c) in text.chars().enumerate() {
         let glyph_left = left as i64 + (n as u32 * GLYPH as u32 * scale) as i64;
         for (gy, bits) in glyph(c).into_iter().enumerate() {

@@ -337,6 +337,7 @@ pub fn noise_to_text(noise: Option<Noise>) -> String {
         Some(Noise::Gaussian { sigma }) => format!("gaussian:{sigma}"),
         Some(Noise::Mask { fraction }) => format!("mask:{fraction}"),
         Some(Noise::SaltPepper { fraction }) => format!("salt-pepper:{fraction}"),
+        Some(Noise::Square { size }) => format!("square:{size}"),
     }
 }
 
@@ -347,9 +348,16 @@ pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
     }
     let (kind, amount) = text.split_once(':').ok_or_else(|| {
         format!(
-            "expected KIND:AMOUNT (gaussian:0.5, mask:0.25, salt-pepper:0.1) or none, got {text:?}"
+            "expected KIND:AMOUNT (gaussian:0.5, mask:0.25, salt-pepper:0.1, square:12) or none, got \
+             {text:?}"
         )
     })?;
+    if kind == "square" {
+        let size: u32 = amount.parse().ok().filter(|&s| s >= 1).ok_or_else(|| {
+            format!("square:S needs a side S of at least 1 pixel, got {amount:?}")
+        })?;
+        return Ok(Some(Noise::Square { size }));
+    }
     let amount: f32 = amount
         .parse()
         .map_err(|_| format!("{amount:?} is not a number"))?;
@@ -359,7 +367,7 @@ pub fn parse_noise(text: &str) -> Result<Option<Noise>, String> {
         "salt-pepper" => Noise::SaltPepper { fraction: amount },
         other => {
             return Err(format!(
-                "unknown noise {other:?}: use gaussian, mask or salt-pepper"
+                "unknown noise {other:?}: use gaussian, mask, salt-pepper or square"
             ));
         }
     };

@@ -495,24 +495,24 @@ impl<T: Real> CpuExecutor<T> {
                 mask,
                 state: st,
                 len,
+                image,
                 noise,
                 seed,
                 stream,
             } => {
                 let step = self.words(st)[state::GLOBAL_STEP];
+                let key = noise::Key {
+                    seed,
+                    stream,
+                    step,
+                    image,
+                };
                 self.with_out(y, |s, y| {
-                    noise::corrupt(
-                        &s.floats(x)[..len],
-                        &mut y[..len],
-                        noise,
-                        seed,
-                        stream,
-                        step,
-                    )
+                    noise::corrupt(&s.floats(x)[..len], &mut y[..len], noise, key)
                 });
                 if let Some(mask) = mask {
                     self.with_out(mask, |_, m| {
-                        noise::corruption_mask(&mut m[..len], noise, seed, stream, step)
+                        noise::corruption_mask(&mut m[..len], noise, key)
                     });
                 }
             }

@@ -7,10 +7,10 @@ pub mod kernels;
 mod matmul;
 pub mod profile;
 
+mod classify;
 mod noise;
 mod norm;
 mod pool;
-mod classify;
 mod rbm;
 mod terms;
 mod vae;
@@ -464,10 +464,21 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             mask,
             state,
             len,
+            image,
             noise,
             seed,
             stream,
-        } => k.corrupt(b(x), b(y), mask.map(b), b(state), len, noise, seed, stream),
+        } => k.corrupt(
+            b(x),
+            b(y),
+            mask.map(b),
+            b(state),
+            len,
+            image,
+            noise,
+            seed,
+            stream,
+        ),
         Op::Term(ref term) => k.term(bufs, term),
         Op::Vae(ref op) => k.vae(bufs, op),
         Op::Rbm(ref op) => k.rbm(bufs, op),

@@ -12,6 +12,7 @@ impl Kernels {
         mask: Option<&wgpu::Buffer>,
         state: &wgpu::Buffer,
         len: usize,
+        image: [usize; 2],
         noise: Noise,
         seed: u32,
         stream: u32,
@@ -22,6 +23,8 @@ impl Kernels {
             noise.amount().to_bits(),
             seed,
             stream,
+            image[0] as u32,
+            image[1] as u32,
         ];
         match mask {
             None => self.dispatch(
