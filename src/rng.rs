@@ -54,6 +54,8 @@ pub mod purpose {
     pub const TEST_FIXTURE: u64 = 3;
     /// Codes drawn from a variational model's prior (`gpu-ae sample`, samples.png).
     pub const SAMPLE: u64 = 4;
+    /// The pixels `gpu-ae complete` hides.
+    pub const OCCLUSION: u64 = 5;
 }
 
 /// The permutation of 0..n used for `epoch`: Fisher–Yates driven by the (seed, epoch) stream.

@@ -316,29 +316,35 @@ pub fn train(
     })
 }
 
-/// The class each test sample's logits (the output of layer `head`) rank first: the first maximum, as the
-/// accuracy counts it.
+/// Where a classifier plan leaves its logits: the output of its last layer, `head`.
+pub fn logits_buffer(plan: &Plan, head: usize) -> crate::ops::BufId {
+    let name = format!("layers.{head}.out");
+    plan.buffers
+        .iter()
+        .position(|b| b.name == name)
+        .map(crate::ops::BufId)
+        .expect("the head's output buffer")
+}
+
+/// The first maximum of each row of `logits` [rows × classes]: the class the accuracy counts.
+pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks(classes)
+        .map(|row| (0..classes).fold(0, |b, j| if row[j] > row[b] { j } else { b }))
+        .collect()
+}
+
+/// The class each test sample's logits (the output of layer `head`) rank first.
 fn predictions(ex: &mut dyn Executor, head: usize, classes: usize) -> Vec<usize> {
     let plan = ex.plan().clone();
-    let logits_name = format!("layers.{head}.out");
-    let logits = plan
-        .buffers
-        .iter()
-        .position(|b| b.name == logits_name)
-        .map(crate::ops::BufId)
-        .expect("the head's output buffer");
+    let logits = logits_buffer(&plan, head);
     ex.write_u32(plan.io.eval_state, &[0; state::LEN]);
     let mut out = Vec::with_capacity(plan.test_samples);
     for _ in 0..plan.eval_steps() {
         ex.run(Program::EVAL, 1);
         let values = ex.read_f32(logits);
-        for row in values.chunks(classes).take(plan.batch) {
-            if out.len() == plan.test_samples {
-                break;
-            }
-            let best = (0..classes).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-            out.push(best);
-        }
+        let rows = plan.batch.min(plan.test_samples - out.len());
+        out.extend(argmax_rows(&values[..rows * classes], classes));
     }
     out
 }

@@ -4,6 +4,7 @@
 //! ranking metrics for retrieval by code (`retrieval`).
 
 pub mod classify;
+pub mod complete;
 pub mod generate;
 pub mod linalg;
 pub mod pca;

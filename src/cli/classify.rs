@@ -18,6 +18,12 @@ use crate::report::png::save_rgb;
 /// training set, and for the few steps of an epoch of a reduced one.
 const EPOCHS: usize = 10;
 const EPOCHS_FEW_LABELS: usize = 50;
+const BATCH: usize = 128;
+const BATCH_FEW_LABELS: usize = 32;
+/// Adam's step for a linear head on fixed features (a convex problem, where a larger step converges in
+/// the epochs above), and for networks whose every layer trains.
+const LR_LINEAR: f32 = 1e-2;
+const LR_NETWORK: f32 = 1e-3;
 
 pub fn run(a: &ClassifyArgs) -> anyhow::Result<()> {
     let path = checkpoint_file(&a.checkpoint.checkpoint, "--checkpoint")?;
@@ -29,10 +35,11 @@ pub fn run(a: &ClassifyArgs) -> anyhow::Result<()> {
             .join("confusion.png"),
     };
     check_png_name(&out)?;
+    let lr =
+        a.lr.unwrap_or(if a.fine_tune { LR_NETWORK } else { LR_LINEAR });
     ensure!(
-        a.lr.is_finite() && a.lr > 0.0,
-        "--lr {}: a learning rate is a finite number > 0",
-        a.lr
+        lr.is_finite() && lr > 0.0,
+        "--lr {lr}: a learning rate is a finite number > 0"
     );
     let (ckpt, config, data) = open(&a.checkpoint)?;
     let (ae, _) = config.build(&data)?;
@@ -52,8 +59,11 @@ pub fn run(a: &ClassifyArgs) -> anyhow::Result<()> {
             Some(_) => EPOCHS_FEW_LABELS,
             None => EPOCHS,
         }),
-        batch: a.batch_size,
-        lr: a.lr,
+        batch: a.batch_size.unwrap_or(match a.labels_per_class {
+            Some(_) => BATCH_FEW_LABELS,
+            None => BATCH,
+        }),
+        lr,
         seed: a.seed,
     };
     println!(
@@ -73,7 +83,7 @@ pub fn run(a: &ClassifyArgs) -> anyhow::Result<()> {
     );
     println!(
         "training: adam, lr {}; batch {}; {} epochs; seed {}",
-        a.lr, schedule.batch, schedule.epochs, a.seed
+        lr, schedule.batch, schedule.epochs, a.seed
     );
     let main = if a.fine_tune {
         Kind::FineTune
@@ -115,7 +125,7 @@ pub fn run(a: &ClassifyArgs) -> anyhow::Result<()> {
                 &labelled,
                 &schedule,
                 &mut |e: &EpochFigures| {
-                    if e.epoch % every == 0 || e.epoch == schedule.epochs {
+                    if e.epoch.is_multiple_of(every) || e.epoch == schedule.epochs {
                         println!(
                             "  epoch {:3}  train ce {:.5}  accuracy {:.4}  {:.2} s",
                             e.epoch, e.loss, e.accuracy, e.seconds

@@ -154,6 +154,9 @@ pub struct PlanIo {
     pub test_labels: Option<BufId>,
 }
 
+/// The program that runs the model on a batch the host wrote ([`Plan::program`]).
+pub const FEED: &str = "feed";
+
 /// Random streams of the counter generator: training and evaluation draw independent corruption, and a
 /// variational model's ε comes from streams of its own, independent of the corruption.
 const TRAIN_STREAM: u32 = 0;
@@ -657,6 +660,21 @@ pub fn compile_with(
         &mut programs,
     );
     phases.push(Phase::fine_tune(batch, fine_meters));
+    // Feed: the images the host wrote into the model's input (and the clean input, the loss's target),
+    // forward on the evaluation path, and an autoencoder's reconstruction: `gpu-ae complete` feeds its own
+    // images back through it. No gather, no step: the host owns the batch.
+    let mut feed = forward(evaluation);
+    if !cfg.objective.classifies() {
+        feed.extend(terms[0].forward(&evaluation));
+    }
+    segments.push(Segment {
+        name: FEED.into(),
+        ops: feed,
+    });
+    programs.push(ProgramDesc {
+        name: FEED.into(),
+        segments: vec![segments.len() - 1],
+    });
     Ok(Plan {
         phases,
         buffers: b.buffers,
@@ -824,6 +842,14 @@ impl Plan {
                 buf: self.io.scalars,
                 index,
             })
+    }
+
+    /// The program called `name` (`feed`, a pretraining phase's, …).
+    pub fn program(&self, name: &str) -> Option<Program> {
+        self.programs
+            .iter()
+            .position(|p| p.name == name)
+            .map(Program)
     }
 
     /// The ops `program` runs, in order.

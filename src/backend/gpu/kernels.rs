@@ -672,7 +672,7 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 18] = [
+    const ALL: [Shader; 19] = [
         Shader::Data,
         Shader::Matmul,
         Shader::MatmulLarge,
