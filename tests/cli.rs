@@ -289,7 +289,7 @@ fn a_bad_noise_spec_is_rejected_with_the_accepted_forms() {
     let o = gpu_ae(&["train", "--variant", "conv-dae", "--noise", "blur:2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o.stderr).contains("gaussian, mask or salt-pepper"),
+        text(&o.stderr).contains("gaussian, mask, salt-pepper or square"),
         "{}",
         text(&o.stderr)
     );

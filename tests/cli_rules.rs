@@ -139,7 +139,15 @@ const CASES: &[Case] = &[
     fails("train --noise gaussian:-1", &["--noise", "finite σ ≥ 0"]),
     fails("train --noise mask:1.5", &["--noise", "[0, 1], got 1.5"]),
     fails("train --noise salt-pepper:-0.1", &["--noise", "[0, 1]"]),
-    fails("train --noise fog:1", &["gaussian, mask or salt-pepper"]),
+    fails(
+        "train --noise fog:1",
+        &["gaussian, mask, salt-pepper or square"],
+    ),
+    fails("train --noise square:0", &["square:S", "at least 1"]),
+    fails(
+        "train --noise square:29 --limit 50",
+        &["square:29", "does not fit", "28×28"],
+    ),
     fails("train --l1 -1", &["--l1", "non-negative"]),
     fails(
         "train --kl-sparsity 0:0.1",

@@ -460,7 +460,8 @@ pub struct TrainArgs {
     /// [default: strided].
     #[arg(long, value_enum)]
     pub deck: Option<DeckArg>,
-    /// Input corruption: none, gaussian:σ (clipped to [0, 1]), mask:ν (zero a fraction), salt-pepper:p.
+    /// Input corruption: none, gaussian:σ (clipped to [0, 1]), mask:ν (zero a fraction), salt-pepper:p,
+    /// square:S (zero an S×S square at a random place of each image: occlusion, see `gpu-ae complete`).
     /// Default: gaussian:0.5 for conv-dae, none otherwise. The loss always compares with the clean input.
     #[arg(long, value_parser = parse_noise_choice)]
     pub noise: Option<NoiseChoice>,
@@ -490,7 +491,7 @@ pub struct TrainArgs {
     /// `none` turns it off.
     #[arg(long, value_name = "λ", value_parser = parse_weight, allow_negative_numbers = true)]
     pub contractive: Option<Choice<f32>>,
-    /// Emphasised denoising (needs mask or salt-pepper noise): corrupted components weigh α in the loss,
+    /// Emphasised denoising (needs mask, salt-pepper or square noise): corrupted components weigh α in the loss,
     /// the others β; the test metrics then report the loss on each kind separately.
     #[arg(long, value_name = "α:β", value_parser = parse_emphasis, allow_hyphen_values = true)]
     pub emphasis: Option<Emphasis>,

@@ -82,8 +82,8 @@ pub fn compile(
                 return Err(PlanError::Term {
                     term: "emphasis",
                     problem: format!(
-                        "weights the components the corruption changed, but {problem}; use mask or \
-                         salt-pepper noise"
+                        "weights the components the corruption changed, but {problem}; use mask, \
+                         salt-pepper or square noise"
                     ),
                 });
             }
