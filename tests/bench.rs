@@ -185,6 +185,7 @@ fn tiny_plan(conv: bool) -> Plan {
         test_samples: 7,
         noise: conv.then_some(Noise::Gaussian { sigma: 0.3 }),
         seed: 3,
+        lr_schedule: None,
     };
     compile(&model, &cfg).unwrap()
 }

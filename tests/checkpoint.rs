@@ -47,6 +47,7 @@ fn plan_config(optimizer: Optimizer, noise: Option<Noise>) -> PlanConfig {
         test_samples: TEST_SAMPLES,
         noise,
         seed: SEED,
+        lr_schedule: None,
     }
 }
 
@@ -494,6 +495,7 @@ fn default_plan(flags: &[&str]) -> Plan {
         test_samples: 4,
         noise: config.noise,
         seed: 0,
+        lr_schedule: None,
     };
     compile(&model, &cfg).expect("plan")
 }

@@ -47,6 +47,7 @@ fn classifier(
         test_samples: test,
         noise: None,
         seed: 3,
+        lr_schedule: None,
     };
     compile(&model, &pc).expect("valid plan")
 }

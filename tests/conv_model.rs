@@ -45,6 +45,7 @@ fn small_conv_plan(deck: Deck, act: Act, noise: Option<Noise>, loss: LossKind) -
         test_samples: TEST_SAMPLES,
         noise,
         seed: 11,
+        lr_schedule: None,
     };
     compile(&model, &pc).expect("valid plan")
 }

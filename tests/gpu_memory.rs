@@ -44,6 +44,7 @@ fn twenty_epochs_allocate_nothing_after_the_first() {
             test_samples: samples,
             noise: Some(Noise::Mask { fraction: 0.25 }),
             seed: 3,
+            lr_schedule: None,
         },
     )
     .expect("plan");

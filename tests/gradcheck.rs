@@ -62,6 +62,7 @@ fn tiny_plan(act: Act, loss: LossKind, output_act: Act) -> Plan {
         test_samples: TEST_SAMPLES,
         noise: None,
         seed: 0,
+        lr_schedule: None,
     };
     compile(&model, &pc).expect("valid plan")
 }
@@ -291,6 +292,7 @@ fn adam_matches_a_scalar_reference() {
         beta2: 0.99,
         eps: 1e-8,
         weight_decay: 0.05,
+        decoupled: false,
     };
     let len = 6;
     let mut param = fixture(len, 41);

@@ -315,6 +315,7 @@ fn small_plan(
             test_samples: samples.1,
             noise: None,
             seed: 3,
+            lr_schedule: None,
         },
     )
     .unwrap()
@@ -416,6 +417,7 @@ fn a_hashing_model_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
             test_samples: 21,
             noise: None,
             seed: 5,
+            lr_schedule: None,
         },
     )
     .unwrap();
@@ -495,6 +497,7 @@ fn hash_ae_is_a_tanh_code_of_32_bits_with_the_three_terms() {
             test_samples: 100,
             noise: config.noise,
             seed: config.seed,
+            lr_schedule: None,
         },
     )
     .unwrap();
@@ -565,6 +568,7 @@ fn hashing_terms_on_a_code_without_signs_are_clear_errors() {
                 test_samples: 4,
                 noise: None,
                 seed: 0,
+                lr_schedule: None,
             },
         )
         .map(|_| ())

@@ -9,7 +9,8 @@ use gpu_ae::backend::{Executor, Program, load_initial_state, pack_bytes};
 use gpu_ae::model::Shape;
 use gpu_ae::model::variants::{DenseConfig, dense_ae};
 use gpu_ae::objective::Objective;
-use gpu_ae::ops::{Act, AdamHyper, BufId, LossKind, Op, state};
+use gpu_ae::ops::optim::{AdagradHyper, Decay, LrSchedule, RmspropHyper};
+use gpu_ae::ops::{Act, AdamHyper, BufId, LossKind, Op, OptimOp, Scalar, state};
 use gpu_ae::plan::{BufferDesc, Optimizer, Plan, PlanConfig, compile};
 
 const REL: f32 = 1e-4;
@@ -447,6 +448,8 @@ fn loss_and_reduction_match_cpu_on_a_partial_batch() {
     }
 }
 
+/// Every optimizer (Adam, AdamW, SGD, RMSprop, Adagrad) over several steps, their lr scaled by a cosine
+/// schedule with warm-up that the first op writes from the step counter.
 #[test]
 fn optimizers_match_cpu_over_several_steps() {
     let Some(ctx) = gpu() else { return };
@@ -457,53 +460,152 @@ fn optimizers_match_cpu_over_several_steps() {
         beta2: 0.99,
         eps: 1e-8,
         weight_decay: 0.01,
+        decoupled: false,
     };
-    let buffers = vec![
-        BufferDesc::f32("param", len),
-        BufferDesc::f32("grad", len),
-        BufferDesc::f32("m", len),
-        BufferDesc::f32("v", len),
-        BufferDesc::u32("state", state::LEN),
-        BufferDesc::f32("sgd_param", len),
-        BufferDesc::f32("velocity", len),
+    let names = [
+        "param",
+        "grad",
+        "m",
+        "v",
+        "state",
+        "sgd_param",
+        "velocity",
+        "w_param",
+        "w_m",
+        "w_v",
+        "rms_param",
+        "square_avg",
+        "ada_param",
+        "ada_sum",
+        "scalars",
     ];
+    let buffers: Vec<BufferDesc> = names
+        .iter()
+        .map(|&n| match n {
+            "state" => BufferDesc::u32(n, state::LEN),
+            "scalars" => BufferDesc::f32(n, 2),
+            _ => BufferDesc::f32(n, len),
+        })
+        .collect();
+    let id = |name: &str| BufId(names.iter().position(|n| *n == name).unwrap());
+    let scale = Some(Scalar {
+        buf: id("scalars"),
+        index: 1,
+    });
+    let schedule = LrSchedule {
+        warmup: 2,
+        decay: Decay::Cosine { total: 7 },
+    };
     let ops = vec![
+        Op::Optim(OptimOp::LrSchedule {
+            scale: scale.unwrap(),
+            state: id("state"),
+            step_word: state::GLOBAL_STEP,
+            schedule,
+        }),
         Op::Adam {
-            param: BufId(0),
-            grad: BufId(1),
-            m: BufId(2),
-            v: BufId(3),
-            state: BufId(4),
+            param: id("param"),
+            grad: id("grad"),
+            m: id("m"),
+            v: id("v"),
+            state: id("state"),
             step_word: state::GLOBAL_STEP,
             len,
             hyper,
+            lr_scale: scale,
+        },
+        Op::Adam {
+            param: id("w_param"),
+            grad: id("grad"),
+            m: id("w_m"),
+            v: id("w_v"),
+            state: id("state"),
+            step_word: state::GLOBAL_STEP,
+            len,
+            hyper: AdamHyper {
+                weight_decay: 0.3,
+                decoupled: true,
+                ..hyper
+            },
+            lr_scale: scale,
         },
         Op::Sgd {
-            param: BufId(5),
-            grad: BufId(1),
-            velocity: BufId(6),
+            param: id("sgd_param"),
+            grad: id("grad"),
+            velocity: id("velocity"),
             len,
             lr: 0.05,
             momentum: 0.9,
             weight_decay: 0.01,
+            lr_scale: None,
         },
-        Op::AdvanceStep { state: BufId(4) },
+        Op::Optim(OptimOp::Rmsprop {
+            param: id("rms_param"),
+            grad: id("grad"),
+            square_avg: id("square_avg"),
+            len,
+            hyper: RmspropHyper {
+                weight_decay: 0.02,
+                ..RmspropHyper::default()
+            },
+            lr_scale: scale,
+        }),
+        Op::Optim(OptimOp::Adagrad {
+            param: id("ada_param"),
+            grad: id("grad"),
+            sum: id("ada_sum"),
+            state: id("state"),
+            step_word: state::GLOBAL_STEP,
+            len,
+            hyper: AdagradHyper {
+                lr_decay: 0.1,
+                weight_decay: 0.02,
+                ..AdagradHyper::default()
+            },
+            lr_scale: scale,
+        }),
+        Op::AdvanceStep { state: id("state") },
     ];
-    let inputs = [
-        (0, random(len, 12, 1.0)),
-        (1, random(len, 13, 1.0)),
-        (5, random(len, 14, 1.0)),
-    ];
+    let inputs: Vec<(usize, Vec<f32>)> = [
+        "param",
+        "grad",
+        "sgd_param",
+        "w_param",
+        "rms_param",
+        "ada_param",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(k, n)| (id(n).0, random(len, 12 + k as u64, 1.0)))
+    .chain([(id("scalars").0, vec![0.5, 0.5])])
+    .collect();
     let (mut cpu, mut gpu) = run_both(&ctx, buffers, ops, &inputs, &[]);
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
         ex.run(Program::FORWARD_BACKWARD, 4);
     }
-    assert_eq!(gpu.read_u32(BufId(4))[state::GLOBAL_STEP], 5);
-    compare("adam param", &mut cpu, &mut gpu, 0, REL);
-    compare("adam m", &mut cpu, &mut gpu, 2, REL);
-    compare("adam v", &mut cpu, &mut gpu, 3, REL);
-    compare("sgd param", &mut cpu, &mut gpu, 5, REL);
-    compare("sgd velocity", &mut cpu, &mut gpu, 6, REL);
+    assert_eq!(gpu.read_u32(id("state"))[state::GLOBAL_STEP], 5);
+    // The schedule at step 4: past the warm-up, cos(π·3/5) of the way down.
+    let want = schedule.scale(4) as f32;
+    for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+        let got = ex.read_f32(id("scalars"))[1];
+        assert!((got - want).abs() < 1e-6, "lr scale {got} vs {want}");
+    }
+    for name in [
+        "param",
+        "m",
+        "v",
+        "w_param",
+        "w_m",
+        "w_v",
+        "sgd_param",
+        "velocity",
+        "rms_param",
+        "square_avg",
+        "ada_param",
+        "ada_sum",
+    ] {
+        compare(name, &mut cpu, &mut gpu, id(name).0, REL);
+    }
 }
 
 #[test]
@@ -565,6 +667,7 @@ fn small_dense_plan(act: Act, loss: LossKind, optimizer: Optimizer) -> Plan {
         test_samples: 21,
         noise: None,
         seed: 0,
+        lr_schedule: None,
     };
     compile(&model, &pc).unwrap()
 }

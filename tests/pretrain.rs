@@ -65,6 +65,7 @@ fn plan_with_noise(kind: PretrainKind, noise: Option<gpu_ae::ops::Noise>) -> Pla
             test_samples: TEST,
             noise,
             seed: SEED,
+            lr_schedule: None,
         },
         Some(&Pretraining {
             kind,

@@ -46,6 +46,7 @@ fn plan(code_act: Act, loss: LossKind, terms: &[Term], noise: Option<Noise>) -> 
         test_samples: TEST_SAMPLES,
         noise,
         seed: 3,
+        lr_schedule: None,
     };
     compile(&model, &pc).expect("valid plan")
 }
@@ -202,6 +203,7 @@ fn every_term_op_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
                 test_samples: 21,
                 noise,
                 seed: 5,
+                lr_schedule: None,
             },
         )
         .unwrap();
@@ -327,6 +329,7 @@ fn terms_that_do_not_fit_the_model_are_clear_errors() {
                 test_samples: TEST_SAMPLES,
                 noise,
                 seed: 0,
+                lr_schedule: None,
             },
         )
         .map(|_| ())

@@ -57,6 +57,7 @@ fn plan_with_noise(
             test_samples,
             noise,
             seed: 11,
+            lr_schedule: None,
         },
     )
     .expect("a valid plan")

@@ -244,6 +244,7 @@ pub fn plan(c: &Classifier, data: &Dataset, schedule: &Schedule) -> Result<Plan,
             test_samples: data.test.len(),
             noise: None,
             seed: schedule.seed,
+            lr_schedule: None,
         },
     )?)
 }

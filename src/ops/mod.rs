@@ -8,11 +8,13 @@
 //! the layout PyTorch uses, so checkpoints and reference figures compare directly.
 
 pub mod classify;
+pub mod optim;
 pub mod rbm;
 pub mod terms;
 pub mod vae;
 
 pub use classify::ClassifyOp;
+pub use optim::OptimOp;
 pub use rbm::{HiddenUnits, RbmOp};
 pub use terms::TermOp;
 pub use vae::VaeOp;
@@ -184,7 +186,8 @@ pub enum Op {
         state: BufId,
         log: BufId,
     },
-    /// Adam (PyTorch semantics, L2 weight decay added to the gradient), step t = state[step_word] + 1: the
+    /// Adam (PyTorch semantics, L2 weight decay added to the gradient; AdamW with `hyper.decoupled`), step
+    /// t = state[step_word] + 1: the
     /// completed steps of the parameter's group (the global step for group 0).
     Adam {
         param: BufId,
@@ -195,6 +198,8 @@ pub enum Op {
         step_word: usize,
         len: usize,
         hyper: AdamHyper,
+        /// The learning-rate schedule's multiplier ([`optim::LrSchedule`]); `None`: 1.
+        lr_scale: Option<Scalar>,
     },
     /// SGD with momentum (PyTorch semantics: buf = μ·buf + g, p −= lr·buf).
     Sgd {
@@ -205,6 +210,7 @@ pub enum Op {
         lr: f32,
         momentum: f32,
         weight_decay: f32,
+        lr_scale: Option<Scalar>,
     },
     /// state[0] += 1 (global step), state[1] += 1 (batch index within the epoch).
     AdvanceStep { state: BufId },
@@ -383,6 +389,8 @@ pub enum Op {
     Rbm(RbmOp),
     /// A classifier's op: the batch's labels, the softmax cross-entropy and its gradient.
     Classify(ClassifyOp),
+    /// RMSprop, Adagrad, and the learning-rate schedule.
+    Optim(OptimOp),
 }
 
 /// Geometry of a 2-D convolution x[N, in_c, in_h, in_w] ⊛ w[out_c, in_c, k_h, k_w] → y[N, out_c, out_h, out_w],
@@ -516,6 +524,9 @@ pub struct AdamHyper {
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+    /// AdamW: the weight decay shrinks the parameter directly, p ← p·(1 − lr·wd), instead of being added to
+    /// the gradient (Loshchilov & Hutter; `torch.optim.AdamW`).
+    pub decoupled: bool,
 }
 
 impl Default for AdamHyper {
@@ -526,6 +537,7 @@ impl Default for AdamHyper {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            decoupled: false,
         }
     }
 }
@@ -603,6 +615,7 @@ impl Op {
             Op::Vae(v) => v.name(),
             Op::Rbm(r) => r.name(),
             Op::Classify(c) => c.name(),
+            Op::Optim(o) => o.name(),
         }
     }
 }
@@ -683,6 +696,7 @@ impl Op {
             Op::Vae(ref v) => v.float_outputs(),
             Op::Rbm(ref r) => r.float_outputs(),
             Op::Classify(ref c) => c.float_outputs(),
+            Op::Optim(ref o) => o.float_outputs(),
         }
     }
 
@@ -762,6 +776,7 @@ impl Op {
             Op::Vae(ref v) => v.flops(),
             Op::Rbm(ref r) => r.flops(),
             Op::Classify(ref c) => c.flops(),
+            Op::Optim(ref o) => o.flops(),
         };
         f as u64
     }
@@ -884,6 +899,7 @@ impl Op {
             Op::Vae(ref v) => v.words(),
             Op::Rbm(ref r) => r.words(),
             Op::Classify(ref c) => c.words(),
+            Op::Optim(ref o) => o.words(),
         };
         4 * words as u64
     }
@@ -1021,6 +1037,7 @@ impl Op {
             Op::Vae(v) => v.shapes(),
             Op::Rbm(r) => r.shapes(),
             Op::Classify(c) => c.shapes(),
+            Op::Optim(o) => o.shapes(),
         }
     }
 }

@@ -29,7 +29,8 @@ use crate::objective::{
     CodeMean, CodeTap, CompiledTerm, GradAt, Meter, Meters, Objective, Per, Taps, TermContext,
     compile_term,
 };
-use crate::ops::{AdamHyper, BufId, ClassifyOp, LossKind, Noise, Op, state};
+use crate::ops::optim::{AdagradHyper, LrSchedule, RmspropHyper};
+use crate::ops::{AdamHyper, BufId, ClassifyOp, LossKind, Noise, Op, OptimOp, state};
 use layers::LayerBufs;
 use thiserror::Error;
 
@@ -112,6 +113,8 @@ pub enum Optimizer {
         momentum: f32,
         weight_decay: f32,
     },
+    Rmsprop(RmspropHyper),
+    Adagrad(AdagradHyper),
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +129,9 @@ pub struct PlanConfig {
     pub noise: Option<Noise>,
     /// Key of the noise stream.
     pub seed: u64,
+    /// The learning-rate schedule of the trained parameters (warm-up, step or cosine decay); `None`: a
+    /// constant lr.
+    pub lr_schedule: Option<LrSchedule>,
 }
 
 /// Buffers the host reads or writes between steps.
@@ -579,20 +585,37 @@ pub fn compile_with(
         forward_backward.extend(grads_at(GradAt::AfterLayer(i)));
     }
 
-    let mut update: Vec<Op> = params
-        .iter()
-        .filter(|p| p.trainable)
-        .map(|p| {
-            optimizer_op(
-                &mut b,
-                p,
-                cfg.optimizer,
-                &p.name,
-                train_state,
-                group_step_word(p.group),
-            )
-        })
-        .collect();
+    // A schedule's multiplier is written first, from the step counter; every optimizer op reads it.
+    let mut update: Vec<Op> = Vec::new();
+    let lr_scale = cfg.lr_schedule.map(|schedule| {
+        scalars.push(ScalarDesc {
+            name: "lr_scale".into(),
+            init: 1.0,
+        });
+        let scale = crate::ops::Scalar {
+            buf: scalar_buf,
+            index: scalars.len() - 1,
+        };
+        update.push(Op::Optim(OptimOp::LrSchedule {
+            scale,
+            state: train_state,
+            step_word: group_step_word(0),
+            schedule,
+        }));
+        scale
+    });
+    b.buffers[scalar_buf.0].len = scalars.len().max(1);
+    update.extend(params.iter().filter(|p| p.trainable).map(|p| {
+        optimizer_op(
+            &mut b,
+            p,
+            cfg.optimizer,
+            &p.name,
+            train_state,
+            group_step_word(p.group),
+            lr_scale,
+        )
+    }));
     update.push(Op::AdvanceStep { state: train_state });
 
     let evaluation = Pass {
@@ -703,6 +726,7 @@ fn optimizer_op(
     state_name: &str,
     state: BufId,
     step_word: usize,
+    lr_scale: Option<crate::ops::Scalar>,
 ) -> Op {
     let len = b.len(p.buf);
     let slot = |b: &mut Builder, name: &str| {
@@ -718,6 +742,7 @@ fn optimizer_op(
             step_word,
             len,
             hyper,
+            lr_scale,
         },
         Optimizer::Sgd {
             lr,
@@ -731,7 +756,26 @@ fn optimizer_op(
             lr,
             momentum,
             weight_decay,
+            lr_scale,
         },
+        Optimizer::Rmsprop(hyper) => Op::Optim(OptimOp::Rmsprop {
+            param: p.buf,
+            grad: p.grad,
+            square_avg: slot(b, "square_avg"),
+            len,
+            hyper,
+            lr_scale,
+        }),
+        Optimizer::Adagrad(hyper) => Op::Optim(OptimOp::Adagrad {
+            param: p.buf,
+            grad: p.grad,
+            sum: slot(b, "sum"),
+            state,
+            step_word,
+            len,
+            hyper,
+            lr_scale,
+        }),
     }
 }
 

@@ -738,6 +738,7 @@ impl RunConfig {
             test_samples: data.test.len(),
             noise: self.noise,
             seed: self.seed,
+            lr_schedule: None,
         }
     }
 

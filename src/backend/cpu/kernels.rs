@@ -372,6 +372,11 @@ pub fn adam<T: Real>(param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], t: u
     let bc2 = T::one() - b2.powi(t as i32);
     let step = T::from_f32(h.lr) / bc1;
     let (wd, eps) = (T::from_f32(h.weight_decay), T::from_f32(h.eps));
+    // AdamW shrinks the parameter by lr·wd instead of adding wd·p to the gradient.
+    let (shrink, wd) = match h.decoupled {
+        true => (T::one() - T::from_f32(h.lr) * wd, T::zero()),
+        false => (T::one(), wd),
+    };
     let bc2_sqrt = bc2.sqrt();
     param
         .par_chunks_mut(PIECE)
@@ -380,6 +385,9 @@ pub fn adam<T: Real>(param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], t: u
         .zip(v.par_chunks_mut(PIECE))
         .for_each(|(((p, g), m), v)| {
             for i in 0..p.len() {
+                if h.decoupled {
+                    p[i] *= shrink;
+                }
                 let g = g[i] + wd * p[i];
                 m[i] = b1 * m[i] + (T::one() - b1) * g;
                 v[i] = b2 * v[i] + (T::one() - b2) * g * g;

@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod conv;
 pub mod kernels;
+pub mod optim;
 pub mod real;
 
 pub mod noise;
@@ -16,7 +17,7 @@ pub mod terms;
 pub mod vae;
 
 use super::{Executor, Program};
-use crate::ops::{BufId, Op, state};
+use crate::ops::{AdamHyper, BufId, Op, state};
 use crate::plan::{Elem, Plan};
 pub use real::Real;
 
@@ -257,8 +258,13 @@ impl<T: Real> CpuExecutor<T> {
                 step_word,
                 len,
                 hyper,
+                lr_scale,
             } => {
                 let t = self.words(st)[step_word] + 1;
+                let hyper = AdamHyper {
+                    lr: hyper.lr * self.lr_scale(lr_scale),
+                    ..hyper
+                };
                 let mut p = std::mem::take(self.floats_mut(param));
                 let mut mm = std::mem::take(self.floats_mut(m));
                 let mut vv = std::mem::take(self.floats_mut(v));
@@ -282,7 +288,9 @@ impl<T: Real> CpuExecutor<T> {
                 lr,
                 momentum,
                 weight_decay,
+                lr_scale,
             } => {
+                let lr = lr * self.lr_scale(lr_scale);
                 let mut p = std::mem::take(self.floats_mut(param));
                 let mut vel = std::mem::take(self.floats_mut(velocity));
                 kernels::sgd(
@@ -593,6 +601,7 @@ impl<T: Real> CpuExecutor<T> {
             Op::Vae(ref op) => self.execute_vae(op),
             Op::Rbm(ref op) => self.execute_rbm(op),
             Op::Classify(ref op) => self.execute_classify(op),
+            Op::Optim(ref op) => self.execute_optim(op),
         }
     }
 

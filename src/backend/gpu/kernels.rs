@@ -624,6 +624,7 @@ impl Kernels {
         step_word: usize,
         len: usize,
         h: AdamHyper,
+        scale: (u32, &wgpu::Buffer),
     ) -> Dispatch {
         let params = [
             len as u32,
@@ -633,13 +634,15 @@ impl Kernels {
             bits(h.eps),
             bits(h.weight_decay),
             step_word as u32,
+            u32::from(h.decoupled),
+            scale.0,
         ];
         self.dispatch(
             Shader::Optim,
             "adam",
             &params,
-            &[0, 1, 2, 3, 4, 5],
-            &[param, grad, m, v, state],
+            &[0, 1, 2, 3, 4, 5, 10],
+            &[param, grad, m, v, state, scale.1],
             linear_groups(len),
         )
     }
@@ -654,14 +657,21 @@ impl Kernels {
         lr: f32,
         momentum: f32,
         weight_decay: f32,
+        scale: (u32, &wgpu::Buffer),
     ) -> Dispatch {
-        let params = [len as u32, bits(lr), bits(momentum), bits(weight_decay)];
+        let params = [
+            len as u32,
+            bits(lr),
+            bits(momentum),
+            bits(weight_decay),
+            scale.0,
+        ];
         self.dispatch(
             Shader::Optim,
             "sgd",
             &params,
-            &[6, 7, 8, 9],
-            &[param, grad, velocity],
+            &[6, 7, 8, 9, 10],
+            &[param, grad, velocity, scale.1],
             linear_groups(len),
         )
     }

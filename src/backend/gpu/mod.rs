@@ -10,6 +10,7 @@ pub mod profile;
 mod classify;
 mod noise;
 mod norm;
+mod optim;
 mod pool;
 mod rbm;
 mod terms;
@@ -304,6 +305,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             step_word,
             len,
             hyper,
+            lr_scale,
         } => k.adam(
             b(param),
             b(grad),
@@ -313,6 +315,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             step_word,
             len,
             hyper,
+            optim::scale_binding(bufs, lr_scale, grad),
         ),
         Op::Sgd {
             param,
@@ -322,6 +325,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             lr,
             momentum,
             weight_decay,
+            lr_scale,
         } => k.sgd(
             b(param),
             b(grad),
@@ -330,6 +334,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             lr,
             momentum,
             weight_decay,
+            optim::scale_binding(bufs, lr_scale, grad),
         ),
         Op::AdvanceStep { state } => k.advance_step(b(state)),
         Op::MaxPool2x2 {
@@ -483,6 +488,7 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
         Op::Vae(ref op) => k.vae(bufs, op),
         Op::Rbm(ref op) => k.rbm(bufs, op),
         Op::Classify(ref op) => k.classify(bufs, op),
+        Op::Optim(ref op) => k.optim(bufs, op),
         Op::Conv2d { geom, x, w, y } => k.conv2d(&geom, b(x), b(w), b(y)),
         Op::ConvBiasAct {
             geom,

@@ -1,0 +1,119 @@
+//! CPU twins of RMSprop, Adagrad and the learning-rate schedule (`shaders/optim.wgsl`, [`OptimOp`]).
+
+use super::CpuExecutor;
+use super::real::Real;
+use crate::ops::optim::{AdagradHyper, LrSchedule, RmspropHyper};
+use crate::ops::{OptimOp, Scalar};
+
+/// RMSprop: g' = g + wd·p; v ← αv + (1 − α)g'²; p ← p − lr·g'/(√v + ε).
+pub fn rmsprop<T: Real>(
+    param: &mut [T],
+    grad: &[T],
+    square_avg: &mut [T],
+    h: RmspropHyper,
+    lr: f32,
+) {
+    let (lr, alpha, eps, wd) = (
+        T::from_f32(lr),
+        T::from_f32(h.alpha),
+        T::from_f32(h.eps),
+        T::from_f32(h.weight_decay),
+    );
+    for i in 0..param.len() {
+        let g = grad[i] + wd * param[i];
+        square_avg[i] = alpha * square_avg[i] + (T::one() - alpha) * g * g;
+        param[i] -= lr * g / (square_avg[i].sqrt() + eps);
+    }
+}
+
+/// Adagrad at step t (1-based): clr = lr/(1 + (t − 1)·lr_decay); g' = g + wd·p; s ← s + g'²;
+/// p ← p − clr·g'/(√s + ε).
+pub fn adagrad<T: Real>(
+    param: &mut [T],
+    grad: &[T],
+    sum: &mut [T],
+    h: AdagradHyper,
+    lr: f32,
+    t: u32,
+) {
+    let clr = T::from_f32(lr) / (T::one() + T::from_f64((t - 1) as f64) * T::from_f32(h.lr_decay));
+    let (eps, wd) = (T::from_f32(h.eps), T::from_f32(h.weight_decay));
+    for i in 0..param.len() {
+        let g = grad[i] + wd * param[i];
+        sum[i] += g * g;
+        param[i] -= clr * g / (sum[i].sqrt() + eps);
+    }
+}
+
+impl<T: Real> CpuExecutor<T> {
+    /// The lr multiplier an optimizer op reads (1 without a schedule).
+    pub(super) fn lr_scale(&self, scale: Option<Scalar>) -> f32 {
+        scale.map_or(1.0, |s| self.scalar(s))
+    }
+
+    pub(super) fn execute_optim(&mut self, op: &OptimOp) {
+        match *op {
+            OptimOp::Rmsprop {
+                param,
+                grad,
+                square_avg,
+                len,
+                hyper,
+                lr_scale,
+            } => {
+                let lr = hyper.lr * self.lr_scale(lr_scale);
+                let mut p = std::mem::take(self.floats_mut(param));
+                let mut avg = std::mem::take(self.floats_mut(square_avg));
+                rmsprop(
+                    &mut p[..len],
+                    &self.floats(grad)[..len],
+                    &mut avg[..len],
+                    hyper,
+                    lr,
+                );
+                *self.floats_mut(param) = p;
+                *self.floats_mut(square_avg) = avg;
+            }
+            OptimOp::Adagrad {
+                param,
+                grad,
+                sum,
+                state,
+                step_word,
+                len,
+                hyper,
+                lr_scale,
+            } => {
+                let lr = hyper.lr * self.lr_scale(lr_scale);
+                let t = self.words(state)[step_word] + 1;
+                let mut p = std::mem::take(self.floats_mut(param));
+                let mut s = std::mem::take(self.floats_mut(sum));
+                adagrad(
+                    &mut p[..len],
+                    &self.floats(grad)[..len],
+                    &mut s[..len],
+                    hyper,
+                    lr,
+                    t,
+                );
+                *self.floats_mut(param) = p;
+                *self.floats_mut(sum) = s;
+            }
+            OptimOp::LrSchedule {
+                scale,
+                state,
+                step_word,
+                schedule,
+            } => {
+                let t = self.words(state)[step_word] as usize;
+                let value = lr_scale_f32(&schedule, t);
+                self.floats_mut(scale.buf)[scale.index] = T::from_f32(value);
+            }
+        }
+    }
+}
+
+/// The schedule's multiplier in f32, as the kernel computes it.
+pub fn lr_scale_f32(schedule: &LrSchedule, t: usize) -> f32 {
+    schedule.scale(t) as f32
+}
