@@ -2,6 +2,7 @@
 //! plots of codes, and per-epoch metrics as CSV.
 
 pub mod metrics;
+pub mod plot;
 pub mod png;
 pub mod scatter;
 
@@ -23,6 +24,8 @@ pub enum ReportError {
     },
     #[error("cannot write {}: writes PNG only; name the file *.png", path.display())]
     NotPng { path: PathBuf },
+    #[error("cannot read {}: {problem}", path.display())]
+    Read { path: PathBuf, problem: String },
     #[error("cannot draw {}: {problem}", path.display())]
     Layout { path: PathBuf, problem: String },
 }

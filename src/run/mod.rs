@@ -19,6 +19,7 @@ use crate::checkpoint::{self, Checkpoint, TrainingState};
 use crate::data::mnist::Dataset;
 use crate::plan::{Plan, Summary};
 use crate::report::metrics::{Done, MetricsCsv, MetricsRow};
+use crate::report::plot;
 use crate::report::png::{Figure, FigureRow, save_figure};
 use crate::run::dir::RunDir;
 use crate::train::{
@@ -246,6 +247,16 @@ pub fn train(
         "the run's configuration, as the checkpoint stores it",
     );
     observer.wrote(metrics.path(), "one line per epoch");
+    drop(metrics);
+    let loss = plot::write_loss_plot(
+        out,
+        &format!("{}: train and test loss per epoch", config.variant.name()),
+        &format!("objective: {}", config.describe_objective()),
+    )?;
+    observer.wrote(
+        &loss,
+        "train (solid) and test (dashed) loss per epoch, a panel per term",
+    );
     if options.save_every > 0 && checkpoint_path.exists() {
         observer.wrote(
             &checkpoint_path,
