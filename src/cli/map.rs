@@ -7,6 +7,7 @@ use anyhow::ensure;
 use super::MapArgs;
 use super::encode::Codes;
 use super::eval::{check_png_name, open};
+use super::report::add_to_report;
 use super::train::checkpoint_file;
 use crate::apps::linalg::symmetric_eigen;
 use crate::report::png::save_rgb;
@@ -59,9 +60,8 @@ pub fn run(a: &MapArgs) -> anyhow::Result<()> {
         classes: &data.test.labels,
     });
     save_rgb(&out, &picture)?;
-    println!(
-        "wrote {} ({} test codes coloured by label; {})",
-        out.display(),
+    let what = format!(
+        "{} test codes coloured by label; {}",
         data.test.len(),
         if width == 2 {
             "the 2-D code as it is".to_string()
@@ -69,7 +69,14 @@ pub fn run(a: &MapArgs) -> anyhow::Result<()> {
             format!("{x_label} against {y_label}")
         }
     );
-    Ok(())
+    println!("wrote {} ({what})", out.display());
+    let figures = [
+        ("test codes".to_string(), data.test.len().to_string()),
+        ("code width".into(), width.to_string()),
+        ("x axis".into(), x_label.clone()),
+        ("y axis".into(), y_label.clone()),
+    ];
+    add_to_report(&path, "map", &figures, &[(out, what)])
 }
 
 /// Rows of `width` values projected on their first two principal components, and the share of the total

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod info;
 pub mod map;
 pub mod pca;
+pub mod report;
 pub mod retrieve;
 pub mod train;
 

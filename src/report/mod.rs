@@ -1,10 +1,12 @@
 //! Outputs a user looks at: PNG figures (captioned, labelled grids) of inputs and reconstructions, scatter
-//! plots of codes, and per-epoch metrics as CSV.
+//! plots of codes, loss curves, per-epoch metrics as CSV, and report.html, the page that shows them all.
 
+pub mod html;
 pub mod metrics;
 pub mod plot;
 pub mod png;
 pub mod scatter;
+pub mod sections;
 
 use std::path::PathBuf;
 use thiserror::Error;

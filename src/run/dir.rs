@@ -200,7 +200,7 @@ impl RunDir {
 
 /// The files a run writes in its directory; `--overwrite` removes an earlier run's, so none of them can be
 /// mistaken for the new run's (a checkpoint under `--save-every 0`, a denoising.png of another model).
-pub const RUN_FILES: [&str; 7] = [
+pub const RUN_FILES: [&str; 9] = [
     CHECKPOINT_FILE,
     METRICS_FILE,
     "config.json",
@@ -208,6 +208,8 @@ pub const RUN_FILES: [&str; 7] = [
     "reconstructions.png",
     "denoising.png",
     "samples.png",
+    "report.html",
+    "report.json",
 ];
 
 /// Removes the [`RUN_FILES`] present in `dir` (held by this process); other files stay.
