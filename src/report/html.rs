@@ -131,7 +131,7 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-se
 max-width:1200px;padding:0 1em;color:#222;line-height:1.45}\
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}\
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto;border:1px solid #e2e2e2}\
-code{font-family:ui-monospace,Menlo,Consolas,monospace}\
+code{font-family:ui-monospace,Menlo,Consolas,monospace}pre.command{white-space:pre-wrap;overflow-wrap:anywhere}\
 table{border-collapse:collapse;margin:.6em 0}\
 td,th{border:1px solid #ddd;padding:.2em .6em;text-align:right;font-variant-numeric:tabular-nums}\
 th{background:#f0f0f0}td.text,th.text{text-align:left}\
@@ -224,9 +224,15 @@ fn section(h: &mut String, s: &Section, page: &Page) {
         anchor(&s.name),
         escape(&s.name)
     );
-    let _ = writeln!(h, "<pre><code>{}</code></pre>", escape(&s.command));
+    let _ = writeln!(
+        h,
+        "<pre class=\"command\"><code>{}</code></pre>",
+        escape(&s.command)
+    );
     if !s.earlier_commands.is_empty() {
-        h.push_str("<p class=\"muted\">Earlier, most recent first:</p>\n<pre><code>");
+        h.push_str(
+            "<p class=\"muted\">Earlier, most recent first:</p>\n<pre class=\"command\"><code>",
+        );
         for c in &s.earlier_commands {
             let _ = writeln!(h, "{}", escape(c));
         }
