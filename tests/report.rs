@@ -230,6 +230,7 @@ fn loss_png_shows_a_one_epoch_run_and_resuming_redraws_the_whole_history() {
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     let table = &html[html.find("id=\"metrics\"").unwrap()..];
     assert_eq!(table.matches("<tr>").count(), 3, "a header and both epochs");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -255,4 +256,5 @@ fn a_checkpoint_outside_a_run_directory_gets_no_report() {
     assert!(!loose.join("report.html").exists(), "{said}");
     assert!(!loose.join("report.json").exists());
     std::fs::remove_dir_all(loose).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }
