@@ -1,6 +1,6 @@
 //! `gpu-ae map`: the test set's codes as a 2-D scatter coloured by label, with a legend: a 2-D code as it
 //! is, a wider one projected on its first two principal components (the axes say so, with the share of
-//! the codes' variance they keep).
+//! the codes' variance they keep). The picture and its axes join the checkpoint's run report.
 
 use anyhow::ensure;
 

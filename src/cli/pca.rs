@@ -1,6 +1,7 @@
 //! `gpu-ae pca`: principal component analysis of the training set, the test squared error per image of
 //! its rank-k reconstructions, and with `--checkpoint` a linear autoencoder measured against it: its own
 //! test error and the principal angles between its decoder's columns and the top-k principal subspace.
+//! With `--checkpoint` the figures join the checkpoint's run report.
 
 use std::time::Instant;
 

@@ -1,6 +1,7 @@
 //! `gpu-ae retrieve`: the first N test images as queries against the training set by code distance
 //! (relevant = same label), mean average precision and precision@k beside raw pixels and PCA of the
 //! code's width computed in the same run, and `retrieval.png`: ten queries, each followed by its top ten.
+//! The scores and the picture join the checkpoint's run report.
 
 use anyhow::ensure;
 
