@@ -167,7 +167,8 @@ pub struct BenchArgs {
     /// The GPU adapter's graphics API (`cpu` is not a GPU: use --skip-gpu).
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
-    /// Directory of IDX files; default: the bundled MNIST.
+    /// Directory of IDX files, or of PNG images in class folders (see train --help); default: the
+    /// bundled MNIST.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Seed for initialisation, shuffling and noise.

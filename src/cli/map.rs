@@ -1,12 +1,13 @@
 //! `gpu-ae map`: the test set's codes as a 2-D scatter coloured by label, with a legend: a 2-D code as it
 //! is, a wider one projected on its first two principal components (the axes say so, with the share of
-//! the codes' variance they keep).
+//! the codes' variance they keep). The picture and its axes join the checkpoint's run report.
 
 use anyhow::ensure;
 
 use super::MapArgs;
 use super::encode::Codes;
 use super::eval::{check_png_name, open};
+use super::report::add_to_report;
 use super::train::checkpoint_file;
 use crate::apps::linalg::symmetric_eigen;
 use crate::report::png::save_rgb;
@@ -59,9 +60,8 @@ pub fn run(a: &MapArgs) -> anyhow::Result<()> {
         classes: &data.test.labels,
     });
     save_rgb(&out, &picture)?;
-    println!(
-        "wrote {} ({} test codes coloured by label; {})",
-        out.display(),
+    let what = format!(
+        "{} test codes coloured by label; {}",
         data.test.len(),
         if width == 2 {
             "the 2-D code as it is".to_string()
@@ -69,7 +69,14 @@ pub fn run(a: &MapArgs) -> anyhow::Result<()> {
             format!("{x_label} against {y_label}")
         }
     );
-    Ok(())
+    println!("wrote {} ({what})", out.display());
+    let figures = [
+        ("test codes".to_string(), data.test.len().to_string()),
+        ("code width".into(), width.to_string()),
+        ("x axis".into(), x_label.clone()),
+        ("y axis".into(), y_label.clone()),
+    ];
+    add_to_report(&path, "map", &figures, &[(out, what)])
 }
 
 /// Rows of `width` values projected on their first two principal components, and the share of the total

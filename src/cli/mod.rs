@@ -10,6 +10,7 @@ pub mod generate;
 pub mod info;
 pub mod map;
 pub mod pca;
+pub mod report;
 pub mod retrieve;
 pub mod train;
 
@@ -88,7 +89,8 @@ pub struct CheckpointArgs {
     /// (DIR/checkpoint.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Directory of IDX files; default: the data set the checkpoint was trained on.
+    /// Directory of IDX files, or of PNG images in class folders (see train --help); default: the data
+    /// set the checkpoint was trained on.
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
@@ -197,7 +199,8 @@ pub struct PcaArgs {
     /// between its decoder's columns and the top-k principal subspace.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Directory of IDX files; default: the bundled MNIST (or the checkpoint's data set).
+    /// Directory of IDX files, or of PNG images in class folders (see train --help); default: the
+    /// bundled MNIST (or the checkpoint's data set).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Where the scatter matrix is computed (the matmul op on the GPU, or the CPU backend).
@@ -538,7 +541,11 @@ pub struct TrainArgs {
     /// Use only the first N training images (and at most N test images): quick runs and smoke tests.
     #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub limit: Option<usize>,
-    /// Directory of IDX files (train-images-idx3-ubyte[.gz], …); default: the bundled MNIST.
+    /// The data set; default: the bundled MNIST. Either a directory of the four MNIST IDX files
+    /// (train-images-idx3-ubyte[.gz], …), or a folder of PNG images in one sub-folder per class
+    /// (torchvision's ImageFolder): DIR/train/<class>/*.png and DIR/test/<class>/*.png, or DIR/<class>/*.png
+    /// alone, whose every 7th image (in a fixed shuffled order) is a test image. Labels are the classes'
+    /// places in their sorted folder names (at most 10 classes); all images one size; colour becomes grey.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// The run directory (metrics.csv, config.json, pictures, checkpoint.safetensors). Default: a new

@@ -1,6 +1,7 @@
 //! `gpu-ae pca`: principal component analysis of the training set, the test squared error per image of
 //! its rank-k reconstructions, and with `--checkpoint` a linear autoencoder measured against it: its own
 //! test error and the principal angles between its decoder's columns and the top-k principal subspace.
+//! With `--checkpoint` the figures join the checkpoint's run report.
 
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use anyhow::Context;
 
 use super::PcaArgs;
 use super::eval::test_summary;
+use super::report::add_to_report;
 use super::train::{checkpoint_file, data_line, with_executor};
 use crate::apps::{linalg, pca};
 use crate::checkpoint;
@@ -86,12 +88,14 @@ pub fn run(args: &PcaArgs) -> anyhow::Result<()> {
         "k", "test squared error per image", "variance kept"
     );
     widths.sort_unstable();
+    let mut figures = Vec::new();
     for &k in &widths {
-        println!(
-            "{k:>5}  {:>28.4}  {:>15.2}%",
-            fitted.reconstruction_error(&data.test.images.pixels, k),
-            100.0 * fitted.kept(k)
-        );
+        let error = fitted.reconstruction_error(&data.test.images.pixels, k);
+        println!("{k:>5}  {error:>28.4}  {:>15.2}%", 100.0 * fitted.kept(k));
+        figures.push((
+            format!("PCA-{k}: test squared error per image, variance kept"),
+            format!("{error:.4}, {:.2}%", 100.0 * fitted.kept(k)),
+        ));
     }
     let Some((path, ckpt, config)) = model else {
         return Ok(());
@@ -143,5 +147,19 @@ pub fn run(args: &PcaArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    Ok(())
+    figures.push((
+        format!("linear autoencoder (k = {k}): test squared error per image"),
+        format!("{sq_err:.4}"),
+    ));
+    figures.push((
+        format!(
+            "principal angles to the top-{k} principal subspace, degrees: largest, mean, smallest"
+        ),
+        format!(
+            "{:.2}, {mean:.2}, {:.3}",
+            degrees.last().copied().unwrap_or(0.0),
+            degrees.first().copied().unwrap_or(0.0)
+        ),
+    ));
+    add_to_report(&path, "pca", &figures, &[])
 }

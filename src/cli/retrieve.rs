@@ -1,12 +1,14 @@
 //! `gpu-ae retrieve`: the first N test images as queries against the training set by code distance
 //! (relevant = same label), mean average precision and precision@k beside raw pixels and PCA of the
 //! code's width computed in the same run, and `retrieval.png`: ten queries, each followed by its top ten.
+//! The scores and the picture join the checkpoint's run report.
 
 use anyhow::ensure;
 
 use super::RetrieveArgs;
 use super::encode::Codes;
 use super::eval::{check_png_name, open};
+use super::report::add_to_report;
 use super::train::{checkpoint_file, with_executor};
 use crate::apps::pca;
 use crate::apps::retrieval::{RetrievalScores, distance_retrieval};
@@ -97,6 +99,22 @@ pub fn run(a: &RetrieveArgs) -> anyhow::Result<()> {
         ""
     };
     println!("{:<36} {:>8} {:>8}", "codes", "mAP", format!("P@{k}"));
+    let mut figures = vec![
+        (
+            "queries".to_string(),
+            format!(
+                "the first {queries} test images against {} training images; relevant = same label",
+                data.train.len()
+            ),
+        ),
+        (
+            "distance".into(),
+            format!(
+                "{metric:?} on {width}-value codes{}",
+                if codes.variational { " (μ)" } else { "" }
+            ),
+        ),
+    ];
     for (name, s) in [
         (format!("{} code ({metric:?})", config.variant.name()), code),
         (format!("raw pixels ({raw_metric:?})"), raw),
@@ -106,9 +124,13 @@ pub fn run(a: &RetrieveArgs) -> anyhow::Result<()> {
             "{name:<36} {:>8.4} {:>8.4}",
             s.mean_average_precision, s.precision_at_k
         );
+        figures.push((
+            format!("{name}: mAP, P@{k}"),
+            format!("{:.4}, {:.4}", s.mean_average_precision, s.precision_at_k),
+        ));
     }
-    write_picture(&out, &data, &tops, &config, metric)?;
-    Ok(())
+    let what = write_picture(&out, &data, &tops, &config, metric)?;
+    add_to_report(&path, "retrieve", &figures, &[(out, what)])
 }
 
 /// Queries ranked at once: their distances to the whole training set are held in memory (1000 × 60 000
@@ -165,14 +187,14 @@ fn rank(
     Ok((scores, tops))
 }
 
-/// retrieval.png: each shown query, then its ten nearest training images.
+/// retrieval.png: each shown query, then its ten nearest training images; returns what it shows.
 fn write_picture(
     out: &std::path::Path,
     data: &Dataset,
     tops: &[Vec<u32>],
     config: &crate::run::RunConfig,
     metric: Metric,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     ensure!(!tops.is_empty(), "no query to draw");
     let rows: Vec<(String, Vec<Vec<f32>>)> = tops
         .iter()
@@ -212,9 +234,13 @@ fn write_picture(
         std::fs::create_dir_all(dir)?;
     }
     save_figure(out, &figure)?;
+    let what = format!(
+        "rows: a test query, then its {SHOWN} nearest training images by {metric:?} distance of the \
+         codes; each row's label: the query's digit and how many of the matches share it"
+    );
     println!(
         "wrote {} (rows: a query, then its {SHOWN} nearest training images)",
         out.display()
     );
-    Ok(())
+    Ok(what)
 }

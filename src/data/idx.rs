@@ -132,11 +132,21 @@ pub enum DataError {
     )]
     MissingFile { dir: PathBuf, tried: Vec<String> },
 
-    #[error("{}: no such directory (--data names a directory of IDX files)", dir.display())]
+    #[error(
+        "{}: no such directory (--data names a directory of IDX files, or of PNG images in class folders)",
+        dir.display()
+    )]
     MissingDir { dir: PathBuf },
 
-    #[error("{}: not a directory (--data names a directory of IDX files, not a file)", dir.display())]
+    #[error(
+        "{}: not a directory (--data names a directory of IDX files, or of PNG images in class folders; \
+         not a file)",
+        dir.display()
+    )]
     NotADir { dir: PathBuf },
+
+    #[error(transparent)]
+    ImageFolder(#[from] super::image_folder::ImageFolderError),
 }
 
 /// A stack of u8 images: `pixels[i*rows*cols + r*cols + c]` is pixel (r, c) of image i.

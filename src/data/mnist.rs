@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::idx::{self, DataError, IdxImages};
+use super::image_folder;
 
 /// Largest label value in MNIST (digits 0..=9).
 pub const MAX_LABEL: u8 = 9;
@@ -108,7 +109,9 @@ pub fn load_bundled() -> Result<Dataset, DataError> {
 
 /// Loads the four MNIST files from `dir` (see the module docs for accepted names), checks
 /// image/label counts agree per split, train and test images share a shape, labels are
-/// `<= 9`, and with `verify_checksums` that each file's decompressed SHA-256 is MNIST's.
+/// `<= 9`, and with `verify_checksums` that each file's decompressed SHA-256 is MNIST's. A directory
+/// with none of the four files but with sub-folders is a folder of PNG images, a sub-folder per class
+/// ([`image_folder`]).
 pub fn load_dir(dir: &Path, verify_checksums: bool) -> Result<Dataset, DataError> {
     if !dir.exists() {
         return Err(DataError::MissingDir {
@@ -123,6 +126,12 @@ pub fn load_dir(dir: &Path, verify_checksums: bool) -> Result<Dataset, DataError
     // Locate everything first so a missing file is reported before any slow reading.
     let [train_images, train_labels, test_images, test_labels] =
         [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|file| locate(dir, file.name));
+    let no_idx = [&train_images, &train_labels, &test_images, &test_labels]
+        .iter()
+        .all(|found| found.is_err());
+    if no_idx && image_folder::looks_like_image_folder(dir) {
+        return Ok(image_folder::load(dir)?);
+    }
     let paths = [train_images?, train_labels?, test_images?, test_labels?];
     let [train_images, train_labels, test_images, test_labels] = &paths;
 

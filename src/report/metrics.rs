@@ -5,6 +5,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// The file name, in the run directory.
+pub const FILE: &str = "metrics.csv";
+
 /// The columns every run has; `train_<meter>,test_<meter>` pairs follow for each reported meter.
 pub const HEADER: &str = "epoch,step,train_loss,test_loss,seconds,samples_per_second";
 
@@ -80,7 +83,7 @@ impl Done<'_> {
 impl MetricsCsv {
     /// `DIR/metrics.csv`, with a `phase` column when the run has pretraining phases.
     pub fn create(dir: &Path, meters: &[String], phases: bool) -> Result<MetricsCsv, ReportError> {
-        let path = dir.join("metrics.csv");
+        let path = dir.join(FILE);
         let file = File::create(&path).map_err(|source| ReportError::Io {
             path: path.clone(),
             source,
@@ -103,7 +106,7 @@ impl MetricsCsv {
         done: Done<'_>,
         meters: &[String],
     ) -> Result<MetricsCsv, ReportError> {
-        let path = history.join("metrics.csv");
+        let path = history.join(FILE);
         let io = |source| ReportError::Io {
             path: path.clone(),
             source,
@@ -160,6 +163,59 @@ impl MetricsCsv {
                 path: self.path.clone(),
                 source,
             })
+    }
+}
+
+/// metrics.csv read back as text: its header and its lines, each split at the commas. The report reads
+/// it, not the run's memory, so a resumed run's picture and table show the whole history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsTable {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl MetricsTable {
+    /// `path` (a run's metrics.csv); every line must have the header's width.
+    pub fn read(path: &Path) -> Result<MetricsTable, ReportError> {
+        let unreadable = |problem: String| ReportError::Read {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<String> = lines
+            .next()
+            .ok_or_else(|| unreadable("the file is empty, without even a header".into()))?
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let mut rows = Vec::new();
+        for (i, line) in lines.enumerate() {
+            let row: Vec<String> = line.split(',').map(str::to_string).collect();
+            if row.len() != header.len() {
+                return Err(unreadable(format!(
+                    "line {} has {} fields but the header has {}",
+                    i + 2,
+                    row.len(),
+                    header.len()
+                )));
+            }
+            rows.push(row);
+        }
+        Ok(MetricsTable { header, rows })
+    }
+
+    /// The column named `name`, as numbers: `None` for an empty or unparsable field (a meter of another
+    /// phase); `None` for the whole column when the header lacks it.
+    pub fn column(&self, name: &str) -> Option<Vec<Option<f64>>> {
+        let at = self.header.iter().position(|h| h == name)?;
+        Some(self.rows.iter().map(|r| r[at].parse().ok()).collect())
+    }
+
+    /// Every line's phase (`None` in a run without pretraining).
+    pub fn phases(&self) -> Vec<Option<String>> {
+        let at = self.header.iter().position(|h| h == "phase");
+        self.rows.iter().map(|r| at.map(|i| r[i].clone())).collect()
     }
 }
 

@@ -1,10 +1,13 @@
 //! Outputs a user looks at: PNG figures (captioned, labelled grids) of inputs and reconstructions, scatter
-//! plots of codes, and per-epoch metrics as CSV.
+//! plots of codes, loss curves, per-epoch metrics as CSV, and report.html, the page that shows them all.
 
 pub mod confusion;
+pub mod html;
 pub mod metrics;
+pub mod plot;
 pub mod png;
 pub mod scatter;
+pub mod sections;
 
 use std::path::PathBuf;
 use thiserror::Error;
@@ -24,6 +27,8 @@ pub enum ReportError {
     },
     #[error("cannot write {}: writes PNG only; name the file *.png", path.display())]
     NotPng { path: PathBuf },
+    #[error("cannot read {}: {problem}", path.display())]
+    Read { path: PathBuf, problem: String },
     #[error("cannot draw {}: {problem}", path.display())]
     Layout { path: PathBuf, problem: String },
 }

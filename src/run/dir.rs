@@ -200,12 +200,16 @@ impl RunDir {
 
 /// The files a run writes in its directory; `--overwrite` removes an earlier run's, so none of them can be
 /// mistaken for the new run's (a checkpoint under `--save-every 0`, a denoising.png of another model).
-pub const RUN_FILES: [&str; 5] = [
+pub const RUN_FILES: [&str; 9] = [
     CHECKPOINT_FILE,
     METRICS_FILE,
     "config.json",
+    "loss.png",
     "reconstructions.png",
     "denoising.png",
+    "samples.png",
+    "report.html",
+    "report.json",
 ];
 
 /// Removes the [`RUN_FILES`] present in `dir` (held by this process); other files stay.

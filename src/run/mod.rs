@@ -20,6 +20,7 @@ use crate::data::mnist::Dataset;
 use crate::plan::{Plan, Summary};
 use crate::report::metrics::{Done, MetricsCsv, MetricsRow};
 use crate::report::png::{Figure, FigureRow, save_figure};
+use crate::report::{html, plot};
 use crate::run::dir::RunDir;
 use crate::train::{
     EpochOutcome, EpochResult, Faults, Position, Progress, Reconstructions, TrainError, Trainer,
@@ -93,7 +94,8 @@ pub fn shown_meters(plan: &Plan) -> Vec<(usize, &str)> {
 
 /// Trains `config`'s model on `ex` (whose plan was built from it) until `options.epochs`, from `resume`
 /// when given, into the run directory `dir` (held by this process): config.json first, metrics.csv after
-/// every epoch, the checkpoint as `save_every` asks, and the pictures at the end. A non-finite loss or a lost device ends the run with an error that names the last good
+/// every epoch, the checkpoint as `save_every` asks, and at the end loss.png, the pictures and report.html
+/// (its `train` section). A non-finite loss or a lost device ends the run with an error that names the last good
 /// checkpoint; `stop` (Ctrl-C) ends it after the steps already submitted, saving that position.
 #[allow(clippy::too_many_arguments)] // each is a different thing the run needs; a wrapper would only rename them
 pub fn train(
@@ -246,6 +248,14 @@ pub fn train(
         "the run's configuration, as the checkpoint stores it",
     );
     observer.wrote(metrics.path(), "one line per epoch");
+    drop(metrics);
+    let loss = plot::write_loss_plot(
+        out,
+        &format!("{}: train and test loss per epoch", config.variant.name()),
+        &format!("objective: {}", config.describe_objective()),
+    )?;
+    let loss_what = "train (solid) and test (dashed) loss per epoch, a panel per term";
+    observer.wrote(&loss, loss_what);
     if options.save_every > 0 && checkpoint_path.exists() {
         observer.wrote(
             &checkpoint_path,
@@ -253,7 +263,29 @@ pub fn train(
         );
     }
     let last_test = last_test.unwrap_or_else(|| trainer.evaluate().total);
-    write_pictures(&mut trainer, config, data, out, last_test, observer)?;
+    let mut pictures = vec![(loss, loss_what.to_string())];
+    pictures.extend(write_pictures(
+        &mut trainer,
+        config,
+        data,
+        out,
+        last_test,
+        observer,
+    )?);
+    let figures = [
+        ("model".to_string(), config.variant.name().to_string()),
+        ("objective".into(), config.describe_objective()),
+        ("training".into(), config.describe_training()),
+        ("backend".into(), backend.clone()),
+        ("epochs trained".into(), trainer.position.epoch.to_string()),
+        ("test loss".into(), format!("{last_test:.5}")),
+    ];
+    if let Some(report) = html::add_section(out, "train", &figures, &pictures)? {
+        observer.wrote(
+            &report,
+            "the run's report: its commands, configuration, metrics and every picture; open it in a browser",
+        );
+    }
     Ok(RunEnd::Completed)
 }
 
@@ -375,7 +407,7 @@ pub fn caption(config: &RunConfig, epoch: usize, test_loss: f64) -> String {
     )
 }
 
-/// reconstructions.png (rows: test input, its reconstruction), for a denoising model denoising.png (rows:
+/// Writes reconstructions.png (rows: test input, its reconstruction), for a denoising model denoising.png (rows:
 /// corrupted input, the reconstruction of it, clean input), and for a variational model samples.png
 /// (digits decoded from the prior). The first two draw the same test images, and for a denoising model
 /// reconstructions.png shows what it makes of the clean input.
@@ -386,13 +418,15 @@ fn write_pictures(
     out: &Path,
     test_loss: f64,
     observer: &mut dyn Observer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut written = Vec::new();
     let shown = trainer.reconstructions(PICTURE_DIGITS);
     let title = caption(config, trainer.position.epoch, test_loss);
     for (path, what, figure) in figures(&shown, config, data, &title) {
         let path = out.join(path);
         save_figure(&path, &figure)?;
         observer.wrote(&path, &what);
+        written.push((path, format!("{PICTURE_DIGITS} test images; {what}")));
     }
     // A variational model also shows what it generates: digits decoded from its prior.
     if let Some(codec) = trainer.plan().codec.filter(|c| c.variational) {
@@ -407,8 +441,9 @@ fn write_pictures(
         let path = out.join(SAMPLES_FILE);
         save_figure(&path, &figure)?;
         observer.wrote(&path, &what);
+        written.push((path, what));
     }
-    Ok(())
+    Ok(written)
 }
 
 /// How many digits samples.png draws from a variational model's prior, and its name.
