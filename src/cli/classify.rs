@@ -5,6 +5,7 @@ use anyhow::ensure;
 
 use super::ClassifyArgs;
 use super::eval::{check_png_name, open};
+use super::report::add_to_report;
 use super::train::{checkpoint_file, with_executor};
 use crate::apps::classify::{
     Classifier, EpochFigures, Kind, Outcome, Schedule, class_count, labels_per_class, plan, subset,
@@ -182,12 +183,34 @@ pub fn run(a: &ClassifyArgs) -> anyhow::Result<()> {
         &out,
         &confusion::draw(&title, &subtitle, &outcome.confusion),
     )?;
-    println!(
-        "wrote {} (test confusion matrix of the {}: rows true class, columns predicted)",
-        out.display(),
+    let what = format!(
+        "test confusion matrix of the {}: rows true class, columns predicted",
         main_name(*kind)
     );
-    Ok(())
+    println!("wrote {} ({what})", out.display());
+    let mut figures = vec![(
+        "labelled training images".to_string(),
+        labelled.train.len().to_string(),
+    )];
+    figures.push((
+        "training".to_string(),
+        format!(
+            "adam, lr {lr}; batch {}; {} epochs; seed {}",
+            schedule.batch, schedule.epochs, a.seed
+        ),
+    ));
+    for (kind, _, o) in &results {
+        figures.push((
+            format!("test accuracy: {}", kind.describe()),
+            format!("{:.4} (ce {:.4})", o.test_accuracy, o.test_loss),
+        ));
+    }
+    let section = if a.fine_tune {
+        "classify --fine-tune"
+    } else {
+        "classify"
+    };
+    add_to_report(&path, section, &figures, &[(out, what)])
 }
 
 fn main_name(kind: Kind) -> &'static str {

@@ -5,6 +5,7 @@ use anyhow::ensure;
 
 use super::CompleteArgs;
 use super::eval::{check_png_name, open, with_checkpoint};
+use super::report::add_to_report;
 use super::train::{checkpoint_file, with_executor};
 use crate::apps::classify::{
     Classifier, Kind, Schedule, argmax_rows, class_count, logits_buffer, plan, train,
@@ -186,9 +187,22 @@ pub fn run(a: &CompleteArgs) -> anyhow::Result<()> {
         scale: 3,
     };
     save_figure(&out, &figure)?;
-    println!(
-        "wrote {} (rows: occluded with the mean fill, completed, truth)",
-        out.display()
-    );
-    Ok(())
+    let what = "rows: occluded with the mean fill, completed, truth";
+    println!("wrote {} ({what})", out.display());
+    let figures = vec![
+        ("mask".to_string(), a.mask.describe()),
+        ("passes".to_string(), a.passes.to_string()),
+        (
+            "squared error per image: mean fill → completed".to_string(),
+            format!("{mean_error:.3} → {final_error:.3}"),
+        ),
+        (
+            "classifier accuracy: clean, mean fill → completed".to_string(),
+            format!(
+                "{:.4}; {:.4} → {:.4}",
+                accuracies[0], accuracies[1], accuracies[2]
+            ),
+        ),
+    ];
+    add_to_report(&path, "complete", &figures, &[(out, what.to_string())])
 }
