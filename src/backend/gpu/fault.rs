@@ -48,7 +48,8 @@ impl KernelFault {
         };
         // y[0] += 1 with the bias kernel: one row, one channel, one element, identity activation.
         let one = k.constant("selftest break", &[1.0]);
-        let perturb = k.bias_act(target, &one, 1, 1, 1, Act::Identity);
+        let mut perturb = k.bias_act(target, &one, 1, 1, 1, Act::Identity);
+        perturb.name = "GPU_AE_SELFTEST_BREAK";
         dispatch.then_finally(perturb)
     }
 }
