@@ -17,4 +17,5 @@ pub mod plan;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod selftest;
 pub mod train;

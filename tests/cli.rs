@@ -107,6 +107,10 @@ fn info_lists_the_adapter() {
         s.contains("adapter 0") && s.contains("max storage binding"),
         "{s}"
     );
+    assert!(
+        s.contains("gpu-ae selftest"),
+        "info points to selftest: {s}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! 2-D convolution ops: gradients against finite differences (f64), forward against naive definitions,
-//! the transposed-convolution identities of `ConvGeom`, and GPU-vs-CPU parity on awkward and real sizes.
+//! the transposed-convolution identities of `ConvGeom`, and tuning's timing runs leaving no trace. GPU-vs-CPU
+//! parity on awkward and real sizes is the selftest table's (`gpu_ae::selftest::cases`, run by tests/parity.rs).
 
 mod common;
 
@@ -379,18 +380,8 @@ fn conv2d_matches_a_direct_definition() {
     }
 }
 
-/// Runs the three conv ops on both backends from the same random inputs (dx and dw start random, so
-/// accumulation is visible) and compares every output.
-fn assert_gpu_matches_cpu(
-    ctx: &gpu_ae::backend::gpu::GpuContext,
-    g: ConvGeom,
-    accumulate: bool,
-    seed: u64,
-) {
-    assert_gpu_matches_cpu_with(ctx, g, accumulate, seed, MatmulChoice::Auto);
-}
-
-/// As [`assert_gpu_matches_cpu`], with the GPU's kernels chosen as `kernels` says (`Tune`: timed on
+/// The three conv ops on both backends from the same random inputs (dx and dw start random, so
+/// accumulation is visible), every output compared, the GPU's kernels chosen as `kernels` says (`Tune`: timed on
 /// the device while the plan is built, which must leave every buffer as it was: zero).
 fn assert_gpu_matches_cpu_with(
     ctx: &gpu_ae::backend::gpu::GpuContext,
@@ -456,37 +447,6 @@ fn tuned_conv_tiles_leave_no_trace_and_match_cpu() {
     }
 }
 
-#[test]
-fn conv_ops_match_cpu_on_awkward_geometries() {
-    let Some(ctx) = gpu() else { return };
-    for (t, g) in awkward_geometries().into_iter().enumerate() {
-        for accumulate in [false, true] {
-            assert_gpu_matches_cpu(&ctx, g, accumulate, 500 + 10 * t as u64);
-        }
-    }
-}
-
-/// The four layers of the conv-dae: two strided convs down to 64×7×7, two transposed convs back to 1×28×28.
-fn conv_dae_layers(batch: usize) -> [ConvGeom; 4] {
-    [
-        ConvGeom::new(batch, 1, 28, 28, 32, 3, 2, 1),
-        ConvGeom::new(batch, 32, 14, 14, 64, 3, 2, 1),
-        ConvGeom::for_transpose(batch, 64, 7, 7, 32, 3, 2, 1, 1),
-        ConvGeom::for_transpose(batch, 32, 14, 14, 1, 3, 2, 1, 1),
-    ]
-}
-
-#[test]
-fn conv_ops_match_cpu_at_conv_dae_size() {
-    let Some(ctx) = gpu() else { return };
-    for (t, g) in conv_dae_layers(16).into_iter().enumerate() {
-        assert_gpu_matches_cpu(&ctx, g, false, 600 + 10 * t as u64);
-    }
-}
-
-/// A convolution layer's fused forward (conv or transposed conv, then bias and activation in the same
-/// op) against the CPU, which runs the unfused pair: every activation, on the GEMM kernels (8+ channels)
-/// and on the gather kernels followed by bias_act.
 /// One fused conv layer (ConvBiasAct) over buffers x, w, y, bias (ids 0–3), and the lengths of x and y
 /// and the bias's channel count. Transposed: x has the conv's output shape and y its input shape.
 fn fused_conv_plan(g: ConvGeom, transposed: bool, act: Act) -> (Plan, (usize, usize, usize)) {
@@ -511,40 +471,4 @@ fn fused_conv_plan(g: ConvGeom, transposed: bool, act: Act) -> (Plan, (usize, us
         transposed,
     };
     (Plan::from_ops(buffers, vec![op]), (x_len, y_len, channels))
-}
-
-#[test]
-fn fused_conv_bias_act_matches_cpu() {
-    let Some(ctx) = gpu() else { return };
-    const BIAS: BufId = BufId(3);
-    let acts = [
-        Act::Identity,
-        Act::Relu,
-        Act::LeakyRelu,
-        Act::Sigmoid,
-        Act::Tanh,
-    ];
-    for (t, g) in awkward_geometries().into_iter().enumerate() {
-        for transposed in [false, true] {
-            let act = acts[(2 * t + transposed as usize) % acts.len()];
-            let (plan, (x_len, y_len, channels)) = fused_conv_plan(g, transposed, act);
-            let mut cpu = CpuExecutor::<f32>::new(plan.clone());
-            let mut gpu = GpuExecutor::new(&ctx, plan).expect("plan fits the adapter");
-            let seed = 700 + 10 * t as u64;
-            let inputs = [
-                (X, random(x_len, seed, 1.0)),
-                (W, random(g.w_len(), seed + 1, 0.5)),
-                (BIAS, random(channels, seed + 2, 1.0)),
-                (Y, random(y_len, seed + 3, 1.0)),
-            ];
-            for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
-                for (id, data) in &inputs {
-                    ex.write_f32(*id, data);
-                }
-                ex.run(Program::FORWARD_BACKWARD, 1);
-            }
-            let what = format!("conv_bias_act transposed={transposed} {act:?} {g:?}");
-            assert_close(&what, &gpu.read_f32(Y), &cpu.read_f32(Y), REL);
-        }
-    }
 }

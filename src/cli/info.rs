@@ -96,7 +96,18 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         );
         let ts = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         println!("  timestamp queries      {}", if ts { "yes" } else { "no" });
+        let selftest = match crate::selftest::cache::failed_before(&info) {
+            Some(_) => {
+                "FAILED last time: its kernels computed wrong numbers (rerun `gpu-ae selftest`)"
+            }
+            None => "`gpu-ae selftest` checks every kernel on it against the CPU backend",
+        };
+        println!("  selftest               {selftest}");
     }
+    println!(
+        "run `gpu-ae selftest` (--quick: seconds) to check that an adapter computes what the CPU backend \
+         does before trusting its numbers"
+    );
     Ok(())
 }
 

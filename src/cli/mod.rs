@@ -12,6 +12,7 @@ pub mod map;
 pub mod pca;
 pub mod report;
 pub mod retrieve;
+pub mod selftest;
 pub mod train;
 
 use std::path::PathBuf;
@@ -80,6 +81,27 @@ pub enum Command {
     /// ratio, and GPU matmul GFLOP/s. See benches/README.md for what each figure means.
     #[command(args_override_self = true)]
     Bench(bench::BenchArgs),
+    /// Checks every kernel on this machine's GPU against the CPU backend: each op family (every matmul
+    /// kernel and tile the autotuner may pick, fused activations, convolutions, losses, optimizers, …) on
+    /// seeded inputs of awkward sizes at the test suite's tolerances, then one training step of every
+    /// variant. Exit status 0 when all agree, 1 otherwise, naming the first mismatching kernel.
+    Selftest(SelftestArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SelftestArgs {
+    /// The adapter to check: auto (the best hardware GPU), an API (vulkan, metal, dx12, gl: its best
+    /// adapter, software ones included), or cpu (the CPU backend in f32 against itself in f64, a check
+    /// of the check).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// Each entry point and kernel choice once, on one size (seconds); without it, every size of the
+    /// table as well.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the report as JSON to FILE, to attach to a bug report.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// A checkpoint and where to run it.
@@ -723,6 +745,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Complete(args) => complete::run(&args),
         Command::Pca(args) => pca::run(&args),
         Command::Bench(args) => bench::run(&args).map(|_| ()),
+        Command::Selftest(args) => selftest::run(&args),
     }
 }
 

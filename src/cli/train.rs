@@ -42,10 +42,22 @@ pub fn with_executor<R>(
         }
         Resolved::Gpu(api) => {
             let ctx = GpuContext::new(api)?;
+            warn_if_selftest_failed(&ctx);
             let mut ex = GpuExecutor::new(&ctx, plan)?;
             f(&mut ex)
         }
     }
+}
+
+/// Once per process: the warning for an adapter whose `gpu-ae selftest` failed (a result cached for
+/// this adapter and driver, `crate::selftest::cache`).
+fn warn_if_selftest_failed(ctx: &GpuContext) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(warning) = crate::selftest::cache::warning(&ctx.info) {
+            eprintln!("warning: {warning}");
+        }
+    });
 }
 
 /// The configuration to train and the checkpoint to start from (with its path): the flags'

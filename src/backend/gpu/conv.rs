@@ -84,7 +84,13 @@ impl Kernels {
         out: &wgpu::Buffer,
         build: impl Fn(&mut Kernels, (Shader, usize)) -> Dispatch,
     ) -> Dispatch {
-        let tile = if !self.tuning() {
+        let tile = if let Some(forced) = self.conv_tile {
+            if forced > 32 {
+                (Shader::ConvGemmWide, 64)
+            } else {
+                (Shader::ConvGemm, 32)
+            }
+        } else if !self.tuning() {
             gemm_tile(rows)
         } else if let Some(&known) = self.tuned_conv_tiles.get(&key) {
             known

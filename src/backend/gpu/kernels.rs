@@ -169,6 +169,26 @@ impl Dispatch {
         self.then = Some(Box::new(next));
         self
     }
+
+    /// This launch and its follow-ups, then `last` after all of them.
+    pub fn then_finally(mut self, last: Dispatch) -> Dispatch {
+        self.then = Some(Box::new(match self.then.take() {
+            Some(next) => next.then_finally(last),
+            None => last,
+        }));
+        self
+    }
+
+    /// The entry points this op launches, in order.
+    pub fn entry_points(&self) -> Vec<&'static str> {
+        let mut names = vec![self.name];
+        let mut next = &self.then;
+        while let Some(d) = next {
+            names.push(d.name);
+            next = &d.then;
+        }
+        names
+    }
 }
 
 /// Compiles shader modules and pipelines on first use and keeps them.
@@ -183,6 +203,9 @@ pub struct Kernels {
     /// Whether the adapter is a CPU (lavapipe): kernels chosen by shape keep to their simplest form.
     pub(super) adapter_is_cpu: bool,
     pub(super) matmul_choice: MatmulChoice,
+    /// The implicit-GEMM convolutions' tile height (32 or 64 rows) when forced, as `gpu-ae selftest`
+    /// and the parity tests do to run both; `None`: chosen by shape, or timed.
+    pub(super) conv_tile: Option<usize>,
     /// Matmul shapes timed so far and the kernel that won ([`MatmulChoice::Tune`]).
     pub(super) tuned_matmuls: HashMap<TuneKey, MatmulChoice>,
     /// The kernel of every matmul dispatch built, in order.
@@ -206,7 +229,7 @@ fn bits(v: f32) -> u32 {
 impl Kernels {
     /// `bounds_checks: false` compiles the shaders without the clamps wgpu would add to every buffer access:
     /// every kernel guards its own indices, and the parity tests check each one on odd sizes.
-    pub fn new(ctx: &GpuContext, matmul_choice: MatmulChoice) -> Kernels {
+    pub fn new(ctx: &GpuContext, matmul_choice: MatmulChoice, conv_tile: Option<usize>) -> Kernels {
         Kernels {
             device: ctx.device.clone(),
             queue: ctx.queue.clone(),
@@ -216,6 +239,7 @@ impl Kernels {
             bounds_checks: ctx.shader_bounds_checks,
             adapter_is_cpu: ctx.info.device_type == wgpu::DeviceType::Cpu,
             matmul_choice,
+            conv_tile,
             tuned_matmuls: HashMap::new(),
             matmul_kernels_chosen: Vec::new(),
             tuned_conv_tiles: HashMap::new(),
@@ -330,6 +354,16 @@ impl Kernels {
         };
         trial(1);
         (0..3).map(|_| trial(RUNS)).fold(f64::INFINITY, f64::min)
+    }
+
+    /// A storage buffer holding `values`, made when the plan's dispatches are built.
+    pub(super) fn constant(&self, label: &str, values: &[f32]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(values),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
     }
 
     /// Zeroes `buffer` (on the queue, in order with everything else).

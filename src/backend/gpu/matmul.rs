@@ -23,9 +23,10 @@ use super::kernels::{Dispatch, Kernels, Shader, linear_groups};
 use crate::ops::Act;
 
 /// Which kernel multiplies: chosen by shape, or one forced for every matmul of a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MatmulChoice {
     /// By shape and adapter, as [`choose`] says.
+    #[default]
     Auto,
     Tile64,
     Tile128,

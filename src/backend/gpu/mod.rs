@@ -3,6 +3,7 @@
 
 pub mod context;
 mod conv;
+pub mod fault;
 pub mod kernels;
 mod matmul;
 pub mod profile;
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 
 pub use context::{ApiChoice, GpuContext, GpuError};
+pub use fault::KernelFault;
 use kernels::{Dispatch, Kernels};
 pub use matmul::{MatmulChoice, candidates as matmul_candidates};
 
@@ -60,6 +62,19 @@ impl<'a> GpuExecutor<'a> {
         plan: Plan,
         matmul: MatmulChoice,
     ) -> Result<GpuExecutor<'a>, GpuError> {
+        let options = KernelOptions {
+            matmul,
+            ..KernelOptions::default()
+        };
+        GpuExecutor::with_options(ctx, plan, options)
+    }
+
+    /// As [`GpuExecutor::new`], with the kernel choices (and the test hook) `options` names.
+    pub fn with_options(
+        ctx: &'a GpuContext,
+        plan: Plan,
+        options: KernelOptions,
+    ) -> Result<GpuExecutor<'a>, GpuError> {
         for b in &plan.buffers {
             ctx.check_binding(&format!("buffer {}", b.name), b.len as u64 * 4)?;
         }
@@ -78,7 +93,7 @@ impl<'a> GpuExecutor<'a> {
                 })
             })
             .collect();
-        let mut kernels = Kernels::new(ctx, matmul);
+        let mut kernels = Kernels::new(ctx, options.matmul, options.conv_tile);
         let segments = plan
             .segments
             .iter()
@@ -86,7 +101,10 @@ impl<'a> GpuExecutor<'a> {
                 segment
                     .ops
                     .iter()
-                    .map(|op| dispatch_for(&mut kernels, &buffers, op))
+                    .map(|op| {
+                        let dispatch = dispatch_for(&mut kernels, &buffers, op);
+                        options.fault.apply(&mut kernels, &buffers, op, dispatch)
+                    })
                     .collect()
             })
             .collect();
@@ -107,6 +125,14 @@ impl<'a> GpuExecutor<'a> {
     /// chosen by shape, timed on the device, or forced, as [`GpuExecutor::with_matmul`] was asked.
     pub fn matmul_kernels(&self) -> &[MatmulChoice] {
         &self.matmul_kernels
+    }
+
+    /// The WGSL entry points each op of `program` launches, in the program's order (a split-K matmul:
+    /// `matmul_partial`, `matmul_sum_slices`).
+    pub fn entry_points(&self, program: Program) -> Vec<Vec<&'static str>> {
+        self.program(program, 1)
+            .map(Dispatch::entry_points)
+            .collect()
     }
 
     pub fn buffer(&self, id: BufId) -> &wgpu::Buffer {
@@ -169,6 +195,28 @@ impl<'a> GpuExecutor<'a> {
             .unwrap_or_default();
         staging.unmap();
         bytes
+    }
+}
+
+/// How a [`GpuExecutor`] picks among the kernels that compute the same op.
+#[derive(Clone, Debug)]
+pub struct KernelOptions {
+    /// Every matmul's kernel (and, for `Tune`, the convolutions' tiles too).
+    pub matmul: MatmulChoice,
+    /// The implicit-GEMM convolutions' tile height, 32 or 64 rows, when forced.
+    pub conv_tile: Option<usize>,
+    /// The test hook that breaks one op ([`KernelFault`]).
+    pub fault: KernelFault,
+}
+
+impl Default for KernelOptions {
+    /// Kernels chosen by shape (or timed, on a GPU), and the test hook as the environment says.
+    fn default() -> KernelOptions {
+        KernelOptions {
+            matmul: MatmulChoice::Auto,
+            conv_tile: None,
+            fault: KernelFault::from_env(),
+        }
     }
 }
 
