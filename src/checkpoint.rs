@@ -80,10 +80,12 @@ const KEY_PHASE: &str = "pretrain_phase";
 
 /// Plan buffer suffixes of optimizer state → torch.optim slot names, with the optimizer they belong to
 /// (the plan uses torch's names, so `--detect-anomaly` and the checkpoint name a tensor alike).
-const OPTIMIZER_SLOTS: [(&str, &str, &str); 3] = [
+const OPTIMIZER_SLOTS: [(&str, &str, &str); 5] = [
     ("exp_avg", "exp_avg", "Adam"),
     ("exp_avg_sq", "exp_avg_sq", "Adam"),
     ("momentum_buffer", "momentum_buffer", "SGD"),
+    ("square_avg", "square_avg", "RMSprop"),
+    ("sum", "sum", "Adagrad"),
 ];
 
 /// Everything that can go wrong with a checkpoint; each message names the file.

@@ -224,6 +224,13 @@ impl TrainArgs {
         for g in &given {
             (g.set)(&mut config);
         }
+        // torch.optim's defaults for the chosen optimizer, where the flag was not given.
+        if self.lr.is_none() {
+            config.lr = config.optimizer.default_lr();
+        }
+        if self.weight_decay.is_none() {
+            config.weight_decay = config.optimizer.default_weight_decay();
+        }
         if let Some(data) = &self.data {
             config.data = Some(data.clone());
         }

@@ -17,6 +17,7 @@ use crate::model::variants::{
 };
 use crate::model::{Model, Shape};
 use crate::objective::{Emphasis, Objective, Term};
+use crate::ops::optim::{AdagradHyper, RmspropHyper};
 use crate::ops::{Act, AdamHyper, LossKind, Noise};
 use crate::plan::pretrain::PRETRAIN_BATCH;
 use crate::plan::{
@@ -160,9 +161,37 @@ pub enum DeckArg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerArg {
+    /// Adam (L2 weight decay added to the gradient).
     #[default]
     Adam,
+    /// AdamW: Adam with decoupled weight decay (default --weight-decay 0.01, as torch.optim.AdamW).
+    #[value(name = "adamw")]
+    #[serde(rename = "adamw")]
+    AdamW,
+    /// SGD with momentum.
     Sgd,
+    /// RMSprop (α 0.99, ε 1e-8; default --lr 0.01, as torch.optim.RMSprop).
+    Rmsprop,
+    /// Adagrad (ε 1e-10; default --lr 0.01, as torch.optim.Adagrad).
+    Adagrad,
+}
+
+impl OptimizerArg {
+    /// torch.optim's default learning rate for the optimizer, used when --lr is not given.
+    pub fn default_lr(self) -> f32 {
+        match self {
+            OptimizerArg::Rmsprop | OptimizerArg::Adagrad => 1e-2,
+            _ => 1e-3,
+        }
+    }
+
+    /// torch.optim's default weight decay, used when --weight-decay is not given.
+    pub fn default_weight_decay(self) -> f32 {
+        match self {
+            OptimizerArg::AdamW => 1e-2,
+            _ => 0.0,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
@@ -589,6 +618,9 @@ impl RunConfig {
     pub fn describe_training(&self) -> String {
         let optimizer = match self.optimizer {
             OptimizerArg::Adam => format!("adam, lr {}", self.lr),
+            OptimizerArg::AdamW => format!("adamw, lr {}", self.lr),
+            OptimizerArg::Rmsprop => format!("rmsprop, lr {}", self.lr),
+            OptimizerArg::Adagrad => format!("adagrad, lr {}", self.lr),
             OptimizerArg::Sgd => format!("sgd, lr {}, momentum {}", self.lr, self.momentum),
         };
         let decay = if self.weight_decay > 0.0 {
@@ -670,6 +702,22 @@ impl RunConfig {
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             },
+            OptimizerArg::AdamW => Optimizer::Adam(AdamHyper {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                decoupled: true,
+                ..AdamHyper::default()
+            }),
+            OptimizerArg::Rmsprop => Optimizer::Rmsprop(RmspropHyper {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                ..RmspropHyper::default()
+            }),
+            OptimizerArg::Adagrad => Optimizer::Adagrad(AdagradHyper {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                ..AdagradHyper::default()
+            }),
         }
     }
 
