@@ -5,6 +5,8 @@
 //     (never forms log σ(z) directly, so large |z| cannot overflow)
 // kind 1, MSE on y = act(z):
 //     l = (y − x)²                                  ∂l/∂z = 2(y − x)·act'(y)
+// kind 2, L1 on y = act(z):
+//     l = |y − x|                                   ∂l/∂z = sign(y − x)·act'(y), sign(0) = 0
 //
 // grad = ∂(mean over valid elements)/∂z (with per_sample = 1: ∂(mean over valid rows of the row's sum)/∂z,
 // the VAE literature's loss per image); rows past valid = min(rows, samples − state[1]·rows) get zero
@@ -47,6 +49,9 @@ fn element_loss(z: f32, x: f32, kind: u32, act: u32) -> vec3<f32> {
     }
     let y = activate(z, act);
     let d = y - x;
+    if (kind == 2u) {
+        return vec3<f32>(abs(d), sign(d) * activation_slope(y, act), y);
+    }
     return vec3<f32>(d * d, 2.0 * d * activation_slope(y, act), y);
 }
 

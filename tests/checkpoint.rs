@@ -490,6 +490,7 @@ fn default_plan(flags: &[&str]) -> Plan {
         optimizer: match config.optimizer {
             OptimizerArg::Adam => Optimizer::Adam(AdamHyper::default()),
             OptimizerArg::Sgd => sgd(),
+            _ => config.optimizer(),
         },
         train_samples: 8,
         test_samples: 4,

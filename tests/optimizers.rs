@@ -132,13 +132,14 @@ fn gpu_kernels_match_pytorch_s_rules() {
         })
         .collect();
     // A constant schedule: its multiplier must be exactly 1.
-    let scale = Some(Scalar {
+    let unit = Scalar {
         buf: id("scalars"),
         index: 0,
-    });
+    };
+    let scale = Some(unit);
     let ops = vec![
         Op::Optim(OptimOp::LrSchedule {
-            scale: scale.unwrap_or_else(|| unreachable!()),
+            scale: unit,
             state: id("state"),
             step_word: state::GLOBAL_STEP,
             schedule: LrSchedule {

@@ -99,6 +99,7 @@ pub fn eval(a: &CheckpointArgs) -> anyhow::Result<()> {
     let loss_name = match config.loss {
         LossArg::Bce => "bce",
         LossArg::Mse => "mse",
+        LossArg::L1 => "l1",
     };
     if config.variant.is_variational() {
         // The VAE literature's figure: the objective per image (the negative ELBO for β = 1), then its

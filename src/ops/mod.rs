@@ -77,6 +77,9 @@ pub enum LossKind {
     BceWithLogits,
     /// Squared error of y = act(z) against x: l = (y − x)²,  ∂l/∂z = 2(y − x)·act'(y).
     Mse,
+    /// Absolute error of y = act(z) against x: l = |y − x|,  ∂l/∂z = sign(y − x)·act'(y), sign(0) = 0 (the
+    /// subgradient `torch.abs` uses; PyTorch's `nn.L1Loss`).
+    L1,
 }
 
 impl LossKind {
@@ -84,6 +87,7 @@ impl LossKind {
         match self {
             LossKind::BceWithLogits => 0,
             LossKind::Mse => 1,
+            LossKind::L1 => 2,
         }
     }
 }

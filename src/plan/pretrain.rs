@@ -615,6 +615,7 @@ impl Layerwise<'_> {
                 match loss {
                     LossKind::BceWithLogits => "bce",
                     LossKind::Mse => "mse",
+                    LossKind::L1 => "l1",
                 }
             ),
             step,

@@ -202,6 +202,8 @@ pub enum LossArg {
     Bce,
     /// Mean squared error.
     Mse,
+    /// Mean absolute error (PyTorch's L1Loss).
+    L1,
 }
 
 impl From<LossArg> for LossKind {
@@ -209,6 +211,7 @@ impl From<LossArg> for LossKind {
         match l {
             LossArg::Bce => LossKind::BceWithLogits,
             LossArg::Mse => LossKind::Mse,
+            LossArg::L1 => LossKind::L1,
         }
     }
 }
@@ -808,6 +811,7 @@ impl RunConfig {
         let mut parts = vec![match self.loss {
             LossArg::Bce => "bce".to_string(),
             LossArg::Mse => "mse".to_string(),
+            LossArg::L1 => "l1".to_string(),
         }];
         if let Some(e) = self.emphasis {
             parts[0] = format!("{} emphasised {}:{}", parts[0], e.corrupted, e.clean);

@@ -393,6 +393,7 @@ pub fn caption(config: &RunConfig, epoch: usize, test_loss: f64) -> String {
     let loss = match config.loss {
         config::LossArg::Bce => "bce",
         config::LossArg::Mse => "mse",
+        config::LossArg::L1 => "l1",
     };
     let objective = if config.variant.is_variational() {
         format!("per image: {loss} summed + {} KL", config.beta)

@@ -352,6 +352,18 @@ pub fn loss_element<T: Real>(kind: LossKind, output_act: Act, z: T, x: T) -> (T,
                 y,
             )
         }
+        LossKind::L1 => {
+            let y = activate(z, output_act);
+            let d = y - x;
+            let sign = if d > T::zero() {
+                T::one()
+            } else if d < T::zero() {
+                -T::one()
+            } else {
+                T::zero()
+            };
+            (d.abs(), sign * activation_slope(y, output_act), y)
+        }
     }
 }
 
