@@ -21,10 +21,12 @@ const ACTS: [Act; 5] = [
     Act::Tanh,
 ];
 /// (loss, output activation) pairs the plan accepts.
-const LOSSES: [(LossKind, Act); 3] = [
+const LOSSES: [(LossKind, Act); 5] = [
     (LossKind::BceWithLogits, Act::Sigmoid),
     (LossKind::Mse, Act::Sigmoid),
     (LossKind::Mse, Act::Identity),
+    (LossKind::L1, Act::Sigmoid),
+    (LossKind::L1, Act::Identity),
 ];
 
 const FEATURES: usize = 13;

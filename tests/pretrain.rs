@@ -629,6 +629,7 @@ fn a_run_resumed_inside_a_pretraining_phase_repeats_the_uninterrupted_one() {
             detect_anomaly: false,
             faults: Faults::default(),
             history: None,
+            patience: None,
         };
         let run = |dir: &Path, resume: Option<&checkpoint::Checkpoint>, at: (usize, usize)| {
             let choice = match resume {

@@ -353,6 +353,7 @@ fn a_resumed_vae_run_repeats_the_uninterrupted_one_exactly() {
         detect_anomaly: false,
         faults: Faults::default(),
         history: None,
+        patience: None,
     };
     let run = |dir: &Path, resume: Option<&checkpoint::Checkpoint>, stop_at: usize| {
         let choice = match resume {

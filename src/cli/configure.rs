@@ -5,9 +5,9 @@
 
 use anyhow::bail;
 
-use super::{Choice, NoiseChoice, TrainArgs};
+use super::{Choice, NoiseChoice, ScheduleFlag, TrainArgs};
 use crate::run::RunConfig;
-use crate::run::config::{OptimizerArg, PretrainArg, Variant};
+use crate::run::config::{OptimizerArg, PretrainArg, ScheduleArg, Variant};
 
 /// Which configurations a flag means something for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,8 +71,8 @@ struct Given<'a> {
 }
 
 /// The flags that may differ from the checkpoint on `--resume` (listed in `--help`).
-pub const FREE_ON_RESUME: &str = "--epochs, --backend, --out, --data, --save-every, --steps-per-submit, \
-                                  --quiet, --detect-anomaly and --profile";
+pub const FREE_ON_RESUME: &str = "--epochs, --patience, --backend, --out, --data, --save-every, \
+                                  --steps-per-submit, --quiet, --detect-anomaly and --profile";
 
 impl TrainArgs {
     /// Every configuration flag given, in the order of `--help` (`--variant` and `--data` apart).
@@ -94,6 +94,25 @@ impl TrainArgs {
         }
         if let Some(v) = self.weight_decay {
             add("--weight-decay", Any, Box::new(move |c| c.weight_decay = v));
+        }
+        if let Some(v) = self.lr_schedule {
+            let schedule = match v {
+                ScheduleFlag::Given(s) => s,
+                ScheduleFlag::CosineOverRun => ScheduleArg::Cosine {
+                    epochs: self
+                        .epochs
+                        .saturating_sub(self.lr_warmup.unwrap_or(0))
+                        .max(1),
+                },
+            };
+            add(
+                "--lr-schedule",
+                Any,
+                Box::new(move |c| c.lr_schedule = schedule),
+            );
+        }
+        if let Some(v) = self.lr_warmup {
+            add("--lr-warmup", Any, Box::new(move |c| c.lr_warmup = v));
         }
         if let Some(v) = self.loss {
             add("--loss", Any, Box::new(move |c| c.loss = v));

@@ -460,7 +460,9 @@ pub struct TrainArgs {
     /// Learning rate, a finite number > 0 [default: 1e-3].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    /// adam or sgd [default: adam].
+    /// The optimizer, with torch.optim's definitions. Without --lr, each takes PyTorch's default rate
+    /// (1e-3 for adam and adamw, 1e-2 for rmsprop and adagrad; sgd 1e-3 as before) and adamw its
+    /// weight decay of 1e-2 [default: adam].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
     /// SGD momentum, in [0, 1) [default: 0.9]; --optimizer sgd only.
@@ -469,6 +471,21 @@ pub struct TrainArgs {
     /// L2 weight decay ≥ 0, added to the gradient (PyTorch's `weight_decay`) [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
+    /// How the learning rate changes after any warm-up, step by step: constant; step:E:γ (× γ every E
+    /// epochs, counted from the start, as StepLR); cosine (down to 0 along half a cosine over the
+    /// epochs after the warm-up, as CosineAnnealingLR) or cosine:N (over N epochs, then 0)
+    /// [default: constant].
+    #[arg(long, value_name = "SCHEDULE", value_parser = parse_schedule_flag)]
+    pub lr_schedule: Option<ScheduleFlag>,
+    /// Epochs over which the learning rate grows linearly from lr/steps to lr, step by step, before the
+    /// schedule takes over [default: 0].
+    #[arg(long, value_name = "E", value_parser = parse_whole, allow_negative_numbers = true)]
+    pub lr_warmup: Option<usize>,
+    /// Early stopping: end the run once the test loss has not improved for N epochs in a row. The
+    /// epoch with the lowest test loss is saved as best.safetensors, and the pictures and report show
+    /// that model; checkpoint.safetensors is where training stopped.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub patience: Option<usize>,
     /// Reconstruction loss, a mean per pixel [default: bce].
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
@@ -592,7 +609,7 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint (or in DIR/checkpoint.safetensors when given a
     /// directory), up to --epochs in total. The checkpoint fixes the model, objective, optimizer, seed and
     /// data size: a flag that sets one of them differently is an error. What may change: --epochs,
-    /// --backend, --out, --data, --save-every, --steps-per-submit, --quiet, --detect-anomaly, --profile.
+    /// --patience, --backend, --out, --data, --save-every, --steps-per-submit, --quiet, --detect-anomaly, --profile.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// After the first epoch, print the per-op GPU profile of one training step (each dispatch timed with
@@ -608,6 +625,20 @@ pub struct TrainArgs {
     /// Rows of the --profile table (the slowest ops first) [default: 25].
     #[arg(long, value_parser = parse_count)]
     pub profile_top: Option<usize>,
+}
+
+/// `--lr-schedule`: a schedule, or `cosine` over the run's own --epochs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScheduleFlag {
+    Given(crate::run::config::ScheduleArg),
+    CosineOverRun,
+}
+
+fn parse_schedule_flag(text: &str) -> Result<ScheduleFlag, String> {
+    match text.trim() {
+        "cosine" => Ok(ScheduleFlag::CosineOverRun),
+        t => crate::run::config::parse_schedule(t).map(ScheduleFlag::Given),
+    }
 }
 
 /// A whole number ≥ 1.
@@ -700,7 +731,7 @@ loss the RBM's reconstruction error per image, rbm_error, or the layer's autoenc
 then the whole model for --epochs (fine-tune); metrics.csv ends each line with the phase, epochs and steps
 count within it, and --resume continues inside any phase.
 
---resume keeps the checkpoint's configuration; only --epochs, --backend, --out, --data, --save-every,
+--resume keeps the checkpoint's configuration; only --epochs, --patience, --backend, --out, --data, --save-every,
 --steps-per-submit, --quiet, --detect-anomaly and --profile may change. A flag that sets the configuration to
 something else is an error naming the checkpoint's value.";
 

@@ -120,6 +120,7 @@ fn check_run_flags(args: &TrainArgs) -> anyhow::Result<()> {
             (args.out.is_some(), "--out"),
             (args.overwrite, "--overwrite"),
             (args.save_every.is_some(), "--save-every"),
+            (args.patience.is_some(), "--patience"),
         ] {
             anyhow::ensure!(
                 !given,
@@ -234,6 +235,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         detect_anomaly: args.detect_anomaly,
         faults: Faults::from_env(),
         history,
+        patience: args.patience,
     };
     let mut printer = Printer::new(args);
     let end = with_executor(args.backend, plan, |ex| {
@@ -553,6 +555,16 @@ impl Observer for Printer {
             r.test.total,
             result.seconds,
             result.samples_per_second
+        );
+    }
+
+    fn stopped_early(&mut self, epoch: usize, best: run::Best, patience: usize) {
+        println!(
+            "early stop after epoch {epoch}: the test loss has not improved on epoch {}'s {:.5} for {patience} \
+             epoch{} (--patience {patience})",
+            best.epoch,
+            best.test_loss,
+            if patience == 1 { "" } else { "s" }
         );
     }
 

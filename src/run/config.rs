@@ -17,7 +17,7 @@ use crate::model::variants::{
 };
 use crate::model::{Model, Shape};
 use crate::objective::{Emphasis, Objective, Term};
-use crate::ops::optim::{AdagradHyper, RmspropHyper};
+use crate::ops::optim::{AdagradHyper, Decay, LrSchedule, RmspropHyper};
 use crate::ops::{Act, AdamHyper, LossKind, Noise};
 use crate::plan::pretrain::PRETRAIN_BATCH;
 use crate::plan::{
@@ -306,6 +306,11 @@ pub struct RunConfig {
     pub lr: f32,
     pub momentum: f32,
     pub weight_decay: f32,
+    /// How the learning rate changes over the (fine-tuning) epochs after the warm-up.
+    #[serde(with = "schedule_text")]
+    pub lr_schedule: ScheduleArg,
+    /// Epochs over which the learning rate grows linearly to its value, step by step (0: none).
+    pub lr_warmup: usize,
     pub seed: u64,
     /// Train on the first N training images and test on at most N test images.
     pub limit: Option<usize>,
@@ -341,10 +346,86 @@ impl Default for RunConfig {
             lr: 1e-3,
             momentum: 0.9,
             weight_decay: 0.0,
+            lr_schedule: ScheduleArg::Constant,
+            lr_warmup: 0,
             seed: 0,
             limit: None,
             data: None,
         }
+    }
+}
+
+/// The learning-rate schedule after the warm-up, counted in epochs (the plan converts them to steps, so
+/// the rate changes step by step, as PyTorch's schedulers do when stepped every batch).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum ScheduleArg {
+    /// The same learning rate throughout.
+    #[default]
+    Constant,
+    /// × `gamma` every `every` epochs (StepLR).
+    Step { every: usize, gamma: f32 },
+    /// From the learning rate down to 0 along half a cosine, over the `epochs` epochs after the warm-up
+    /// ends (CosineAnnealingLR with T_max those epochs' steps).
+    Cosine { epochs: usize },
+}
+
+impl std::fmt::Display for ScheduleArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScheduleArg::Constant => write!(f, "constant"),
+            ScheduleArg::Step { every, gamma } => write!(f, "step:{every}:{gamma}"),
+            ScheduleArg::Cosine { epochs } => write!(f, "cosine:{epochs}"),
+        }
+    }
+}
+
+/// `constant`, `step:E:γ` or `cosine:N`; `cosine` alone (the run's epochs, which only the command line
+/// knows) is the CLI's to resolve, so here it is an error.
+pub fn parse_schedule(text: &str) -> Result<ScheduleArg, String> {
+    let forms = "constant, step:E:γ (× γ every E epochs, 0 < γ ≤ 1), or cosine[:N] (down to 0 over N epochs; \
+                 without N, over --epochs)";
+    let mut parts = text.split(':');
+    let count = |t: Option<&str>| -> Result<usize, String> {
+        match t.map(|t| t.trim().parse::<usize>()) {
+            Some(Ok(n)) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{text:?}: the epochs must be a whole number ≥ 1; expected {forms}"
+            )),
+        }
+    };
+    let schedule = match parts.next() {
+        Some("constant") | Some("none") => ScheduleArg::Constant,
+        Some("step") => {
+            let every = count(parts.next())?;
+            let gamma = match parts.next().map(|g| g.trim().parse::<f32>()) {
+                Some(Ok(g)) if g.is_finite() && g > 0.0 && g <= 1.0 => g,
+                _ => return Err(format!("{text:?}: γ must lie in (0, 1]; expected {forms}")),
+            };
+            ScheduleArg::Step { every, gamma }
+        }
+        Some("cosine") => ScheduleArg::Cosine {
+            epochs: count(parts.next())?,
+        },
+        _ => return Err(format!("unknown schedule {text:?}; expected {forms}")),
+    };
+    match parts.next() {
+        Some(_) => Err(format!("{text:?} has a part too many; expected {forms}")),
+        None => Ok(schedule),
+    }
+}
+
+/// `lr_schedule` as text in the JSON: `constant`, `step:E:γ`, `cosine:N`.
+mod schedule_text {
+    use super::ScheduleArg;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(schedule: &ScheduleArg, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&schedule.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ScheduleArg, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_schedule(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -470,6 +551,10 @@ pub struct InvalidValue {
 }
 
 /// The command-line flag that sets configuration key `key`.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 pub fn flag_of(key: &str) -> String {
     format!("--{}", key.replace('_', "-"))
 }
@@ -537,6 +622,17 @@ impl RunConfig {
             );
         }
         non_negative("weight_decay", self.weight_decay)?;
+        match self.lr_schedule {
+            ScheduleArg::Step { every: 0, .. } | ScheduleArg::Cosine { epochs: 0 } => {
+                return bad("lr_schedule", "counts epochs ≥ 1, got 0".into());
+            }
+            ScheduleArg::Step { gamma, .. }
+                if !(gamma.is_finite() && gamma > 0.0 && gamma <= 1.0) =>
+            {
+                return bad("lr_schedule", format!("γ must lie in (0, 1], got {gamma}"));
+            }
+            _ => {}
+        }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1, got 0".into());
         }
@@ -631,6 +727,12 @@ impl RunConfig {
         } else {
             String::new()
         };
+        let schedule = match (self.lr_schedule, self.lr_warmup) {
+            (ScheduleArg::Constant, 0) => String::new(),
+            (ScheduleArg::Constant, w) => format!(", warmed up over {w} epoch{}", plural(w)),
+            (s, 0) => format!(", schedule {s}"),
+            (s, w) => format!(", schedule {s} after {w} warm-up epoch{}", plural(w)),
+        };
         let pretrain = match self.pretrain {
             PretrainArg::None => String::new(),
             PretrainArg::Rbm => format!(
@@ -643,7 +745,7 @@ impl RunConfig {
             ),
         };
         format!(
-            "{optimizer}{decay}; batch {}; noise {}; seed {}{pretrain}",
+            "{optimizer}{decay}{schedule}; batch {}; noise {}; seed {}{pretrain}",
             self.batch_size,
             noise_to_text(self.noise),
             self.seed
@@ -789,8 +891,28 @@ impl RunConfig {
             test_samples: data.test.len(),
             noise: self.noise,
             seed: self.seed,
-            lr_schedule: None,
+            lr_schedule: self.lr_schedule_steps(data.train.len()),
         }
+    }
+
+    /// The schedule in optimizer steps for `train_samples` training images; `None` for a constant rate.
+    pub fn lr_schedule_steps(&self, train_samples: usize) -> Option<LrSchedule> {
+        let steps = train_samples.div_ceil(self.batch_size.max(1));
+        let decay = match self.lr_schedule {
+            ScheduleArg::Constant if self.lr_warmup == 0 => return None,
+            ScheduleArg::Constant => Decay::Constant,
+            ScheduleArg::Step { every, gamma } => Decay::Step {
+                every: every * steps,
+                gamma,
+            },
+            ScheduleArg::Cosine { epochs } => Decay::Cosine {
+                total: (self.lr_warmup + epochs) * steps,
+            },
+        };
+        Some(LrSchedule {
+            warmup: self.lr_warmup * steps,
+            decay,
+        })
     }
 
     /// The model and its compiled plan on `data`.

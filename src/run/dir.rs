@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub const LOCK_FILE: &str = ".lock";
 /// The file a run saves its checkpoint to.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// With `--patience`: the checkpoint of the epoch with the lowest test loss.
+pub const BEST_FILE: &str = "best.safetensors";
 /// The file a run writes its metrics to.
 pub const METRICS_FILE: &str = "metrics.csv";
 /// The name under ROOT that points at the newest fresh run directory.
@@ -200,8 +202,9 @@ impl RunDir {
 
 /// The files a run writes in its directory; `--overwrite` removes an earlier run's, so none of them can be
 /// mistaken for the new run's (a checkpoint under `--save-every 0`, a denoising.png of another model).
-pub const RUN_FILES: [&str; 9] = [
+pub const RUN_FILES: [&str; 10] = [
     CHECKPOINT_FILE,
+    BEST_FILE,
     METRICS_FILE,
     "config.json",
     "loss.png",

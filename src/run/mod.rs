@@ -43,6 +43,41 @@ pub struct RunOptions {
     /// A resumed run writing into another directory than its checkpoint's: the directory whose
     /// metrics.csv holds the epochs so far (`None`: the run directory's own).
     pub history: Option<PathBuf>,
+    /// Early stopping: end the (fine-tuning) run once the test loss has not improved for this many
+    /// epochs; the best epoch is saved as best.safetensors and the pictures show it.
+    pub patience: Option<usize>,
+}
+
+/// The lowest test loss so far and its epoch (of the fine-tuning).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Best {
+    pub epoch: usize,
+    pub test_loss: f64,
+}
+
+impl Best {
+    /// The best fine-tuning epoch in a run directory's metrics.csv (the lines a resumed run keeps).
+    fn from_history(metrics: &Path, fine_tune: Option<&str>) -> Option<Best> {
+        let table = crate::report::metrics::MetricsTable::read(metrics).ok()?;
+        let (epochs, losses) = (table.column("epoch")?, table.column("test_loss")?);
+        let phases = table.phases();
+        let mut best: Option<Best> = None;
+        for ((epoch, loss), phase) in epochs.into_iter().zip(losses).zip(phases) {
+            if phase.as_deref() != fine_tune {
+                continue;
+            }
+            let (Some(epoch), Some(test_loss)) = (epoch, loss) else {
+                continue;
+            };
+            if best.is_none_or(|b| test_loss < b.test_loss) {
+                best = Some(Best {
+                    epoch: epoch as usize,
+                    test_loss,
+                });
+            }
+        }
+        best
+    }
 }
 
 /// One finished epoch: the training means and the test means.
@@ -63,6 +98,9 @@ pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _steps: usize, _done: usize) {}
     fn progress(&mut self, _progress: &Progress) {}
     fn epoch_finished(&mut self, _plan: &Plan, _report: &EpochReport) {}
+    /// `--patience`: the test loss has not improved since `best` for `patience` epochs, so the run
+    /// stops after epoch `epoch`.
+    fn stopped_early(&mut self, _epoch: usize, _best: Best, _patience: usize) {}
     /// A file was written; `what` says what it shows.
     fn wrote(&mut self, _path: &Path, _what: &str) {}
 }
@@ -166,13 +204,30 @@ pub fn train(
         None => MetricsCsv::create(out, &columns, !phases.is_empty())?,
     };
     let checkpoint_path = dir.checkpoint();
+    let best_path = out.join(dir::BEST_FILE);
     let save = |trainer: &mut Trainer| save_checkpoint(trainer, config, &checkpoint_path);
     let mut last_test = None;
     let mut announced = None;
+    let fine_tune_phase = trainer.plan().phases.len() - 1;
+    let fine_tune_name = phases.last().map(String::as_str);
+    let mut best = match (options.patience, resume) {
+        (Some(_), Some(_)) => Best::from_history(metrics.path(), fine_tune_name),
+        _ => None,
+    };
+    let mut stopped_early = false;
     loop {
         let plan = trainer.plan();
         let phase = trainer.position.phase(plan);
         let epochs = plan.phases[phase].epochs.unwrap_or(options.epochs);
+        if let (Some(patience), Some(b)) = (options.patience, best)
+            && phase == fine_tune_phase
+            && trainer.position.epoch >= b.epoch + patience
+        {
+            // A resumed run that had already stopped early: nothing more to train.
+            stopped_early = true;
+            observer.stopped_early(trainer.position.epoch, b, patience);
+            break;
+        }
         if trainer.position.epoch >= epochs {
             if phase + 1 == plan.phases.len() {
                 break;
@@ -237,10 +292,32 @@ pub fn train(
                 .collect(),
             phase: phases.get(phase).cloned(),
         })?;
+        let test_loss = test.total;
         let report = EpochReport { result, test };
         observer.epoch_finished(trainer.plan(), &report);
-        if options.save_every > 0 && (epoch.is_multiple_of(options.save_every) || epoch == epochs) {
+        let mut stop_now = false;
+        if let Some(patience) = options.patience
+            && phase == fine_tune_phase
+        {
+            if best.is_none_or(|b| test_loss < b.test_loss) {
+                best = Some(Best { epoch, test_loss });
+                save_checkpoint(&mut trainer, config, &best_path)?;
+            } else if let Some(b) = best
+                && epoch >= b.epoch + patience
+                && epoch < epochs
+            {
+                observer.stopped_early(epoch, b, patience);
+                stopped_early = true;
+                stop_now = true;
+            }
+        }
+        if options.save_every > 0
+            && (epoch.is_multiple_of(options.save_every) || epoch == epochs || stop_now)
+        {
             save(&mut trainer)?;
+        }
+        if stop_now {
+            break;
         }
     }
     observer.wrote(
@@ -262,6 +339,27 @@ pub fn train(
             "model, optimizer and position; --resume continues it",
         );
     }
+    let stopped_at = trainer.position.epoch;
+    // With --patience the pictures and the report show the best epoch's model.
+    let best_shown = match best {
+        Some(b) if options.patience.is_some() && best_path.exists() => {
+            observer.wrote(
+                &best_path,
+                &format!(
+                    "the model of epoch {} (lowest test loss, {:.5})",
+                    b.epoch, b.test_loss
+                ),
+            );
+            if b.epoch != stopped_at {
+                let ckpt = checkpoint::load(&best_path)?;
+                checkpoint::restore(trainer.executor(), &ckpt)?;
+                trainer.position = ckpt.state.position.clone();
+                last_test = Some(b.test_loss);
+            }
+            Some(b)
+        }
+        _ => None,
+    };
     let last_test = last_test.unwrap_or_else(|| trainer.evaluate().total);
     let mut pictures = vec![(loss, loss_what.to_string())];
     pictures.extend(write_pictures(
@@ -277,9 +375,26 @@ pub fn train(
         ("objective".into(), config.describe_objective()),
         ("training".into(), config.describe_training()),
         ("backend".into(), backend.clone()),
-        ("epochs trained".into(), trainer.position.epoch.to_string()),
+        ("epochs trained".into(), stopped_at.to_string()),
         ("test loss".into(), format!("{last_test:.5}")),
     ];
+    let mut figures = figures.to_vec();
+    if let (Some(b), Some(patience)) = (best_shown, options.patience) {
+        let how = match stopped_early {
+            true => {
+                format!("stopped after epoch {stopped_at}: no improvement for {patience} epochs")
+            }
+            false => format!("ran all {stopped_at} epochs (patience {patience})"),
+        };
+        figures.push(("early stopping".into(), how));
+        figures.push((
+            "shown model".into(),
+            format!(
+                "epoch {} from best.safetensors (test loss {:.5})",
+                b.epoch, b.test_loss
+            ),
+        ));
+    }
     if let Some(report) = html::add_section(out, "train", &figures, &pictures)? {
         observer.wrote(
             &report,

@@ -58,6 +58,8 @@ fn loss_and_reduce() -> Case {
         (LossKind::BceWithLogits, Act::Sigmoid, false),
         (LossKind::Mse, Act::Sigmoid, false),
         (LossKind::Mse, Act::Identity, false),
+        (LossKind::L1, Act::Sigmoid, false),
+        (LossKind::L1, Act::Identity, false),
         (LossKind::BceWithLogits, Act::Sigmoid, true),
     ] {
         let tag = format!(
