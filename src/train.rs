@@ -192,6 +192,9 @@ pub struct Faults {
     pub nan_at_step: Option<usize>,
     /// Before global step N + 1, the device fails as a lost GPU does (`GPU_AE_LOSE_DEVICE_AT_STEP=N`).
     pub lose_device_at_step: Option<usize>,
+    /// Before global step N + 1, training stops as after a Ctrl-C (`GPU_AE_INTERRUPT_AT_STEP=N`): how
+    /// tests interrupt a run, or one run of a sweep, at a known step.
+    pub interrupt_at_step: Option<usize>,
 }
 
 impl Faults {
@@ -201,13 +204,18 @@ impl Faults {
         Faults {
             nan_at_step: hook("GPU_AE_INJECT_NAN_AT_STEP"),
             lose_device_at_step: hook("GPU_AE_LOSE_DEVICE_AT_STEP"),
+            interrupt_at_step: hook("GPU_AE_INTERRUPT_AT_STEP"),
         }
     }
 
     fn steps(&self) -> impl Iterator<Item = usize> {
-        [self.nan_at_step, self.lose_device_at_step]
-            .into_iter()
-            .flatten()
+        [
+            self.nan_at_step,
+            self.lose_device_at_step,
+            self.interrupt_at_step,
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// Whether a hook acts before `global` + 1 (the chunk starting there must wait for an empty queue).
@@ -316,6 +324,10 @@ impl<'e> Trainer<'e> {
             while queued < steps_total && in_flight.len() < depth && !stop.load(Ordering::Relaxed) {
                 let global = pos.global_step + (queued - first);
                 if self.faults.acts_at(global) && !in_flight.is_empty() {
+                    break;
+                }
+                if self.faults.interrupt_at_step == Some(global) {
+                    // As if Ctrl-C came now: nothing more is queued.
                     break;
                 }
                 let len = self

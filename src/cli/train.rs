@@ -160,21 +160,58 @@ fn already_reached(ckpt: &Checkpoint, path: &Path, epochs: usize) -> bool {
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    match run_with(args, &mut DataCache::default())? {
+        Finished::Trained | Finished::AlreadyDone => Ok(()),
+        Finished::Interrupted => std::process::exit(130),
+    }
+}
+
+/// The data sets a process has loaded, by (`--data`, `--limit`): a sweep reads and decodes them once.
+#[derive(Default)]
+pub struct DataCache {
+    loaded: Vec<((Option<PathBuf>, Option<usize>), Arc<Dataset>)>,
+}
+
+impl DataCache {
+    pub fn load(&mut self, config: &RunConfig) -> anyhow::Result<Arc<Dataset>> {
+        let key = (config.data.clone(), config.limit);
+        if let Some((_, data)) = self.loaded.iter().find(|(k, _)| *k == key) {
+            return Ok(data.clone());
+        }
+        let data = Arc::new(config.load_data()?);
+        self.loaded.push((key, data.clone()));
+        Ok(data)
+    }
+}
+
+/// How [`run_with`] ended, when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    Trained,
+    /// The checkpoint had trained the epochs asked for already; nothing was written.
+    AlreadyDone,
+    /// Ctrl-C: the position was saved (unless --save-every 0) and the message printed.
+    Interrupted,
+}
+
+/// `gpu-ae train` with the data taken from (or added to) `cache`.
+pub fn run_with(args: &TrainArgs, cache: &mut DataCache) -> anyhow::Result<Finished> {
     check_run_flags(args)?;
     let (config, mut resume) = configuration(args)?;
     if let Some((ckpt, path)) = &resume
         && !args.profile
         && already_reached(ckpt, path, args.epochs)
     {
-        return Ok(());
+        return Ok(Finished::AlreadyDone);
     }
     anyhow::ensure!(
         !(args.detect_anomaly && config.pretraining().is_some()),
         "--detect-anomaly checks the fine-tuning's step op by op, and this run pretrains first; leave \
          --detect-anomaly out, or use it on a run without --pretrain"
     );
-    let data = config.load_data()?;
-    let (model, plan) = config.build(&data)?;
+    let data = cache.load(&config)?;
+    let data = data.as_ref();
+    let (model, plan) = config.build(data)?;
     if args.profile {
         // Writes nothing, so takes no run directory.
         print_header(&config, &data, &model.describe(), None);
@@ -188,7 +225,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         let ctx = GpuContext::new(api)?;
         let mut ex = GpuExecutor::new(&ctx, plan)?;
         let ckpt = resume.as_ref().map(|(c, _)| c);
-        return profile_after_first_epoch(&mut ex, args, &config, &data, ckpt);
+        return profile_after_first_epoch(&mut ex, args, &config, data, ckpt)
+            .map(|()| Finished::Trained);
     }
     let resumed_from = resume.as_ref().map(|(_, p)| p.clone());
     let home = resumed_from
@@ -220,7 +258,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         // Another run may have saved this checkpoint between reading it and taking the lock.
         let ckpt = checkpoint::load(path)?;
         if already_reached(&ckpt, path, args.epochs) {
-            return Ok(());
+            return Ok(Finished::AlreadyDone);
         }
         resume = Some((ckpt, path.clone()));
     }
@@ -279,9 +317,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 "interrupted at epoch {epoch}, step {steps_done} of {steps_total}; nothing saved (--save-every 0)"
             ),
         }
-        std::process::exit(130);
+        return Ok(Finished::Interrupted);
     }
-    Ok(())
+    Ok(Finished::Trained)
 }
 
 /// The first lines of a run: where it writes, the data, the model, the objective and how it trains.
@@ -639,16 +677,20 @@ fn profile_after_first_epoch(
 }
 
 /// Raised by the first Ctrl-C: training stops after the steps already submitted. A second Ctrl-C exits at
-/// once.
+/// once. One flag per process, installed on first use, so every run of a sweep hears it.
 fn stop_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let handler_flag = flag.clone();
-    // Installing fails only when a handler exists already (a second run in one process); keep going then.
-    let _ = ctrlc::set_handler(move || {
-        if handler_flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after the current steps (Ctrl-C again to quit at once)");
-    });
-    flag
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = flag.clone();
+        // Installing fails only when another handler exists already; keep going then.
+        let _ = ctrlc::set_handler(move || {
+            if handler_flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after the current steps (Ctrl-C again to quit at once)");
+        });
+        flag
+    })
+    .clone()
 }

@@ -277,9 +277,19 @@ fn figure(h: &mut String, link: &str, caption: &str) {
 
 /// metrics.csv as a table, numbers to six significant digits (metrics.csv keeps every digit).
 fn metrics_table(h: &mut String, m: &MetricsTable) {
-    h.push_str(
-        "<p>metrics.csv, one line per epoch (numbers to six significant digits; the file keeps every \
-         digit).</p>\n<div class=\"scroll\"><table>\n<tr>",
+    csv_table(
+        h,
+        "metrics.csv, one line per epoch (numbers to six significant digits; the file keeps every digit).",
+        m,
+    );
+}
+
+/// A CSV file's table under the paragraph `intro`, numbers to six significant digits.
+fn csv_table(h: &mut String, intro: &str, m: &MetricsTable) {
+    let _ = write!(
+        h,
+        "<p>{}</p>\n<div class=\"scroll\"><table>\n<tr>",
+        escape(intro)
     );
     for c in &m.header {
         let _ = write!(h, "<th>{}</th>", escape(c));
@@ -300,6 +310,98 @@ fn metrics_table(h: &mut String, m: &MetricsTable) {
         h.push_str("</tr>\n");
     }
     h.push_str("</table></div>\n");
+}
+
+/// What a comparison page (of `gpu-ae sweep` or `gpu-ae compare`) shows.
+pub struct ComparisonPage<'a> {
+    /// `sweep` or `compare`.
+    pub kind: &'a str,
+    pub command: String,
+    /// comparison.csv, read back.
+    pub table: &'a MetricsTable,
+    /// (file name in the directory, what it shows).
+    pub pictures: &'a [(String, String)],
+    /// (run name, link to its report.html relative to the directory, or `None` when it has none).
+    pub runs: &'a [(String, Option<String>)],
+    /// Lines said under the table (runs that failed, …).
+    pub notes: &'a [String],
+}
+
+/// Writes `DIR/report.html` for a comparison (atomically); returns its path.
+pub fn write_comparison_page(dir: &Path, page: &ComparisonPage) -> Result<PathBuf, ReportError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    let title = format!(
+        "gpu-ae {} {name}: {} runs",
+        page.kind,
+        page.table.rows.len()
+    );
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
+         <style>{STYLE}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    let _ = writeln!(
+        h,
+        "<h2 id=\"{}\">gpu-ae {}</h2>\n<pre class=\"command\"><code>{}</code></pre>",
+        anchor(page.kind),
+        escape(page.kind),
+        escape(&page.command)
+    );
+    csv_table(
+        &mut h,
+        "comparison.csv: a line per run, with the values that differ between the runs, then the last \
+         epoch's losses and terms and the seconds spent training (numbers to six significant digits; \
+         the file keeps every digit).",
+        page.table,
+    );
+    for note in page.notes {
+        let _ = writeln!(h, "<p class=\"missing\">{}</p>", escape(note));
+    }
+    for (file, caption) in page.pictures {
+        match dir.join(file).is_file() {
+            true => figure(&mut h, file, caption),
+            false => {
+                let _ = writeln!(
+                    h,
+                    "<p class=\"missing\">{} is missing: it showed {}</p>",
+                    escape(file),
+                    escape(caption)
+                );
+            }
+        }
+    }
+    h.push_str("<h2 id=\"runs\">The runs</h2>\n<ul>\n");
+    for (run, link) in page.runs {
+        match link {
+            Some(link) => {
+                let _ = writeln!(
+                    h,
+                    "<li><a href=\"{}\">{}</a></li>",
+                    escape(&url(link)),
+                    escape(run)
+                );
+            }
+            None => {
+                let _ = writeln!(h, "<li>{} (no report.html)</li>", escape(run));
+            }
+        }
+    }
+    h.push_str("</ul>\n</body>\n</html>\n");
+    let path = dir.join(REPORT_FILE);
+    super::png::write_atomically(&path, |w| {
+        use std::io::Write;
+        w.write_all(h.as_bytes()).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    Ok(path)
 }
 
 /// `v` (read from `text`) with at most six significant digits; integers as written.

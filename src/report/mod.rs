@@ -1,6 +1,7 @@
 //! Outputs a user looks at: PNG figures (captioned, labelled grids) of inputs and reconstructions, scatter
 //! plots of codes, loss curves, per-epoch metrics as CSV, and report.html, the page that shows them all.
 
+pub mod compare;
 pub mod confusion;
 pub mod html;
 pub mod metrics;

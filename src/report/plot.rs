@@ -174,6 +174,134 @@ pub fn draw(plot: &LossPlot) -> Result<RgbImage, String> {
         .ok_or_else(|| "the picture buffer has the wrong size".to_string())
 }
 
+/// Colours of the curves of [`draw_curves`] (matplotlib's tab10), and their markers' cycle.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Several named curves on one plot (x: epoch, y: a loss), each a colour of [`PALETTE`] with a marker
+/// on every point (filled for the first ten, rings for the next ten, squares after), and a legend at
+/// the right naming them in order.
+pub fn draw_curves(
+    title: &str,
+    y_desc: &str,
+    curves: &[(&str, Vec<(f64, f64)>)],
+) -> Result<RgbImage, String> {
+    if !font_ready() {
+        return Err("the embedded font DejaVuSans.ttf could not be read".into());
+    }
+    if curves.is_empty() {
+        return Err("there are no runs to draw".into());
+    }
+    let longest = curves
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let legend_width = (70 + 8 * longest as u32).clamp(160, 520);
+    let legend_height = 40 + 22 * curves.len() as u32;
+    let (chart_width, chart_height) = (820u32, 520u32.max(legend_height + 20));
+    let (width, height) = (chart_width + legend_width, TITLE_HEIGHT + chart_height);
+    let mut buffer = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        let failed = |e: &dyn std::fmt::Display| format!("plotters: {e}");
+        root.fill(&WHITE).map_err(|e| failed(&e))?;
+        let (top, body) = root.split_vertically(TITLE_HEIGHT);
+        let title_style = TextStyle::from((FAMILY, 22).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        top.draw_text(title, &title_style, (width as i32 / 2, 30))
+            .map_err(|e| failed(&e))?;
+        let (chart_area, legend) = body.split_horizontally(chart_width);
+        let points = curves.iter().flat_map(|(_, c)| c.iter());
+        let (x_max, lo, hi) = points.fold(
+            (1.0f64, f64::INFINITY, f64::NEG_INFINITY),
+            |(x, lo, hi), &(e, v)| match v.is_finite() {
+                true => (x.max(e), lo.min(v), hi.max(v)),
+                false => (x.max(e), lo, hi),
+            },
+        );
+        let (y0, y1) = padded(lo, hi);
+        let n = x_max.round() as usize;
+        let step = x_step(n);
+        let mut chart = ChartBuilder::on(&chart_area)
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(76)
+            .build_cartesian_2d((0.0..x_max + 0.5).step(step as f64), y0..y1)
+            .map_err(|e| failed(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(y_desc)
+            .x_labels(n / step + 2)
+            .x_label_formatter(&|x| match x.round() as i64 {
+                0 => String::new(),
+                e => e.to_string(),
+            })
+            .y_label_formatter(&|v| tick(*v, y1 - y0))
+            .y_labels(8)
+            .label_style((FAMILY, 13))
+            .axis_desc_style((FAMILY, 14))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()
+            .map_err(|e| failed(&e))?;
+        for (i, (_, curve)) in curves.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(curve.clone(), colour.stroke_width(2)))
+                .map_err(|e| failed(&e))?;
+            chart
+                .draw_series(curve.iter().map(|&p| {
+                    let (r, style) = marker(i, colour);
+                    Circle::new(p, r, style)
+                }))
+                .map_err(|e| failed(&e))?;
+        }
+        let label = TextStyle::from((FAMILY, 14).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (name, _)) in curves.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let y = 40 + 22 * i as i32;
+            legend
+                .draw(&PathElement::new([(8, y), (40, y)], colour.stroke_width(2)))
+                .map_err(|e| failed(&e))?;
+            let (r, style) = marker(i, colour);
+            legend
+                .draw(&Circle::new((24, y), r, style))
+                .map_err(|e| failed(&e))?;
+            legend
+                .draw_text(name, &label, (48, y))
+                .map_err(|e| failed(&e))?;
+        }
+        root.present().map_err(|e| failed(&e))?;
+    }
+    RgbImage::from_raw(width, height, buffer)
+        .ok_or_else(|| "the picture buffer has the wrong size".to_string())
+}
+
+/// The marker of curve `i`: its radius and style, a filled circle, a ring, or a faded dot as the colours
+/// come round again.
+fn marker(i: usize, colour: RGBColor) -> (i32, ShapeStyle) {
+    match (i / PALETTE.len()) % 3 {
+        0 => (4, colour.filled()),
+        1 => (5, colour.stroke_width(2)),
+        _ => (3, colour.mix(0.5).filled()),
+    }
+}
+
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type DrawResult =
     Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;

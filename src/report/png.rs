@@ -403,7 +403,7 @@ fn temporary_path(path: &Path) -> PathBuf {
 
 /// Creates the parent folder of `path` if missing, writes through `fill` into [`temporary_path`], syncs it
 /// and renames it over `path`; on failure the temporary file is removed.
-pub(super) fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
