@@ -519,7 +519,7 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// The optimizer, with torch.optim's definitions. Without --lr, each takes PyTorch's default rate
-    /// (1e-3 for adam and adamw, 1e-2 for rmsprop and adagrad; sgd 1e-3 as before) and adamw its
+    /// (1e-3 for adam, adamw and sgd; 1e-2 for rmsprop and adagrad) and adamw its
     /// weight decay of 1e-2 [default: adam].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
