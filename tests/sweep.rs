@@ -132,6 +132,19 @@ fn the_homework_sweep_writes_six_runs_and_their_comparison() {
             "{config}"
         );
     }
+    // test_mse scores every model by squared error per pixel: for the runs trained on MSE it is their
+    // own test loss, computed again from the checkpoint.
+    for ((loss, test), mse) in column(&t, "loss")
+        .iter()
+        .zip(column(&t, "test_loss"))
+        .zip(column(&t, "test_mse"))
+    {
+        let (test, mse): (f64, f64) = (test.parse().unwrap(), mse.parse().unwrap());
+        match loss.as_str() {
+            "mse" => assert!((test - mse).abs() <= 1e-6 * test, "{test} vs {mse}"),
+            _ => assert!(mse > 0.0 && mse < test, "bce {test}, mse {mse}"),
+        }
+    }
     // Different models learn different things: the six test losses are six numbers.
     let mut losses = column(&t, "test_loss");
     losses.dedup();

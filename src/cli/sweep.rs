@@ -353,13 +353,10 @@ fn sweep_with(a: &SweepArgs, shared: Vec<String>) -> anyhow::Result<()> {
     }
     let mut runs = plan_runs(&varied, a.zip)?;
     // Every run is parsed and configured as train would before anything is written.
-    let mut configs = Vec::new();
     for run in &runs {
-        let args = run_args(&shared, run)?;
-        let config = args
+        run_args(&shared, run)?
             .config()
             .with_context(|| format!("run {}", run.label()))?;
-        configs.push(config);
     }
     let dir = match &t.out {
         Some(dir) => dir.clone(),
@@ -411,11 +408,14 @@ fn sweep_with(a: &SweepArgs, shared: Vec<String>) -> anyhow::Result<()> {
     write_state(&state_path, &state)?;
     let total = runs.len();
     let left = runs.iter().filter(|r| !r.done).count();
+    let epochs = match varied.iter().any(|(k, _)| k == "epochs") {
+        true => "epochs as varied".to_string(),
+        false => format!("{} epochs each", t.epochs),
+    };
     println!(
-        "sweep: {total} runs into {} ({} already finished), {} epochs each; shared flags: {}",
+        "sweep: {total} runs into {} ({} already finished), {epochs}; shared flags: {}",
         dir.display(),
         total - left,
-        t.epochs,
         match shared.is_empty() {
             true => "none".to_string(),
             false => shared.join(" "),
@@ -487,8 +487,9 @@ fn sweep_with(a: &SweepArgs, shared: Vec<String>) -> anyhow::Result<()> {
         let comparison = Comparison {
             keys,
             runs: compared,
+            measured: Vec::new(),
         };
-        write_comparison(&dir, "sweep", &comparison, &title, &notes, &mut cache)?;
+        write_comparison(&dir, "sweep", comparison, &title, &notes, &mut cache)?;
     }
     ensure!(
         failed.is_empty(),
@@ -499,19 +500,42 @@ fn sweep_with(a: &SweepArgs, shared: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// comparison.csv, comparison.png, reconstructions.png and report.html in `dir`, and the table printed.
+/// comparison.csv (with every run's test squared error per pixel added), comparison.png,
+/// reconstructions.png and report.html in `dir`, and the table printed.
 fn write_comparison(
     dir: &Path,
     kind: &str,
-    comparison: &Comparison,
+    mut comparison: Comparison,
     title: &str,
     notes: &[String],
     cache: &mut DataCache,
 ) -> anyhow::Result<()> {
+    let mut notes = notes.to_vec();
+    let measured = measure_runs(&comparison, cache)?;
+    let mse = measured
+        .iter()
+        .map(|m| {
+            m.as_ref()
+                .map_or(String::new(), |(_, mse, _)| format!("{mse:?}"))
+        })
+        .collect();
+    comparison.measured.push(("test_mse".to_string(), mse));
+    for (run, m) in comparison.runs.iter().zip(&measured) {
+        if m.is_none() {
+            notes.push(format!(
+                "{} has no checkpoint, so its test_mse and its row of reconstructions.png are missing",
+                run.name
+            ));
+        }
+    }
     let (csv_path, plot_path) = comparison.write(dir, title)?;
     let table = compare::read_csv(&csv_path)?;
     println!("\n{}", compare::text_table(&table));
-    println!("wrote {} (a line per run)", csv_path.display());
+    println!(
+        "wrote {} (a line per run; test_mse: the squared error per pixel of each run's model on the test set, \
+         whatever loss it trained on)",
+        csv_path.display()
+    );
     println!(
         "wrote {} (every run's test loss per epoch)",
         plot_path.display()
@@ -520,10 +544,7 @@ fn write_comparison(
         compare::PLOT_FILE.to_string(),
         "every run's test loss after each epoch, one curve per run".to_string(),
     )];
-    let (strips, skipped) = reconstruction_strips(dir, comparison, cache)?;
-    let mut notes = notes.to_vec();
-    notes.extend(skipped);
-    if let Some(what) = strips {
+    if let Some(what) = reconstruction_strips(dir, &comparison, &measured)? {
         println!("wrote {} ({what})", dir.join(STRIPS_FILE).display());
         pictures.push((STRIPS_FILE.to_string(), what));
     }
@@ -557,50 +578,79 @@ fn write_comparison(
     Ok(())
 }
 
-/// reconstructions.png: the first test digits, then each run's reconstruction of them (from
-/// best.safetensors when the run kept one, else its checkpoint), computed on the CPU. Returns what it
-/// shows (`None` when no run has a checkpoint) and a note for each run left out.
-fn reconstruction_strips(
-    dir: &Path,
-    comparison: &Comparison,
-    cache: &mut DataCache,
-) -> anyhow::Result<(Option<String>, Vec<String>)> {
-    let mut shown: Vec<(String, Reconstructions)> = Vec::new();
-    let mut skipped = Vec::new();
-    let mut size = None;
+/// Each run's model (from best.safetensors when the run kept one, else its checkpoint) on the CPU: its
+/// reconstructions of the first test digits, its test squared error per pixel, and the digits' size.
+/// `None` for a run without a checkpoint.
+type Measured = Option<(Reconstructions, f64, (usize, usize))>;
+
+fn measure_runs(comparison: &Comparison, cache: &mut DataCache) -> anyhow::Result<Vec<Measured>> {
+    let mut all = Vec::new();
     for run in &comparison.runs {
         let path = [BEST_FILE, CHECKPOINT_FILE]
             .iter()
             .map(|f| run.dir.join(f))
             .find(|p| p.is_file());
         let Some(path) = path else {
-            skipped.push(format!(
-                "{} has no checkpoint, so reconstructions.png leaves it out",
-                run.name
-            ));
+            all.push(None);
             continue;
         };
         let ckpt = checkpoint::load(&path)?;
         let config =
             RunConfig::from_json(&ckpt.config).with_context(|| format!("{}", path.display()))?;
+        // The same model scored by squared error (as `gpu-ae eval` reports it).
+        let mse_config = RunConfig {
+            loss: crate::run::config::LossArg::Mse,
+            ..config.clone()
+        };
         let data = cache.load(&config)?;
-        let (_, plan) = config.build(&data)?;
-        let images = with_checkpoint(BackendArg::Cpu, plan, &data, &config, &ckpt, |trainer| {
-            Ok(trainer.reconstructions(PICTURE_DIGITS))
-        })?;
+        let (_, plan) = mse_config.build(&data)?;
+        let per_pixel = plan
+            .meters
+            .iter()
+            .position(|m| m.name == "recon_per_pixel")
+            .unwrap_or(0);
+        let (images, mse) = with_checkpoint(
+            BackendArg::Cpu,
+            plan,
+            &data,
+            &mse_config,
+            &ckpt,
+            |trainer| {
+                let summary = trainer.evaluate();
+                Ok((
+                    trainer.reconstructions(PICTURE_DIGITS),
+                    summary.values[per_pixel],
+                ))
+            },
+        )?;
         let img = &data.test.images;
-        size.get_or_insert((img.rows, img.cols));
-        shown.push((run.name.clone(), images));
+        all.push(Some((images, mse, (img.rows, img.cols))));
     }
-    let Some((height, width)) = size else {
-        return Ok((None, skipped));
+    Ok(all)
+}
+
+/// reconstructions.png: the first test digits, then each measured run's reconstruction of them. Returns
+/// what it shows, `None` when no run was measured.
+fn reconstruction_strips(
+    dir: &Path,
+    comparison: &Comparison,
+    measured: &[Measured],
+) -> anyhow::Result<Option<String>> {
+    let shown: Vec<(&str, &Reconstructions, (usize, usize))> = comparison
+        .runs
+        .iter()
+        .zip(measured)
+        .filter_map(|(run, m)| m.as_ref().map(|(r, _, size)| (run.name.as_str(), r, *size)))
+        .collect();
+    let Some(&(_, first, (height, width))) = shown.first() else {
+        return Ok(None);
     };
     let mut rows = vec![FigureRow {
         label: "input".into(),
-        images: &shown[0].1.clean,
+        images: &first.clean,
     }];
-    rows.extend(shown.iter().map(|(name, r)| FigureRow {
-        label: name.clone(),
+    rows.extend(shown.iter().map(|(name, r, _)| FigureRow {
+        label: name.to_string(),
         images: &r.clean_recon,
     }));
     let what = format!(
@@ -621,7 +671,7 @@ fn reconstruction_strips(
         scale: 2,
     };
     save_figure(&dir.join(STRIPS_FILE), &figure)?;
-    Ok((Some(what), skipped))
+    Ok(Some(what))
 }
 
 /// `value` of a config.json key as the table shows it.
@@ -707,12 +757,16 @@ pub fn compare_runs(a: &CompareArgs) -> anyhow::Result<()> {
     };
     let _lock = RunDir::open(OutChoice::Resume { dir: dir.clone() })?;
     let keys = keys.iter().map(|k| k.replace('_', "-")).collect();
-    let comparison = Comparison { keys, runs };
+    let comparison = Comparison {
+        keys,
+        runs,
+        measured: Vec::new(),
+    };
     let title = format!("{} runs: test loss per epoch", a.dirs.len());
     write_comparison(
         &dir,
         "compare",
-        &comparison,
+        comparison,
         &title,
         &[],
         &mut DataCache::default(),

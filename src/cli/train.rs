@@ -169,8 +169,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// The data sets a process has loaded, by (`--data`, `--limit`): a sweep reads and decodes them once.
 #[derive(Default)]
 pub struct DataCache {
-    loaded: Vec<((Option<PathBuf>, Option<usize>), Arc<Dataset>)>,
+    loaded: Vec<(DataKey, Arc<Dataset>)>,
 }
+
+/// What picks a data set: `--data` and `--limit`.
+type DataKey = (Option<PathBuf>, Option<usize>);
 
 impl DataCache {
     pub fn load(&mut self, config: &RunConfig) -> anyhow::Result<Arc<Dataset>> {
@@ -214,7 +217,7 @@ pub fn run_with(args: &TrainArgs, cache: &mut DataCache) -> anyhow::Result<Finis
     let (model, plan) = config.build(data)?;
     if args.profile {
         // Writes nothing, so takes no run directory.
-        print_header(&config, &data, &model.describe(), None);
+        print_header(&config, data, &model.describe(), None);
         let api = match args.backend.resolve() {
             Resolved::Gpu(api) => api,
             Resolved::Cpu { why } => anyhow::bail!(
@@ -264,7 +267,7 @@ pub fn run_with(args: &TrainArgs, cache: &mut DataCache) -> anyhow::Result<Finis
     }
     let resume_ckpt = resume.as_ref().map(|(c, _)| c);
     if let Some(dir) = &early {
-        print_header(&config, &data, &model.describe(), Some(dir));
+        print_header(&config, data, &model.describe(), Some(dir));
     }
     let options = RunOptions {
         epochs: args.epochs,
@@ -281,7 +284,7 @@ pub fn run_with(args: &TrainArgs, cache: &mut DataCache) -> anyhow::Result<Finis
             Some(dir) => dir,
             None => {
                 let dir = RunDir::open(choice)?;
-                print_header(&config, &data, &model.describe(), Some(&dir));
+                print_header(&config, data, &model.describe(), Some(&dir));
                 dir
             }
         };
@@ -291,7 +294,7 @@ pub fn run_with(args: &TrainArgs, cache: &mut DataCache) -> anyhow::Result<Finis
         run::train(
             ex,
             &config,
-            &data,
+            data,
             &dir,
             &options,
             resume_ckpt,

@@ -80,6 +80,9 @@ impl ComparedRun {
 pub struct Comparison {
     pub keys: Vec<String>,
     pub runs: Vec<ComparedRun>,
+    /// Columns measured after training (name, a value per run; empty where not measured), placed
+    /// before `seconds`.
+    pub measured: Vec<(String, Vec<String>)>,
 }
 
 impl Comparison {
@@ -144,11 +147,13 @@ impl Comparison {
         header.extend(self.keys.iter().cloned());
         header.extend(["epochs", "train_loss", "test_loss"].map(String::from));
         header.extend(meters.iter().cloned());
+        header.extend(self.measured.iter().map(|(name, _)| name.clone()));
         header.push("seconds".into());
         let rows = self
             .runs
             .iter()
-            .map(|run| {
+            .enumerate()
+            .map(|(i, run)| {
                 let lines = run.final_phase();
                 let last = lines.last().map(|r| r.as_slice()).unwrap_or(&[]);
                 let dir_name = run
@@ -165,6 +170,9 @@ impl Comparison {
                     .chain(meters.clone())
                 {
                     row.push(run.cell(last, &column).unwrap_or("").to_string());
+                }
+                for (_, values) in &self.measured {
+                    row.push(values.get(i).cloned().unwrap_or_default());
                 }
                 let seconds: f64 = run
                     .metrics
@@ -271,10 +279,13 @@ fn split_csv(line: &str) -> Vec<String> {
 
 /// The table as aligned text for the terminal: numbers to five decimals.
 pub fn text_table(table: &MetricsTable) -> String {
+    let seconds = table.header.iter().position(|h| h == "seconds");
     let shown: Vec<Vec<String>> = std::iter::once(table.header.clone())
         .chain(table.rows.iter().map(|r| {
             r.iter()
-                .map(|f| match f.parse::<f64>() {
+                .enumerate()
+                .map(|(i, f)| match f.parse::<f64>() {
+                    Ok(v) if Some(i) == seconds => format!("{v:.1}"),
                     Ok(v) if f.contains('.') || f.contains('e') => format!("{v:.5}"),
                     _ => f.clone(),
                 })
