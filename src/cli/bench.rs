@@ -20,7 +20,7 @@ use crate::data::mnist::Dataset;
 use crate::ops::{BufId, Op};
 use crate::plan::{BufferDesc, Plan};
 use crate::run::RunConfig;
-use crate::run::config::{ActArg, LossArg, Variant};
+use crate::run::config::{ActArg, DeckArg, LossArg, Variant};
 use crate::train::Trainer;
 
 /// The models of the performance targets (benches/README.md).
@@ -32,6 +32,9 @@ pub enum BenchModel {
     ConvDae,
     /// 784-1000-500-250-30 mirrored, sigmoid hidden activations, MSE, Adam.
     DeepAe,
+    /// conv-ae on the pool deck: stride-1 convolutions 32,64 with batch norm and max pooling down,
+    /// unpooling up, BCE, Adam: `train --variant conv-ae --deck pool`.
+    ConvAePool,
 }
 
 impl BenchModel {
@@ -40,6 +43,7 @@ impl BenchModel {
             BenchModel::DenseAe => "dense-ae",
             BenchModel::ConvDae => "conv-dae",
             BenchModel::DeepAe => "deep-ae",
+            BenchModel::ConvAePool => "conv-ae-pool",
         }
     }
 
@@ -48,6 +52,7 @@ impl BenchModel {
         let flags: &[&str] = match self {
             BenchModel::DenseAe => &["--variant", "ae", "--hidden", "256", "--latent", "64"],
             BenchModel::ConvDae => &["--variant", "conv-dae"],
+            BenchModel::ConvAePool => &["--variant", "conv-ae", "--deck", "pool"],
             BenchModel::DeepAe => &[
                 "--variant",
                 "ae",
@@ -75,6 +80,10 @@ impl BenchModel {
                 ..Variant::Ae.defaults()
             },
             BenchModel::ConvDae => Variant::ConvDae.defaults(),
+            BenchModel::ConvAePool => RunConfig {
+                deck: DeckArg::Pool,
+                ..Variant::ConvAe.defaults()
+            },
             BenchModel::DeepAe => RunConfig {
                 hidden: vec![1000, 500, 250],
                 latent: 30,
