@@ -104,7 +104,7 @@ def time_epoch(name, batch, steps, warmup, train):
         last = step(i)
     seconds = time.perf_counter() - start
     return {"model": name, "batch": batch, "timed_steps": steps, "steps_per_epoch": per_epoch,
-            "seconds_per_epoch": seconds / steps * per_epoch, "last_loss": float(last)}
+            "seconds_per_epoch": seconds / steps * per_epoch, "last_loss": last.item()}
 
 
 def main():

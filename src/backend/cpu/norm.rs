@@ -6,19 +6,38 @@
 use super::real::Real;
 use rayon::prelude::*;
 
-/// Values of channel c over the first `rows` rows, in row-major order.
-fn channel<T: Real>(
-    x: &[T],
+/// Lanes of the partial sums: each plane is summed in this many interleaved lanes (so the loop
+/// vectorizes), the lanes then added in order, then the planes in row order. A fixed order, so every run
+/// gives the same bits.
+const LANES: usize = 8;
+
+/// Σ f(i) over channel c's values in the first `rows` rows, i its flat index into the [batch, channels,
+/// inner] tensor, in the order of [`LANES`].
+fn channel_sum<T: Real>(
     c: usize,
     rows: usize,
     channels: usize,
     inner: usize,
-) -> impl Iterator<Item = T> + '_ {
-    (0..rows).flat_map(move |r| {
-        x[(r * channels + c) * inner..(r * channels + c + 1) * inner]
-            .iter()
-            .copied()
-    })
+    f: impl Fn(usize) -> T,
+) -> T {
+    let mut total = T::zero();
+    for r in 0..rows {
+        let base = (r * channels + c) * inner;
+        let mut lanes = [T::zero(); LANES];
+        let whole = inner - inner % LANES;
+        for start in (0..whole).step_by(LANES) {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                *lane += f(base + start + l);
+            }
+        }
+        for (l, i) in (whole..inner).enumerate() {
+            lanes[l] += f(base + i);
+        }
+        for lane in lanes {
+            total += lane;
+        }
+    }
+    total
 }
 
 /// Training: per channel, μ = mean and σ² = biased variance (two passes) of the valid rows; inv_std = 1/√(σ²+ε);
@@ -44,14 +63,19 @@ pub fn batch_norm2d<T: Real>(
     let stats: Vec<(T, T)> = if training {
         let n = (valid * inner).max(1);
         let m = T::from_f32(momentum);
-        (0..channels)
+        let count = T::from_f64(n as f64);
+        let moments: Vec<(T, T)> = (0..channels)
+            .into_par_iter()
             .map(|c| {
-                let count = T::from_f64(n as f64);
-                let mut sum = T::zero();
-                channel(x, c, valid, channels, inner).for_each(|v| sum += v);
-                let mu = sum / count;
-                let mut squares = T::zero();
-                channel(x, c, valid, channels, inner).for_each(|v| squares += (v - mu) * (v - mu));
+                let mu = channel_sum(c, valid, channels, inner, |i| x[i]) / count;
+                let squares = channel_sum(c, valid, channels, inner, |i| (x[i] - mu) * (x[i] - mu));
+                (mu, squares)
+            })
+            .collect();
+        moments
+            .into_iter()
+            .enumerate()
+            .map(|(c, (mu, squares))| {
                 let var = squares / count;
                 let unbiased = squares / T::from_f64((n.max(2) - 1) as f64);
                 mean[c] = mu;
@@ -72,8 +96,9 @@ pub fn batch_norm2d<T: Real>(
         .for_each(|(k, plane)| {
             let c = k % channels;
             let (mu, inv) = stats[c];
+            let (g, b) = (gamma[c], beta[c]);
             for (v, &xv) in plane.iter_mut().zip(&x[k * inner..(k + 1) * inner]) {
-                *v = gamma[c] * (xv - mu) * inv + beta[c];
+                *v = g * (xv - mu) * inv + b;
             }
         });
 }
@@ -92,14 +117,17 @@ pub fn batch_norm2d_backward<T: Real>(
     inv_std: &[T],
     (batch, channels, inner, valid): (usize, usize, usize, usize),
 ) {
-    for c in 0..channels {
-        let (mut sum_dy, mut sum_dy_xhat) = (T::zero(), T::zero());
-        for (d, xv) in
-            channel(dy, c, valid, channels, inner).zip(channel(x, c, valid, channels, inner))
-        {
-            sum_dy += d;
-            sum_dy_xhat += d * (xv - mean[c]) * inv_std[c];
-        }
+    let sums: Vec<(T, T)> = (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let (mu, inv) = (mean[c], inv_std[c]);
+            (
+                channel_sum(c, valid, channels, inner, |i| dy[i]),
+                channel_sum(c, valid, channels, inner, |i| dy[i] * (x[i] - mu) * inv),
+            )
+        })
+        .collect();
+    for (c, (sum_dy, sum_dy_xhat)) in sums.into_iter().enumerate() {
         dbeta[c] = sum_dy;
         dgamma[c] = sum_dy_xhat;
     }
@@ -114,10 +142,11 @@ pub fn batch_norm2d_backward<T: Real>(
                 return;
             }
             let scale = gamma[c] * inv_std[c] / n;
-            for (s, v) in plane.iter_mut().enumerate() {
-                let i = k * inner + s;
-                let xhat = (x[i] - mean[c]) * inv_std[c];
-                *v = scale * (n * dy[i] - dbeta[c] - xhat * dgamma[c]);
+            let (mu, inv, db, dg) = (mean[c], inv_std[c], dbeta[c], dgamma[c]);
+            let at = k * inner..(k + 1) * inner;
+            for ((v, &xv), &d) in plane.iter_mut().zip(&x[at.clone()]).zip(&dy[at]) {
+                let xhat = (xv - mu) * inv;
+                *v = scale * (n * d - db - xhat * dg);
             }
         });
 }

@@ -39,14 +39,10 @@ pub fn max_pool2x2<T: Real>(
         });
 }
 
-/// The window of in-plane position (h, w), as a flat index into the pooled plane, if it has one.
-fn window(h: usize, w: usize, in_h: usize, in_w: usize) -> Option<usize> {
-    let (out_h, out_w) = (in_h / 2, in_w / 2);
-    (h / 2 < out_h && w / 2 < out_w).then_some((h / 2) * out_w + w / 2)
-}
-
-/// full[plane, p] = pooled[plane, window(p)] when p is that window's argmax, else 0. This is both the
-/// backward of max pooling (pooled = dy) and max unpooling (pooled = x): a gather, no write conflicts.
+/// full[plane, p] = pooled[plane, k] where p = argmax[plane, k] (the max of window k), 0 everywhere else.
+/// This is both the backward of max pooling (pooled = dy) and max unpooling (pooled = x). Each window's
+/// argmax lies inside the window, so the windows write disjoint elements: zero the plane, then one write
+/// per window.
 pub fn scatter_to_argmax<T: Real>(
     pooled: &[T],
     argmax: &[u32],
@@ -60,13 +56,10 @@ pub fn scatter_to_argmax<T: Real>(
         .par_chunks_mut(in_plane.max(1))
         .enumerate()
         .for_each(|(plane, full)| {
-            for (p, v) in full.iter_mut().enumerate() {
-                *v = match window(p / in_w, p % in_w, in_h, in_w) {
-                    Some(win) if argmax[plane * out_plane + win] as usize == p => {
-                        pooled[plane * out_plane + win]
-                    }
-                    _ => T::zero(),
-                };
+            full.fill(T::zero());
+            let at = plane * out_plane..(plane + 1) * out_plane;
+            for (&v, &p) in pooled[at.clone()].iter().zip(&argmax[at]) {
+                full[p as usize] = v;
             }
         });
 }
@@ -81,9 +74,16 @@ pub fn gather_from_argmax<T: Real>(
     in_w: usize,
 ) {
     let (in_plane, out_plane) = (in_h * in_w, (in_h / 2) * (in_w / 2));
-    for (k, v) in pooled[..planes * out_plane].iter_mut().enumerate() {
-        *v = full[(k / out_plane) * in_plane + argmax[k] as usize];
-    }
+    pooled[..planes * out_plane]
+        .par_chunks_mut(out_plane.max(1))
+        .zip(argmax.par_chunks(out_plane.max(1)))
+        .enumerate()
+        .for_each(|(plane, (pooled, argmax))| {
+            let full = &full[plane * in_plane..(plane + 1) * in_plane];
+            for (v, &p) in pooled.iter_mut().zip(argmax) {
+                *v = full[p as usize];
+            }
+        });
 }
 
 /// y[plane, h, w] = x[plane, ⌊h/f⌋, ⌊w/f⌋], y of size (in_h·f) × (in_w·f).

@@ -26,6 +26,7 @@ pub trait Real:
     fn to_f32(self) -> f32;
     fn exp(self) -> Self;
     fn ln(self) -> Self;
+    fn cos(self) -> Self;
     fn sqrt(self) -> Self;
     fn abs(self) -> Self;
     fn tanh(self) -> Self;
@@ -86,6 +87,9 @@ macro_rules! impl_real {
             }
             fn ln(self) -> Self {
                 <$t>::ln(self)
+            }
+            fn cos(self) -> Self {
+                <$t>::cos(self)
             }
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
