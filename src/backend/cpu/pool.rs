@@ -25,15 +25,23 @@ pub fn max_pool2x2<T: Real>(
         .for_each(|(plane, (y, argmax))| {
             let x = &x[plane * in_h * in_w..(plane + 1) * in_h * in_w];
             for i in 0..out_h {
+                let top = 2 * i * in_w;
+                let (upper, lower) = (&x[top..top + in_w], &x[top + in_w..top + 2 * in_w]);
+                let (y, argmax) = (&mut y[i * out_w..][..out_w], &mut argmax[i * out_w..][..out_w]);
                 for j in 0..out_w {
-                    let mut best = 2 * i * in_w + 2 * j;
-                    for p in [best + 1, best + in_w, best + in_w + 1] {
-                        if x[p] > x[best] {
-                            best = p;
+                    // The window row-major, strictly greater replacing: the first max wins.
+                    let (mut best, mut value) = (top + 2 * j, upper[2 * j]);
+                    for (at, v) in [
+                        (top + 2 * j + 1, upper[2 * j + 1]),
+                        (top + in_w + 2 * j, lower[2 * j]),
+                        (top + in_w + 2 * j + 1, lower[2 * j + 1]),
+                    ] {
+                        if v > value {
+                            (best, value) = (at, v);
                         }
                     }
-                    y[i * out_w + j] = x[best];
-                    argmax[i * out_w + j] = best as u32;
+                    y[j] = value;
+                    argmax[j] = best as u32;
                 }
             }
         });
