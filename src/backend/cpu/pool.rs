@@ -27,7 +27,10 @@ pub fn max_pool2x2<T: Real>(
             for i in 0..out_h {
                 let top = 2 * i * in_w;
                 let (upper, lower) = (&x[top..top + in_w], &x[top + in_w..top + 2 * in_w]);
-                let (y, argmax) = (&mut y[i * out_w..][..out_w], &mut argmax[i * out_w..][..out_w]);
+                let (y, argmax) = (
+                    &mut y[i * out_w..][..out_w],
+                    &mut argmax[i * out_w..][..out_w],
+                );
                 for j in 0..out_w {
                     // The window row-major, strictly greater replacing: the first max wins.
                     let (mut best, mut value) = (top + 2 * j, upper[2 * j]);
