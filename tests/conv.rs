@@ -35,6 +35,10 @@ fn awkward_geometries() -> Vec<ConvGeom> {
         // 5·17·15 = 1275 batch·position terms: the GPU's weight gradient sums them in five slices, the
         // last one short.
         ConvGeom::new(5, 9, 17, 15, 10, 3, 1, 1),
+        // Stride 1 with fewer outputs than inputs: the CPU's data gradient as a flipped forward
+        // convolution (no padding; a 5×5 kernel with padding 2).
+        ConvGeom::new(2, 7, 8, 9, 5, 3, 1, 0),
+        ConvGeom::new(2, 6, 7, 8, 4, 5, 1, 2),
         // One output channel at stride 1: the CPU's direct kernels.
         ConvGeom::new(3, 35, 9, 7, 1, 3, 1, 1),
         ConvGeom::new(2, 4, 6, 8, 1, 2, 1, 0),

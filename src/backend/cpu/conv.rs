@@ -227,6 +227,24 @@ fn conv2d_single<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
         });
 }
 
+/// For a stride-1 convolution with fewer output than input channels and a square kernel, the forward
+/// convolution that computes its data gradient: dy as the input, in_c outputs, padding k − 1 − p.
+fn flipped_geometry(g: &ConvGeom) -> Option<ConvGeom> {
+    (g.stride == 1 && g.k_h == g.k_w && g.pad < g.k_h && g.out_c < g.in_c).then(|| ConvGeom {
+        batch: g.batch,
+        in_c: g.out_c,
+        in_h: g.out_h,
+        in_w: g.out_w,
+        out_c: g.in_c,
+        out_h: g.in_h,
+        out_w: g.in_w,
+        k_h: g.k_h,
+        k_w: g.k_w,
+        stride: 1,
+        pad: g.k_h - 1 - g.pad,
+    })
+}
+
 /// [`conv2d_backward_data`] for one output channel at stride 1: dx[c] += w[c, a, b] · (dy shifted back by
 /// the tap), the adjoint of [`conv2d_single`].
 fn conv2d_backward_data_single<T: Real>(
@@ -347,6 +365,21 @@ pub fn conv2d_backward_data<T: Real>(
 ) {
     if single_output(g) {
         return conv2d_backward_data_single(g, dy, &w[..g.w_len()], dx, accumulate);
+    }
+    if let (Some(flipped), false) = (flipped_geometry(g), accumulate) {
+        // A stride-1 data gradient is a forward convolution of dy with the kernel flipped and its channels
+        // swapped: one GEMM over K' = out_c·k·k and no col2im. It pays when out_c < in_c, where the
+        // direct form's GEMM has only out_c for its inner dimension.
+        let mut wf = vec![T::zero(); g.w_len()];
+        let taps = g.k_h * g.k_w;
+        for o in 0..g.out_c {
+            for c in 0..g.in_c {
+                for t in 0..taps {
+                    wf[(c * g.out_c + o) * taps + (taps - 1 - t)] = w[(o * g.in_c + c) * taps + t];
+                }
+            }
+        }
+        return conv2d(&flipped, dy, &wf, dx, scratch);
     }
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);

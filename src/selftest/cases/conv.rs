@@ -31,6 +31,10 @@ fn geometries() -> Vec<(ConvGeom, bool)> {
         (ConvGeom::new(2, 9, 8, 7, 10, 2, 3, 1), false),
         // 1275 batch·position terms: the weight gradient sums them in five slices, the last short.
         (ConvGeom::new(5, 9, 17, 15, 10, 3, 1, 1), false),
+        // Stride 1 with fewer outputs than inputs, whose data gradient the CPU runs as a flipped
+        // forward convolution.
+        (ConvGeom::new(2, 7, 8, 9, 5, 3, 1, 0), false),
+        (ConvGeom::new(2, 6, 7, 8, 4, 5, 1, 2), false),
         // One output channel at stride 1 (a decoder's last layer), which the CPU runs by direct
         // kernels: 3×3 pad 1 on 35 channels (the implicit GEMM's side of the GPU), 2×2 without
         // padding, 5×5 wider than half the input.
