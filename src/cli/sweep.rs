@@ -250,31 +250,12 @@ fn run_args(shared: &[String], run: &PlannedRun) -> anyhow::Result<TrainArgs> {
     }
 }
 
-/// A new `runs/sweep-N` (or `compare-N`), N one more than any there.
-fn fresh_dir(prefix: &str) -> anyhow::Result<PathBuf> {
-    let root = Path::new(RUNS_ROOT);
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    let mut n = std::fs::read_dir(root)
-        .with_context(|| format!("cannot read {}", root.display()))?
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix(&format!("{prefix}-"))?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0);
-    loop {
-        n += 1;
-        let dir = root.join(format!("{prefix}-{n}"));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-        }
-    }
+/// The directory `--out` names (created if missing) or a new `runs/<prefix>-N`, locked by this process.
+fn hold_dir(out: Option<&PathBuf>, prefix: &str) -> anyhow::Result<RunDir> {
+    Ok(match out {
+        Some(dir) => RunDir::open(OutChoice::Resume { dir: dir.clone() })?,
+        None => RunDir::fresh_collection(Path::new(RUNS_ROOT), prefix)?,
+    })
 }
 
 fn read_state(path: &Path) -> anyhow::Result<Option<State>> {
@@ -289,13 +270,10 @@ fn read_state(path: &Path) -> anyhow::Result<Option<State>> {
 
 fn write_state(path: &Path, state: &State) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(state).expect("the sweep's record serialises");
-    let tmp = path.with_file_name(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
-    let written =
-        std::fs::write(&tmp, format!("{text}\n")).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("cannot write {}", path.display()))
+    Ok(crate::report::png::write_text_atomically(
+        path,
+        &format!("{text}\n"),
+    )?)
 }
 
 pub fn run(a: &SweepArgs) -> anyhow::Result<()> {
@@ -358,11 +336,8 @@ fn sweep_with(a: &SweepArgs, shared: Vec<String>) -> anyhow::Result<()> {
             .config()
             .with_context(|| format!("run {}", run.label()))?;
     }
-    let dir = match &t.out {
-        Some(dir) => dir.clone(),
-        None => fresh_dir("sweep")?,
-    };
-    let _lock = RunDir::open(OutChoice::Resume { dir: dir.clone() })?;
+    let held = hold_dir(t.out.as_ref(), "sweep")?;
+    let dir = held.path.clone();
     let state_path = dir.join(STATE_FILE);
     let mut state = State {
         shared: shared.clone(),
@@ -751,11 +726,8 @@ pub fn compare_runs(a: &CompareArgs) -> anyhow::Result<()> {
         let values = keys.iter().map(|k| value_text(configs[i].get(k))).collect();
         runs.push(ComparedRun::read(&name, d, values)?);
     }
-    let dir = match &a.out {
-        Some(dir) => dir.clone(),
-        None => fresh_dir("compare")?,
-    };
-    let _lock = RunDir::open(OutChoice::Resume { dir: dir.clone() })?;
+    let held = hold_dir(a.out.as_ref(), "compare")?;
+    let dir = held.path.clone();
     let keys = keys.iter().map(|k| k.replace('_', "-")).collect();
     let comparison = Comparison {
         keys,

@@ -202,15 +202,7 @@ impl Comparison {
     /// Writes `DIR/comparison.csv` and `DIR/comparison.png` (each atomically); returns their paths.
     pub fn write(&self, dir: &Path, title: &str) -> Result<(PathBuf, PathBuf), ReportError> {
         let csv_path = dir.join(CSV_FILE);
-        let text = self.csv();
-        super::png::write_atomically(&csv_path, |w| {
-            use std::io::Write;
-            w.write_all(text.as_bytes())
-                .map_err(|source| ReportError::Io {
-                    path: csv_path.clone(),
-                    source,
-                })
-        })?;
+        super::png::write_text_atomically(&csv_path, &self.csv())?;
         let plot_path = dir.join(PLOT_FILE);
         let picture = self.draw(title).map_err(|problem| ReportError::Layout {
             path: plot_path.clone(),

@@ -80,14 +80,7 @@ fn write_report(dir: &Path, all: &Sections) -> Result<PathBuf, ReportError> {
         exists: &|link: &str| link_target(dir, link).is_file(),
     });
     let path = dir.join(REPORT_FILE);
-    super::png::write_atomically(&path, |w| {
-        use std::io::Write;
-        w.write_all(page.as_bytes())
-            .map_err(|source| ReportError::Io {
-                path: path.clone(),
-                source,
-            })
-    })?;
+    super::png::write_text_atomically(&path, &page)?;
     Ok(path)
 }
 
@@ -394,13 +387,7 @@ pub fn write_comparison_page(dir: &Path, page: &ComparisonPage) -> Result<PathBu
     }
     h.push_str("</ul>\n</body>\n</html>\n");
     let path = dir.join(REPORT_FILE);
-    super::png::write_atomically(&path, |w| {
-        use std::io::Write;
-        w.write_all(h.as_bytes()).map_err(|source| ReportError::Io {
-            path: path.clone(),
-            source,
-        })
-    })?;
+    super::png::write_text_atomically(&path, &h)?;
     Ok(path)
 }
 

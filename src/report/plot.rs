@@ -135,9 +135,6 @@ fn font_ready() -> bool {
 /// Draws `plot`: the title strip, then the panels two a line. An error says what plotters could not
 /// draw.
 pub fn draw(plot: &LossPlot) -> Result<RgbImage, String> {
-    if !font_ready() {
-        return Err("the embedded font DejaVuSans.ttf could not be read".into());
-    }
     if plot.panels.is_empty() {
         return Err("metrics.csv has no train_loss,test_loss columns".into());
     }
@@ -147,28 +144,49 @@ pub fn draw(plot: &LossPlot) -> Result<RgbImage, String> {
         PANEL.0 * columns as u32,
         TITLE_HEIGHT + PANEL.1 * rows as u32,
     );
-    let mut buffer = vec![255u8; (width * height * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
-        let failed = |e: &dyn std::fmt::Display| format!("plotters: {e}");
-        root.fill(&WHITE).map_err(|e| failed(&e))?;
-        let (top, body) = root.split_vertically(TITLE_HEIGHT);
-        let title_style = TextStyle::from((FAMILY, 22).into_font())
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Center, VPos::Center));
-        top.draw_text(&plot.title, &title_style, (width as i32 / 2, 22))
-            .map_err(|e| failed(&e))?;
+    canvas((width, height), &plot.title, 22, |top, body| {
         let subtitle_style = TextStyle::from((FAMILY, 14).into_font())
             .color(&RGBColor(60, 60, 60))
             .pos(Pos::new(HPos::Center, VPos::Center));
         top.draw_text(&plot.subtitle, &subtitle_style, (width as i32 / 2, 48))
-            .map_err(|e| failed(&e))?;
-        draw_legend(&top, width as i32 - 190, 22).map_err(|e| failed(&e))?;
+            .map_err(failed)?;
+        draw_legend(top, width as i32 - 190, 22).map_err(failed)?;
         let cells = body.split_evenly((rows, columns));
         for (panel, cell) in plot.panels.iter().zip(&cells) {
-            draw_panel(plot, panel, cell).map_err(|e| failed(&e))?;
+            draw_panel(plot, panel, cell).map_err(failed)?;
         }
-        root.present().map_err(|e| failed(&e))?;
+        Ok(())
+    })
+}
+
+/// A plotters error as the message of a picture that could not be drawn.
+fn failed(e: impl std::fmt::Display) -> String {
+    format!("plotters: {e}")
+}
+
+/// A white picture of `size` whose top [`TITLE_HEIGHT`] pixels are a strip with `title` centred at
+/// height `title_y`; `draw` adds the rest to the strip and to the body below it.
+fn canvas(
+    (width, height): (u32, u32),
+    title: &str,
+    title_y: i32,
+    draw: impl FnOnce(&Area, &Area) -> Result<(), String>,
+) -> Result<RgbImage, String> {
+    if !font_ready() {
+        return Err("the embedded font DejaVuSans.ttf could not be read".into());
+    }
+    let mut buffer = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(failed)?;
+        let (top, body) = root.split_vertically(TITLE_HEIGHT);
+        let title_style = TextStyle::from((FAMILY, 22).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        top.draw_text(title, &title_style, (width as i32 / 2, title_y))
+            .map_err(failed)?;
+        draw(&top, &body)?;
+        root.present().map_err(failed)?;
     }
     RgbImage::from_raw(width, height, buffer)
         .ok_or_else(|| "the picture buffer has the wrong size".to_string())
@@ -196,9 +214,6 @@ pub fn draw_curves(
     y_desc: &str,
     curves: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<RgbImage, String> {
-    if !font_ready() {
-        return Err("the embedded font DejaVuSans.ttf could not be read".into());
-    }
     if curves.is_empty() {
         return Err("there are no runs to draw".into());
     }
@@ -210,18 +225,8 @@ pub fn draw_curves(
     let legend_width = (70 + 8 * longest as u32).clamp(160, 520);
     let legend_height = 40 + 22 * curves.len() as u32;
     let (chart_width, chart_height) = (820u32, 520u32.max(legend_height + 20));
-    let (width, height) = (chart_width + legend_width, TITLE_HEIGHT + chart_height);
-    let mut buffer = vec![255u8; (width * height * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
-        let failed = |e: &dyn std::fmt::Display| format!("plotters: {e}");
-        root.fill(&WHITE).map_err(|e| failed(&e))?;
-        let (top, body) = root.split_vertically(TITLE_HEIGHT);
-        let title_style = TextStyle::from((FAMILY, 22).into_font())
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Center, VPos::Center));
-        top.draw_text(title, &title_style, (width as i32 / 2, 30))
-            .map_err(|e| failed(&e))?;
+    let size = (chart_width + legend_width, TITLE_HEIGHT + chart_height);
+    canvas(size, title, 30, |_, body| {
         let (chart_area, legend) = body.split_horizontally(chart_width);
         let points = curves.iter().flat_map(|(_, c)| c.iter());
         let (x_max, lo, hi) = points.fold(
@@ -239,7 +244,7 @@ pub fn draw_curves(
             .x_label_area_size(44)
             .y_label_area_size(76)
             .build_cartesian_2d((0.0..x_max + 0.5).step(step as f64), y0..y1)
-            .map_err(|e| failed(&e))?;
+            .map_err(failed)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
@@ -256,18 +261,18 @@ pub fn draw_curves(
             .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(225, 225, 225))
             .draw()
-            .map_err(|e| failed(&e))?;
+            .map_err(failed)?;
         for (i, (_, curve)) in curves.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             chart
                 .draw_series(LineSeries::new(curve.clone(), colour.stroke_width(2)))
-                .map_err(|e| failed(&e))?;
+                .map_err(failed)?;
             chart
                 .draw_series(curve.iter().map(|&p| {
                     let (r, style) = marker(i, colour);
                     Circle::new(p, r, style)
                 }))
-                .map_err(|e| failed(&e))?;
+                .map_err(failed)?;
         }
         let label = TextStyle::from((FAMILY, 14).into_font())
             .color(&BLACK)
@@ -277,19 +282,15 @@ pub fn draw_curves(
             let y = 40 + 22 * i as i32;
             legend
                 .draw(&PathElement::new([(8, y), (40, y)], colour.stroke_width(2)))
-                .map_err(|e| failed(&e))?;
+                .map_err(failed)?;
             let (r, style) = marker(i, colour);
             legend
                 .draw(&Circle::new((24, y), r, style))
-                .map_err(|e| failed(&e))?;
-            legend
-                .draw_text(name, &label, (48, y))
-                .map_err(|e| failed(&e))?;
+                .map_err(failed)?;
+            legend.draw_text(name, &label, (48, y)).map_err(failed)?;
         }
-        root.present().map_err(|e| failed(&e))?;
-    }
-    RgbImage::from_raw(width, height, buffer)
-        .ok_or_else(|| "the picture buffer has the wrong size".to_string())
+        Ok(())
+    })
 }
 
 /// The marker of curve `i`: its radius and style, a filled circle, a ring, or a faded dot as the colours

@@ -401,6 +401,17 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Writes `text` to `path` with [`write_atomically`].
+pub(crate) fn write_text_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
+    write_atomically(path, |w| {
+        w.write_all(text.as_bytes())
+            .map_err(|source| ReportError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+    })
+}
+
 /// Creates the parent folder of `path` if missing, writes through `fill` into [`temporary_path`], syncs it
 /// and renames it over `path`; on failure the temporary file is removed.
 pub(crate) fn write_atomically(

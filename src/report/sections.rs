@@ -101,13 +101,7 @@ impl Sections {
     pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
         let path = dir.join(SECTIONS_FILE);
         let text = serde_json::to_string_pretty(self).expect("sections serialise");
-        super::png::write_atomically(&path, |w| {
-            use std::io::Write;
-            writeln!(w, "{text}").map_err(|source| ReportError::Io {
-                path: path.clone(),
-                source,
-            })
-        })
+        super::png::write_text_atomically(&path, &format!("{text}\n"))
     }
 }
 

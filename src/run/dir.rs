@@ -46,7 +46,8 @@ pub enum OutChoice {
 /// What happened to `ROOT/latest` when a fresh directory was made. Not updating it never fails the run.
 #[derive(Debug)]
 pub enum Latest {
-    /// Not a fresh directory ([`OutChoice::Named`] or [`OutChoice::Resume`]): `latest` is not touched.
+    /// Not a fresh run directory ([`OutChoice::Named`], [`OutChoice::Resume`], or
+    /// [`RunDir::fresh_collection`]): `latest` is not touched.
     NotFresh,
     /// `ROOT/latest` (or `ROOT/latest.txt`) now names the new directory.
     Updated,
@@ -192,6 +193,18 @@ impl RunDir {
                 })
             }
         }
+    }
+
+    /// A fresh numbered directory `ROOT/<prefix>-<N>` that holds runs rather than being one (a sweep's,
+    /// a comparison's): created and locked as [`OutChoice::Fresh`] does, but `ROOT/latest` is left
+    /// pointing at the newest run.
+    pub fn fresh_collection(root: &Path, prefix: &str) -> Result<RunDir, RunDirError> {
+        let (path, lock) = create_fresh(root, prefix)?;
+        Ok(RunDir {
+            path,
+            latest: Latest::NotFresh,
+            _lock: lock,
+        })
     }
 
     /// `DIR/checkpoint.safetensors`.

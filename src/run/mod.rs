@@ -9,8 +9,6 @@ pub mod dir;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context;
-
 pub use config::RunConfig;
 
 use crate::apps::{generate, pictures};
@@ -494,13 +492,10 @@ fn write_config(path: &Path, config: &RunConfig) -> anyhow::Result<()> {
     // Serialised from the struct, so f32 values read as typed (0.001); they parse back to the same f32s
     // as the checkpoint's copy.
     let text = serde_json::to_string_pretty(config).expect("a configuration serialises");
-    let tmp = path.with_file_name(format!(".{CONFIG_FILE}.{}.tmp", std::process::id()));
-    let written =
-        std::fs::write(&tmp, format!("{text}\n")).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("cannot write {}", path.display()))
+    Ok(crate::report::png::write_text_atomically(
+        path,
+        &format!("{text}\n"),
+    )?)
 }
 
 /// A picture's first caption line: the model, how many epochs it trained, and its test loss.
