@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::eval::with_checkpoint;
 use super::train::{DataCache, Finished, RUNS_ROOT, run_with};
-use super::{BackendArg, Cli, CompareArgs, SweepArgs, TrainArgs, error_text};
+use super::{BackendArg, Cli, TrainArgs, error_text};
 use crate::checkpoint;
 use crate::report::compare::{self, ComparedRun, Comparison};
 use crate::report::html::{self, ComparisonPage};
@@ -27,6 +27,54 @@ use crate::report::png::{Figure, FigureRow, save_figure};
 use crate::run::dir::{BEST_FILE, CHECKPOINT_FILE, OutChoice, RunDir};
 use crate::run::{PICTURE_DIGITS, RunConfig};
 use crate::train::Reconstructions;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// KEY=V1,V2,…: train once with each value of the train flag --KEY (any train flag that takes a
+    /// value, without its dashes: activation, loss, optimizer, lr, lr-schedule, hidden, latent, l1, …).
+    /// Repeat for more keys: the runs are the cross product, the first --vary outermost. Values holding
+    /// commas are separated by semicolons instead: --vary 'hidden=512,128;256'.
+    #[arg(long, value_name = "KEY=V1,V2,…", required = true)]
+    pub vary: Vec<String>,
+    /// Pair the lists instead (the i-th value of every --vary together); all need the same length.
+    #[arg(long)]
+    pub zip: bool,
+    /// Every train flag, given to every run (--out names the sweep's directory, default runs/sweep-N;
+    /// --overwrite starts every run of a sweep already there again).
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+pub const SWEEP_HELP: &str = "\
+Examples:
+  gpu-ae sweep --variant ae --vary activation=relu,sigmoid,tanh --vary loss=bce,mse --epochs 2
+  gpu-ae sweep --vary optimizer=adam,adamw,rmsprop,adagrad,sgd --epochs 4 --out runs/optimizers
+  gpu-ae sweep --vary 'hidden=none;256;512,128' --vary code-activation=relu,sigmoid --patience 2
+  gpu-ae sweep --zip --vary optimizer=sgd,adam --vary lr=0.1,0.001       (two runs, each its own lr)
+
+DIR (--out, or runs/sweep-N) gets one run directory per run, named by its values
+(activation-relu_loss-bce), each as train writes it; sweep.json, the runs and which have finished;
+comparison.csv, a line per run: the varied values, epochs trained, the last epoch's train and test loss and
+every term, and the seconds spent training; comparison.png, every run's test loss per epoch on one plot;
+reconstructions.png, the same 16 test digits and each run's reconstruction of them; report.html, all of it
+with a link to each run's own report.
+
+Every run is checked as train checks its flags before the first one trains. Runs go one after another on
+the chosen backend; the data is read once. Ctrl-C stops the run under way after its current steps and
+saves it; the same command again keeps the finished runs, resumes that one from its checkpoint and trains
+the rest (another sweep in the same DIR is refused unless --overwrite). A run that fails (a diverging
+--lr) is reported and the others still train; the exit status is then 1.";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Run directories (each with the config.json and metrics.csv that train writes).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where comparison.csv, comparison.png, reconstructions.png and report.html go [default: a new
+    /// runs/compare-N].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
 
 /// `train`'s flags alone, to parse one run's command line.
 #[derive(Parser, Debug)]
@@ -504,7 +552,7 @@ fn write_comparison(
         }
     }
     let (csv_path, plot_path) = comparison.write(dir, title)?;
-    let table = compare::read_csv(&csv_path)?;
+    let table = comparison.table();
     println!("\n{}", compare::text_table(&table));
     println!(
         "wrote {} (a line per run; test_mse: the squared error per pixel of each run's model on the test set, \

@@ -11,6 +11,7 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::schedule::{ScheduleArg, parse_schedule};
 use crate::data::mnist::{self, Dataset};
 use crate::model::variants::{
     ConvConfig, Deck, DenseConfig, conv_ae, conv_vae, dense_ae, dense_vae,
@@ -307,7 +308,7 @@ pub struct RunConfig {
     pub momentum: f32,
     pub weight_decay: f32,
     /// How the learning rate changes over the (fine-tuning) epochs after the warm-up.
-    #[serde(with = "schedule_text")]
+    #[serde(with = "super::schedule::text")]
     pub lr_schedule: ScheduleArg,
     /// Epochs over which the learning rate grows linearly to its value, step by step (0: none).
     pub lr_warmup: usize,
@@ -352,80 +353,6 @@ impl Default for RunConfig {
             limit: None,
             data: None,
         }
-    }
-}
-
-/// The learning-rate schedule after the warm-up, counted in epochs (the plan converts them to steps, so
-/// the rate changes step by step, as PyTorch's schedulers do when stepped every batch).
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub enum ScheduleArg {
-    /// The same learning rate throughout.
-    #[default]
-    Constant,
-    /// × `gamma` every `every` epochs (StepLR).
-    Step { every: usize, gamma: f32 },
-    /// From the learning rate down to 0 along half a cosine, over the `epochs` epochs after the warm-up
-    /// ends (CosineAnnealingLR with T_max those epochs' steps).
-    Cosine { epochs: usize },
-}
-
-impl std::fmt::Display for ScheduleArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ScheduleArg::Constant => write!(f, "constant"),
-            ScheduleArg::Step { every, gamma } => write!(f, "step:{every}:{gamma}"),
-            ScheduleArg::Cosine { epochs } => write!(f, "cosine:{epochs}"),
-        }
-    }
-}
-
-/// `constant`, `step:E:γ` or `cosine:N`; `cosine` alone (the run's epochs, which only the command line
-/// knows) is the CLI's to resolve, so here it is an error.
-pub fn parse_schedule(text: &str) -> Result<ScheduleArg, String> {
-    let forms = "constant, step:E:γ (× γ every E epochs, 0 < γ ≤ 1), or cosine[:N] (down to 0 over N epochs; \
-                 without N, over --epochs)";
-    let mut parts = text.split(':');
-    let count = |t: Option<&str>| -> Result<usize, String> {
-        match t.map(|t| t.trim().parse::<usize>()) {
-            Some(Ok(n)) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "{text:?}: the epochs must be a whole number ≥ 1; expected {forms}"
-            )),
-        }
-    };
-    let schedule = match parts.next() {
-        Some("constant") | Some("none") => ScheduleArg::Constant,
-        Some("step") => {
-            let every = count(parts.next())?;
-            let gamma = match parts.next().map(|g| g.trim().parse::<f32>()) {
-                Some(Ok(g)) if g.is_finite() && g > 0.0 && g <= 1.0 => g,
-                _ => return Err(format!("{text:?}: γ must lie in (0, 1]; expected {forms}")),
-            };
-            ScheduleArg::Step { every, gamma }
-        }
-        Some("cosine") => ScheduleArg::Cosine {
-            epochs: count(parts.next())?,
-        },
-        _ => return Err(format!("unknown schedule {text:?}; expected {forms}")),
-    };
-    match parts.next() {
-        Some(_) => Err(format!("{text:?} has a part too many; expected {forms}")),
-        None => Ok(schedule),
-    }
-}
-
-/// `lr_schedule` as text in the JSON: `constant`, `step:E:γ`, `cosine:N`.
-mod schedule_text {
-    use super::ScheduleArg;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(schedule: &ScheduleArg, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&schedule.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ScheduleArg, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_schedule(&text).map_err(serde::de::Error::custom)
     }
 }
 

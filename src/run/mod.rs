@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dir;
+pub mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
