@@ -14,7 +14,11 @@
 //! | `train_sums` | every meter's sum so far in the epoch (the objective's terms, then statistics), a JSON list; absent in files of versions before objective terms |
 //! | `gpu_ae_version` | the crate version that wrote the file |
 //!
-//! Tensors are F32, little-endian. Names and shapes of the default variants on MNIST (checked by
+//! Training writes F32 tensors, little-endian. `gpu-ae export` writes the model's tensors alone (no optimizer
+//! state) in F32, F16 or BF16, with `contents` = `model` and `dtype` added to the metadata; [`load`] reads
+//! any of the three dtypes into f32, and [`restore`] of such a file sets the parameters and statistics
+//! only, so `eval`, `reconstruct` and the other readers take it while `train --resume` refuses it
+//! ([`Checkpoint::require_training_state`]). Names and shapes of the default variants on MNIST (checked by
 //! `tests/checkpoint.rs`):
 //!
 //! `ae` (784-256-64-256-784, `nn.Linear` layout [out, in]):
@@ -77,6 +81,13 @@ const KEY_SUMS: &str = "train_sums";
 const KEY_VERSION: &str = "gpu_ae_version";
 /// The pretraining phase under way (its index among the plan's phases); absent in the fine-tuning.
 const KEY_PHASE: &str = "pretrain_phase";
+/// `model` in an export (no optimizer state); absent in a training checkpoint.
+const KEY_CONTENTS: &str = "contents";
+/// The dtype an export's tensors were written in (`F32`, `F16`, `BF16`).
+const KEY_DTYPE: &str = "dtype";
+const CONTENTS_MODEL: &str = "model";
+/// Every optimizer-state tensor's name starts so.
+const OPTIMIZER_PREFIX: &str = "optimizer.";
 
 /// Plan buffer suffixes of optimizer state → torch.optim slot names, with the optimizer they belong to
 /// (the plan uses torch's names, so `--detect-anomaly` and the checkpoint name a tensor alike).
@@ -166,6 +177,12 @@ pub enum CheckpointError {
     },
 
     #[error(
+        "{}: the file holds a model exported without optimizer state (gpu-ae export), so training cannot resume from it; resume from the checkpoint.safetensors that train wrote",
+        path.display()
+    )]
+    ModelOnly { path: PathBuf },
+
+    #[error(
         "{}: tensor {name} holds a non-finite value ({value}) at element {index}; the run had diverged when it was saved",
         path.display()
     )]
@@ -194,6 +211,55 @@ pub struct Checkpoint {
     pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
     /// The file this checkpoint was loaded from, named in [`restore`]'s errors; `None` after [`capture`].
     pub path: Option<PathBuf>,
+    /// An export: parameters and statistics only, no optimizer state ([`export`]).
+    pub model_only: bool,
+}
+
+impl Checkpoint {
+    /// Refuses an export, which has no optimizer state to resume training with.
+    pub fn require_training_state(&self) -> Result<(), CheckpointError> {
+        match (&self.path, self.model_only) {
+            (_, false) => Ok(()),
+            (path, true) => Err(CheckpointError::ModelOnly {
+                path: path.clone().unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+/// The element type of an export's tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportDtype {
+    F32,
+    /// IEEE half precision, rounded to nearest even (`half::f16::from_f32`).
+    F16,
+    /// bfloat16: f32's exponent with an 8-bit significand, rounded to nearest even.
+    Bf16,
+}
+
+impl ExportDtype {
+    fn dtype(self) -> Dtype {
+        match self {
+            ExportDtype::F32 => Dtype::F32,
+            ExportDtype::F16 => Dtype::F16,
+            ExportDtype::Bf16 => Dtype::BF16,
+        }
+    }
+
+    /// `values` rounded to this dtype, little-endian.
+    fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            ExportDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ExportDtype::F16 => values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            ExportDtype::Bf16 => values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+        }
+    }
 }
 
 /// What a plan keeps across steps, under checkpoint names.
@@ -259,38 +325,65 @@ pub fn capture(
         state,
         tensors,
         path: None,
+        model_only: false,
     }
 }
 
-/// One tensor, viewed as safetensors bytes without copying on little-endian machines.
-struct F32View<'a> {
+/// One tensor, viewed as safetensors bytes: an F32 one without copying on little-endian machines, or one
+/// already encoded in another dtype.
+struct TensorView<'a> {
     shape: &'a [usize],
     values: &'a [f32],
+    /// Set for an F16 or BF16 tensor: its bytes.
+    encoded: Option<(Dtype, Vec<u8>)>,
 }
 
-impl View for F32View<'_> {
+impl View for TensorView<'_> {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        self.encoded.as_ref().map_or(Dtype::F32, |(d, _)| *d)
     }
     fn shape(&self) -> &[usize] {
         self.shape
     }
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        if cfg!(target_endian = "little") {
-            bytemuck::cast_slice(self.values).into()
-        } else {
-            self.values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        match &self.encoded {
+            Some((_, bytes)) => bytes.as_slice().into(),
+            None if cfg!(target_endian = "little") => bytemuck::cast_slice(self.values).into(),
+            None => self.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
     }
     fn data_len(&self) -> usize {
-        self.values.len() * 4
+        self.encoded
+            .as_ref()
+            .map_or(self.values.len() * 4, |(_, b)| b.len())
     }
+}
+
+/// Writes the model of `ckpt` (its parameters and statistics, not its optimizer state) to `path` in
+/// `dtype`, atomically, with the checkpoint's metadata and `contents` = `model`, `dtype` = the dtype's
+/// safetensors name. Readers ([`load`], [`restore`]) take it; training does not resume from it.
+pub fn export(path: &Path, ckpt: &Checkpoint, dtype: ExportDtype) -> Result<(), CheckpointError> {
+    let model = Checkpoint {
+        tensors: ckpt
+            .tensors
+            .iter()
+            .filter(|(name, _, _)| !name.starts_with(OPTIMIZER_PREFIX))
+            .cloned()
+            .collect(),
+        model_only: true,
+        ..ckpt.clone()
+    };
+    write(path, &model, dtype)
 }
 
 /// Writes `ckpt` atomically: a hidden sibling `.NAME.PID.tmp` (one per process, so two writers never share
 /// it) is written and synced, then renamed over `path`, then the directory is synced. An existing
 /// checkpoint at `path` is only ever replaced by a complete one.
 pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    write(path, ckpt, ExportDtype::F32)
+}
+
+fn write(path: &Path, ckpt: &Checkpoint, dtype: ExportDtype) -> Result<(), CheckpointError> {
     let mut seen = std::collections::HashSet::new();
     for (name, shape, values) in &ckpt.tensors {
         let bad = |problem: String| CheckpointError::BadTensor {
@@ -326,14 +419,23 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     ]
     .into_iter()
     .chain(s.pretraining.map(|phase| (KEY_PHASE, phase.to_string())))
+    .chain(
+        ckpt.model_only
+            .then(|| (KEY_CONTENTS, CONTENTS_MODEL.to_string())),
+    )
+    .chain(
+        ckpt.model_only
+            .then(|| (KEY_DTYPE, dtype.dtype().to_string())),
+    )
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let views = ckpt.tensors.iter().map(|(name, shape, values)| {
         (
             name.as_str(),
-            F32View {
+            TensorView {
                 shape,
                 values: values.as_slice(),
+                encoded: (dtype != ExportDtype::F32).then(|| (dtype.dtype(), dtype.encode(values))),
             },
         )
     });
@@ -436,7 +538,8 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, CheckpointError> {
     Ok(bytes)
 }
 
-/// Parses and validates a checkpoint: safetensors structure, our format tag and metadata, F32 tensors.
+/// Parses and validates a checkpoint: safetensors structure, our format tag and metadata, F32, F16 or BF16
+/// tensors (the latter two widened to f32 exactly).
 /// Never panics on a corrupt file; allocates at most about twice the file's size.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let bytes = read_bounded(path)?;
@@ -458,7 +561,8 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     }
     let (header_len, header) =
         SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(e.to_string()))?;
-    // read_metadata has checked that the tensors tile this exactly, each 4 × its shape's product bytes.
+    // read_metadata has checked that the tensors tile this exactly, each (dtype size) × its shape's product
+    // bytes.
     let data = &bytes[8 + header_len..];
 
     let wrong_format = |problem: String| CheckpointError::WrongFormat {
@@ -541,32 +645,56 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         let info = header
             .info(&name)
             .ok_or_else(|| not_safetensors(format!("tensor {name} is listed but not described")))?;
-        if info.dtype != Dtype::F32 {
-            return Err(CheckpointError::BadTensor {
-                path: path.into(),
-                name,
-                problem: format!("dtype {}, expected F32", info.dtype),
-            });
-        }
         let (start, end) = info.data_offsets;
-        let values = data
+        let bytes = data
             .get(start..end)
-            .ok_or_else(|| not_safetensors(format!("tensor {name} lies outside the file")))?
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+            .ok_or_else(|| not_safetensors(format!("tensor {name} lies outside the file")))?;
+        let values = match info.dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(CheckpointError::BadTensor {
+                    path: path.into(),
+                    name,
+                    problem: format!("dtype {other}, expected F32, F16 or BF16"),
+                });
+            }
+        };
         tensors.push((name, info.shape.clone(), values));
     }
+    let model_only = match meta.get(KEY_CONTENTS).map(String::as_str) {
+        None => false,
+        Some(CONTENTS_MODEL) => true,
+        Some(other) => {
+            return Err(CheckpointError::BadMetadata {
+                path: path.into(),
+                key: KEY_CONTENTS,
+                problem: format!("{other:?} is not {CONTENTS_MODEL:?}"),
+            });
+        }
+    };
     Ok(Checkpoint {
         config,
         state,
         tensors,
         path: Some(path.into()),
+        model_only,
     })
 }
 
 /// Writes the checkpoint into `ex`'s plan: every parameter, statistic and optimizer-state tensor (each must
-/// be present with exactly the plan's shape, and finite), the epoch's shuffle order, the step counters
+/// be present with exactly the plan's shape, and finite; an export holds no optimizer state, which then
+/// stays as the plan initialised it), the epoch's shuffle order, the step counters
 /// and the epoch's sums so far ([`Position::upload`]).
 /// Everything is checked before anything is written, so a failed restore leaves `ex` as it was.
 ///
@@ -581,7 +709,10 @@ pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), Checkpoin
     let found = |name: &str| ckpt.tensors.iter().find(|(n, _, _)| n == name);
 
     let mut writes: Vec<(BufId, &[f32])> = Vec::with_capacity(wanted.len());
-    for t in &wanted {
+    for t in wanted
+        .iter()
+        .filter(|t| !(ckpt.model_only && t.optimizer.is_some()))
+    {
         let Some((_, shape, values)) = found(&t.name) else {
             let other = OPTIMIZER_SLOTS
                 .iter()
@@ -589,7 +720,7 @@ pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), Checkpoin
                 .find(|&&(_, torch, _)| {
                     ckpt.tensors
                         .iter()
-                        .any(|(n, _, _)| n.starts_with("optimizer.") && n.ends_with(torch))
+                        .any(|(n, _, _)| n.starts_with(OPTIMIZER_PREFIX) && n.ends_with(torch))
                 });
             return Err(match (t.optimizer, other) {
                 (Some(chosen), Some(&(_, _, checkpoint))) => CheckpointError::OptimizerMismatch {

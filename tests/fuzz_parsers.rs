@@ -327,6 +327,7 @@ fn valid_checkpoint_bytes(dir: &Path) -> Vec<u8> {
             tensor("optimizer.layers.0.weight.exp_avg_sq", vec![3, 4]),
         ],
         path: None,
+        model_only: false,
     };
     let path = dir.join("valid.safetensors");
     checkpoint::save(&path, &ckpt).expect("save the seed checkpoint");

@@ -6,6 +6,7 @@ pub mod complete;
 pub mod configure;
 pub mod encode;
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod info;
 pub mod map;
@@ -44,6 +45,9 @@ pub enum Command {
     Info(InfoArgs),
     /// Test loss (the run's own, and MSE) of a saved checkpoint.
     Eval(CheckpointArgs),
+    /// A checkpoint's model (parameters and batch-norm statistics, no optimizer state) as safetensors in
+    /// f32, f16 or bf16; eval, reconstruct and the other readers take the file, `train --resume` does not.
+    Export(ExportArgs),
     /// Draw test images above their reconstructions by a saved checkpoint into a PNG (with --denoising:
     /// corrupted input, its reconstruction, clean input), captioned with the model, epoch and test loss.
     Reconstruct(ReconstructArgs),
@@ -127,6 +131,50 @@ pub struct CheckpointArgs {
     pub data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendArg,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// A checkpoint written by `gpu-ae train`, or the run directory that holds it
+    /// (DIR/checkpoint.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The element type of the written tensors: f32 (exact), f16 (IEEE half: half the bytes, about 3
+    /// significant digits, values up to 65504) or bf16 (f32's range, about 2 significant digits); each
+    /// value rounded to nearest even.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+    /// The file to write, *.safetensors (its folder is created if missing); the checkpoint's metadata is
+    /// kept, with contents = model and dtype added.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DtypeArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            DtypeArg::F32 => "f32",
+            DtypeArg::F16 => "f16",
+            DtypeArg::Bf16 => "bf16",
+        }
+    }
+}
+
+impl From<DtypeArg> for crate::checkpoint::ExportDtype {
+    fn from(d: DtypeArg) -> Self {
+        match d {
+            DtypeArg::F32 => Self::F32,
+            DtypeArg::F16 => Self::F16,
+            DtypeArg::Bf16 => Self::Bf16,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -776,6 +824,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Reconstruct(args) => eval::reconstruct(&args),
+        Command::Export(args) => export::run(&args),
         Command::Sample(args) => generate::sample(&args),
         Command::Interpolate(args) => generate::interpolate(&args),
         Command::Manifold(args) => generate::manifold(&args),

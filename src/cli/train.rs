@@ -69,6 +69,7 @@ fn configuration(args: &TrainArgs) -> anyhow::Result<(RunConfig, Option<(Checkpo
     };
     let path = checkpoint_file(path, "--resume")?;
     let ckpt = checkpoint::load(&path)?;
+    ckpt.require_training_state()?;
     let mut config =
         RunConfig::from_json(&ckpt.config).with_context(|| format!("{}", path.display()))?;
     args.check_resume(&config)?;

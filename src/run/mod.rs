@@ -160,6 +160,7 @@ pub fn train(
     trainer.detect_anomaly = options.detect_anomaly;
     trainer.faults = options.faults;
     if let Some(ckpt) = resume {
+        ckpt.require_training_state()?;
         checkpoint::restore(trainer.executor(), ckpt)?;
         trainer.position = ckpt.state.position.clone();
     }
