@@ -111,6 +111,23 @@ fn info_lists_the_adapter() {
         s.contains("gpu-ae selftest"),
         "info points to selftest: {s}"
     );
+    // The features that decide what the engine can do, each answered for every adapter.
+    let adapters = s.matches("\nadapter ").count() + usize::from(s.starts_with("adapter "));
+    for feature in [
+        "shader f16",
+        "timestamp queries",
+        "subgroups",
+        "cooperative matrices",
+    ] {
+        let answered = s
+            .lines()
+            .filter(|l| {
+                let rest = l.trim_start().strip_prefix(feature).map(str::trim_start);
+                rest.is_some_and(|r| r.starts_with("yes") || r.starts_with("no"))
+            })
+            .count();
+        assert_eq!(answered, adapters, "{feature} per adapter: {s}");
+    }
 }
 
 #[test]

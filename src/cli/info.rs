@@ -70,10 +70,6 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
             info.vendor, info.device
         );
         println!(
-            "  subgroup size          {}..{}",
-            info.subgroup_min_size, info.subgroup_max_size
-        );
-        println!(
             "  max storage binding    {} MiB",
             l.max_storage_buffer_binding_size >> 20
         );
@@ -94,8 +90,9 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
             "  storage buffers/stage  {}",
             l.max_storage_buffers_per_shader_stage
         );
-        let ts = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        println!("  timestamp queries      {}", if ts { "yes" } else { "no" });
+        for (name, present, use_) in features(adapter) {
+            println!("  {name:<22} {present}{use_}");
+        }
         let selftest = match crate::selftest::cache::failed_before(&info) {
             Some(_) => {
                 "FAILED last time: its kernels computed wrong numbers (rerun `gpu-ae selftest`)"
@@ -109,6 +106,57 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
          does before trusting its numbers"
     );
     Ok(())
+}
+
+/// The features that decide what the engine can do on `adapter`, each as (name, what the adapter says,
+/// what the engine does with it).
+fn features(adapter: &wgpu::Adapter) -> Vec<(&'static str, String, &'static str)> {
+    let f = adapter.features();
+    let info = adapter.get_info();
+    let yes_no = |present: bool| if present { "yes" } else { "no" }.to_string();
+    let subgroups = if f.contains(wgpu::Features::SUBGROUP) {
+        format!(
+            "yes, sizes {}..{}",
+            info.subgroup_min_size, info.subgroup_max_size
+        )
+    } else {
+        "no".into()
+    };
+    // What tensor cores (or their like) the adapter offers: each M×N×K shape with its operand and
+    // accumulator types. wgpu lists them only where the driver reports VK_KHR_cooperative_matrix.
+    let cooperative = if f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        let shapes: Vec<String> = adapter
+            .cooperative_matrix_properties()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}x{}x{} {:?}→{:?}",
+                    p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
+                )
+            })
+            .collect();
+        if shapes.is_empty() {
+            "yes (no shapes listed)".into()
+        } else {
+            format!("yes: {}", shapes.join(", "))
+        }
+    } else {
+        "no".into()
+    };
+    vec![
+        (
+            "shader f16",
+            yes_no(f.contains(wgpu::Features::SHADER_F16)),
+            " (WGSL `enable f16`)",
+        ),
+        (
+            "timestamp queries",
+            yes_no(f.contains(wgpu::Features::TIMESTAMP_QUERY)),
+            " (train --profile times each kernel with them)",
+        ),
+        ("subgroups", subgroups, ""),
+        ("cooperative matrices", cooperative, ""),
+    ]
 }
 
 /// What each API is called, for messages.
