@@ -470,6 +470,7 @@ fn duration_text(seconds: f64) -> String {
 impl Observer for Printer {
     fn started(&mut self, plan: &Plan, backend: &str, resumed: Option<&Position>) {
         println!("backend: {backend}");
+        println!("memory (MiB): {}", plan.describe_memory());
         // The reconstruction is the loss itself when it is the only term; otherwise every term shows.
         let terms = plan.meters.iter().filter(|m| m.role.enters_total()).count();
         self.extra = shown_meters(plan)

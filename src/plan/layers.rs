@@ -168,7 +168,7 @@ pub(super) fn allocate(
                     b.f32(
                         format!("{prefix}.out.grad"),
                         batch * out_shape.numel(),
-                        Role::Activation,
+                        Role::ActivationGrad,
                     )
                 }),
                 input_grad,
@@ -183,7 +183,7 @@ pub(super) fn allocate(
     }
     let len = batch * out_shape.numel();
     let output = b.f32(format!("{prefix}.out"), len, Role::Activation);
-    let output_grad = b.f32(format!("{prefix}.out.grad"), len, Role::Activation);
+    let output_grad = b.f32(format!("{prefix}.out.grad"), len, Role::ActivationGrad);
     LayerBufs {
         input,
         output,

@@ -43,8 +43,11 @@ pub enum Elem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Param,
+    /// A parameter's gradient.
     Grad,
     Activation,
+    /// The gradient of a layer's output (or of the input, where a kernel writes one).
+    ActivationGrad,
     OptimizerState,
     /// Non-learned state that evaluation uses (batch-norm running statistics).
     Stat,
@@ -62,6 +65,24 @@ pub struct BufferDesc {
     pub elem: Elem,
     pub role: Role,
 }
+
+impl BufferDesc {
+    /// Bytes on the device.
+    pub fn bytes(&self) -> usize {
+        self.len * 4
+    }
+}
+
+/// How [`Plan::memory_by_role`] groups buffers: every role is in exactly one group.
+pub const MEMORY_GROUPS: [(&str, &[Role]); 7] = [
+    ("parameters", &[Role::Param]),
+    ("gradients", &[Role::Grad]),
+    ("activations", &[Role::Activation]),
+    ("activation gradients", &[Role::ActivationGrad]),
+    ("optimizer state", &[Role::OptimizerState]),
+    ("data", &[Role::Data, Role::Index]),
+    ("other", &[Role::Stat, Role::State, Role::Scratch]),
+];
 
 /// How a parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -352,7 +373,7 @@ pub fn compile_with(
             // The input needs no gradient, except where a kernel always writes one.
             None if matches!(layer, crate::model::Layer::BatchNorm2d { .. }) => (
                 model_input,
-                Some(b.f32("input.grad", rows * features, Role::Scratch)),
+                Some(b.f32("input.grad", rows * features, Role::ActivationGrad)),
             ),
             None => (model_input, None),
         };
@@ -943,7 +964,36 @@ impl Plan {
     }
     /// Total bytes of all buffers.
     pub fn bytes(&self) -> usize {
-        self.buffers.iter().map(|b| b.len * 4).sum()
+        self.buffers.iter().map(BufferDesc::bytes).sum()
+    }
+
+    /// [`Plan::memory_by_role`] as one line: each group that holds anything, then the total, in MiB.
+    pub fn describe_memory(&self) -> String {
+        let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+        let parts: Vec<String> = self
+            .memory_by_role()
+            .into_iter()
+            .filter(|&(_, bytes)| bytes > 0)
+            .map(|(name, bytes)| format!("{:.2} {name}", mib(bytes)))
+            .collect();
+        format!("{} = {:.2} MiB", parts.join(" + "), mib(self.bytes()))
+    }
+
+    /// The device memory the plan allocates, by what it holds: (name, bytes) of each group in
+    /// [`MEMORY_GROUPS`] order (groups may be 0), summing to [`Plan::bytes`].
+    pub fn memory_by_role(&self) -> Vec<(&'static str, usize)> {
+        MEMORY_GROUPS
+            .iter()
+            .map(|&(name, roles)| {
+                let bytes = self
+                    .buffers
+                    .iter()
+                    .filter(|b| roles.contains(&b.role))
+                    .map(BufferDesc::bytes)
+                    .sum();
+                (name, bytes)
+            })
+            .collect()
     }
 }
 
@@ -1010,5 +1060,74 @@ impl BufferDesc {
             elem: Elem::U32,
             role: Role::Scratch,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Shape;
+    use crate::model::variants::{DenseConfig, dense_ae};
+    use crate::ops::Act;
+
+    /// 784-16-4-16-784 on batches of 10: every group's bytes counted by hand from the layers.
+    #[test]
+    fn memory_by_role_counts_each_buffer_once_by_what_it_holds() {
+        let cfg = DenseConfig {
+            hidden: vec![16],
+            latent: 4,
+            act: Act::Relu,
+            code_act: Act::Relu,
+            output_act: Act::Sigmoid,
+        };
+        let model = dense_ae(Shape { c: 1, h: 28, w: 28 }, &cfg).unwrap();
+        let plan = compile(
+            &model,
+            &PlanConfig {
+                batch: 10,
+                objective: Objective::reconstruction(LossKind::BceWithLogits),
+                optimizer: Optimizer::Adam(AdamHyper::default()),
+                train_samples: 100,
+                test_samples: 30,
+                noise: None,
+                seed: 0,
+                lr_schedule: None,
+            },
+        )
+        .unwrap();
+        let memory: std::collections::HashMap<_, _> = plan.memory_by_role().into_iter().collect();
+        let params = (784 * 16 + 16) + (16 * 4 + 4) + (4 * 16 + 16) + (16 * 784 + 784);
+        assert_eq!(memory["parameters"], 4 * params);
+        assert_eq!(memory["gradients"], 4 * params);
+        assert_eq!(
+            memory["optimizer state"] / 4 / params,
+            2,
+            "Adam's two slots"
+        );
+        // Each layer's output and its gradient, 10 rows: 16 + 4 + 16 + 784 values a row.
+        assert_eq!(memory["activation gradients"], 4 * 10 * (16 + 4 + 16 + 784));
+        assert!(memory["activations"] >= memory["activation gradients"]);
+        // Pixels as packed bytes, with the shuffle orders.
+        assert!(memory["data"] >= 130 * 784);
+        assert_eq!(memory.values().sum::<usize>(), plan.bytes());
+        for role in [
+            Role::Param,
+            Role::Grad,
+            Role::Activation,
+            Role::ActivationGrad,
+            Role::OptimizerState,
+            Role::Stat,
+            Role::Data,
+            Role::Index,
+            Role::State,
+            Role::Scratch,
+        ] {
+            let groups = MEMORY_GROUPS
+                .iter()
+                .filter(|(_, r)| r.contains(&role))
+                .count();
+            assert_eq!(groups, 1, "{role:?}");
+        }
+        assert!(plan.describe_memory().ends_with(" MiB"));
     }
 }
