@@ -12,7 +12,7 @@ struct BiasActParams {
 
 @group(0) @binding(0) var<uniform> bias_act_params: BiasActParams;
 @group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<y_t>;
 
 @compute @workgroup_size(256)
 fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -22,7 +22,7 @@ fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let channel = (i / pp.inner) % pp.channels;
-    y[i] = activate(y[i] + bias[channel], pp.act);
+    y[i] = y_t(activate(f32(y[i]) + bias[channel], pp.act));
 }
 
 struct ActBackwardParams {
@@ -33,8 +33,8 @@ struct ActBackwardParams {
 }
 
 @group(0) @binding(3) var<uniform> act_backward_params: ActBackwardParams;
-@group(0) @binding(4) var<storage, read> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(4) var<storage, read> out: array<out_t>;
+@group(0) @binding(5) var<storage, read_write> grad: array<grad_t>;
 
 @compute @workgroup_size(256)
 fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -42,5 +42,5 @@ fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= act_backward_params.len) {
         return;
     }
-    grad[i] = grad[i] * activation_slope(out[i], act_backward_params.act);
+    grad[i] = grad_t(f32(grad[i]) * activation_slope(f32(out[i]), act_backward_params.act));
 }

@@ -12,7 +12,7 @@ struct BiasGradParams {
 }
 
 @group(0) @binding(0) var<uniform> bgp: BiasGradParams;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<grad_t>;
 @group(0) @binding(2) var<storage, read_write> db: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
@@ -25,7 +25,7 @@ fn bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     for (var t = lid; t < terms; t = t + 256u) {
         let r = t / bgp.inner;
         let s = t % bgp.inner;
-        sum = sum + grad[(r * bgp.channels + channel) * bgp.inner + s];
+        sum = sum + f32(grad[(r * bgp.channels + channel) * bgp.inner + s]);
     }
     partial[lid] = sum;
     workgroupBarrier();
@@ -52,7 +52,7 @@ fn bias_grad_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     var sum = 0.0;
     if (channel < bgp.channels) {
         for (var r = lane; r < bgp.rows; r = r + 8u) {
-            sum = sum + grad[r * bgp.channels + channel];
+            sum = sum + f32(grad[r * bgp.channels + channel]);
         }
     }
     partial[lid] = sum;

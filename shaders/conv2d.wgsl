@@ -13,9 +13,9 @@
 // are the same run after run.
 
 @group(0) @binding(0) var<uniform> fwd: ConvParams;
-@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
-@group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
+@group(0) @binding(1) var<storage, read> fwd_x: array<fwd_x_t>;
+@group(0) @binding(2) var<storage, read> fwd_w: array<fwd_w_t>;
+@group(0) @binding(3) var<storage, read_write> fwd_y: array<fwd_y_t>;
 
 @compute @workgroup_size(256)
 fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -45,17 +45,17 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
                 if (v < 0 || v >= i32(g.in_w)) {
                     continue;
                 }
-                sum = fma(fwd_x[x_plane + u32(h) * g.in_w + u32(v)], fwd_w[w_plane + a * g.k_w + b], sum);
+                sum = fma(f32(fwd_x[x_plane + u32(h) * g.in_w + u32(v)]), f32(fwd_w[w_plane + a * g.k_w + b]), sum);
             }
         }
     }
-    fwd_y[idx] = sum;
+    fwd_y[idx] = fwd_y_t(sum);
 }
 
 @group(0) @binding(4) var<uniform> bwd_data: ConvParams;
-@group(0) @binding(5) var<storage, read> bwd_data_dy: array<f32>;
-@group(0) @binding(6) var<storage, read> bwd_data_w: array<f32>;
-@group(0) @binding(7) var<storage, read_write> bwd_data_dx: array<f32>;
+@group(0) @binding(5) var<storage, read> bwd_data_dy: array<bwd_data_dy_t>;
+@group(0) @binding(6) var<storage, read> bwd_data_w: array<bwd_data_w_t>;
+@group(0) @binding(7) var<storage, read_write> bwd_data_dx: array<bwd_data_dx_t>;
 
 // Input pixel (h, v) is touched by tap (a, b) of output (i, j) when i·s = h + p − a, j·s = v + p − b.
 @compute @workgroup_size(256)
@@ -84,20 +84,20 @@ fn conv2d_backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             }
             let j = u32(tj / s);
             for (var o = 0u; o < g.out_c; o = o + 1u) {
-                let dy = bwd_data_dy[((n * g.out_c + o) * g.out_h + i) * g.out_w + j];
-                sum = fma(dy, bwd_data_w[((o * g.in_c + c) * g.k_h + a) * g.k_w + b], sum);
+                let dy = f32(bwd_data_dy[((n * g.out_c + o) * g.out_h + i) * g.out_w + j]);
+                sum = fma(dy, f32(bwd_data_w[((o * g.in_c + c) * g.k_h + a) * g.k_w + b]), sum);
             }
         }
     }
     if (g.accumulate != 0u) {
-        sum = sum + bwd_data_dx[idx];
+        sum = sum + f32(bwd_data_dx[idx]);
     }
-    bwd_data_dx[idx] = sum;
+    bwd_data_dx[idx] = bwd_data_dx_t(sum);
 }
 
 @group(0) @binding(8) var<uniform> bwd_weight: ConvParams;
-@group(0) @binding(9) var<storage, read> bwd_weight_dy: array<f32>;
-@group(0) @binding(10) var<storage, read> bwd_weight_x: array<f32>;
+@group(0) @binding(9) var<storage, read> bwd_weight_dy: array<bwd_weight_dy_t>;
+@group(0) @binding(10) var<storage, read> bwd_weight_x: array<bwd_weight_x_t>;
 @group(0) @binding(11) var<storage, read_write> bwd_weight_dw: array<f32>;
 
 var<workgroup> partial: array<f32, 256>;
@@ -127,8 +127,8 @@ fn conv2d_backward_weight(
             let h = i32(i * g.stride + a) - i32(g.pad);
             let v = i32(j * g.stride + b) - i32(g.pad);
             if (h >= 0 && h < i32(g.in_h) && v >= 0 && v < i32(g.in_w)) {
-                let x = bwd_weight_x[((n * g.in_c + c) * g.in_h + u32(h)) * g.in_w + u32(v)];
-                sum = fma(bwd_weight_dy[(n * g.out_c + o) * positions + t % positions], x, sum);
+                let x = f32(bwd_weight_x[((n * g.in_c + c) * g.in_h + u32(h)) * g.in_w + u32(v)]);
+                sum = fma(f32(bwd_weight_dy[(n * g.out_c + o) * positions + t % positions]), x, sum);
             }
         }
     }

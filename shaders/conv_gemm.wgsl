@@ -31,14 +31,14 @@
 // as if it had run that entry point in another one's workgroup shape.
 
 @group(0) @binding(0) var<uniform> fwd: ConvParams;
-@group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
-@group(0) @binding(2) var<storage, read> fwd_w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> fwd_y: array<f32>;
+@group(0) @binding(1) var<storage, read> fwd_x: array<fwd_x_t>;
+@group(0) @binding(2) var<storage, read> fwd_w: array<fwd_w_t>;
+@group(0) @binding(3) var<storage, read_write> fwd_y: array<fwd_y_t>;
 
 @group(0) @binding(4) var<uniform> bwd_data: ConvParams;
-@group(0) @binding(5) var<storage, read> bwd_data_dy: array<f32>;
-@group(0) @binding(6) var<storage, read> bwd_data_w: array<f32>;
-@group(0) @binding(7) var<storage, read_write> bwd_data_dx: array<f32>;
+@group(0) @binding(5) var<storage, read> bwd_data_dy: array<bwd_data_dy_t>;
+@group(0) @binding(6) var<storage, read> bwd_data_w: array<bwd_data_w_t>;
+@group(0) @binding(7) var<storage, read_write> bwd_data_dx: array<bwd_data_dx_t>;
 
 // Only the *_bias_act entry points bind these: a layer's bias, added (then ConvParams.act applied) as
 // each output is stored.
@@ -46,8 +46,8 @@
 @group(0) @binding(16) var<storage, read> bwd_data_bias: array<f32>;
 
 @group(0) @binding(8) var<uniform> bwd_weight: ConvParams;
-@group(0) @binding(9) var<storage, read> bwd_weight_dy: array<f32>;
-@group(0) @binding(10) var<storage, read> bwd_weight_x: array<f32>;
+@group(0) @binding(9) var<storage, read> bwd_weight_dy: array<bwd_weight_dy_t>;
+@group(0) @binding(10) var<storage, read> bwd_weight_x: array<bwd_weight_x_t>;
 @group(0) @binding(11) var<storage, read_write> bwd_weight_partial: array<f32>;
 
 @group(0) @binding(12) var<uniform> weight_sum: ConvParams;
@@ -120,7 +120,7 @@ fn forward_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
             let k = k0 + e % BK;
             var av = 0.0;
             if (o < g.out_c && k < k_len) {
-                av = fwd_w[o * k_len + k];
+                av = f32(fwd_w[o * k_len + k]);
             }
             tile_a[(e % BK) * TM + e / BK] = av;
         }
@@ -132,7 +132,7 @@ fn forward_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
             let v = v0 + d.z;
             var bv = 0.0;
             if (q < columns && k0 + kk < k_len && h >= 0 && h < i32(g.in_h) && v >= 0 && v < i32(g.in_w)) {
-                bv = fwd_x[u32(x_base + d.x)];
+                bv = f32(fwd_x[u32(x_base + d.x)]);
             }
             tile_b[kk * TN + bj] = bv;
         }
@@ -175,7 +175,7 @@ fn store_forward(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, 
                 if (bias_act) {
                     value = activate(value + fwd_bias[o], g.act);
                 }
-                fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = value;
+                fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = fwd_y_t(value);
             }
         }
     }
@@ -272,7 +272,7 @@ fn data_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
             let c = row0 + e / BK;
             var av = 0.0;
             if (c < g.in_c && k0 + e % BK < k_len) {
-                av = bwd_data_w[u32(k_decode[half + e % BK].w) + c * w_plane];
+                av = f32(bwd_data_w[u32(k_decode[half + e % BK].w) + c * w_plane]);
             }
             tile_a[(e % BK) * TM + e / BK] = av;
         }
@@ -284,7 +284,7 @@ fn data_block(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>) -> Block {
             let j = j0 + v2 + d.z;
             var bv = 0.0;
             if (q < columns && k0 + kk < k_len && i >= 0 && i < i32(g.out_h) && j >= 0 && j < i32(g.out_w)) {
-                bv = bwd_data_dy[u32(dy_base + d.x)];
+                bv = f32(bwd_data_dy[u32(dy_base + d.x)]);
             }
             tile_b[kk * TN + bj] = bv;
         }
@@ -345,9 +345,9 @@ fn store_data(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, bia
                 if (bias_act) {
                     value = activate(value + bwd_data_bias[c], g.act);
                 } else if (g.accumulate != 0u) {
-                    value = value + bwd_data_dx[at];
+                    value = value + f32(bwd_data_dx[at]);
                 }
-                bwd_data_dx[at] = value;
+                bwd_data_dx[at] = bwd_data_dx_t(value);
             }
         }
     }
@@ -390,7 +390,7 @@ fn conv2d_backward_weight_gemm(
             let o = row0 + e / BK;
             var av = 0.0;
             if (o < g.out_c && q0 + e % BK < q_end) {
-                av = bwd_weight_dy[u32(k_decode[half + e % BK].w) + o * plane];
+                av = f32(bwd_weight_dy[u32(k_decode[half + e % BK].w) + o * plane]);
             }
             tile_a[(e % BK) * TM + e / BK] = av;
         }
@@ -402,7 +402,7 @@ fn conv2d_backward_weight_gemm(
             let v = d.z + i32(b);
             var bv = 0.0;
             if (col < columns && q0 + kk < q_end && h >= 0 && h < i32(g.in_h) && v >= 0 && v < i32(g.in_w)) {
-                bv = bwd_weight_x[u32(x_col + d.x)];
+                bv = f32(bwd_weight_x[u32(x_col + d.x)]);
             }
             tile_b[kk * TN + bj] = bv;
         }

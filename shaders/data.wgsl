@@ -16,7 +16,7 @@ struct GatherParams {
 @group(0) @binding(1) var<storage, read> data: array<u32>;
 @group(0) @binding(2) var<storage, read> perm: array<u32>;
 @group(0) @binding(3) var<storage, read_write> gather_state: array<u32>;
-@group(0) @binding(4) var<storage, read_write> batch_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> batch_out: array<batch_out_t>;
 
 @compute @workgroup_size(256)
 fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -37,7 +37,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let byte = perm[position] * gather.features + feature;
         value = f32((data[byte / 4u] >> ((byte % 4u) * 8u)) & 0xffu) / 255.0;
     }
-    batch_out[i] = value;
+    batch_out[i] = batch_out_t(value);
 }
 
 // state[0]: completed optimizer steps; state[1]: batch index within the epoch.

@@ -24,10 +24,10 @@ struct LossParams {
 }
 
 @group(0) @binding(0) var<uniform> lp: LossParams;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> clean: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(4) var<storage, read_write> recon: array<f32>;
+@group(0) @binding(1) var<storage, read> logits: array<logits_t>;
+@group(0) @binding(2) var<storage, read> clean: array<clean_t>;
+@group(0) @binding(3) var<storage, read_write> grad: array<grad_t>;
+@group(0) @binding(4) var<storage, read_write> recon: array<recon_t>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(6) var<storage, read> loss_state: array<u32>;
 
@@ -62,19 +62,38 @@ fn loss(
     @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    loss_at(gid, wid, lid, groups, 1.0);
+}
+
+// Mixed precision's loss: the gradient times the loss scale S (loss_amp[0], f32 bits; see
+// src/ops/optim.rs, `amp`) before it is stored in f16, so that the small gradients of a mean over a batch
+// do not underflow.
+@group(0) @binding(9) var<storage, read> loss_amp: array<u32>;
+
+@compute @workgroup_size(256)
+fn loss_scaled(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    loss_at(gid, wid, lid, groups, bitcast<f32>(loss_amp[0]));
+}
+
+fn loss_at(gid: vec3<u32>, wid: vec3<u32>, lid: u32, groups: vec3<u32>, grad_scale: f32) {
     let i = gid.y * groups.x * 256u + gid.x;
     let valid = valid_rows(lp.rows, lp.samples);
     let limit = valid * lp.cols;
     let scale = mean_scale(valid, lp.cols, lp.per_sample);
     var l = 0.0;
     if (i < lp.rows * lp.cols) {
-        let e = element_loss(logits[i], clean[i], lp.kind, lp.act);
+        let e = element_loss(f32(logits[i]), f32(clean[i]), lp.kind, lp.act);
         l = e.x;
-        recon[i] = e.z;
+        recon[i] = recon_t(e.z);
         if (i < limit) {
-            grad[i] = e.y * scale;
+            grad[i] = grad_t(e.y * scale * grad_scale);
         } else {
-            grad[i] = 0.0;
+            grad[i] = grad_t(0.0);
             l = 0.0;
         }
     }
@@ -120,15 +139,15 @@ fn loss_emphasis(
     // Σ w·l, Σ m·l, Σ (1 − m)·l, Σ m, Σ (1 − m) of this element.
     var v = array<f32, 5>(0.0, 0.0, 0.0, 0.0, 0.0);
     if (i < ep.rows * ep.cols) {
-        let e = element_loss(logits[i], clean[i], ep.kind, ep.act);
+        let e = element_loss(f32(logits[i]), f32(clean[i]), ep.kind, ep.act);
         let m = emphasis_mask[i];
         let w = select(ep.clean, ep.corrupted, m > 0.0);
-        recon[i] = e.z;
+        recon[i] = recon_t(e.z);
         if (i < limit) {
-            grad[i] = w * e.y * scale;
+            grad[i] = grad_t(w * e.y * scale);
             v = array<f32, 5>(w * e.x, m * e.x, (1.0 - m) * e.x, m, 1.0 - m);
         } else {
-            grad[i] = 0.0;
+            grad[i] = grad_t(0.0);
         }
     }
     let group_count = (ep.rows * ep.cols + 255u) / 256u;

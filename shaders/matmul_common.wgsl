@@ -25,7 +25,7 @@ struct MatmulParams {
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<c_t>;
 // Only the *_bias_act entry points bind it.
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
@@ -34,15 +34,15 @@ fn store_plain(i: u32, j: u32, v: f32) {
     if (i < p.m && j < p.n) {
         var x = v;
         if (p.accumulate != 0u) {
-            x = x + c[i * p.n + j];
+            x = x + f32(c[i * p.n + j]);
         }
-        c[i * p.n + j] = x;
+        c[i * p.n + j] = c_t(x);
     }
 }
 
 // C[i, j] = act(v + bias[j]): a dense layer's output.
 fn store_bias_act(i: u32, j: u32, v: f32) {
     if (i < p.m && j < p.n) {
-        c[i * p.n + j] = activate(v + bias[j], p.act);
+        c[i * p.n + j] = c_t(activate(v + bias[j], p.act));
     }
 }

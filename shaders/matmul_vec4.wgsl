@@ -11,8 +11,8 @@
 // rows of matmul_tile128.wgsl keep those stores in distinct banks). A vec4 starts at a multiple of 4,
 // so it is inside the matrix exactly when its first element is; outside, it loads as zeros.
 
-@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> a4: array<vec4<a4_t>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<b4_t>>;
 
 fn fetch_slab(row0: u32, col0: u32, k0: u32, t: u32) -> Slab {
     var s = Slab(vec4<f32>(0.0), vec4<f32>(0.0));
@@ -21,14 +21,14 @@ fn fetch_slab(row0: u32, col0: u32, k0: u32, t: u32) -> Slab {
         let i = row0 + t / 2u;
         let kk = k0 + 4u * (t % 2u);
         if (i < p.m && kk < p.k) {
-            s.a = a4[(i * p.a_row + kk) / 4u];
+            s.a = vec4<f32>(a4[(i * p.a_row + kk) / 4u]);
         }
     } else {
         // A stored [k×m]: thread t takes k0 + t / 32, rows 4·(t mod 32) .. + 3.
         let kk = k0 + t / 32u;
         let i = row0 + 4u * (t % 32u);
         if (i < p.m && kk < p.k) {
-            s.a = a4[(kk * p.a_col + i) / 4u];
+            s.a = vec4<f32>(a4[(kk * p.a_col + i) / 4u]);
         }
     }
     if (p.b_row == 1u) {
@@ -36,14 +36,14 @@ fn fetch_slab(row0: u32, col0: u32, k0: u32, t: u32) -> Slab {
         let j = col0 + t / 2u;
         let kk = k0 + 4u * (t % 2u);
         if (j < p.n && kk < p.k) {
-            s.b = b4[(j * p.b_col + kk) / 4u];
+            s.b = vec4<f32>(b4[(j * p.b_col + kk) / 4u]);
         }
     } else {
         // B stored [k×n]: thread t takes k0 + t / 32, columns 4·(t mod 32) .. + 3.
         let kk = k0 + t / 32u;
         let j = col0 + 4u * (t % 32u);
         if (j < p.n && kk < p.k) {
-            s.b = b4[(kk * p.b_row + j) / 4u];
+            s.b = vec4<f32>(b4[(kk * p.b_row + j) / 4u]);
         }
     }
     return s;

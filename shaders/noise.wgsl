@@ -23,8 +23,8 @@ struct CorruptParams {
 }
 
 @group(0) @binding(0) var<uniform> cp: CorruptParams;
-@group(0) @binding(1) var<storage, read> corrupt_x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> corrupt_y: array<f32>;
+@group(0) @binding(1) var<storage, read> corrupt_x: array<corrupt_x_t>;
+@group(0) @binding(2) var<storage, read_write> corrupt_y: array<corrupt_y_t>;
 @group(0) @binding(3) var<storage, read> corrupt_state: array<u32>;
 
 // Where square occlusion of side `size` puts its corner along an extent: ⌊u·(extent − size + 1)⌋.
@@ -49,7 +49,7 @@ fn occluded(i: u32) -> bool {
 // (y, 1 if the noise chose this element else 0) for element i; Gaussian noise chooses every element.
 fn corrupt_element(i: u32) -> vec2<f32> {
     let step = corrupt_state[0];
-    let x = corrupt_x[i];
+    let x = f32(corrupt_x[i]);
     if (cp.kind == 3u) {
         if (occluded(i)) {
             return vec2<f32>(0.0, 1.0);
@@ -80,11 +80,11 @@ fn corrupt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (i >= cp.len) {
         return;
     }
-    corrupt_y[i] = corrupt_element(i).x;
+    corrupt_y[i] = corrupt_y_t(corrupt_element(i).x);
 }
 
 // corrupt, and mask[i] = 1 where the element was chosen (the emphasised loss weights those).
-@group(0) @binding(4) var<storage, read_write> corrupt_mask: array<f32>;
+@group(0) @binding(4) var<storage, read_write> corrupt_mask: array<corrupt_mask_t>;
 
 @compute @workgroup_size(256)
 fn corrupt_masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -93,6 +93,6 @@ fn corrupt_masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         return;
     }
     let r = corrupt_element(i);
-    corrupt_y[i] = r.x;
-    corrupt_mask[i] = r.y;
+    corrupt_y[i] = corrupt_y_t(r.x);
+    corrupt_mask[i] = corrupt_mask_t(r.y);
 }

@@ -191,3 +191,55 @@ fn lr_schedule() {
     }
     schedule_scalars[lp.index] = warm * decay;
 }
+
+// ---- adam_mixed, adam_mixed_half: Adam on an f32 master copy under dynamic loss scaling ----------------
+// (--precision mixed; src/ops/optim.rs states the scheme.) Nothing when am_amp[3] (found) is set: the
+// step is skipped. Otherwise Adam as above with g = grad / S (S = am_amp[0] as f32 bits, a power of two,
+// so the division is exact) and t = completed steps + 1 − am_amp[2] (skipped steps are not Adam's). The
+// `_half` entry point then stores the weight's f16 copy, which the products read.
+@group(0) @binding(23) var<uniform> amp_adam: AdamParams;
+@group(0) @binding(24) var<storage, read_write> am_param: array<f32>;
+@group(0) @binding(25) var<storage, read> am_grad: array<f32>;
+@group(0) @binding(26) var<storage, read_write> am_m: array<f32>;
+@group(0) @binding(27) var<storage, read_write> am_v: array<f32>;
+@group(0) @binding(28) var<storage, read> am_state: array<u32>;
+@group(0) @binding(29) var<storage, read> am_amp: array<u32>;
+@group(0) @binding(30) var<storage, read_write> am_half: array<am_half_t>;
+
+// Updates element i; returns whether it did (false: skipped step, or past the end).
+fn adam_mixed_at(i: u32) -> bool {
+    let ap = amp_adam;
+    if (i >= ap.len || am_amp[3] != 0u) {
+        return false;
+    }
+    let lr = lr_times_scale(ap.lr, ap.scale_index);
+    let t = f32(am_state[ap.step_word] + 1u - am_amp[2]);
+    let step = lr / (1.0 - pow(ap.beta1, t));
+    let bc2_sqrt = sqrt(1.0 - pow(ap.beta2, t));
+    var p = am_param[i];
+    var g = am_grad[i] * (1.0 / bitcast<f32>(am_amp[0]));
+    if (ap.decoupled == 1u) {
+        p = p * (1.0 - lr * ap.weight_decay);
+    } else {
+        g = g + ap.weight_decay * p;
+    }
+    let mi = ap.beta1 * am_m[i] + (1.0 - ap.beta1) * g;
+    let vi = ap.beta2 * am_v[i] + (1.0 - ap.beta2) * g * g;
+    am_m[i] = mi;
+    am_v[i] = vi;
+    am_param[i] = p - step * mi / (sqrt(vi) / bc2_sqrt + ap.eps);
+    return true;
+}
+
+@compute @workgroup_size(256)
+fn adam_mixed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    adam_mixed_at(gid.y * groups.x * 256u + gid.x);
+}
+
+@compute @workgroup_size(256)
+fn adam_mixed_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.y * groups.x * 256u + gid.x;
+    if (adam_mixed_at(i)) {
+        am_half[i] = am_half_t(am_param[i]);
+    }
+}

@@ -39,7 +39,7 @@ fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 }
 
 // ---- tap_sum: partials[g] = Σ f(x) over group g's valid elements --------------------------------------
-@group(0) @binding(2) var<storage, read> tap_x: array<f32>;
+@group(0) @binding(2) var<storage, read> tap_x: array<tap_x_t>;
 @group(0) @binding(3) var<storage, read_write> tap_partials: array<f32>;
 
 @compute @workgroup_size(256)
@@ -52,7 +52,7 @@ fn tap_sum(
     let i = flat_index(gid, groups);
     var v = 0.0;
     if (i < valid_rows() * tp.cols) {
-        v = tap_x[i];
+        v = f32(tap_x[i]);
         if (tp.tap_fn == 1u) {
             v = abs(v);
         } else if (tp.tap_fn == 2u) {

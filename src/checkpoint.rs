@@ -271,6 +271,26 @@ struct PlanTensor {
     optimizer: Option<&'static str>,
 }
 
+/// Mixed precision's loss scaler, saved as [scale, growth tracker, skipped steps] (GradScaler's
+/// `scale` and `_growth_tracker`, and our count of skipped steps) from the plan's u32 state words.
+const GRAD_SCALER: &str = "grad_scaler";
+
+fn scaler_tensor(words: &[u32]) -> Vec<f32> {
+    use crate::ops::optim::amp;
+    vec![
+        f32::from_bits(words[amp::SCALE]),
+        words[amp::CLEAN] as f32,
+        words[amp::SKIPPED] as f32,
+    ]
+}
+
+fn scaler_words(values: &[f32]) -> Vec<u32> {
+    let mut words = crate::ops::optim::amp::initial(values[0]).to_vec();
+    words[crate::ops::optim::amp::CLEAN] = values[1] as u32;
+    words[crate::ops::optim::amp::SKIPPED] = values[2] as u32;
+    words
+}
+
 /// Parameters, then statistics, then optimizer state, in plan order.
 fn plan_tensors(plan: &Plan) -> Vec<PlanTensor> {
     let mut out: Vec<PlanTensor> = plan
@@ -304,6 +324,14 @@ fn plan_tensors(plan: &Plan) -> Vec<PlanTensor> {
             optimizer: Some(which),
         });
     }
+    if let Some(amp) = plan.io.amp {
+        out.push(PlanTensor {
+            name: GRAD_SCALER.into(),
+            shape: vec![3],
+            buf: amp,
+            optimizer: Some("GradScaler"),
+        });
+    }
     out
 }
 
@@ -316,7 +344,10 @@ pub fn capture(
     let tensors = plan_tensors(ex.plan())
         .into_iter()
         .map(|t| {
-            let values = ex.read_f32(t.buf);
+            let values = match t.name == GRAD_SCALER {
+                true => scaler_tensor(&ex.read_u32(t.buf)),
+                false => ex.read_f32(t.buf),
+            };
             (t.name, t.shape, values)
         })
         .collect();
@@ -359,6 +390,11 @@ impl View for TensorView<'_> {
     }
 }
 
+/// Whether the tensor `name` is training state (optimizer state, the loss scaler) rather than model.
+pub fn is_training_state(name: &str) -> bool {
+    name.starts_with(OPTIMIZER_PREFIX) || name == GRAD_SCALER
+}
+
 /// Writes the model of `ckpt` (its parameters and statistics, not its optimizer state) to `path` in
 /// `dtype`, atomically, with the checkpoint's metadata and `contents` = `model`, `dtype` = the dtype's
 /// safetensors name. Readers ([`load`], [`restore`]) take it; training does not resume from it.
@@ -367,7 +403,7 @@ pub fn export(path: &Path, ckpt: &Checkpoint, dtype: ExportDtype) -> Result<(), 
         tensors: ckpt
             .tensors
             .iter()
-            .filter(|(name, _, _)| !name.starts_with(OPTIMIZER_PREFIX))
+            .filter(|(name, _, _)| !is_training_state(name))
             .cloned()
             .collect(),
         model_only: true,
@@ -807,7 +843,14 @@ pub fn restore(ex: &mut dyn Executor, ckpt: &Checkpoint) -> Result<(), Checkpoin
     }
 
     for (buf, values) in writes {
-        ex.write_f32(buf, values);
+        let plan = ex.plan();
+        if Some(buf) == plan.io.amp {
+            ex.write_u32(buf, &scaler_words(values));
+        } else if let Some(index) = plan.params.iter().position(|p| p.buf == buf) {
+            crate::backend::write_param(ex, index, values);
+        } else {
+            ex.write_f32(buf, values);
+        }
     }
     s.upload(ex, ckpt.state.seed);
     Ok(())

@@ -186,6 +186,7 @@ fn tiny_plan(conv: bool) -> Plan {
         noise: conv.then_some(Noise::Gaussian { sigma: 0.3 }),
         seed: 3,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     };
     compile(&model, &cfg).unwrap()
 }

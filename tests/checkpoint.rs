@@ -48,6 +48,7 @@ fn plan_config(optimizer: Optimizer, noise: Option<Noise>) -> PlanConfig {
         noise,
         seed: SEED,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     }
 }
 
@@ -497,6 +498,7 @@ fn default_plan(flags: &[&str]) -> Plan {
         noise: config.noise,
         seed: 0,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     };
     compile(&model, &cfg).expect("plan")
 }

@@ -48,6 +48,7 @@ fn classifier(
         noise: None,
         seed: 3,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     };
     compile(&model, &pc).expect("valid plan")
 }

@@ -46,6 +46,7 @@ fn small_conv_plan(deck: Deck, act: Act, noise: Option<Noise>, loss: LossKind) -
         noise,
         seed: 11,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     };
     compile(&model, &pc).expect("valid plan")
 }

@@ -45,6 +45,7 @@ fn twenty_epochs_allocate_nothing_after_the_first() {
             noise: Some(Noise::Mask { fraction: 0.25 }),
             seed: 3,
             lr_schedule: None,
+            precision: gpu_ae::plan::Precision::F32,
         },
     )
     .expect("plan");

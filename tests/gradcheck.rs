@@ -65,6 +65,7 @@ fn tiny_plan(act: Act, loss: LossKind, output_act: Act) -> Plan {
         noise: None,
         seed: 0,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     };
     compile(&model, &pc).expect("valid plan")
 }

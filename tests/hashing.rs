@@ -316,6 +316,7 @@ fn small_plan(
             noise: None,
             seed: 3,
             lr_schedule: None,
+            precision: gpu_ae::plan::Precision::F32,
         },
     )
     .unwrap()
@@ -418,6 +419,7 @@ fn a_hashing_model_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
             noise: None,
             seed: 5,
             lr_schedule: None,
+            precision: gpu_ae::plan::Precision::F32,
         },
     )
     .unwrap();
@@ -498,6 +500,7 @@ fn hash_ae_is_a_tanh_code_of_32_bits_with_the_three_terms() {
             noise: config.noise,
             seed: config.seed,
             lr_schedule: None,
+            precision: gpu_ae::plan::Precision::F32,
         },
     )
     .unwrap();
@@ -569,6 +572,7 @@ fn hashing_terms_on_a_code_without_signs_are_clear_errors() {
                 noise: None,
                 seed: 0,
                 lr_schedule: None,
+                precision: gpu_ae::plan::Precision::F32,
             },
         )
         .map(|_| ())

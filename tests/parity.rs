@@ -300,6 +300,7 @@ fn small_dense_plan(act: Act, loss: LossKind, optimizer: Optimizer) -> Plan {
         noise: None,
         seed: 0,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     };
     compile(&model, &pc).unwrap()
 }

@@ -66,6 +66,7 @@ fn plan_with_noise(kind: PretrainKind, noise: Option<gpu_ae::ops::Noise>) -> Pla
             noise,
             seed: SEED,
             lr_schedule: None,
+            precision: gpu_ae::plan::Precision::F32,
         },
         Some(&Pretraining {
             kind,

@@ -47,6 +47,7 @@ fn plan(code_act: Act, loss: LossKind, terms: &[Term], noise: Option<Noise>) -> 
         noise,
         seed: 3,
         lr_schedule: None,
+        precision: gpu_ae::plan::Precision::F32,
     };
     compile(&model, &pc).expect("valid plan")
 }
@@ -204,6 +205,7 @@ fn every_term_op_matches_the_cpu_on_awkward_sizes_and_a_partial_batch() {
                 noise,
                 seed: 5,
                 lr_schedule: None,
+                precision: gpu_ae::plan::Precision::F32,
             },
         )
         .unwrap();
@@ -330,6 +332,7 @@ fn terms_that_do_not_fit_the_model_are_clear_errors() {
                 noise,
                 seed: 0,
                 lr_schedule: None,
+                precision: gpu_ae::plan::Precision::F32,
             },
         )
         .map(|_| ())

@@ -58,6 +58,7 @@ fn plan_with_noise(
             noise,
             seed: 11,
             lr_schedule: None,
+            precision: gpu_ae::plan::Precision::F32,
         },
     )
     .expect("a valid plan")

@@ -245,6 +245,7 @@ pub fn plan(c: &Classifier, data: &Dataset, schedule: &Schedule) -> Result<Plan,
             noise: None,
             seed: schedule.seed,
             lr_schedule: None,
+            precision: crate::plan::Precision::F32,
         },
     )?)
 }

@@ -82,9 +82,12 @@ pub fn load_initial_state(
         &(0..test_samples as u32).collect::<Vec<u32>>(),
     );
     let params = ex.plan().initial_params(seed);
-    let bufs: Vec<BufId> = ex.plan().params.iter().map(|p| p.buf).collect();
-    for (buf, values) in bufs.iter().zip(&params) {
-        ex.write_f32(*buf, values);
+    for (index, values) in params.iter().enumerate() {
+        write_param(ex, index, values);
+    }
+    if let Some(amp) = io.amp {
+        let scale = crate::ops::optim::amp::INITIAL_SCALE;
+        ex.write_u32(amp, &crate::ops::optim::amp::initial(scale));
     }
     let stats: Vec<(BufId, Vec<f32>)> = ex
         .plan()
@@ -98,6 +101,16 @@ pub fn load_initial_state(
     let scalars: Vec<f32> = ex.plan().scalars.iter().map(|s| s.init).collect();
     if !scalars.is_empty() {
         ex.write_f32(io.scalars, &scalars);
+    }
+}
+
+/// Writes parameter `index` of the plan, and its f16 copy where it has one (mixed precision).
+pub fn write_param(ex: &mut dyn Executor, index: usize, values: &[f32]) {
+    let p = &ex.plan().params[index];
+    let (buf, half) = (p.buf, p.half);
+    ex.write_f32(buf, values);
+    if let Some(half) = half {
+        ex.write_f32(half, values);
     }
 }
 

@@ -117,6 +117,9 @@ impl TrainArgs {
         if let Some(v) = self.loss {
             add("--loss", Any, Box::new(move |c| c.loss = v));
         }
+        if let Some(v) = self.precision {
+            add("--precision", Any, Box::new(move |c| c.precision = v));
+        }
         if let Some(v) = &self.hidden {
             add(
                 "--hidden",

@@ -43,7 +43,7 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         && let Some((name, value)) = ckpt
             .tensors
             .iter()
-            .filter(|(n, _, _)| !n.starts_with("optimizer."))
+            .filter(|(n, _, _)| !checkpoint::is_training_state(n))
             .find_map(|(n, _, v)| v.iter().find(|x| x.abs() > F16_MAX).map(|x| (n, *x)))
     {
         bail!(
@@ -59,7 +59,7 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
     let model: Vec<_> = ckpt
         .tensors
         .iter()
-        .filter(|(n, _, _)| !n.starts_with("optimizer."))
+        .filter(|(n, _, _)| !checkpoint::is_training_state(n))
         .collect();
     let values: usize = model.iter().map(|(_, _, v)| v.len()).sum();
     // What the rounding did, read back from the file just written.

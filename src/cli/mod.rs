@@ -539,6 +539,13 @@ pub struct TrainArgs {
     /// schedule takes over [default: 0].
     #[arg(long, value_name = "E", value_parser = parse_whole, allow_negative_numbers = true)]
     pub lr_warmup: Option<usize>,
+    /// f32, or mixed: activations, their gradients and an f16 copy of each weight stored in f16, products
+    /// accumulated in f32, master weights and optimizer state in f32, with dynamic loss scaling (as
+    /// PyTorch's GradScaler: a step whose gradients overflow is skipped and the scale halved). Dense and
+    /// convolutional (strided) autoencoders with Adam; the GPU needs SHADER_F16 (see `gpu-ae info`)
+    /// [default: f32].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::run::config::PrecisionArg>,
     /// Early stopping: end the run once the test loss has not improved for N epochs in a row. The
     /// epoch with the lowest test loss is saved as best.safetensors, and the pictures and report show
     /// that model; checkpoint.safetensors is where training stopped.

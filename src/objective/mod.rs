@@ -398,6 +398,8 @@ pub struct TermContext<'a> {
     /// Training steps in an epoch (a schedule in epochs counts steps with it).
     pub steps_per_epoch: usize,
     pub noise: Option<crate::ops::Noise>,
+    /// With mixed precision, the loss-scaling state: the loss writes its gradient times the scale.
+    pub amp: Option<BufId>,
     pub model_name: &'a str,
     pub layers: &'a [Layer],
 }

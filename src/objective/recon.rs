@@ -39,6 +39,7 @@ pub struct Reconstruction {
     meter: MeterRef,
     /// With `per_image`: the same sum as a mean per pixel.
     per_pixel: Option<MeterRef>,
+    amp: Option<BufId>,
 }
 
 pub fn compile(
@@ -125,6 +126,7 @@ pub fn compile(
         emphasis,
         meter,
         per_pixel,
+        amp: cx.amp,
     })
 }
 
@@ -155,6 +157,7 @@ impl CompiledTerm for Reconstruction {
                 cols,
                 samples,
                 per_sample: self.per_image,
+                amp: self.amp,
             }];
             ops.extend(value(0));
             return ops;

@@ -57,6 +57,7 @@ impl CompiledTerm for SquaredError {
                 cols: self.features,
                 samples: pass.samples,
                 per_sample: false,
+                amp: None,
             },
             self.meter.reduce(pass, self.partials, 0, partial_count(n)),
         ]

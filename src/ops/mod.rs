@@ -176,6 +176,9 @@ pub enum Op {
         cols: usize,
         samples: usize,
         per_sample: bool,
+        /// With mixed precision: the loss-scaling state ([`optim::amp`]); the gradient is written times
+        /// its scale S.
+        amp: Option<BufId>,
     },
     /// s = Σ partials[first..first + count] (times `scale` when given: a term's weight), the summed value of
     /// one objective term (or statistic) over a step: acc[slot] += s, and log[state[1]] = s, so the host

@@ -12,9 +12,55 @@
 //! writes at the start of every update from the step counter, so a schedule costs no upload and a resumed
 //! run finds the same value.
 //!
-//! Kernels: `shaders/optim.wgsl`; CPU twins: `backend::cpu::kernels` (`rmsprop`, `adagrad`, `lr_scale`).
+//! Mixed precision (`--precision mixed`) adds dynamic loss scaling, as PyTorch's `GradScaler` does it: the
+//! loss's gradient is multiplied by the scale S before it is stored in f16, so every gradient behind it
+//! carries S; [`OptimOp::AmpCheck`] raises a flag when any parameter gradient is not finite (an f16
+//! overflow somewhere behind it); [`OptimOp::AdamMixed`] then skips the step, or updates with g/S and
+//! refreshes the parameter's f16 copy; [`OptimOp::AmpUpdate`] ends the step: S/2 after an overflow, 2S
+//! after [`amp::GROWTH_INTERVAL`] clean steps in a row.
+//!
+//! Kernels: `shaders/optim.wgsl`, `shaders/amp.wgsl`; CPU twins: `backend::cpu::kernels` (`rmsprop`,
+//! `adagrad`, `lr_scale`) and `backend::cpu::optim` (`amp_*`).
 
-use super::{BufId, Scalar};
+use super::{AdamHyper, BufId, Scalar};
+
+/// The loss-scaling state: one u32 buffer of [`amp::LEN`] words.
+pub mod amp {
+    /// The scale S, as f32 bits.
+    pub const SCALE: usize = 0;
+    /// Steps since the scale last changed without an overflow.
+    pub const CLEAN: usize = 1;
+    /// Steps skipped so far (the run's total).
+    pub const SKIPPED: usize = 2;
+    /// Non-zero when this step found a non-finite gradient.
+    pub const FOUND: usize = 3;
+    pub const LEN: usize = 4;
+    /// GradScaler's defaults: initial scale 2¹⁶, doubled after 2000 clean steps, halved on overflow.
+    pub const INITIAL_SCALE: f32 = 65536.0;
+    pub const GROWTH_INTERVAL: u32 = 2000;
+
+    /// A fresh state holding `scale`.
+    pub fn initial(scale: f32) -> [u32; LEN] {
+        [scale.to_bits(), 0, 0, 0]
+    }
+
+    /// One step's end: the state after a step that did (`found`) or did not overflow. The kernel
+    /// `amp_update` and the CPU twin both compute exactly this.
+    pub fn update(state: &mut [u32]) {
+        let scale = f32::from_bits(state[SCALE]);
+        if state[FOUND] != 0 {
+            state[SCALE] = (scale * 0.5).to_bits();
+            state[CLEAN] = 0;
+            state[SKIPPED] += 1;
+        } else if state[CLEAN] + 1 >= GROWTH_INTERVAL {
+            state[SCALE] = (scale * 2.0).to_bits();
+            state[CLEAN] = 0;
+        } else {
+            state[CLEAN] += 1;
+        }
+        state[FOUND] = 0;
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmspropHyper {
@@ -130,6 +176,27 @@ pub enum OptimOp {
         hyper: AdagradHyper,
         lr_scale: Option<Scalar>,
     },
+    /// Adam on an f32 master copy whose gradient carries the loss scale (`--precision mixed`): nothing when
+    /// `amp[FOUND]` is set; otherwise Adam with g = grad / amp[SCALE] and t = state[step_word] + 1 −
+    /// amp[SKIPPED] (skipped steps are not Adam's steps, as with GradScaler), then (for a weight)
+    /// half[i] = f16(param[i]), the copy the forward and backward passes read.
+    AdamMixed {
+        param: BufId,
+        grad: BufId,
+        half: Option<BufId>,
+        m: BufId,
+        v: BufId,
+        state: BufId,
+        step_word: usize,
+        amp: BufId,
+        len: usize,
+        hyper: AdamHyper,
+        lr_scale: Option<Scalar>,
+    },
+    /// amp[FOUND] ← 1 when any of grad[..len] is infinite or NaN (left as it was otherwise).
+    AmpCheck { grad: BufId, amp: BufId, len: usize },
+    /// The step's end: [`amp::update`] on `amp`, one thread, after every optimizer op.
+    AmpUpdate { amp: BufId },
     /// scale ← schedule(state[step_word]), one thread, before the optimizer ops of a step.
     LrSchedule {
         scale: Scalar,
@@ -145,6 +212,9 @@ impl OptimOp {
             OptimOp::Rmsprop { .. } => "rmsprop",
             OptimOp::Adagrad { .. } => "adagrad",
             OptimOp::LrSchedule { .. } => "lr_schedule",
+            OptimOp::AdamMixed { .. } => "adam_mixed",
+            OptimOp::AmpCheck { .. } => "amp_check",
+            OptimOp::AmpUpdate { .. } => "amp_update",
         }
     }
 
@@ -155,6 +225,10 @@ impl OptimOp {
             } => vec![param, square_avg],
             OptimOp::Adagrad { param, sum, .. } => vec![param, sum],
             OptimOp::LrSchedule { scale, .. } => vec![scale.buf],
+            OptimOp::AdamMixed {
+                param, half, m, v, ..
+            } => [param, m, v].into_iter().chain(half).collect(),
+            OptimOp::AmpCheck { .. } | OptimOp::AmpUpdate { .. } => vec![],
         }
     }
 
@@ -163,6 +237,9 @@ impl OptimOp {
             OptimOp::Rmsprop { len, .. } => 9 * len,
             OptimOp::Adagrad { len, .. } => 7 * len,
             OptimOp::LrSchedule { .. } => 10,
+            OptimOp::AdamMixed { len, .. } => 14 * len,
+            OptimOp::AmpCheck { len, .. } => len,
+            OptimOp::AmpUpdate { .. } => 4,
         }
     }
 
@@ -171,12 +248,19 @@ impl OptimOp {
         match *self {
             OptimOp::Rmsprop { len, .. } | OptimOp::Adagrad { len, .. } => 5 * len,
             OptimOp::LrSchedule { .. } => 2,
+            OptimOp::AdamMixed { len, .. } => 7 * len + len / 2,
+            OptimOp::AmpCheck { len, .. } => len,
+            OptimOp::AmpUpdate { .. } => 2 * amp::LEN,
         }
     }
 
     pub fn shapes(&self) -> String {
         match *self {
-            OptimOp::Rmsprop { len, .. } | OptimOp::Adagrad { len, .. } => format!("{len}"),
+            OptimOp::Rmsprop { len, .. }
+            | OptimOp::Adagrad { len, .. }
+            | OptimOp::AdamMixed { len, .. }
+            | OptimOp::AmpCheck { len, .. } => format!("{len}"),
+            OptimOp::AmpUpdate { .. } => String::new(),
             OptimOp::LrSchedule { schedule, .. } => format!("{schedule:?}"),
         }
     }

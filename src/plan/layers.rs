@@ -57,6 +57,7 @@ fn param(
         init,
         group: 0,
         trainable: true,
+        half: None,
     });
     params.len() - 1
 }
@@ -240,6 +241,8 @@ pub(super) fn forward(
     let batch = pass.batch;
     let (x, y) = (l.input, l.output);
     let w = |p: Option<usize>| params[p.expect("layer has this parameter")].buf;
+    // A weight as a product's operand: its f16 copy with mixed precision.
+    let operand = |p: Option<usize>| params[p.expect("layer has this parameter")].operand();
     let act = |a: Act| if is_last { Act::Identity } else { a };
     let planes = (batch, input.c);
     match *layer {
@@ -250,7 +253,7 @@ pub(super) fn forward(
             act: a,
         } => vec![Op::MatmulBiasAct {
             x,
-            w: w(l.weight),
+            w: operand(l.weight),
             bias: w(l.bias),
             y,
             m: batch,
@@ -263,7 +266,7 @@ pub(super) fn forward(
         Layer::Conv2d { act: a, .. } => vec![Op::ConvBiasAct {
             geom: conv_geom(layer, input, batch).expect("conv layer"),
             x,
-            w: w(l.weight),
+            w: operand(l.weight),
             bias: w(l.bias),
             y,
             act: act(a),
@@ -273,7 +276,7 @@ pub(super) fn forward(
         Layer::ConvTranspose2d { act: a, .. } => vec![Op::ConvBiasAct {
             geom: conv_geom(layer, input, batch).expect("conv layer"),
             x,
-            w: w(l.weight),
+            w: operand(l.weight),
             bias: w(l.bias),
             y,
             act: act(a),
@@ -402,7 +405,7 @@ pub(super) fn backward(
             if let Some(dx) = l.input_grad {
                 ops.push(Op::Matmul {
                     a: dy,
-                    b: p(l.weight).buf,
+                    b: p(l.weight).operand(),
                     c: dx,
                     m: batch,
                     n: inputs,
@@ -427,7 +430,7 @@ pub(super) fn backward(
                 ops.push(Op::Conv2dBackwardData {
                     geom,
                     dy,
-                    w: p(l.weight).buf,
+                    w: p(l.weight).operand(),
                     dx,
                     accumulate: false,
                 });
@@ -449,7 +452,7 @@ pub(super) fn backward(
                 ops.push(Op::Conv2d {
                     geom,
                     x: dy,
-                    w: p(l.weight).buf,
+                    w: p(l.weight).operand(),
                     y: dx,
                 });
             }

@@ -38,6 +38,21 @@ use thiserror::Error;
 pub enum Elem {
     F32,
     U32,
+    /// IEEE half precision (`--precision mixed`): the CPU backend keeps f32 values rounded to f16 after
+    /// every write, the GPU stores two bytes per value.
+    F16,
+}
+
+/// What the activations, their gradients and the operands of matmul and convolution are stored as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// Everything f32.
+    #[default]
+    F32,
+    /// Activations, their gradients and an f16 copy of each weight in f16; products accumulated in f32;
+    /// master weights, optimizer state, losses and reductions in f32; dynamic loss scaling
+    /// ([`crate::ops::optim::amp`]).
+    Mixed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,9 +82,12 @@ pub struct BufferDesc {
 }
 
 impl BufferDesc {
-    /// Bytes on the device.
+    /// Bytes on the device (an f16 buffer padded to whole 4-byte words, as buffer sizes must be).
     pub fn bytes(&self) -> usize {
-        self.len * 4
+        match self.elem {
+            Elem::F16 => self.len.div_ceil(2) * 4,
+            Elem::F32 | Elem::U32 => self.len * 4,
+        }
     }
 }
 
@@ -106,6 +124,16 @@ pub struct ParamDesc {
     pub group: usize,
     /// Whether the update program changes it (a frozen layer keeps its values).
     pub trainable: bool,
+    /// With mixed precision, a weight's f16 copy: what matmuls and convolutions read; the optimizer
+    /// refreshes it from `buf` after every update.
+    pub half: Option<BufId>,
+}
+
+impl ParamDesc {
+    /// The buffer the layer's products read: the f16 copy, or the parameter itself.
+    pub fn operand(&self) -> BufId {
+        self.half.unwrap_or(self.buf)
+    }
 }
 
 /// A number the programs read from the plan's scalar buffer ([`crate::ops::Scalar`]): a penalty's
@@ -153,6 +181,7 @@ pub struct PlanConfig {
     /// The learning-rate schedule of the trained parameters (warm-up, step or cosine decay); `None`: a
     /// constant lr.
     pub lr_schedule: Option<LrSchedule>,
+    pub precision: Precision,
 }
 
 /// Buffers the host reads or writes between steps.
@@ -178,6 +207,9 @@ pub struct PlanIo {
     /// A classifier's labels: one u32 per training and test sample, which the host uploads
     /// ([`crate::backend::load_labels`]); `None` where the objective needs none.
     pub train_labels: Option<BufId>,
+    /// With mixed precision, the loss-scaling state ([`crate::ops::optim::amp`], u32 words), which the
+    /// host initialises and checkpoints save.
+    pub amp: Option<BufId>,
     pub test_labels: Option<BufId>,
 }
 
@@ -230,6 +262,11 @@ pub enum PlanError {
     Pretrain { model: String, problem: String },
     #[error("--noise square:{size}: the square does not fit in the {h}×{w} images")]
     SquareTooLarge { size: u32, h: usize, w: usize },
+    #[error(
+        "--precision mixed does not support {what} yet: it trains dense and convolutional autoencoders \
+         (Linear, Conv2d and ConvTranspose2d layers) with Adam on a reconstruction loss; use --precision f32"
+    )]
+    Mixed { what: String },
     #[error("{loss:?} loss needs a sigmoid output layer, but model {model} ends in {act}")]
     LossNeedsSigmoid {
         loss: LossKind,
@@ -320,6 +357,10 @@ pub fn compile_with(
             return Err(PlanError::SquareTooLarge { size, h, w });
         }
     }
+    let mixed = cfg.precision == Precision::Mixed;
+    if mixed {
+        check_mixed(model, cfg, pretraining)?;
+    }
     let output_act = model.output_act();
     let batch = cfg.batch;
     // The activations hold a fine-tuning batch, or a pretraining phase's when that is larger.
@@ -402,6 +443,24 @@ pub fn compile_with(
         (Some(_), Some(_)) => Some(b.f32("corruption_mask", batch * features, Role::Activation)),
         _ => None,
     };
+    // Mixed precision: every activation and activation gradient (the batch, the layers' outputs, the
+    // reconstruction) in f16, and an f16 copy of each weight for the products to read.
+    let amp = mixed.then(|| {
+        for desc in &mut b.buffers {
+            if matches!(desc.role, Role::Activation | Role::ActivationGrad)
+                && desc.elem == Elem::F32
+            {
+                desc.elem = Elem::F16;
+            }
+        }
+        for l in &bufs {
+            if let Some(w) = l.weight {
+                let (name, len) = (format!("{}.half", params[w].name), b.len(params[w].buf));
+                params[w].half = Some(b.add(name, len, Elem::F16, Role::Param));
+            }
+        }
+        b.add("amp", crate::ops::optim::amp::LEN, Elem::U32, Role::State)
+    });
 
     // The objective's terms, each with its buffers and meters; the code's mean activation is reported
     // for every model that has a code.
@@ -439,6 +498,7 @@ pub fn compile_with(
             logits_width: model.shapes[model.layers.len()].numel(),
             steps_per_epoch: cfg.train_samples.div_ceil(batch),
             noise: cfg.noise,
+            amp,
             model_name: &model.name,
             layers: &model.layers,
         };
@@ -478,6 +538,7 @@ pub fn compile_with(
         scalars: scalar_buf,
         train_labels: labels.map(|(train, _, _)| train),
         test_labels: labels.map(|(_, test, _)| test),
+        amp,
     };
     // The fine-tuning's meters come first; each pretraining phase adds its own.
     let fine_meters: Vec<usize> = (0..meters.list.len()).collect();
@@ -626,8 +687,19 @@ pub fn compile_with(
         scale
     });
     b.buffers[scalar_buf.0].len = scalars.len().max(1);
+    // Mixed precision: a step whose scaled gradients overflowed anywhere is skipped, so every gradient
+    // is checked before any parameter changes.
+    if let Some(amp) = amp {
+        update.extend(params.iter().filter(|p| p.trainable).map(|p| {
+            Op::Optim(OptimOp::AmpCheck {
+                grad: p.grad,
+                amp,
+                len: b.len(p.grad),
+            })
+        }));
+    }
     update.extend(params.iter().filter(|p| p.trainable).map(|p| {
-        optimizer_op(
+        let op = optimizer_op(
             &mut b,
             p,
             cfg.optimizer,
@@ -635,8 +707,40 @@ pub fn compile_with(
             train_state,
             group_step_word(p.group),
             lr_scale,
-        )
+        );
+        match (amp, op) {
+            (
+                Some(amp),
+                Op::Adam {
+                    param,
+                    grad,
+                    m,
+                    v,
+                    state,
+                    step_word,
+                    len,
+                    hyper,
+                    lr_scale,
+                },
+            ) => Op::Optim(OptimOp::AdamMixed {
+                param,
+                grad,
+                half: p.half,
+                m,
+                v,
+                state,
+                step_word,
+                amp,
+                len,
+                hyper,
+                lr_scale,
+            }),
+            (_, op) => op,
+        }
     }));
+    if let Some(amp) = amp {
+        update.push(Op::Optim(OptimOp::AmpUpdate { amp }));
+    }
     update.push(Op::AdvanceStep { state: train_state });
 
     let evaluation = Pass {
@@ -736,6 +840,52 @@ pub fn compile_with(
         train_samples: cfg.train_samples,
         test_samples: cfg.test_samples,
     })
+}
+
+/// Refuses `--precision mixed` where a layer, term, optimizer or phase has no f16 path yet.
+fn check_mixed(
+    model: &Model,
+    cfg: &PlanConfig,
+    pretraining: Option<&Pretraining>,
+) -> Result<(), PlanError> {
+    use crate::model::Layer;
+    let refuse = |what: String| Err(PlanError::Mixed { what });
+    if pretraining.is_some() {
+        return refuse("layer-wise pretraining".into());
+    }
+    if !matches!(cfg.optimizer, Optimizer::Adam(_)) {
+        let name = match cfg.optimizer {
+            Optimizer::Sgd { .. } => "sgd",
+            Optimizer::Rmsprop(_) => "rmsprop",
+            _ => "adagrad",
+        };
+        return refuse(format!("the {name} optimizer"));
+    }
+    for layer in &model.layers {
+        if !matches!(
+            layer,
+            Layer::Linear { .. }
+                | Layer::Conv2d { .. }
+                | Layer::ConvTranspose2d { .. }
+                | Layer::Reshape { .. }
+        ) {
+            return refuse(format!("{} layers", layer.describe()));
+        }
+    }
+    for term in &cfg.objective.terms {
+        match term {
+            Term::Reconstruction {
+                emphasis: None,
+                per_image: false,
+                ..
+            } => {}
+            Term::Reconstruction { .. } => {
+                return refuse("an emphasised or per-image reconstruction".into());
+            }
+            other => return refuse(format!("the {} term", other.name())),
+        }
+    }
+    Ok(())
 }
 
 /// The optimizer's op for parameter `p`, with its state buffers (named `{state_name}.exp_avg`, … after
@@ -1034,6 +1184,7 @@ impl Plan {
                 scalars: z,
                 train_labels: None,
                 test_labels: None,
+                amp: None,
             },
             codec: None,
             batch: 1,
@@ -1092,6 +1243,7 @@ mod tests {
                 noise: None,
                 seed: 0,
                 lr_schedule: None,
+                precision: crate::plan::Precision::F32,
             },
         )
         .unwrap();

@@ -570,6 +570,7 @@ impl Layerwise<'_> {
                 cols: visible,
                 samples: pass.samples,
                 per_sample: false,
+                amp: None,
             });
             ops.push(meter.reduce(&pass, partials, 0, partial_count(rows * visible)));
             ops

@@ -159,6 +159,33 @@ pub enum DeckArg {
     Pool,
 }
 
+/// `--precision`: what activations, their gradients and the products' operands are stored as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrecisionArg {
+    #[default]
+    F32,
+    Mixed,
+}
+
+impl PrecisionArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionArg::F32 => "f32",
+            PrecisionArg::Mixed => "mixed",
+        }
+    }
+}
+
+impl From<PrecisionArg> for crate::plan::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Self::F32,
+            PrecisionArg::Mixed => Self::Mixed,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerArg {
@@ -312,6 +339,8 @@ pub struct RunConfig {
     pub lr_schedule: ScheduleArg,
     /// Epochs over which the learning rate grows linearly to its value, step by step (0: none).
     pub lr_warmup: usize,
+    /// f32, or mixed: f16 activations and gradients with loss scaling (absent in older checkpoints: f32).
+    pub precision: PrecisionArg,
     pub seed: u64,
     /// Train on the first N training images and test on at most N test images.
     pub limit: Option<usize>,
@@ -349,6 +378,7 @@ impl Default for RunConfig {
             weight_decay: 0.0,
             lr_schedule: ScheduleArg::Constant,
             lr_warmup: 0,
+            precision: PrecisionArg::F32,
             seed: 0,
             limit: None,
             data: None,
@@ -671,8 +701,12 @@ impl RunConfig {
                 self.pretrain_epochs
             ),
         };
+        let precision = match self.precision {
+            PrecisionArg::F32 => "",
+            PrecisionArg::Mixed => "; mixed precision (f16 activations, loss scaling)",
+        };
         format!(
-            "{optimizer}{decay}{schedule}; batch {}; noise {}; seed {}{pretrain}",
+            "{optimizer}{decay}{schedule}; batch {}; noise {}; seed {}{pretrain}{precision}",
             self.batch_size,
             noise_to_text(self.noise),
             self.seed
@@ -819,6 +853,7 @@ impl RunConfig {
             noise: self.noise,
             seed: self.seed,
             lr_schedule: self.lr_schedule_steps(data.train.len()),
+            precision: self.precision.into(),
         }
     }
 

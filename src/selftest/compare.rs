@@ -120,7 +120,7 @@ pub(super) fn compare(case: &Case, pair: &mut Pair) -> (f64, Option<Failure>) {
     for (i, desc) in plan.buffers.iter().enumerate() {
         let buf = BufId(i);
         let (want, got) = match desc.elem {
-            Elem::F32 => (pair.reference.read_f32(buf), pair.candidate.read_f32(buf)),
+            Elem::F32 | Elem::F16 => (pair.reference.read_f32(buf), pair.candidate.read_f32(buf)),
             Elem::U32 if case.exact.contains(&buf) => {
                 let (want, got) = (pair.reference.read_u32(buf), pair.candidate.read_u32(buf));
                 if let Some(index) = want.iter().zip(&got).position(|(w, g)| w != g) {

@@ -29,6 +29,8 @@ enum Storage<T> {
 pub struct CpuExecutor<T: Real = f32> {
     plan: Plan,
     buffers: Vec<Storage<T>>,
+    /// Which buffers are f16 on the GPU: every write to one is rounded to f16 here (mixed precision).
+    halves: Vec<bool>,
     /// Working memory reused by the conv kernels.
     scratch: scratch::Scratch<T>,
     /// Per-op timings, when `GPU_AE_CPU_PROFILE` is set.
@@ -41,13 +43,15 @@ impl<T: Real> CpuExecutor<T> {
             .buffers
             .iter()
             .map(|b| match b.elem {
-                Elem::F32 => Storage::Float(vec![T::zero(); b.len]),
+                Elem::F32 | Elem::F16 => Storage::Float(vec![T::zero(); b.len]),
                 Elem::U32 => Storage::Words(vec![0; b.len]),
             })
             .collect();
+        let halves = plan.buffers.iter().map(|b| b.elem == Elem::F16).collect();
         CpuExecutor {
             plan,
             buffers,
+            halves,
             scratch: scratch::Scratch::default(),
             profile: profile::Profile::from_env(),
         }
@@ -81,7 +85,7 @@ impl<T: Real> CpuExecutor<T> {
         }
     }
 
-    fn words_mut(&mut self, id: BufId) -> &mut Vec<u32> {
+    pub(super) fn words_mut(&mut self, id: BufId) -> &mut Vec<u32> {
         match &mut self.buffers[id.0] {
             Storage::Words(v) => v,
             Storage::Float(_) => panic!(
@@ -99,8 +103,22 @@ impl<T: Real> CpuExecutor<T> {
         r
     }
 
-    /// Executes one op: the CPU twin of one GPU dispatch.
+    /// Executes one op: the CPU twin of one GPU dispatch. What it writes to an f16 buffer is rounded to f16
+    /// after it, where the GPU rounds as it stores.
     pub fn execute(&mut self, op: &Op) {
+        self.execute_op(op);
+        if self.halves.iter().any(|&h| h) {
+            for out in op.float_outputs() {
+                if self.halves[out.0] {
+                    for v in self.floats_mut(out).iter_mut() {
+                        *v = optim::round_to_f16(*v);
+                    }
+                }
+            }
+        }
+    }
+
+    fn execute_op(&mut self, op: &Op) {
         match *op {
             Op::GatherBatch {
                 data,
@@ -207,6 +225,7 @@ impl<T: Real> CpuExecutor<T> {
                 cols,
                 samples,
                 per_sample,
+                amp,
             } => {
                 let valid =
                     kernels::valid_rows(rows, samples, self.words(st)[state::BATCH] as usize);
@@ -225,6 +244,14 @@ impl<T: Real> CpuExecutor<T> {
                     cols,
                     per_sample,
                 );
+                if let Some(amp) = amp {
+                    let scale = T::from_f32(f32::from_bits(
+                        self.words(amp)[crate::ops::optim::amp::SCALE],
+                    ));
+                    for v in &mut g {
+                        *v *= scale;
+                    }
+                }
                 *self.floats_mut(grad) = g;
                 *self.floats_mut(recon) = r;
                 *self.floats_mut(partials) = p;
@@ -655,9 +682,13 @@ impl<T: Real> Executor for CpuExecutor<T> {
         }
     }
     fn write_f32(&mut self, buf: BufId, data: &[f32]) {
+        let half = self.halves[buf.0];
         let dst = self.floats_mut(buf);
         for (d, &s) in dst.iter_mut().zip(data) {
-            *d = T::from_f32(s);
+            *d = match half {
+                true => optim::round_to_f16(T::from_f32(s)),
+                false => T::from_f32(s),
+            };
         }
     }
     fn write_u32(&mut self, buf: BufId, data: &[u32]) {

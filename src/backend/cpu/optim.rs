@@ -1,9 +1,20 @@
-//! CPU twins of RMSprop, Adagrad and the learning-rate schedule (`shaders/optim.wgsl`, [`OptimOp`]).
+//! CPU twins of RMSprop, Adagrad, the learning-rate schedule and mixed precision's Adam and loss scaling
+//! (`shaders/optim.wgsl`, `shaders/amp.wgsl`, [`OptimOp`]).
 
 use super::CpuExecutor;
 use super::real::Real;
-use crate::ops::optim::{AdagradHyper, LrSchedule, RmspropHyper};
-use crate::ops::{OptimOp, Scalar};
+use crate::ops::optim::{AdagradHyper, LrSchedule, RmspropHyper, amp};
+use crate::ops::{AdamHyper, OptimOp, Scalar};
+
+/// `v` rounded to the nearest f16 (ties to even), as the GPU stores it, back in `T`.
+pub fn round_to_f16<T: Real>(v: T) -> T {
+    T::from_f32(half::f16::from_f32(v.to_f32()).to_f32())
+}
+
+/// Whether any value is infinite or NaN (what `amp_check` looks for, on the f32 bits).
+pub fn any_non_finite<T: Real>(values: &[T]) -> bool {
+    values.iter().any(|v| !v.to_f32().is_finite())
+}
 
 /// RMSprop: g' = g + wd·p; v ← αv + (1 − α)g'²; p ← p − lr·g'/(√v + ε).
 pub fn rmsprop<T: Real>(
@@ -99,6 +110,64 @@ impl<T: Real> CpuExecutor<T> {
                 *self.floats_mut(param) = p;
                 *self.floats_mut(sum) = s;
             }
+            OptimOp::AdamMixed {
+                param,
+                grad,
+                half,
+                m,
+                v,
+                state,
+                step_word,
+                amp: amp_buf,
+                len,
+                hyper,
+                lr_scale,
+            } => {
+                let words = self.words(amp_buf);
+                if words[amp::FOUND] != 0 {
+                    return;
+                }
+                // S is a power of two: g·(1/S) is exact, as on the GPU.
+                let inverse = T::from_f32(1.0 / f32::from_bits(words[amp::SCALE]));
+                let t = self.words(state)[step_word] + 1 - words[amp::SKIPPED];
+                let unscaled: Vec<T> = self.floats(grad)[..len]
+                    .iter()
+                    .map(|&g| g * inverse)
+                    .collect();
+                let hyper = AdamHyper {
+                    lr: hyper.lr * self.lr_scale(lr_scale),
+                    ..hyper
+                };
+                let mut p = std::mem::take(self.floats_mut(param));
+                let mut mm = std::mem::take(self.floats_mut(m));
+                let mut vv = std::mem::take(self.floats_mut(v));
+                super::kernels::adam(
+                    &mut p[..len],
+                    &unscaled,
+                    &mut mm[..len],
+                    &mut vv[..len],
+                    t,
+                    hyper,
+                );
+                if let Some(half) = half {
+                    for (h, &x) in self.floats_mut(half).iter_mut().zip(&p[..len]) {
+                        *h = round_to_f16(x);
+                    }
+                }
+                *self.floats_mut(param) = p;
+                *self.floats_mut(m) = mm;
+                *self.floats_mut(v) = vv;
+            }
+            OptimOp::AmpCheck {
+                grad,
+                amp: amp_buf,
+                len,
+            } => {
+                if any_non_finite(&self.floats(grad)[..len]) {
+                    self.words_mut(amp_buf)[amp::FOUND] = 1;
+                }
+            }
+            OptimOp::AmpUpdate { amp: amp_buf } => amp::update(self.words_mut(amp_buf)),
             OptimOp::LrSchedule {
                 scale,
                 state,

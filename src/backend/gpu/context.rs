@@ -43,6 +43,11 @@ pub enum GpuError {
     #[error("the GPU device was lost: {0}")]
     Lost(String),
     #[error(
+        "--precision mixed stores activations in f16, but {adapter} does not offer SHADER_F16 (see `gpu-ae \
+         info`); train with --precision f32, or on --backend cpu"
+    )]
+    NoShaderF16 { adapter: String },
+    #[error(
         "{what} needs {needed} bytes in one buffer, but {adapter} allows at most {limit} bytes per storage binding"
     )]
     BufferTooLarge {
@@ -259,7 +264,9 @@ impl GpuContext {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps for --profile; f16 arithmetic and storage for --precision mixed.
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let (device, queue) = quiet_window_system(|| {
             pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("gpu-ae"),

@@ -31,6 +31,7 @@ pub enum Shader {
     Vae,
     Rbm,
     Classify,
+    Amp,
     Conv2d,
     /// conv_gemm.wgsl with the 32-row tile, and with the 64-row tile.
     ConvGemm,
@@ -66,6 +67,7 @@ impl Shader {
             Shader::Vae => "vae.wgsl",
             Shader::Rbm => "rbm.wgsl",
             Shader::Classify => "classify.wgsl",
+            Shader::Amp => "amp.wgsl",
             Shader::Conv2d => "conv2d.wgsl",
             Shader::ConvGemm => "conv_gemm.wgsl (32-row tile)",
             Shader::ConvGemmWide => "conv_gemm.wgsl (64-row tile)",
@@ -80,13 +82,43 @@ impl Shader {
     /// conv2d.wgsl conv_params.wgsl; conv_gemm.wgsl conv_params.wgsl, activation_math.wgsl and a tile,
     /// conv_tile32.wgsl or conv_tile64.wgsl).
     pub fn source(self) -> String {
+        self.source_with_halves(0)
+    }
+
+    /// The module source with the storage arrays bound at the bindings set in `halves` (bit n: binding
+    /// n) declared f16. A shader makes an array switchable by declaring it `array<NAME_t>` (or
+    /// `array<vec4<NAME_t>>`), reading it through `f32(...)` and storing `NAME_t(...)`; this prepends
+    /// `alias NAME_t = f16;` (after `enable f16;`) or `= f32;` for each such array. The same kernel then
+    /// computes in f32 either way and rounds to f16 as it stores.
+    pub fn source_with_halves(self, halves: u64) -> String {
         let (preludes, body) = self.texts();
-        let mut source = String::new();
+        let mut text = String::new();
         for prelude in preludes {
-            source.push_str(prelude);
-            source.push('\n');
+            text.push_str(prelude);
+            text.push('\n');
         }
-        source + body
+        text.push_str(body);
+        let switchable = switchable_arrays(&text);
+        for binding in (0..64).filter(|b| halves & (1 << b) != 0) {
+            assert!(
+                switchable.iter().any(|&(b, _)| b == binding),
+                "{}: binding {binding} has no f16 form (no array<NAME_t>), but an f16 buffer is bound to it",
+                self.file()
+            );
+        }
+        let mut source = String::new();
+        if halves != 0 {
+            source.push_str("enable f16;\n");
+        }
+        for (binding, name) in &switchable {
+            let ty = if halves & (1 << binding) != 0 {
+                "f16"
+            } else {
+                "f32"
+            };
+            source.push_str(&format!("alias {name}_t = {ty};\n"));
+        }
+        source + &text
     }
 
     fn texts(self) -> (&'static [&'static str], &'static str) {
@@ -129,6 +161,7 @@ impl Shader {
                 &[WORKGROUP_SUM],
                 include_str!("../../../shaders/classify.wgsl"),
             ),
+            Shader::Amp => (&[], include_str!("../../../shaders/amp.wgsl")),
             Shader::Conv2d => (&[CONV_PARAMS], include_str!("../../../shaders/conv2d.wgsl")),
             Shader::ConvGemm => (
                 &[CONV_PARAMS, ACTIVATION_MATH, CONV_TILE32],
@@ -140,6 +173,35 @@ impl Shader {
             ),
         }
     }
+}
+
+/// (binding, name) of every storage array declared `array<name_t>` or `array<vec4<name_t>>` in `source`.
+fn switchable_arrays(source: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for line in source.lines() {
+        let Some(rest) = line.trim().strip_prefix("@group(0) @binding(") else {
+            continue;
+        };
+        let Some((number, decl)) = rest.split_once(')') else {
+            continue;
+        };
+        let Ok(binding) = number.parse::<u32>() else {
+            continue;
+        };
+        let Some((name, ty)) = decl
+            .split_once('>')
+            .and_then(|(_, after)| after.split_once(':'))
+        else {
+            continue;
+        };
+        let name = name.trim();
+        let alias = format!("{name}_t");
+        let ty = ty.trim().trim_end_matches(';');
+        if ty == format!("array<{alias}>") || ty == format!("array<vec4<{alias}>>") {
+            found.push((binding, name.to_string()));
+        }
+    }
+    found
 }
 
 /// One op's kernel launch, and the launch that finishes it where an op takes two (a split reduction's
@@ -197,8 +259,12 @@ pub struct Kernels {
     queue: wgpu::Queue,
     /// Whether the device can time dispatches itself (`Features::TIMESTAMP_QUERY`).
     timestamps: bool,
-    modules: HashMap<Shader, wgpu::ShaderModule>,
-    pipelines: HashMap<(Shader, &'static str), Arc<wgpu::ComputePipeline>>,
+    /// Each shader's module, per set of bindings that hold f16 arrays ([`Shader::source_with_halves`]).
+    modules: HashMap<(Shader, u64), wgpu::ShaderModule>,
+    pipelines: HashMap<(Shader, u64, &'static str), Arc<wgpu::ComputePipeline>>,
+    /// The plan's f16 buffers (mixed precision): a dispatch that binds one uses the f16 form of the
+    /// array at that binding.
+    pub(super) halves: std::collections::HashSet<wgpu::Buffer>,
     bounds_checks: bool,
     /// Whether the adapter is a CPU (lavapipe): kernels chosen by shape keep to their simplest form.
     pub(super) adapter_is_cpu: bool,
@@ -236,6 +302,7 @@ impl Kernels {
             timestamps: ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY),
             modules: HashMap::new(),
             pipelines: HashMap::new(),
+            halves: Default::default(),
             bounds_checks: ctx.shader_bounds_checks,
             adapter_is_cpu: ctx.info.device_type == wgpu::DeviceType::Cpu,
             matmul_choice,
@@ -377,8 +444,13 @@ impl Kernels {
         self.queue.submit([encoder.finish()]);
     }
 
-    fn pipeline(&mut self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
-        if let Some(p) = self.pipelines.get(&(shader, entry)) {
+    fn pipeline(
+        &mut self,
+        shader: Shader,
+        halves: u64,
+        entry: &'static str,
+    ) -> Arc<wgpu::ComputePipeline> {
+        if let Some(p) = self.pipelines.get(&(shader, halves, entry)) {
             return p.clone();
         }
         let device = &self.device;
@@ -387,10 +459,10 @@ impl Kernels {
         } else {
             wgpu::ShaderRuntimeChecks::unchecked()
         };
-        let module = self.modules.entry(shader).or_insert_with(|| {
+        let module = self.modules.entry((shader, halves)).or_insert_with(|| {
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(shader.file()),
-                source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                source: wgpu::ShaderSource::Wgsl(shader.source_with_halves(halves).into()),
             };
             // SAFETY: every kernel returns early for invocations past its element count and indexes only
             // within the sizes its dispatch function was given, which match the buffers bound (the plan
@@ -409,7 +481,8 @@ impl Kernels {
                 cache: None,
             }),
         );
-        self.pipelines.insert((shader, entry), pipeline.clone());
+        self.pipelines
+            .insert((shader, halves, entry), pipeline.clone());
         pipeline
     }
 
@@ -424,7 +497,12 @@ impl Kernels {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Dispatch {
-        let pipeline = self.pipeline(shader, entry);
+        let halves = bindings[1..]
+            .iter()
+            .zip(buffers)
+            .filter(|(_, buffer)| self.halves.contains(*buffer))
+            .fold(0u64, |mask, (&binding, _)| mask | 1 << binding);
+        let pipeline = self.pipeline(shader, halves, entry);
         let mut words = params.to_vec();
         words.resize(params.len().div_ceil(4).max(1) * 4, 0);
         let uniform = self
@@ -493,7 +571,7 @@ impl Kernels {
 
     pub fn advance_step(&mut self, state: &wgpu::Buffer) -> Dispatch {
         // advance_step has no uniform; bind the state alone.
-        let pipeline = self.pipeline(Shader::Data, "advance_step");
+        let pipeline = self.pipeline(Shader::Data, 0, "advance_step");
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("advance_step"),
             layout: &pipeline.get_bind_group_layout(0),
@@ -573,21 +651,18 @@ impl Kernels {
         )
     }
 
+    /// The reconstruction loss; with `amp` (mixed precision) its gradient times the loss scale.
     #[allow(clippy::too_many_arguments)]
     pub fn loss(
         &mut self,
         kind: LossKind,
         output_act: Act,
-        logits: &wgpu::Buffer,
-        target: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-        recon: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
-        state: &wgpu::Buffer,
+        [logits, target, grad, recon, partials, state]: [&wgpu::Buffer; 6],
         rows: usize,
         cols: usize,
         samples: usize,
         per_sample: bool,
+        amp: Option<&wgpu::Buffer>,
     ) -> Dispatch {
         let params = [
             rows as u32,
@@ -598,14 +673,24 @@ impl Kernels {
             per_sample as u32,
         ];
         let buffers = [logits, target, grad, recon, partials, state];
-        self.dispatch(
-            Shader::Loss,
-            "loss",
-            &params,
-            &[0, 1, 2, 3, 4, 5, 6],
-            &buffers,
-            linear_groups(rows * cols),
-        )
+        match amp {
+            None => self.dispatch(
+                Shader::Loss,
+                "loss",
+                &params,
+                &[0, 1, 2, 3, 4, 5, 6],
+                &buffers,
+                linear_groups(rows * cols),
+            ),
+            Some(amp) => self.dispatch(
+                Shader::Loss,
+                "loss_scaled",
+                &params,
+                &[0, 1, 2, 3, 4, 5, 6, 9],
+                &[logits, target, grad, recon, partials, state, amp],
+                linear_groups(rows * cols),
+            ),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -716,7 +801,7 @@ mod tests {
     use super::Shader;
     use wgpu::naga;
 
-    const ALL: [Shader; 19] = [
+    const ALL: [Shader; 20] = [
         Shader::Data,
         Shader::Matmul,
         Shader::MatmulLarge,
@@ -733,6 +818,7 @@ mod tests {
         Shader::Vae,
         Shader::Rbm,
         Shader::Classify,
+        Shader::Amp,
         Shader::Conv2d,
         Shader::ConvGemm,
         Shader::ConvGemmWide,
@@ -753,5 +839,31 @@ mod tests {
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: {e:?}", shader.file()));
         }
+    }
+
+    /// With every switchable array in f16 (`--precision mixed`'s forms), every module still parses and
+    /// validates; and the shaders that mixed precision runs do have switchable arrays.
+    #[test]
+    fn every_f16_form_parses_and_validates() {
+        let mut forms = 0;
+        for shader in ALL {
+            let arrays = super::switchable_arrays(&shader.source());
+            let all = arrays.iter().fold(0u64, |m, &(b, _)| m | 1 << b);
+            if all == 0 {
+                continue;
+            }
+            forms += 1;
+            let source = shader.source_with_halves(all);
+            let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
+                panic!("{} (f16): {}", shader.file(), e.emit_to_string(&source))
+            });
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::SHADER_FLOAT16,
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{} (f16): {e:?}", shader.file()));
+        }
+        assert!(forms >= 12, "only {forms} shaders have f16 forms");
     }
 }

@@ -29,7 +29,7 @@ pub use matmul::{MatmulChoice, candidates as matmul_candidates};
 
 use super::{Executor, Program, Snapshot};
 use crate::ops::{BufId, Op};
-use crate::plan::Plan;
+use crate::plan::{Elem, Plan};
 
 pub struct GpuExecutor<'a> {
     ctx: &'a GpuContext,
@@ -76,7 +76,14 @@ impl<'a> GpuExecutor<'a> {
         options: KernelOptions,
     ) -> Result<GpuExecutor<'a>, GpuError> {
         for b in &plan.buffers {
-            ctx.check_binding(&format!("buffer {}", b.name), b.len as u64 * 4)?;
+            ctx.check_binding(&format!("buffer {}", b.name), b.bytes() as u64)?;
+        }
+        if plan.buffers.iter().any(|b| b.elem == Elem::F16)
+            && !ctx.features.contains(wgpu::Features::SHADER_F16)
+        {
+            return Err(GpuError::NoShaderF16 {
+                adapter: context::describe_adapter(&ctx.info),
+            });
         }
         let usage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
@@ -87,13 +94,20 @@ impl<'a> GpuExecutor<'a> {
             .map(|b| {
                 ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&b.name),
-                    size: (b.len * 4) as u64,
+                    size: b.bytes() as u64,
                     usage,
                     mapped_at_creation: false,
                 })
             })
             .collect();
         let mut kernels = Kernels::new(ctx, options.matmul, options.conv_tile);
+        kernels.halves = plan
+            .buffers
+            .iter()
+            .zip(&buffers)
+            .filter(|(desc, _)| desc.elem == Elem::F16)
+            .map(|(_, buffer)| buffer.clone())
+            .collect();
         let segments = plan
             .segments
             .iter()
@@ -139,13 +153,26 @@ impl<'a> GpuExecutor<'a> {
         &self.buffers[id.0]
     }
 
+    /// A float buffer's values from its bytes: f32, or f16 widened (an f16 buffer's padding left out).
+    fn floats_from_bytes(&self, id: BufId, bytes: &[u8]) -> Vec<f32> {
+        let desc = &self.plan.buffers[id.0];
+        match desc.elem {
+            Elem::F16 => bytes
+                .chunks_exact(2)
+                .take(desc.len)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => bytemuck::pod_collect_to_vec(bytes),
+        }
+    }
+
     fn wait(&self) {
         // A lost device is reported by the next read; here we only need completion.
         let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
     }
 
     fn read_bytes(&mut self, id: BufId) -> Vec<u8> {
-        let size = (self.plan.buffers[id.0].len * 4) as u64;
+        let size = self.plan.buffers[id.0].bytes() as u64;
         let device = &self.ctx.device;
         let staging = self
             .staging
@@ -311,19 +338,23 @@ fn dispatch_for(k: &mut Kernels, bufs: &[wgpu::Buffer], op: &Op) -> Dispatch {
             cols,
             samples,
             per_sample,
+            amp,
         } => k.loss(
             kind,
             output_act,
-            b(logits),
-            b(target),
-            b(grad),
-            b(recon),
-            b(partials),
-            b(state),
+            [
+                b(logits),
+                b(target),
+                b(grad),
+                b(recon),
+                b(partials),
+                b(state),
+            ],
             rows,
             cols,
             samples,
             per_sample,
+            amp.map(b),
         ),
         Op::ReduceSum {
             partials,
@@ -667,9 +698,19 @@ impl Executor for GpuExecutor<'_> {
             pending.buf,
         );
         self.spare_snapshot_buffers.push(pending.staging);
-        bytemuck::pod_collect_to_vec(&bytes)
+        self.floats_from_bytes(pending.buf, &bytes)
     }
     fn write_f32(&mut self, buf: BufId, data: &[f32]) {
+        if self.plan.buffers[buf.0].elem == Elem::F16 {
+            // Two bytes a value, rounded to nearest even, padded to whole words.
+            let mut bytes: Vec<u8> = data
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect();
+            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+            self.ctx.queue.write_buffer(&self.buffers[buf.0], 0, &bytes);
+            return;
+        }
         self.ctx
             .queue
             .write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
@@ -680,7 +721,8 @@ impl Executor for GpuExecutor<'_> {
             .write_buffer(&self.buffers[buf.0], 0, bytemuck::cast_slice(data));
     }
     fn read_f32(&mut self, buf: BufId) -> Vec<f32> {
-        bytemuck::pod_collect_to_vec(&self.read_bytes(buf))
+        let bytes = self.read_bytes(buf);
+        self.floats_from_bytes(buf, &bytes)
     }
     fn read_u32(&mut self, buf: BufId) -> Vec<u32> {
         bytemuck::pod_collect_to_vec(&self.read_bytes(buf))

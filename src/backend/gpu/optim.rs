@@ -77,6 +77,66 @@ impl Kernels {
                     linear_groups(len),
                 )
             }
+            OptimOp::AdamMixed {
+                param,
+                grad,
+                half,
+                m,
+                v,
+                state,
+                step_word,
+                amp,
+                len,
+                hyper: h,
+                lr_scale,
+            } => {
+                let (index, scalars) = scale_binding(bufs, lr_scale, grad);
+                let params = [
+                    len as u32,
+                    bits(h.lr),
+                    bits(h.beta1),
+                    bits(h.beta2),
+                    bits(h.eps),
+                    bits(h.weight_decay),
+                    step_word as u32,
+                    u32::from(h.decoupled),
+                    index,
+                ];
+                let mut buffers = vec![b(param), b(grad), b(m), b(v), b(state), b(amp), scalars];
+                let mut bindings = vec![23, 24, 25, 26, 27, 28, 29, 10];
+                let entry = match half {
+                    Some(half) => {
+                        buffers.push(b(half));
+                        bindings.push(30);
+                        "adam_mixed_half"
+                    }
+                    None => "adam_mixed",
+                };
+                self.dispatch(
+                    Shader::Optim,
+                    entry,
+                    &params,
+                    &bindings,
+                    &buffers,
+                    linear_groups(len),
+                )
+            }
+            OptimOp::AmpCheck { grad, amp, len } => self.dispatch(
+                Shader::Amp,
+                "amp_check",
+                &[len as u32],
+                &[0, 1, 2],
+                &[b(grad), b(amp)],
+                linear_groups(len),
+            ),
+            OptimOp::AmpUpdate { amp } => self.dispatch(
+                Shader::Amp,
+                "amp_update",
+                &[crate::ops::optim::amp::GROWTH_INTERVAL],
+                &[4, 3],
+                &[b(amp)],
+                [1, 1, 1],
+            ),
             OptimOp::LrSchedule {
                 scale,
                 state,

@@ -142,6 +142,7 @@ fn plan(model: &crate::model::Model, objective: Objective, noise: Option<Noise>)
             noise,
             seed: 5,
             lr_schedule: None,
+            precision: crate::plan::Precision::F32,
         },
     )
     .expect("a valid plan")

@@ -85,6 +85,7 @@ fn loss_and_reduce() -> Case {
             cols,
             samples,
             per_sample,
+            amp: None,
         });
         b.op(Op::ReduceSum {
             partials,
