@@ -6,7 +6,8 @@
 #   # on the GPU machine, from the repository root (MNIST comes from assets/ in the copied tree):
 #   bash benches/device.sh .dev/gpu-ae "$OUT"
 #
-# Writes (at most 8 files): device.log (everything printed), bench.json, dense.csv and conv.csv (4-epoch
+# Writes (at most 8 files): device.log (everything printed), bench.json, mixed.json (--precision f32,mixed),
+# dense.csv and conv.csv (4-epoch
 # accuracy runs), conv20.csv and memory.csv (20 epochs with GPU memory sampled every second, where
 # nvidia-smi exists). Copy the figures into benches/README.md.
 set -uo pipefail
@@ -25,6 +26,9 @@ step() {
 step "$bin" info
 step "$bin" train --variant conv-dae --profile --quiet
 step "$bin" bench --json "$out/bench.json" --matmul-kernels auto,tile64,tile128,tile128v4,splitk4
+# --precision mixed against f32 (benches/README.md, "Mixed precision"): time and memory.
+step "$bin" bench --precision f32,mixed --models dense-ae,conv-dae --batches 128,1024 --steps 50 \
+    --matmul-sizes none --json "$out/mixed.json"
 step "$bin" train --variant ae --epochs 4 --quiet --out "$work/dense"
 cp "$work/dense/metrics.csv" "$out/dense.csv"
 step "$bin" train --variant conv-dae --epochs 4 --quiet --out "$work/conv"

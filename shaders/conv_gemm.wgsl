@@ -41,9 +41,10 @@
 @group(0) @binding(7) var<storage, read_write> bwd_data_dx: array<bwd_data_dx_t>;
 
 // Only the *_bias_act entry points bind these: a layer's bias, added (then ConvParams.act applied) as
-// each output is stored.
-@group(0) @binding(15) var<storage, read> fwd_bias: array<f32>;
-@group(0) @binding(16) var<storage, read> bwd_data_bias: array<f32>;
+// each output is stored. The plain entry points bind the weight here as a filler, which is f16 with
+// --precision mixed: hence the f16 form.
+@group(0) @binding(15) var<storage, read> fwd_bias: array<fwd_bias_t>;
+@group(0) @binding(16) var<storage, read> bwd_data_bias: array<bwd_data_bias_t>;
 
 @group(0) @binding(8) var<uniform> bwd_weight: ConvParams;
 @group(0) @binding(9) var<storage, read> bwd_weight_dy: array<bwd_weight_dy_t>;
@@ -173,7 +174,7 @@ fn store_forward(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, 
             if (o < g.out_c && col < columns) {
                 var value = vals[cq];
                 if (bias_act) {
-                    value = activate(value + fwd_bias[o], g.act);
+                    value = activate(value + f32(fwd_bias[o]), g.act);
                 }
                 fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = fwd_y_t(value);
             }
@@ -343,7 +344,7 @@ fn store_data(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, bia
                 let at = (((col / plane) * g.in_c + c) * g.in_h + h) * g.in_w + v;
                 var value = vals[cq];
                 if (bias_act) {
-                    value = activate(value + bwd_data_bias[c], g.act);
+                    value = activate(value + f32(bwd_data_bias[c]), g.act);
                 } else if (g.accumulate != 0u) {
                     value = value + f32(bwd_data_dx[at]);
                 }

@@ -37,6 +37,9 @@ pub struct EpochResult {
     /// steps, while the GPU runs the chunk before; on the CPU backend it is the work itself.
     pub recording_seconds: f64,
     pub samples_per_second: f64,
+    /// With mixed precision, the loss scale at the epoch's end and the steps skipped so far in the run
+    /// (their scaled gradients overflowed f16).
+    pub loss_scale: Option<(f32, u32)>,
 }
 
 /// What [`Trainer::time_steps`] measured.
@@ -389,6 +392,13 @@ impl<'e> Trainer<'e> {
             epoch_sums: Vec::new(),
             pretraining: pos.pretraining,
         };
+        let loss_scale = self.ex.plan().io.amp.map(|amp| {
+            let words = self.ex.read_u32(amp);
+            (
+                f32::from_bits(words[crate::ops::optim::amp::SCALE]),
+                words[crate::ops::optim::amp::SKIPPED],
+            )
+        });
         Ok(EpochOutcome::Completed(EpochResult {
             epoch,
             global_step: self.position.global_step,
@@ -396,6 +406,7 @@ impl<'e> Trainer<'e> {
             seconds,
             recording_seconds: recording,
             samples_per_second: timed as f64 / seconds.max(1e-9),
+            loss_scale,
         }))
     }
 

@@ -98,6 +98,9 @@ fn fresh(plan: &Plan, init_seed: u64) -> CpuExecutor<f32> {
     );
     ex.write_u32(io.train_state, &[0; 4]);
     ex.write_f32(io.loss_acc, &[0.0, 0.0]);
+    if let Some(amp) = io.amp {
+        ex.write_u32(amp, &gpu_ae::ops::optim::amp::initial(16_777_216.0));
+    }
     ex
 }
 
@@ -124,6 +127,9 @@ fn persistent_bits(ex: &mut dyn Executor) -> Vec<(String, Vec<u32>)> {
     out.push(("train_state".into(), words));
     let loss = ex.read_f32(plan.io.loss_acc)[0].to_bits();
     out.push(("loss_acc[train]".into(), vec![loss]));
+    if let Some(amp) = plan.io.amp {
+        out.push(("amp".into(), ex.read_u32(amp)));
+    }
     out
 }
 
@@ -251,6 +257,43 @@ fn resumed_dense_run_matches_uninterrupted_run_bit_for_bit() {
         &dense_plan(6, Optimizer::Adam(AdamHyper::default())),
         "resume-dense",
     );
+}
+
+/// Mixed precision: the f16 weight copies are rebuilt from the masters and the loss scaler's state
+/// (scale, clean steps, skipped steps) comes back from `grad_scaler`. The scale starts at 2²⁴ ([`fresh`]),
+/// where the first steps overflow, so skipped steps and a halved scale are part of what is restored.
+#[test]
+fn resumed_mixed_precision_run_matches_uninterrupted_run_bit_for_bit() {
+    let mut cfg = plan_config(Optimizer::Adam(AdamHyper::default()), None);
+    cfg.precision = gpu_ae::plan::Precision::Mixed;
+    let model = dense_ae(
+        image(),
+        &DenseConfig {
+            hidden: vec![6],
+            latent: 4,
+            act: Act::Relu,
+            code_act: Act::Relu,
+            output_act: Act::Sigmoid,
+        },
+    )
+    .expect("valid model");
+    let plan = compile(&model, &cfg).expect("valid plan");
+    let names: Vec<String> = names_and_shapes(&plan)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"grad_scaler".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".half")), "{names:?}");
+    let mut ex = fresh(&plan, 1);
+    ex.run(Program::TRAIN_STEP, plan.steps_per_epoch());
+    let amp = ex.read_u32(plan.io.amp.expect("a loss scaler"));
+    let skipped = amp[gpu_ae::ops::optim::amp::SKIPPED] as usize;
+    assert!(
+        (1..plan.steps_per_epoch()).contains(&skipped),
+        "{skipped} of {} steps skipped",
+        plan.steps_per_epoch()
+    );
+    resume_matches_uninterrupted(&plan, "resume-mixed");
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn check_family(family: &str) {
 }
 
 /// The families the tests below cover: every one the table has (a new family needs its test).
-const FAMILIES: [&str; 16] = [
+const FAMILIES: [&str; 17] = [
     "matmul",
     "activation",
     "bias",
@@ -59,6 +59,7 @@ const FAMILIES: [&str; 16] = [
     "vae",
     "rbm",
     "classify",
+    "mixed",
     "variant",
 ];
 
@@ -132,6 +133,13 @@ fn hashing_ops_match_cpu() {
 #[test]
 fn vae_ops_match_cpu() {
     check_family("vae");
+}
+
+/// `--precision mixed`: whole training steps with f16 activations and gradients and the loss scaler
+/// (the f16 forms of the single kernels run with their own families).
+#[test]
+fn mixed_precision_steps_match_cpu() {
+    check_family("mixed");
 }
 
 #[test]

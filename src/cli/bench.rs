@@ -20,6 +20,7 @@ use crate::data::mnist::Dataset;
 use crate::ops::{BufId, Op};
 use crate::plan::{BufferDesc, Plan};
 use crate::run::RunConfig;
+use crate::run::config::PrecisionArg;
 use crate::run::config::{ActArg, DeckArg, LossArg, Variant};
 use crate::train::Trainer;
 
@@ -96,6 +97,16 @@ impl BenchModel {
             batch_size: batch,
             data: data.clone(),
             ..base
+        }
+    }
+}
+
+impl EpochFigure {
+    /// The model's name, with " (mixed)" in mixed precision.
+    pub fn label(&self) -> String {
+        match self.precision {
+            PrecisionArg::F32 => self.model.name().to_string(),
+            PrecisionArg::Mixed => format!("{} (mixed)", self.model.name()),
         }
     }
 }
@@ -183,6 +194,11 @@ pub struct BenchArgs {
     /// Seed for initialisation, shuffling and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Precisions to time each model in (comma-separated): f32, mixed (train's --precision). With both,
+    /// a table of mixed against f32 follows: time, and the activation and gradient memory the plan
+    /// allocates. Models mixed does not support are timed in f32 only, with a note.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
+    pub precision: Vec<PrecisionArg>,
 }
 
 /// One model at one batch size on one backend.
@@ -201,6 +217,10 @@ pub struct EpochFigure {
     pub recording_seconds_per_epoch: f64,
     pub extrapolated: bool,
     pub train_loss: f64,
+    pub precision: PrecisionArg,
+    /// Bytes the plan allocates in all, and for activations and their gradients.
+    pub plan_bytes: usize,
+    pub activation_bytes: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -286,21 +306,40 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         epochs: Vec::new(),
         matmuls: Vec::new(),
     };
+    anyhow::ensure!(!args.precision.is_empty(), "--precision is empty");
     for &model in &args.models {
         for &batch in &args.batches {
-            let (_, plan) = model.config(batch, &args.data).build(&data)?;
-            if let Some(ctx) = &ctx {
-                let mut ex = GpuExecutor::new(ctx, plan.clone())?;
-                let figure = time_epoch(&mut ex, args, &data, model, batch, "gpu")?;
-                eprintln!("{}", figure_line(&figure));
-                report.epochs.push(figure);
-            }
-            if !args.skip_cpu {
-                let mut ex = CpuExecutor::<f32>::new(plan);
-                report.cpu = Some(ex.describe());
-                let figure = time_epoch(&mut ex, args, &data, model, batch, "cpu")?;
-                eprintln!("{}", figure_line(&figure));
-                report.epochs.push(figure);
+            for &precision in &args.precision {
+                let config = RunConfig {
+                    precision,
+                    ..model.config(batch, &args.data)
+                };
+                let plan = match config.build(&data) {
+                    Ok((_, plan)) => plan,
+                    Err(e) if precision == PrecisionArg::Mixed => {
+                        eprintln!(
+                            "{} b{batch}: not timed in mixed precision ({e})",
+                            model.name()
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let timed = |ex: &mut dyn Executor, backend| {
+                    let mut figure = time_epoch(ex, args, &data, model, batch, backend)?;
+                    figure.precision = precision;
+                    eprintln!("{}", figure_line(&figure));
+                    anyhow::Ok(figure)
+                };
+                if let Some(ctx) = &ctx {
+                    let mut ex = GpuExecutor::new(ctx, plan.clone())?;
+                    report.epochs.push(timed(&mut ex, "gpu")?);
+                }
+                if !args.skip_cpu {
+                    let mut ex = CpuExecutor::<f32>::new(plan);
+                    report.cpu = Some(ex.describe());
+                    report.epochs.push(timed(&mut ex, "cpu")?);
+                }
             }
         }
     }
@@ -342,7 +381,7 @@ fn format_ratio(ratio: f64) -> String {
 fn figure_line(f: &EpochFigure) -> String {
     format!(
         "{} b{} {}: {:.3} s/epoch ({} of {} steps in {:.3} s)",
-        f.model.name(),
+        f.label(),
         f.batch,
         f.backend,
         f.seconds_per_epoch,
@@ -404,7 +443,13 @@ fn time_epoch(
             }
         }
     };
+    let by_role: std::collections::HashMap<&str, usize> =
+        trainer.plan().memory_by_role().into_iter().collect();
+    let plan_bytes = trainer.plan().bytes();
     Ok(EpochFigure {
+        precision: PrecisionArg::F32,
+        plan_bytes,
+        activation_bytes: by_role["activations"] + by_role["activation gradients"],
         model,
         batch,
         backend,
@@ -486,19 +531,44 @@ impl MatmulFigure {
 
 impl BenchReport {
     /// CPU seconds per epoch over GPU seconds per epoch, for every (model, batch) timed on both.
+    /// (model, batch, GPU s/epoch, CPU s/epoch) of every model timed on both, in f32 (and separately in
+    /// mixed precision: see [`BenchReport::precision_ratios`]).
     pub fn ratios(&self) -> Vec<(BenchModel, usize, f64, f64)> {
+        self.backend_ratios(PrecisionArg::F32)
+    }
+
+    fn backend_ratios(&self, precision: PrecisionArg) -> Vec<(BenchModel, usize, f64, f64)> {
         let find = |m: BenchModel, b: usize, backend: &str| {
             self.epochs
                 .iter()
-                .find(|f| f.model == m && f.batch == b && f.backend == backend)
+                .find(|f| {
+                    f.model == m && f.batch == b && f.backend == backend && f.precision == precision
+                })
                 .map(|f| f.seconds_per_epoch)
         };
         self.epochs
             .iter()
-            .filter(|f| f.backend == "gpu")
+            .filter(|f| f.backend == "gpu" && f.precision == precision)
             .filter_map(|f| {
                 find(f.model, f.batch, "cpu")
                     .map(|cpu| (f.model, f.batch, f.seconds_per_epoch, cpu))
+            })
+            .collect()
+    }
+
+    /// (f32 figure, mixed figure) of every model, batch and backend timed in both precisions.
+    pub fn precision_ratios(&self) -> Vec<(&EpochFigure, &EpochFigure)> {
+        self.epochs
+            .iter()
+            .filter(|f| f.precision == PrecisionArg::F32)
+            .filter_map(|f| {
+                self.epochs
+                    .iter()
+                    .find(|g| {
+                        g.precision == PrecisionArg::Mixed
+                            && (g.model, g.batch, g.backend) == (f.model, f.batch, f.backend)
+                    })
+                    .map(|g| (f, g))
             })
             .collect()
     }
@@ -514,20 +584,24 @@ impl BenchReport {
         }
         let _ = writeln!(
             out,
-            "{:<10} {:>6} {:>14} {:>14} {:>10} {:>16}",
+            "{:<18} {:>6} {:>14} {:>14} {:>10} {:>16}",
             "model", "batch", "GPU s/epoch", "CPU s/epoch", "CPU/GPU", "GPU recording s"
         );
-        let mut seen: Vec<(BenchModel, usize)> = Vec::new();
+        let mut seen: Vec<(BenchModel, usize, PrecisionArg)> = Vec::new();
         let mut extrapolated = false;
         for f in &self.epochs {
-            if seen.contains(&(f.model, f.batch)) {
+            if seen.contains(&(f.model, f.batch, f.precision)) {
                 continue;
             }
-            seen.push((f.model, f.batch));
+            seen.push((f.model, f.batch, f.precision));
+            let same = |g: &&EpochFigure| {
+                (g.model, g.batch, g.precision) == (f.model, f.batch, f.precision)
+            };
             let cell = |backend: &str| {
                 self.epochs
                     .iter()
-                    .find(|g| g.model == f.model && g.batch == f.batch && g.backend == backend)
+                    .filter(same)
+                    .find(|g| g.backend == backend)
                     .map(|g| {
                         format!(
                             "{:.3}{}",
@@ -537,12 +611,9 @@ impl BenchReport {
                     })
                     .unwrap_or_else(|| "—".into())
             };
-            extrapolated |= self
-                .epochs
-                .iter()
-                .any(|g| g.model == f.model && g.batch == f.batch && g.extrapolated);
+            extrapolated |= self.epochs.iter().filter(same).any(|g| g.extrapolated);
             let ratio = self
-                .ratios()
+                .backend_ratios(f.precision)
                 .iter()
                 .find(|r| r.0 == f.model && r.1 == f.batch)
                 .map(|r| format_ratio(r.3 / r.2))
@@ -550,19 +621,43 @@ impl BenchReport {
             let recording = self
                 .epochs
                 .iter()
-                .find(|g| g.model == f.model && g.batch == f.batch && g.backend == "gpu")
+                .filter(same)
+                .find(|g| g.backend == "gpu")
                 .map(|g| format!("{:.3}", g.recording_seconds_per_epoch))
                 .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 out,
-                "{:<10} {:>6} {:>14} {:>14} {:>10} {:>16}",
-                f.model.name(),
+                "{:<18} {:>6} {:>14} {:>14} {:>10} {:>16}",
+                f.label(),
                 f.batch,
                 cell("gpu"),
                 cell("cpu"),
                 ratio,
                 recording
             );
+        }
+        let pairs = self.precision_ratios();
+        if !pairs.is_empty() {
+            let _ = writeln!(
+                out,
+                "mixed precision against f32 (time: mixed/f32, below 1 is faster; memory: the plan's \
+                 activations and their gradients, and all it allocates)"
+            );
+            for (f32_figure, mixed) in pairs {
+                let _ = writeln!(
+                    out,
+                    "  {:<12} b{:<5} {}: time {:.2}×, activation memory {:.2}× ({:.1} → {:.1} MiB), all \
+                     memory {:.2}×",
+                    f32_figure.model.name(),
+                    f32_figure.batch,
+                    f32_figure.backend,
+                    mixed.seconds_per_epoch / f32_figure.seconds_per_epoch,
+                    mixed.activation_bytes as f64 / f32_figure.activation_bytes as f64,
+                    f32_figure.activation_bytes as f64 / (1 << 20) as f64,
+                    mixed.activation_bytes as f64 / (1 << 20) as f64,
+                    mixed.plan_bytes as f64 / f32_figure.plan_bytes as f64,
+                );
+            }
         }
         if extrapolated {
             let _ = writeln!(
@@ -604,10 +699,16 @@ impl BenchReport {
             .map(|f| {
                 let mut train = vec!["gpu-ae".to_string(), "train".to_string()];
                 train.extend(f.model.train_flags(f.batch));
+                if f.precision == PrecisionArg::Mixed {
+                    train.extend(["--precision".to_string(), "mixed".to_string()]);
+                }
                 json!({
                     "model": f.model.name(),
                     "batch": f.batch,
                     "backend": f.backend,
+                    "precision": f.precision.name(),
+                    "plan_bytes": f.plan_bytes,
+                    "activation_and_gradient_bytes": f.activation_bytes,
                     "device": f.device,
                     "steps_per_epoch": f.steps_per_epoch,
                     "steps_timed": f.steps_timed,
@@ -672,6 +773,14 @@ impl BenchReport {
             },
             "epochs": epochs,
             "ratios": ratios,
+            "mixed_over_f32": self.precision_ratios().iter().map(|(f, m)| json!({
+                "model": f.model.name(),
+                "batch": f.batch,
+                "backend": f.backend,
+                "time": m.seconds_per_epoch / f.seconds_per_epoch,
+                "activation_memory": m.activation_bytes as f64 / f.activation_bytes as f64,
+                "plan_memory": m.plan_bytes as f64 / f.plan_bytes as f64,
+            })).collect::<Vec<Value>>(),
             "matmul": matmuls,
         })
     }

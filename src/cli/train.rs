@@ -590,8 +590,13 @@ impl Observer for Printer {
         } else {
             format!("  [{extra}]")
         };
+        // Mixed precision: the loss scale, and how many steps its overflows skipped so far.
+        let scale = match result.loss_scale {
+            Some((scale, skipped)) => format!("  loss scale {scale} ({skipped} steps skipped)"),
+            None => String::new(),
+        };
         println!(
-            "{}epoch {:>3}  train loss {:.5}  test loss {:.5}{extra}  {:.2} s  {:.0} samples/s",
+            "{}epoch {:>3}  train loss {:.5}  test loss {:.5}{extra}  {:.2} s  {:.0} samples/s{scale}",
             self.prefix(),
             result.epoch,
             result.train.total,

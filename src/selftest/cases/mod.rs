@@ -107,10 +107,81 @@ pub fn all(depth: Depth) -> Vec<Case> {
     cases.extend(conv::cases());
     cases.extend(pool_norm::cases());
     cases.extend(models::cases());
+    // `--precision mixed`: every op-level case whose ops all have f16 forms again, with each buffer
+    // they may store in f16 made f16 (once per entry point and kernel choice: the quick cases).
+    let halves: Vec<Case> = cases
+        .iter()
+        .filter(|c| c.quick)
+        .filter_map(f16_form)
+        .collect();
+    cases.extend(halves);
     cases
         .into_iter()
         .filter(|c| depth == Depth::Full || c.quick)
         .collect()
+}
+
+/// The tolerance of f16 cases: both backends compute in f32 and round to f16 as they store, so a value
+/// differs by at most one f16 step (2⁻¹⁰ relative) where the f32 results fall either side of a rounding
+/// boundary, and by a few where such a value feeds the next op.
+pub const F16_REL: f32 = 4e-3;
+
+/// (buffers op may hold in f16, buffers it needs in f32) for the ops mixed precision runs; `None` for
+/// the others. Mirrors the `array<NAME_t>` declarations of their shaders.
+fn f16_buffers(op: &Op) -> Option<(Vec<BufId>, Vec<BufId>)> {
+    use crate::ops::TermOp;
+    Some(match *op {
+        Op::Matmul { a, b, c, .. } => (vec![a, b, c], vec![]),
+        Op::MatmulBiasAct { x, w, bias, y, .. } => (vec![x, w, y], vec![bias]),
+        Op::BiasAct { y, bias, .. } => (vec![y], vec![bias]),
+        Op::ActBackward { y, grad, .. } => (vec![y, grad], vec![]),
+        Op::BiasGrad { grad, db, .. } => (vec![grad], vec![db]),
+        Op::Loss {
+            logits,
+            target,
+            grad,
+            recon,
+            partials,
+            amp: None,
+            ..
+        } => (vec![logits, target, grad, recon], vec![partials]),
+        Op::Conv2d { x, w, y, .. } => (vec![x, w, y], vec![]),
+        Op::ConvBiasAct { x, w, bias, y, .. } => (vec![x, w, y], vec![bias]),
+        Op::Conv2dBackwardData { dy, w, dx, .. } => (vec![dy, w, dx], vec![]),
+        Op::Conv2dBackwardWeight { dy, x, dw, .. } => (vec![dy, x], vec![dw]),
+        Op::Corrupt { x, y, mask, .. } => {
+            (std::iter::once(x).chain([y]).chain(mask).collect(), vec![])
+        }
+        Op::Term(TermOp::TapSum { x, partials, .. }) => (vec![x], vec![partials]),
+        Op::GatherBatch { out, .. } => (vec![out], vec![]),
+        Op::ReduceSum {
+            partials, acc, log, ..
+        } => (vec![], vec![partials, acc, log]),
+        _ => return None,
+    })
+}
+
+/// `case` with every buffer its ops may store in f16 made f16, named "… f16", at [`F16_REL`]; `None`
+/// when an op has no f16 form or no buffer would change.
+fn f16_form(case: &Case) -> Option<Case> {
+    let (mut halves, mut fixed) = (Vec::new(), Vec::new());
+    for op in case.plan.program_ops(Program::FORWARD_BACKWARD) {
+        let (h, f) = f16_buffers(op)?;
+        halves.extend(h);
+        fixed.extend(f);
+    }
+    halves.retain(|b| !fixed.contains(b));
+    if halves.is_empty() {
+        return None;
+    }
+    let mut f16 = case.clone();
+    for b in &halves {
+        f16.plan.buffers[b.0].elem = crate::plan::Elem::F16;
+    }
+    f16.name = format!("{} f16", case.name);
+    f16.tolerance = F16_REL;
+    f16.buffer_tolerances.clear();
+    Some(f16)
 }
 
 /// The families of the table, in its order.

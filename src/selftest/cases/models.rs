@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Case, Kernels, Ops};
 use crate::backend::{Executor, Program, load_initial_state};
 use crate::model::Shape;
-use crate::model::variants::{DenseConfig, dense_ae, dense_vae};
+use crate::model::variants::{ConvConfig, Deck, DenseConfig, conv_ae, dense_ae, dense_vae};
 use crate::objective::{Emphasis, Objective, Term};
 use crate::ops::classify::{NO_LABEL, softmax_partials};
 use crate::ops::{Act, AdamHyper, ClassifyOp, HiddenUnits, LossKind, Noise, Op, RbmOp};
@@ -126,31 +126,102 @@ pub fn cases() -> Vec<Case> {
         classify(7, true),
         classify(10, false),
         gather_labels(),
+        mixed_step(
+            "dense 29-7-5-7-29, --precision mixed",
+            dense_ae(
+                Shape::flat(features),
+                &DenseConfig {
+                    hidden: vec![7],
+                    latent: 5,
+                    act: Act::Relu,
+                    code_act: Act::Relu,
+                    output_act: Act::Sigmoid,
+                },
+            )
+            .expect("a valid model"),
+            None,
+        ),
+        mixed_step(
+            "strided conv 1×12×8 → 5 → 6 channels, gaussian noise, --precision mixed",
+            conv_ae(
+                "conv-dae",
+                Shape { c: 1, h: 12, w: 8 },
+                &ConvConfig {
+                    channels: vec![5, 6],
+                    deck: Deck::Strided,
+                    act: Act::Relu,
+                    output_act: Act::Sigmoid,
+                },
+            )
+            .expect("a valid model"),
+            Some(Noise::Gaussian { sigma: 0.5 }),
+        ),
     ]
+}
+
+/// A whole training step of `model` with mixed precision on its last, partial batch: f16 activations
+/// and gradients, the loss scale, Adam on the f32 masters and their f16 copies, every buffer compared
+/// at the f16 tolerance (the scaler's state exactly).
+fn mixed_step(name: &str, model: crate::model::Model, noise: Option<Noise>) -> Case {
+    let features = model.input.numel();
+    let plan = compile(
+        &model,
+        &PlanConfig {
+            precision: crate::plan::Precision::Mixed,
+            ..config(Objective::reconstruction(LossKind::BceWithLogits), noise)
+        },
+    )
+    .expect("a valid plan");
+    let amp = plan.io.amp.expect("a mixed plan has a loss scaler");
+    let mut case = model_case_running("mixed", name, plan, features, true, Program::TRAIN_STEP);
+    case.name = format!("{name}: a training step on a partial batch");
+    case.tolerance = super::F16_REL;
+    case.buffer_tolerances.clear();
+    case.exact.push(amp);
+    case
 }
 
 /// Batches of 37 over 60 training samples (the second holds 23 rows) and 21 test samples.
 fn plan(model: &crate::model::Model, objective: Objective, noise: Option<Noise>) -> Plan {
-    compile(
-        model,
-        &PlanConfig {
-            batch: 37,
-            objective,
-            optimizer: Optimizer::Adam(AdamHyper::default()),
-            train_samples: 60,
-            test_samples: 21,
-            noise,
-            seed: 5,
-            lr_schedule: None,
-            precision: crate::plan::Precision::F32,
-        },
-    )
-    .expect("a valid plan")
+    compile(model, &config(objective, noise)).expect("a valid plan")
+}
+
+fn config(objective: Objective, noise: Option<Noise>) -> PlanConfig {
+    PlanConfig {
+        batch: 37,
+        objective,
+        optimizer: Optimizer::Adam(AdamHyper::default()),
+        train_samples: 60,
+        test_samples: 21,
+        noise,
+        seed: 5,
+        lr_schedule: None,
+        precision: crate::plan::Precision::F32,
+    }
 }
 
 /// The model's forward-backward on its last, partial batch from seeded data and parameters: every f32
 /// buffer compared.
 fn model_case(family: &'static str, name: &str, plan: Plan, features: usize, quick: bool) -> Case {
+    model_case_running(
+        family,
+        name,
+        plan,
+        features,
+        quick,
+        Program::FORWARD_BACKWARD,
+    )
+}
+
+/// As [`model_case`], running `program` on the partial batch.
+fn model_case_running(
+    family: &'static str,
+    name: &str,
+    plan: Plan,
+    features: usize,
+    quick: bool,
+    program: Program,
+) -> Case {
     let train = bytes(plan.train_samples * features, 51);
     let test = bytes(plan.test_samples * features, 52);
     let last = plan.steps_per_epoch() as u32 - 1;
@@ -166,7 +237,7 @@ fn model_case(family: &'static str, name: &str, plan: Plan, features: usize, qui
             load_initial_state(ex, &train, &test, 5);
             ex.write_u32(io.train_perm, &perm);
             ex.write_u32(io.train_state, &state_words(3, last, 0));
-            ex.run(Program::FORWARD_BACKWARD, 1);
+            ex.run(program, 1);
         }),
         tolerance: MODEL,
         exact: Vec::new(),

@@ -8,6 +8,7 @@ use crate::selftest::inputs::{bytes, positive, random, state_words};
 
 pub fn cases() -> Vec<Case> {
     let mut cases = vec![gather_batch(), loss_and_reduce(), optimizers()];
+    cases.extend([loss_scaling(false), loss_scaling(true)]);
     cases.extend(noise(1_003, true));
     cases.extend(noise(100_003, false));
     cases
@@ -270,4 +271,94 @@ fn noise(len: usize, quick: bool) -> Vec<Case> {
         )
     })
     .collect()
+}
+
+/// Mixed precision's step, on 1003 values: the scaled loss writing an f16 gradient, each gradient
+/// checked, Adam on f32 masters (one refreshing its f16 copy), then the scale's update, from a state
+/// one clean step short of doubling. With `overflow`, one gradient holds an infinity: the check raises
+/// the flag, both Adams skip, the scale halves and the skip is counted.
+fn loss_scaling(overflow: bool) -> Case {
+    use crate::ops::optim::amp;
+    let (rows, cols, len) = (17usize, 59usize, 1003usize);
+    let mut b = Ops::new();
+    let mut words = amp::initial(1024.0);
+    words[amp::CLEAN] = amp::GROWTH_INTERVAL - 1;
+    words[amp::SKIPPED] = 2;
+    let amp_state = b.words("amp", words.to_vec());
+    b.compare_exactly(amp_state);
+    let logits = b.input("logits", random(rows * cols, 40, 4.0));
+    let target = b.input("target", positive(rows * cols, 41, 1.0));
+    let loss_grad = b.out("loss_grad", rows * cols);
+    let recon = b.out("recon", rows * cols);
+    let partials = b.out("partials", (rows * cols).div_ceil(256));
+    let st = b.words("state", state_words(0, 1, 0));
+    b.op(Op::Loss {
+        kind: LossKind::BceWithLogits,
+        output_act: Act::Sigmoid,
+        logits,
+        target,
+        grad: loss_grad,
+        recon,
+        partials,
+        state: st,
+        rows,
+        cols,
+        samples: 40,
+        per_sample: false,
+        amp: Some(amp_state),
+    });
+    let mut weight_grad = random(len, 42, 3000.0);
+    if overflow {
+        weight_grad[len / 2] = f32::INFINITY;
+    }
+    let grad = b.input("grad", weight_grad);
+    let bias_grad = b.input("bias_grad", random(len, 43, 3000.0));
+    let param = b.input("param", random(len, 44, 1.0));
+    let half = b.out("param_half", len);
+    let bias = b.input("bias", random(len, 45, 1.0));
+    let (m, v) = (
+        b.input("m", random(len, 46, 0.1)),
+        b.input("v", positive(len, 47, 0.1)),
+    );
+    let (bm, bv) = (b.out("bias_m", len), b.out("bias_v", len));
+    let steps = b.words("steps", vec![0, 0, 0, 0, 0, 0, 0, 7]);
+    for g in [grad, bias_grad] {
+        b.op(Op::Optim(OptimOp::AmpCheck {
+            grad: g,
+            amp: amp_state,
+            len,
+        }));
+    }
+    for (param, grad, half, m, v) in [
+        (param, grad, Some(half), m, v),
+        (bias, bias_grad, None, bm, bv),
+    ] {
+        b.op(Op::Optim(OptimOp::AdamMixed {
+            param,
+            grad,
+            half,
+            m,
+            v,
+            state: steps,
+            step_word: 7,
+            amp: amp_state,
+            len,
+            hyper: AdamHyper::default(),
+            lr_scale: None,
+        }));
+    }
+    b.op(Op::Optim(OptimOp::AmpUpdate { amp: amp_state }));
+    b.tolerance(super::F16_REL);
+    let mut case = b.case(
+        "optimizer",
+        format!(
+            "loss_scaled {rows}×{cols}, amp_check, adam_mixed(_half) and amp_update on {len} values{}",
+            if overflow { ", one gradient infinite" } else { "" }
+        ),
+        true,
+    );
+    for f16 in [logits, target, loss_grad, recon, half] {
+        case.plan.buffers[f16.0].elem = crate::plan::Elem::F16;
+    }
+    case
 }
