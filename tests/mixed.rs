@@ -343,3 +343,32 @@ fn mixed_precision_refuses_what_it_does_not_cover() {
         assert!(!out.exists(), "{args:?}: a refused run writes nothing");
     }
 }
+
+/// An adapter without SHADER_F16 (here: llvmpipe's OpenGL, where it exists) refuses a mixed plan with an
+/// error naming the feature, before anything runs. Skipped where every adapter has the feature.
+#[test]
+fn an_adapter_without_shader_f16_refuses_mixed_precision() {
+    use gpu_ae::backend::gpu::{ApiChoice, GpuContext, GpuError};
+    let without = [
+        ApiChoice::Vulkan,
+        ApiChoice::Gl,
+        ApiChoice::Metal,
+        ApiChoice::Dx12,
+    ]
+    .into_iter()
+    .filter_map(|api| GpuContext::new(Some(api)).ok())
+    .find(|ctx| !ctx.features.contains(wgpu::Features::SHADER_F16));
+    let Some(ctx) = without else {
+        eprintln!("skipping: every adapter here offers SHADER_F16");
+        return;
+    };
+    match GpuExecutor::new(&ctx, plan(Precision::Mixed)) {
+        Err(e @ GpuError::NoShaderF16 { .. }) => {
+            assert!(e.to_string().contains("SHADER_F16"), "{e}")
+        }
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("{} has no SHADER_F16 but took a mixed plan", ctx.describe()),
+    }
+    // The same adapter still trains in f32.
+    assert!(GpuExecutor::new(&ctx, plan(Precision::F32)).is_ok());
+}

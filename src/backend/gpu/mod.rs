@@ -656,7 +656,7 @@ impl Executor for GpuExecutor<'_> {
         self.submit("steps", self.program(program, repeats));
     }
     fn run_and_snapshot(&mut self, program: Program, repeats: usize, buf: BufId) -> Snapshot {
-        let size = (self.plan.buffers[buf.0].len * 4) as u64;
+        let size = self.plan.buffers[buf.0].bytes() as u64;
         let spare = self
             .spare_snapshot_buffers
             .iter()
