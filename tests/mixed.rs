@@ -208,7 +208,10 @@ fn mixed_matches_f32(tag: &str, backend: &str, args: &[&str], seeds: &[u64]) {
     );
 }
 
+/// The full figure (README, "Mixed precision"): 4 epochs of all of MNIST, seeds 0–3, about 2 minutes on
+/// 2 cores; not in CI (`cargo test --release --test mixed -- --ignored`), which runs the short form below.
 #[test]
+#[ignore = "full MNIST, minutes: run with --ignored"]
 fn mixed_ae_reaches_f32s_test_loss_in_four_cpu_epochs() {
     mixed_matches_f32(
         "mixed-ae",
@@ -218,12 +221,33 @@ fn mixed_ae_reaches_f32s_test_loss_in_four_cpu_epochs() {
     );
 }
 
+/// The full figure for conv-dae: 4 epochs of all of MNIST, about 2 minutes; not in CI.
 #[test]
+#[ignore = "full MNIST, minutes: run with --ignored"]
 fn mixed_conv_dae_reaches_f32s_test_loss_in_four_cpu_epochs() {
     mixed_matches_f32(
         "mixed-conv-dae",
         "cpu",
         &["--variant", "conv-dae", "--epochs", "4"],
+        &[0],
+    );
+}
+
+/// CI's short form on the CPU: 4 epochs of the first 10 000 (ae) and 6 000 (conv-dae) images. Seen
+/// here: +0.03 % and +0.02 %. (Shorter still, conv-dae on 3 000 images sits where the loss falls
+/// steeply and a seed's perturbation shows most: +1.0 %.)
+#[test]
+fn mixed_runs_reach_f32s_test_loss_on_the_cpu() {
+    mixed_matches_f32(
+        "mixed-ae",
+        "cpu",
+        &["--variant", "ae", "--epochs", "4", "--limit", "10000"],
+        &[0],
+    );
+    mixed_matches_f32(
+        "mixed-conv-dae",
+        "cpu",
+        &["--variant", "conv-dae", "--epochs", "4", "--limit", "6000"],
         &[0],
     );
 }
