@@ -22,7 +22,7 @@ fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let channel = (i / pp.inner) % pp.channels;
-    y[i] = y_t(activate(f32(y[i]) + bias[channel], pp.act));
+    y[i] = to_y_t(activate(f32(y[i]) + bias[channel], pp.act));
 }
 
 struct ActBackwardParams {
@@ -42,5 +42,5 @@ fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= act_backward_params.len) {
         return;
     }
-    grad[i] = grad_t(f32(grad[i]) * activation_slope(f32(out[i]), act_backward_params.act));
+    grad[i] = to_grad_t(f32(grad[i]) * activation_slope(f32(out[i]), act_backward_params.act));
 }

@@ -49,7 +49,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             }
         }
     }
-    fwd_y[idx] = fwd_y_t(sum);
+    fwd_y[idx] = to_fwd_y_t(sum);
 }
 
 @group(0) @binding(4) var<uniform> bwd_data: ConvParams;
@@ -92,7 +92,7 @@ fn conv2d_backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     if (g.accumulate != 0u) {
         sum = sum + f32(bwd_data_dx[idx]);
     }
-    bwd_data_dx[idx] = bwd_data_dx_t(sum);
+    bwd_data_dx[idx] = to_bwd_data_dx_t(sum);
 }
 
 @group(0) @binding(8) var<uniform> bwd_weight: ConvParams;

@@ -176,7 +176,7 @@ fn store_forward(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, 
                 if (bias_act) {
                     value = activate(value + f32(fwd_bias[o]), g.act);
                 }
-                fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = fwd_y_t(value);
+                fwd_y[((col / plane) * g.out_c + o) * plane + col % plane] = to_fwd_y_t(value);
             }
         }
     }
@@ -348,7 +348,7 @@ fn store_data(lid: vec3<u32>, wid: vec3<u32>, groups: vec3<u32>, acc: Block, bia
                 } else if (g.accumulate != 0u) {
                     value = value + f32(bwd_data_dx[at]);
                 }
-                bwd_data_dx[at] = bwd_data_dx_t(value);
+                bwd_data_dx[at] = to_bwd_data_dx_t(value);
             }
         }
     }

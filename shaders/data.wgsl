@@ -37,7 +37,7 @@ fn gather_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let byte = perm[position] * gather.features + feature;
         value = f32((data[byte / 4u] >> ((byte % 4u) * 8u)) & 0xffu) / 255.0;
     }
-    batch_out[i] = batch_out_t(value);
+    batch_out[i] = to_batch_out_t(value);
 }
 
 // state[0]: completed optimizer steps; state[1]: batch index within the epoch.

@@ -89,11 +89,11 @@ fn loss_at(gid: vec3<u32>, wid: vec3<u32>, lid: u32, groups: vec3<u32>, grad_sca
     if (i < lp.rows * lp.cols) {
         let e = element_loss(f32(logits[i]), f32(clean[i]), lp.kind, lp.act);
         l = e.x;
-        recon[i] = recon_t(e.z);
+        recon[i] = to_recon_t(e.z);
         if (i < limit) {
-            grad[i] = grad_t(e.y * scale * grad_scale);
+            grad[i] = to_grad_t(e.y * scale * grad_scale);
         } else {
-            grad[i] = grad_t(0.0);
+            grad[i] = to_grad_t(0.0);
             l = 0.0;
         }
     }
@@ -142,12 +142,12 @@ fn loss_emphasis(
         let e = element_loss(f32(logits[i]), f32(clean[i]), ep.kind, ep.act);
         let m = emphasis_mask[i];
         let w = select(ep.clean, ep.corrupted, m > 0.0);
-        recon[i] = recon_t(e.z);
+        recon[i] = to_recon_t(e.z);
         if (i < limit) {
-            grad[i] = grad_t(w * e.y * scale);
+            grad[i] = to_grad_t(w * e.y * scale);
             v = array<f32, 5>(w * e.x, m * e.x, (1.0 - m) * e.x, m, 1.0 - m);
         } else {
-            grad[i] = grad_t(0.0);
+            grad[i] = to_grad_t(0.0);
         }
     }
     let group_count = (ep.rows * ep.cols + 255u) / 256u;

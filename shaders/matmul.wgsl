@@ -80,7 +80,7 @@ fn store_row_slice(z: u32, i: u32, j: u32, v: vec4<f32>) {
     for (var q = 0u; q < 4u; q = q + 1u) {
         let col = j + 16u * q;
         if (i < p.m && col < p.n) {
-            c[z * p.m * p.n + i * p.n + col] = c_t(v[q]);
+            c[z * p.m * p.n + i * p.n + col] = to_c_t(v[q]);
         }
     }
 }

@@ -36,13 +36,13 @@ fn store_plain(i: u32, j: u32, v: f32) {
         if (p.accumulate != 0u) {
             x = x + f32(c[i * p.n + j]);
         }
-        c[i * p.n + j] = c_t(x);
+        c[i * p.n + j] = to_c_t(x);
     }
 }
 
 // C[i, j] = act(v + bias[j]): a dense layer's output.
 fn store_bias_act(i: u32, j: u32, v: f32) {
     if (i < p.m && j < p.n) {
-        c[i * p.n + j] = c_t(activate(v + bias[j], p.act));
+        c[i * p.n + j] = to_c_t(activate(v + bias[j], p.act));
     }
 }

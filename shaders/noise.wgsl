@@ -80,7 +80,7 @@ fn corrupt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (i >= cp.len) {
         return;
     }
-    corrupt_y[i] = corrupt_y_t(corrupt_element(i).x);
+    corrupt_y[i] = to_corrupt_y_t(corrupt_element(i).x);
 }
 
 // corrupt, and mask[i] = 1 where the element was chosen (the emphasised loss weights those).
@@ -93,6 +93,6 @@ fn corrupt_masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         return;
     }
     let r = corrupt_element(i);
-    corrupt_y[i] = corrupt_y_t(r.x);
-    corrupt_mask[i] = corrupt_mask_t(r.y);
+    corrupt_y[i] = to_corrupt_y_t(r.x);
+    corrupt_mask[i] = to_corrupt_mask_t(r.y);
 }

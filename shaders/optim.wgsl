@@ -240,6 +240,6 @@ fn adam_mixed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 fn adam_mixed_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.y * groups.x * 256u + gid.x;
     if (adam_mixed_at(i)) {
-        am_half[i] = am_half_t(am_param[i]);
+        am_half[i] = to_am_half_t(am_param[i]);
     }
 }

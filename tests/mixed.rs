@@ -366,6 +366,24 @@ fn mixed_precision_refuses_what_it_does_not_cover() {
         );
         assert!(!out.exists(), "{args:?}: a refused run writes nothing");
     }
+    // The anomaly check would stop at the overflows loss scaling makes on purpose.
+    let (ok, said) = common::run_cli(&[
+        "train",
+        "--precision",
+        "mixed",
+        "--detect-anomaly",
+        "--backend",
+        "cpu",
+        "--limit",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && said.contains("--detect-anomaly") && said.contains("--precision f32"),
+        "{said}"
+    );
+    assert!(!out.exists(), "a refused run writes nothing");
 }
 
 /// An adapter without SHADER_F16 (here: llvmpipe's OpenGL, where it exists) refuses a mixed plan with an

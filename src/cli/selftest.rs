@@ -38,7 +38,8 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<()> {
         },
         None => Target::Cpu,
     };
-    let kernel_count = selftest::cases::all(depth).len();
+    let table = selftest::cases::all(depth);
+    let kernel_count = table.iter().filter(|c| target.runs(c)).count();
     let variant_cases = variants::cases();
     println!(
         "selftest{}: {}; {kernel_count} kernel cases, then one training step of {} variants",
@@ -46,6 +47,12 @@ pub fn run(args: &SelftestArgs) -> anyhow::Result<()> {
         target.describe(),
         variant_cases.len()
     );
+    let skipped = table.len() - kernel_count;
+    if skipped > 0 {
+        println!(
+            "({skipped} f16 cases of --precision mixed not run: the adapter does not offer SHADER_F16)"
+        );
+    }
     if let Some(op) = &fault.op
         && ctx.is_some()
     {

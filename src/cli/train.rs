@@ -213,6 +213,12 @@ pub fn run_with(args: &TrainArgs, cache: &mut DataCache) -> anyhow::Result<Finis
         "--detect-anomaly checks the fine-tuning's step op by op, and this run pretrains first; leave \
          --detect-anomaly out, or use it on a run without --pretrain"
     );
+    anyhow::ensure!(
+        !(args.detect_anomaly && config.precision == crate::run::config::PrecisionArg::Mixed),
+        "--detect-anomaly stops at the first infinity an op writes, and --precision mixed's loss scaling \
+         overflows f16 on purpose from time to time (the step is then skipped); use --detect-anomaly with \
+         --precision f32"
+    );
     let data = cache.load(&config)?;
     let data = data.as_ref();
     let (model, plan) = config.build(data)?;

@@ -432,6 +432,20 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// Output channels (of the convolution, or of its data gradient) below which the GPU runs the direct
+    /// kernels of `conv2d.wgsl` instead of the implicit GEMM, whose tiles they would leave mostly empty.
+    pub const GEMM_MIN_ROWS: usize = 8;
+
+    /// Whether [`Op::ConvBiasAct`] runs as two passes on the GPU (the direct kernel stores the
+    /// convolution, a second pass adds bias and activation) rather than with the fused GEMM epilogue. With
+    /// mixed precision the two-pass form rounds its output to f16 twice, and the CPU twin does the same.
+    pub fn bias_act_in_second_pass(&self, transposed: bool) -> bool {
+        match transposed {
+            false => self.out_c < Self::GEMM_MIN_ROWS,
+            true => self.in_c < Self::GEMM_MIN_ROWS,
+        }
+    }
+
     /// A square-kernel convolution; computes out_h and out_w.
     ///
     /// Panics when the stride is zero or the kernel is larger than the padded input: layer builders check

@@ -150,6 +150,11 @@ pub fn train(
         !(options.detect_anomaly && ex.plan().pretrains()),
         "the anomaly slow path checks the fine-tuning's step op by op, and this plan pretrains first"
     );
+    anyhow::ensure!(
+        !(options.detect_anomaly && ex.plan().io.amp.is_some()),
+        "the anomaly slow path stops at the first infinity, which mixed precision's loss scaling makes on \
+         purpose"
+    );
     let mut trainer = Trainer::new(
         ex,
         &data.train.images.pixels,

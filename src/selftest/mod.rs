@@ -53,6 +53,17 @@ impl Target<'_> {
         }
     }
 
+    /// Whether the target can run `case`: every case on the CPU; on a GPU, the f16 forms (mixed
+    /// precision) only where the adapter offers SHADER_F16.
+    pub fn runs(&self, case: &Case) -> bool {
+        match self {
+            Target::Gpu { ctx, .. } => {
+                ctx.features.contains(wgpu::Features::SHADER_F16) || !case.needs_f16()
+            }
+            Target::Cpu => true,
+        }
+    }
+
     /// The reference and the candidate executor of `plan`, and the entry points each op of the
     /// forward-backward program launches on the candidate (none on the CPU).
     fn executors(&self, plan: &crate::plan::Plan, kernels: Kernels) -> Result<Pair<'_>, String> {
@@ -105,7 +116,8 @@ pub fn run_case(case: &Case, target: &Target) -> CaseResult {
     compare::result(case, outcome, start.elapsed().as_secs_f64())
 }
 
-/// Every case of the table at `depth` on `target`, each result handed to `seen` as it comes.
+/// Every case of the table at `depth` that `target` can run ([`Target::runs`]), each result handed to
+/// `seen` as it comes.
 pub fn run_cases(
     target: &Target,
     depth: Depth,
@@ -113,6 +125,7 @@ pub fn run_cases(
 ) -> Vec<CaseResult> {
     cases::all(depth)
         .iter()
+        .filter(|case| target.runs(case))
         .map(|case| {
             let result = run_case(case, target);
             seen(&result);

@@ -584,6 +584,12 @@ impl<T: Real> CpuExecutor<T> {
                     });
                     (geom.out_c, geom.out_h * geom.out_w)
                 };
+                // The GPU's two-pass form stores the convolution first: in f16, rounded there too.
+                if self.halves[y.0] && geom.bias_act_in_second_pass(transposed) {
+                    for v in self.floats_mut(y).iter_mut() {
+                        *v = optim::round_to_f16(*v);
+                    }
+                }
                 self.with_out(y, |s, y| {
                     kernels::bias_act(y, s.floats(bias), geom.batch, channels, inner, act)
                 });

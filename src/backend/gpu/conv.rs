@@ -39,7 +39,7 @@ fn params(g: &ConvGeom, accumulate: bool) -> [u32; 16] {
 }
 
 /// Fewest rows (channels) for which a 32-row implicit-GEMM tile beats one thread per output.
-const GEMM_MIN_ROWS: usize = 8;
+const GEMM_MIN_ROWS: usize = ConvGeom::GEMM_MIN_ROWS;
 
 /// The implicit-GEMM module for `rows` rows (channels): 64-row tiles above 32 rows, where each gathered
 /// element of B then feeds twice the arithmetic; 32-row tiles otherwise, which waste no rows on a

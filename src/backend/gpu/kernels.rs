@@ -87,7 +87,7 @@ impl Shader {
 
     /// The module source with the storage arrays bound at the bindings set in `halves` (bit n: binding
     /// n) declared f16. A shader makes an array switchable by declaring it `array<NAME_t>` (or
-    /// `array<vec4<NAME_t>>`), reading it through `f32(...)` and storing `NAME_t(...)`; this prepends
+    /// `array<vec4<NAME_t>>`), reading it through `f32(...)` and storing `to_NAME_t(...)`; this prepends
     /// `alias NAME_t = f16;` (after `enable f16;`) or `= f32;` for each such array. The same kernel then
     /// computes in f32 either way and rounds to f16 as it stores.
     pub fn source_with_halves(self, halves: u64) -> String {
@@ -109,14 +109,16 @@ impl Shader {
         let mut source = String::new();
         if halves != 0 {
             source.push_str("enable f16;\n");
+            source.push_str(F16_STORE);
         }
         for (binding, name) in &switchable {
-            let ty = if halves & (1 << binding) != 0 {
-                "f16"
-            } else {
-                "f32"
+            let (ty, store) = match halves & (1 << binding) != 0 {
+                true => ("f16", "f16_store(x)"),
+                false => ("f32", "x"),
             };
-            source.push_str(&format!("alias {name}_t = {ty};\n"));
+            source.push_str(&format!(
+                "alias {name}_t = {ty};\nfn to_{name}_t(x: f32) -> {name}_t {{ return {store}; }}\n"
+            ));
         }
         source + &text
     }
@@ -174,6 +176,17 @@ impl Shader {
         }
     }
 }
+
+/// An f32 as the f16 it is stored as: rounded by the device's conversion, and beyond f16's range
+/// (|x| ≥ 65520, where rounding to nearest even gives infinity) ±∞ explicitly, since WGSL leaves an
+/// out-of-range conversion's result to the implementation and loss scaling must see an overflow.
+const F16_STORE: &str = "fn f16_store(x: f32) -> f16 {
+    if (abs(x) >= 65520.0) {
+        return f16(bitcast<f32>((bitcast<u32>(x) & 0x80000000u) | 0x7f800000u));
+    }
+    return f16(x);
+}
+";
 
 /// (binding, name) of every storage array declared `array<name_t>` or `array<vec4<name_t>>` in `source`.
 fn switchable_arrays(source: &str) -> Vec<(u32, String)> {

@@ -90,6 +90,14 @@ pub struct Case {
 }
 
 impl Case {
+    /// Whether the case stores anything in f16 (mixed precision), which needs SHADER_F16 on a GPU.
+    pub fn needs_f16(&self) -> bool {
+        self.plan
+            .buffers
+            .iter()
+            .any(|b| b.elem == crate::plan::Elem::F16)
+    }
+
     /// The tolerance of buffer `buf`.
     pub fn tolerance_of(&self, buf: BufId) -> f32 {
         self.buffer_tolerances
