@@ -332,8 +332,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
                     anyhow::Ok(figure)
                 };
                 if let Some(ctx) = &ctx {
-                    let mut ex = GpuExecutor::new(ctx, plan.clone())?;
-                    report.epochs.push(timed(&mut ex, "gpu")?);
+                    match GpuExecutor::new(ctx, plan.clone()) {
+                        Ok(mut ex) => report.epochs.push(timed(&mut ex, "gpu")?),
+                        // An adapter without f16 still times f32 (and the CPU in both).
+                        Err(e @ crate::backend::gpu::GpuError::NoShaderF16 { .. }) => {
+                            eprintln!(
+                                "{} b{batch}: not timed on the GPU in mixed precision ({e})",
+                                model.name()
+                            )
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 if !args.skip_cpu {
                     let mut ex = CpuExecutor::<f32>::new(plan);
