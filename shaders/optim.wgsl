@@ -52,22 +52,29 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= ap.len) {
         return;
     }
-    let lr = lr_times_scale(ap.lr, ap.scale_index);
     let t = f32(adam_state[ap.step_word] + 1u);
-    let step = lr / (1.0 - pow(ap.beta1, t));
-    let bc2_sqrt = sqrt(1.0 - pow(ap.beta2, t));
-    var p = param[i];
-    var g = grad[i];
-    if (ap.decoupled == 1u) {
-        p = p * (1.0 - lr * ap.weight_decay);
+    let pmv = adam_element(ap, t, param[i], grad[i], m[i], v[i]);
+    param[i] = pmv.x;
+    m[i] = pmv.y;
+    v[i] = pmv.z;
+}
+
+// One element of Adam at step t (the update above, with h's lr times the schedule): the parameter,
+// first and second moments after it, from their values before and the gradient g.
+fn adam_element(h: AdamParams, t: f32, param_before: f32, g_in: f32, m_before: f32, v_before: f32) -> vec3<f32> {
+    let lr = lr_times_scale(h.lr, h.scale_index);
+    let step = lr / (1.0 - pow(h.beta1, t));
+    let bc2_sqrt = sqrt(1.0 - pow(h.beta2, t));
+    var p = param_before;
+    var g = g_in;
+    if (h.decoupled == 1u) {
+        p = p * (1.0 - lr * h.weight_decay);
     } else {
-        g = g + ap.weight_decay * p;
+        g = g + h.weight_decay * p;
     }
-    let mi = ap.beta1 * m[i] + (1.0 - ap.beta1) * g;
-    let vi = ap.beta2 * v[i] + (1.0 - ap.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    param[i] = p - step * mi / (sqrt(vi) / bc2_sqrt + ap.eps);
+    let mi = h.beta1 * m_before + (1.0 - h.beta1) * g;
+    let vi = h.beta2 * v_before + (1.0 - h.beta2) * g * g;
+    return vec3<f32>(p - step * mi / (sqrt(vi) / bc2_sqrt + h.eps), mi, vi);
 }
 
 struct SgdParams {
@@ -212,22 +219,12 @@ fn adam_mixed_at(i: u32) -> bool {
     if (i >= ap.len || am_amp[3] != 0u) {
         return false;
     }
-    let lr = lr_times_scale(ap.lr, ap.scale_index);
     let t = f32(am_state[ap.step_word] + 1u - am_amp[2]);
-    let step = lr / (1.0 - pow(ap.beta1, t));
-    let bc2_sqrt = sqrt(1.0 - pow(ap.beta2, t));
-    var p = am_param[i];
-    var g = am_grad[i] * (1.0 / bitcast<f32>(am_amp[0]));
-    if (ap.decoupled == 1u) {
-        p = p * (1.0 - lr * ap.weight_decay);
-    } else {
-        g = g + ap.weight_decay * p;
-    }
-    let mi = ap.beta1 * am_m[i] + (1.0 - ap.beta1) * g;
-    let vi = ap.beta2 * am_v[i] + (1.0 - ap.beta2) * g * g;
-    am_m[i] = mi;
-    am_v[i] = vi;
-    am_param[i] = p - step * mi / (sqrt(vi) / bc2_sqrt + ap.eps);
+    let g = am_grad[i] * (1.0 / bitcast<f32>(am_amp[0]));
+    let pmv = adam_element(ap, t, am_param[i], g, am_m[i], am_v[i]);
+    am_param[i] = pmv.x;
+    am_m[i] = pmv.y;
+    am_v[i] = pmv.z;
     return true;
 }
 

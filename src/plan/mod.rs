@@ -699,7 +699,7 @@ pub fn compile_with(
         }));
     }
     update.extend(params.iter().filter(|p| p.trainable).map(|p| {
-        let op = optimizer_op(
+        optimizer_op(
             &mut b,
             p,
             cfg.optimizer,
@@ -707,36 +707,8 @@ pub fn compile_with(
             train_state,
             group_step_word(p.group),
             lr_scale,
-        );
-        match (amp, op) {
-            (
-                Some(amp),
-                Op::Adam {
-                    param,
-                    grad,
-                    m,
-                    v,
-                    state,
-                    step_word,
-                    len,
-                    hyper,
-                    lr_scale,
-                },
-            ) => Op::Optim(OptimOp::AdamMixed {
-                param,
-                grad,
-                half: p.half,
-                m,
-                v,
-                state,
-                step_word,
-                amp,
-                len,
-                hyper,
-                lr_scale,
-            }),
-            (_, op) => op,
-        }
+            amp,
+        )
     }));
     if let Some(amp) = amp {
         update.push(Op::Optim(OptimOp::AmpUpdate { amp }));
@@ -889,7 +861,10 @@ fn check_mixed(
 }
 
 /// The optimizer's op for parameter `p`, with its state buffers (named `{state_name}.exp_avg`, … after
-/// PyTorch's slots) allocated; Adam counts its steps in word `step_word` of `state`.
+/// PyTorch's slots) allocated; Adam counts its steps in word `step_word` of `state`. With mixed
+/// precision's loss scaler `amp`, Adam is [`OptimOp::AdamMixed`] (the only optimizer [`check_mixed`]
+/// lets through).
+#[allow(clippy::too_many_arguments)]
 fn optimizer_op(
     b: &mut Builder,
     p: &ParamDesc,
@@ -898,13 +873,27 @@ fn optimizer_op(
     state: BufId,
     step_word: usize,
     lr_scale: Option<crate::ops::Scalar>,
+    amp: Option<BufId>,
 ) -> Op {
     let len = b.len(p.buf);
     let slot = |b: &mut Builder, name: &str| {
         b.f32(format!("{state_name}.{name}"), len, Role::OptimizerState)
     };
-    match optimizer {
-        Optimizer::Adam(hyper) => Op::Adam {
+    match (optimizer, amp) {
+        (Optimizer::Adam(hyper), Some(amp)) => Op::Optim(OptimOp::AdamMixed {
+            param: p.buf,
+            grad: p.grad,
+            half: p.half,
+            m: slot(b, "exp_avg"),
+            v: slot(b, "exp_avg_sq"),
+            state,
+            step_word,
+            amp,
+            len,
+            hyper,
+            lr_scale,
+        }),
+        (Optimizer::Adam(hyper), None) => Op::Adam {
             param: p.buf,
             grad: p.grad,
             m: slot(b, "exp_avg"),
@@ -915,11 +904,14 @@ fn optimizer_op(
             hyper,
             lr_scale,
         },
-        Optimizer::Sgd {
-            lr,
-            momentum,
-            weight_decay,
-        } => Op::Sgd {
+        (
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            },
+            _,
+        ) => Op::Sgd {
             param: p.buf,
             grad: p.grad,
             velocity: slot(b, "momentum_buffer"),
@@ -929,7 +921,7 @@ fn optimizer_op(
             weight_decay,
             lr_scale,
         },
-        Optimizer::Rmsprop(hyper) => Op::Optim(OptimOp::Rmsprop {
+        (Optimizer::Rmsprop(hyper), _) => Op::Optim(OptimOp::Rmsprop {
             param: p.buf,
             grad: p.grad,
             square_avg: slot(b, "square_avg"),
@@ -937,7 +929,7 @@ fn optimizer_op(
             hyper,
             lr_scale,
         }),
-        Optimizer::Adagrad(hyper) => Op::Optim(OptimOp::Adagrad {
+        (Optimizer::Adagrad(hyper), _) => Op::Optim(OptimOp::Adagrad {
             param: p.buf,
             grad: p.grad,
             sum: slot(b, "sum"),

@@ -462,7 +462,7 @@ impl Layerwise<'_> {
                 };
                 let name = format!("{}.pretrain", p[param].name);
                 let step = crate::ops::state::GLOBAL_STEP;
-                super::optimizer_op(self.b, &p[param], sgd, &name, train.state, step, None)
+                super::optimizer_op(self.b, &p[param], sgd, &name, train.state, step, None, None)
             })
             .collect();
         update.push(Op::AdvanceStep { state: train.state });
@@ -597,6 +597,7 @@ impl Layerwise<'_> {
                     &format!("{}.pretrain", p.name),
                     train.state,
                     crate::ops::state::GLOBAL_STEP,
+                    None,
                     None,
                 )
             })

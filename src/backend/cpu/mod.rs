@@ -110,11 +110,16 @@ impl<T: Real> CpuExecutor<T> {
         if self.halves.iter().any(|&h| h) {
             for out in op.float_outputs() {
                 if self.halves[out.0] {
-                    for v in self.floats_mut(out).iter_mut() {
-                        *v = optim::round_to_f16(*v);
-                    }
+                    self.round_to_f16(out);
                 }
             }
+        }
+    }
+
+    /// Every value of float buffer `id` rounded to f16, as the GPU stores an f16 buffer.
+    fn round_to_f16(&mut self, id: BufId) {
+        for v in self.floats_mut(id).iter_mut() {
+            *v = optim::round_to_f16(*v);
         }
     }
 
@@ -586,9 +591,7 @@ impl<T: Real> CpuExecutor<T> {
                 };
                 // The GPU's two-pass form stores the convolution first: in f16, rounded there too.
                 if self.halves[y.0] && geom.bias_act_in_second_pass(transposed) {
-                    for v in self.floats_mut(y).iter_mut() {
-                        *v = optim::round_to_f16(*v);
-                    }
+                    self.round_to_f16(y);
                 }
                 self.with_out(y, |s, y| {
                     kernels::bias_act(y, s.floats(bias), geom.batch, channels, inner, act)

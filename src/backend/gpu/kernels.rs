@@ -305,6 +305,27 @@ fn bits(v: f32) -> u32 {
     v.to_bits()
 }
 
+/// `AdamParams` of optim.wgsl (`adam` and `adam_mixed[_half]`): length, hyper-parameters, the step
+/// counter's word and the lr schedule's scalar index.
+pub(super) fn adam_params(
+    h: AdamHyper,
+    len: usize,
+    step_word: usize,
+    scale_index: u32,
+) -> [u32; 9] {
+    [
+        len as u32,
+        bits(h.lr),
+        bits(h.beta1),
+        bits(h.beta2),
+        bits(h.eps),
+        bits(h.weight_decay),
+        step_word as u32,
+        u32::from(h.decoupled),
+        scale_index,
+    ]
+}
+
 impl Kernels {
     /// `bounds_checks: false` compiles the shaders without the clamps wgpu would add to every buffer access:
     /// every kernel guards its own indices, and the parity tests check each one on odd sizes.
@@ -758,21 +779,10 @@ impl Kernels {
         h: AdamHyper,
         scale: (u32, &wgpu::Buffer),
     ) -> Dispatch {
-        let params = [
-            len as u32,
-            bits(h.lr),
-            bits(h.beta1),
-            bits(h.beta2),
-            bits(h.eps),
-            bits(h.weight_decay),
-            step_word as u32,
-            u32::from(h.decoupled),
-            scale.0,
-        ];
         self.dispatch(
             Shader::Optim,
             "adam",
-            &params,
+            &adam_params(h, len, step_word, scale.0),
             &[0, 1, 2, 3, 4, 5, 10],
             &[param, grad, m, v, state, scale.1],
             linear_groups(len),

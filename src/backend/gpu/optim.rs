@@ -2,7 +2,7 @@
 //! beside Adam and SGD (in `kernels.rs`). Every optimizer binds the scalar buffer at binding 10 for its lr
 //! multiplier.
 
-use super::kernels::{Dispatch, Kernels, Shader, linear_groups};
+use super::kernels::{Dispatch, Kernels, Shader, adam_params, linear_groups};
 use crate::ops::{BufId, OptimOp, Scalar};
 
 /// The lr multiplier an optimizer reads: (its index in the scalar buffer, that buffer), or, without a
@@ -91,17 +91,7 @@ impl Kernels {
                 lr_scale,
             } => {
                 let (index, scalars) = scale_binding(bufs, lr_scale, grad);
-                let params = [
-                    len as u32,
-                    bits(h.lr),
-                    bits(h.beta1),
-                    bits(h.beta2),
-                    bits(h.eps),
-                    bits(h.weight_decay),
-                    step_word as u32,
-                    u32::from(h.decoupled),
-                    index,
-                ];
+                let params = adam_params(h, len, step_word, index);
                 let mut buffers = vec![b(param), b(grad), b(m), b(v), b(state), b(amp), scalars];
                 let mut bindings = vec![23, 24, 25, 26, 27, 28, 29, 10];
                 let entry = match half {
