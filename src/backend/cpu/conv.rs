@@ -84,63 +84,160 @@ fn gemm<T: Real>(
         )
     }
 }
-/// Calls `f(row, c, i, js, start)` for every row = (c, a, b) of the im2col matrix and every output row i
-/// whose input row h = i·s − p + a lies inside the input: `js` is the range of output columns j whose input
-/// column v = j·s − p + b lies inside too, `start` = h·in_w + v for the first of them (later ones follow at
-/// stride s). Shared by im2col and its adjoint, so both skip the padding identically.
-fn for_each_tap(
-    g: &ConvGeom,
-    mut f: impl FnMut(usize, usize, usize, std::ops::Range<usize>, usize),
-) {
-    let (s, p) = (g.stride, g.pad);
-    for c in 0..g.in_c {
-        for a in 0..g.k_h {
-            for b in 0..g.k_w {
-                let row = (c * g.k_h + a) * g.k_w + b;
-                // j is valid when 0 ≤ j·s + b − p < in_w.
-                let j_first = p.saturating_sub(b).div_ceil(s);
-                let j_end = (g.in_w + p).saturating_sub(b).div_ceil(s).min(g.out_w);
-                if j_first >= j_end {
-                    continue;
+/// The zero-bordered, stride-phased copy of one sample that im2col reads and col2im writes.
+///
+/// Each channel's plane is placed at offset (p, p) of a ph × pw plane whose border is zero, large enough that
+/// every tap of every output position lands inside it; that plane is stored as its s × s phases, phase
+/// (y mod s, x mod s) holding elements (y, x) at (y / s, x / s). Tap (a, b) of output row i then reads out_w
+/// consecutive elements: row i + a / s of phase (a mod s, b mod s), from column b / s. So im2col and col2im
+/// copy and add whole row segments, with no test for the border and no strided access.
+struct Padded {
+    /// Stride.
+    s: usize,
+    /// Rows and columns of one phase.
+    ph: usize,
+    pw: usize,
+    /// Where input row h of a channel goes: (phase row offset) + (row inside the phase) · pw.
+    row_at: Vec<usize>,
+    /// Where input column v goes: (phase column offset) + column inside the phase.
+    col_at: Vec<usize>,
+}
+
+impl Padded {
+    fn new(g: &ConvGeom) -> Padded {
+        let s = g.stride;
+        let ph = ((g.out_h - 1) * s + g.k_h).max(g.pad + g.in_h).div_ceil(s);
+        let pw = ((g.out_w - 1) * s + g.k_w).max(g.pad + g.in_w).div_ceil(s);
+        let phase = ph * pw;
+        let row_at = (0..g.in_h)
+            .map(|h| (h + g.pad) % s * s * phase + (h + g.pad) / s * pw)
+            .collect();
+        let col_at = (0..g.in_w)
+            .map(|v| (v + g.pad) % s * phase + (v + g.pad) / s)
+            .collect();
+        Padded {
+            s,
+            ph,
+            pw,
+            row_at,
+            col_at,
+        }
+    }
+
+    /// Values in one channel's phases.
+    fn channel(&self) -> usize {
+        self.s * self.s * self.ph * self.pw
+    }
+
+    /// Values in one sample's phases.
+    fn len(&self, g: &ConvGeom) -> usize {
+        g.in_c * self.channel()
+    }
+
+    /// Copies sample `x[in_c, in_h, in_w]` into `padded`, whose border must be zero.
+    fn fill<T: Real>(&self, g: &ConvGeom, x: &[T], padded: &mut [T]) {
+        for (src, dst) in x
+            .chunks(g.in_h * g.in_w)
+            .zip(padded.chunks_mut(self.channel()))
+        {
+            for (row, &at) in src.chunks(g.in_w).zip(&self.row_at) {
+                if self.s == 1 {
+                    dst[at + g.pad..][..g.in_w].copy_from_slice(row);
+                } else {
+                    for (&v, &col) in row.iter().zip(&self.col_at) {
+                        dst[at + col] = v;
+                    }
                 }
-                for i in 0..g.out_h {
-                    let Some(h) = (i * s + a).checked_sub(p).filter(|&h| h < g.in_h) else {
-                        continue;
-                    };
-                    let v_first = j_first * s + b - p;
-                    f(row, c, i, j_first..j_end, h * g.in_w + v_first);
+            }
+        }
+    }
+
+    /// The inverse of [`Padded::fill`]: dx[c, h, v] = the element of `padded` that x[c, h, v] went to.
+    fn store<T: Real>(&self, g: &ConvGeom, padded: &[T], dx: &mut [T]) {
+        for (dst, src) in dx
+            .chunks_mut(g.in_h * g.in_w)
+            .zip(padded.chunks(self.channel()))
+        {
+            for (row, &at) in dst.chunks_mut(g.in_w).zip(&self.row_at) {
+                if self.s == 1 {
+                    row.copy_from_slice(&src[at + g.pad..][..g.in_w]);
+                } else {
+                    for (v, &col) in row.iter_mut().zip(&self.col_at) {
+                        *v = src[at + col];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Zeroes the elements [`Padded::fill`] writes.
+    fn clear_interior<T: Real>(&self, g: &ConvGeom, padded: &mut [T]) {
+        for dst in padded.chunks_mut(self.channel()).take(g.in_c) {
+            for &at in &self.row_at {
+                if self.s == 1 {
+                    dst[at + g.pad..][..g.in_w].fill(T::zero());
+                } else {
+                    for &col in &self.col_at {
+                        dst[at + col] = T::zero();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `f(row, start)` for every row = (c·k_h + a)·k_w + b of the im2col matrix: `start` is where
+    /// tap (a, b) of channel c reads for output row 0; output row i reads from start + i·pw.
+    fn for_each_row(&self, g: &ConvGeom, mut f: impl FnMut(usize, usize)) {
+        let (s, phase) = (self.s, self.ph * self.pw);
+        for c in 0..g.in_c {
+            for a in 0..g.k_h {
+                for b in 0..g.k_w {
+                    let at =
+                        c * self.channel() + (a % s * s + b % s) * phase + a / s * self.pw + b / s;
+                    f((c * g.k_h + a) * g.k_w + b, at);
                 }
             }
         }
     }
 }
 
-/// Columns [col0, col0 + P) of cols[K × ld] = im2col(x) for one sample x[in_c, in_h, in_w]. Only taps inside
-/// the input are written: the caller zeroes the matrix first (padding taps are zero).
-fn im2col<T: Real>(g: &ConvGeom, x: &[T], cols: &mut [T], ld: usize, col0: usize) {
-    let plane = g.in_h * g.in_w;
-    for_each_tap(g, |row, c, i, js, start| {
-        let x_plane = &x[c * plane..(c + 1) * plane];
-        let out = &mut cols[row * ld + col0 + i * g.out_w..][..g.out_w];
-        if g.stride == 1 {
-            out[js.clone()].copy_from_slice(&x_plane[start..start + js.len()]);
-        } else {
-            for (t, j) in js.enumerate() {
-                out[j] = x_plane[start + t * g.stride];
-            }
+/// Columns [col0, col0 + P) of cols[K × ld] = im2col(x) for one sample, read from its padded phases
+/// ([`Padded::fill`]): cols[(c·k_h + a)·k_w + b, i·out_w + j] = x[c, i·s − p + a, j·s − p + b], zero in the
+/// padding. Every element is written.
+fn im2col<T: Real>(
+    g: &ConvGeom,
+    pad: &Padded,
+    padded: &[T],
+    cols: &mut [T],
+    ld: usize,
+    col0: usize,
+) {
+    let positions = g.out_h * g.out_w;
+    pad.for_each_row(g, |row, start| {
+        let out = &mut cols[row * ld + col0..][..positions];
+        for (i, out) in out.chunks_exact_mut(g.out_w).enumerate() {
+            out.copy_from_slice(&padded[start + i * pad.pw..][..g.out_w]);
         }
     });
 }
 
-/// dx += col2im of columns [col0, col0 + P) of cols[K × ld], for one sample: every column entry added back to
-/// the input pixel it was read from.
-fn col2im_add<T: Real>(g: &ConvGeom, cols: &[T], ld: usize, col0: usize, dx: &mut [T]) {
-    let plane = g.in_h * g.in_w;
-    for_each_tap(g, |row, c, i, js, start| {
-        let dx_plane = &mut dx[c * plane..(c + 1) * plane];
-        let src = &cols[row * ld + col0 + i * g.out_w..][..g.out_w];
-        for (t, j) in js.enumerate() {
-            dx_plane[start + t * g.stride] += src[j];
+/// The adjoint of [`im2col`] for one sample: every entry of columns [col0, col0 + P) of cols[K × ld] added to
+/// the padded element it was read from, taps in the order of K.
+fn col2im_add<T: Real>(
+    g: &ConvGeom,
+    pad: &Padded,
+    cols: &[T],
+    ld: usize,
+    col0: usize,
+    padded: &mut [T],
+) {
+    let positions = g.out_h * g.out_w;
+    pad.for_each_row(g, |row, start| {
+        let src = &cols[row * ld + col0..][..positions];
+        for (i, src) in src.chunks_exact(g.out_w).enumerate() {
+            for (d, &v) in padded[start + i * pad.pw..][..g.out_w].iter_mut().zip(src) {
+                *d += v;
+            }
         }
     });
 }
@@ -335,17 +432,20 @@ pub fn conv2d<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], scratch: &Sc
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
     let piece = piece_samples(g);
+    let pad = Padded::new(g);
     let w = &w[..g.w_len()];
     y[..g.y_len()]
         .par_chunks_mut(y_sample * piece)
         .zip(x[..g.x_len()].par_chunks(x_sample * piece))
         .for_each(|(y, x)| {
             let ld = (y.len() / y_sample) * positions;
-            scratch.thread(k * ld + g.out_c * ld, |buf| {
-                let (cols, out) = buf.split_at_mut(k * ld);
-                cols.fill(T::zero());
+            scratch.thread(k * ld + g.out_c * ld + pad.len(g), |buf| {
+                let (cols, rest) = buf.split_at_mut(k * ld);
+                let (out, padded) = rest.split_at_mut(g.out_c * ld);
+                padded.fill(T::zero());
                 for (s, x) in x.chunks(x_sample).enumerate() {
-                    im2col(g, x, cols, ld, s * positions);
+                    pad.fill(g, x, padded);
+                    im2col(g, &pad, padded, cols, ld, s * positions);
                 }
                 gemm((g.out_c, k, ld), w, (k, 1), cols, (ld, 1), out, ld, false);
                 unpack_channels(out, y, g.out_c, positions);
@@ -384,14 +484,16 @@ pub fn conv2d_backward_data<T: Real>(
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
     let piece = piece_samples(g);
+    let pad = Padded::new(g);
     let w = &w[..g.w_len()];
     dx[..g.x_len()]
         .par_chunks_mut(x_sample * piece)
         .zip(dy[..g.y_len()].par_chunks(y_sample * piece))
         .for_each(|(dx, dy)| {
             let ld = (dy.len() / y_sample) * positions;
-            scratch.thread(k * ld + g.out_c * ld, |buf| {
-                let (cols, packed) = buf.split_at_mut(k * ld);
+            scratch.thread(k * ld + g.out_c * ld + pad.len(g), |buf| {
+                let (cols, rest) = buf.split_at_mut(k * ld);
+                let (packed, padded) = rest.split_at_mut(g.out_c * ld);
                 pack_channels(dy, packed, g.out_c, positions);
                 gemm(
                     (k, g.out_c, ld),
@@ -403,11 +505,18 @@ pub fn conv2d_backward_data<T: Real>(
                     ld,
                     false,
                 );
-                if !accumulate {
-                    dx.fill(T::zero());
-                }
+                // Each sample's gradient gathers in its padded planes, starting from dx (or zero), and
+                // its interior is then stored back: every pixel sees the same additions in the same order
+                // as if they went to dx directly.
+                // The border collects the padding taps' terms, which belong to no pixel: it is never read.
                 for (s, dx) in dx.chunks_mut(x_sample).enumerate() {
-                    col2im_add(g, cols, ld, s * positions, dx);
+                    if accumulate {
+                        pad.fill(g, dx, padded);
+                    } else {
+                        pad.clear_interior(g, padded);
+                    }
+                    col2im_add(g, &pad, cols, ld, s * positions, padded);
+                    pad.store(g, padded, dx);
                 }
             })
         });
@@ -427,6 +536,7 @@ pub fn conv2d_backward_weight<T: Real>(
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
     let piece = piece_samples(g);
+    let pad = Padded::new(g);
     let len = g.w_len();
     let pieces = g.batch.div_ceil(piece);
     scratch.shared(pieces * len, |partials| {
@@ -439,11 +549,13 @@ pub fn conv2d_backward_weight<T: Real>(
                     return weight_partial_single(g, dy, x, partial);
                 }
                 let ld = (dy.len() / y_sample) * positions;
-                scratch.thread(k * ld + g.out_c * ld, |buf| {
-                    let (cols, packed) = buf.split_at_mut(k * ld);
-                    cols.fill(T::zero());
+                scratch.thread(k * ld + g.out_c * ld + pad.len(g), |buf| {
+                    let (cols, rest) = buf.split_at_mut(k * ld);
+                    let (packed, padded) = rest.split_at_mut(g.out_c * ld);
+                    padded.fill(T::zero());
                     for (s, x) in x.chunks(x_sample).enumerate() {
-                        im2col(g, x, cols, ld, s * positions);
+                        pad.fill(g, x, padded);
+                        im2col(g, &pad, padded, cols, ld, s * positions);
                     }
                     pack_channels(dy, packed, g.out_c, positions);
                     gemm(
