@@ -5,6 +5,7 @@
 //! on scheduling: the same inputs give the same bits, run after run.
 
 use super::real::Real;
+use super::wide::wide;
 use crate::ops::{Act, AdamHyper, LossKind};
 use rayon::prelude::*;
 
@@ -179,7 +180,7 @@ pub fn activate<T: Real>(x: T, act: Act) -> T {
 /// overflows, and callers that also need log(1 + exp(−|x|)) reuse e.
 #[inline(always)]
 fn sigmoid_parts<T: Real>(x: T) -> (T, T) {
-    let e = (-x.abs()).exp();
+    let e = (-x.abs()).exp_nonpositive();
     let d = T::one() + e;
     let y = if x >= T::zero() { T::one() / d } else { e / d };
     (e, y)
@@ -247,7 +248,8 @@ pub fn act_backward<T: Real>(y: &[T], grad: &mut [T], act: Act) {
         });
 }
 
-/// db[c] = Σ_{r, s} grad[r, c, s], summed in (r, s) order.
+/// db[c] = Σ_{r, s} grad[r, c, s]: dense layers (inner = 1) in r order, convolutions in 8 lanes per channel
+/// ([`lane_accumulate`]).
 pub fn bias_grad<T: Real>(grad: &[T], db: &mut [T], rows: usize, channels: usize, inner: usize) {
     if inner == 1 {
         // Dense layers: add whole rows, so the loop runs along memory (same order per element).
@@ -271,15 +273,62 @@ pub fn bias_grad<T: Real>(grad: &[T], db: &mut [T], rows: usize, channels: usize
         .par_iter_mut()
         .enumerate()
         .for_each(|(c, d)| {
-            let mut sum = T::zero();
+            let mut lanes = [T::zero(); 8];
             for r in 0..rows {
                 let start = (r * channels + c) * inner;
-                for &g in &grad[start..start + inner] {
-                    sum += g;
-                }
+                lane_accumulate(&mut lanes, &grad[start..start + inner]);
             }
-            *d = sum;
+            *d = fold_lanes(&lanes);
         });
+}
+
+/// lanes[i mod 8] += values[i], values taken in order: a fixed order that vectorizes.
+pub fn lane_accumulate<T: Real>(lanes: &mut [T; 8], values: &[T]) {
+    let whole = values.len() - values.len() % 8;
+    for chunk in values[..whole].chunks_exact(8) {
+        for l in 0..8 {
+            lanes[l] += chunk[l];
+        }
+    }
+    for (l, &v) in values[whole..].iter().enumerate() {
+        lanes[l] += v;
+    }
+}
+
+/// The lanes of [`lane_accumulate`] added in order.
+pub fn fold_lanes<T: Real>(lanes: &[T; 8]) -> T {
+    lanes.iter().fold(T::zero(), |s, &l| s + l)
+}
+
+/// Σ values in 8 interleaved lanes, the lanes then added in order.
+pub fn lane_sum<T: Real>(values: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    lane_accumulate(&mut lanes, values);
+    fold_lanes(&lanes)
+}
+
+/// Runs `$body` with `$k` and `$a` bound to the loss kind and output activation as constants, so that
+/// [`loss_element`] inlines to one branch-free expression (as [`per_act!`] does for activations).
+macro_rules! per_loss {
+    ($kind:expr, $act:expr, |$k:ident, $a:ident| $body:expr) => {
+        match $kind {
+            LossKind::BceWithLogits => {
+                const $k: LossKind = LossKind::BceWithLogits;
+                // BCE with logits ignores the output activation (the reconstruction is the sigmoid).
+                #[allow(non_snake_case)]
+                let $a = $act;
+                $body
+            }
+            LossKind::Mse => {
+                const $k: LossKind = LossKind::Mse;
+                per_act!($act, |$a| $body)
+            }
+            LossKind::L1 => {
+                const $k: LossKind = LossKind::L1;
+                per_act!($act, |$a| $body)
+            }
+        }
+    };
 }
 
 /// Per-element loss and ∂(mean loss)/∂logits over the first `valid` rows (later rows get zero gradient and
@@ -301,27 +350,33 @@ pub fn loss<T: Real>(
     let scale = mean_scale::<T>(valid, cols, per_sample);
     let limit = valid * cols;
     let count = partials.len();
+    // Each parallel task takes PARTIALS_PER_TASK partials (a task per partial would cost more in rayon's
+    // bookkeeping than the partial's arithmetic).
+    const PARTIALS_PER_TASK: usize = 64;
     partials
-        .par_iter_mut()
-        .zip(grad.par_chunks_mut(PARTIAL))
-        .zip(recon.par_chunks_mut(PARTIAL))
+        .par_chunks_mut(PARTIALS_PER_TASK)
+        .zip(grad.par_chunks_mut(PARTIAL * PARTIALS_PER_TASK))
+        .zip(recon.par_chunks_mut(PARTIAL * PARTIALS_PER_TASK))
         .enumerate()
-        .for_each(|(chunk, ((partial, g), r))| {
-            let mut sum = T::zero();
-            for (j, (g, r)) in g.iter_mut().zip(r.iter_mut()).enumerate() {
-                let i = chunk * PARTIAL + j;
-                let z = logits[i];
-                let x = target[i];
-                let (l, dz, y) = loss_element(kind, output_act, z, x);
-                *r = y;
-                if i < limit {
-                    sum += l;
-                    *g = dz * scale;
-                } else {
-                    *g = T::zero();
-                }
+        .for_each(|(task, ((partials, grad), recon))| {
+            let pieces = grad.chunks_mut(PARTIAL).zip(recon.chunks_mut(PARTIAL));
+            for (chunk, (partial, (g, r))) in partials.iter_mut().zip(pieces).enumerate() {
+                let first = (task * PARTIALS_PER_TASK + chunk) * PARTIAL;
+                let (z, x) = (&logits[first..][..g.len()], &target[first..][..g.len()]);
+                let mut losses = [T::zero(); PARTIAL];
+                // Element by element with no branch, so the loop vectorizes; rows past `valid` are then
+                // cleared and left out of the sum.
+                per_loss!(kind, output_act, |K, OUT_ACT| wide(|| {
+                    let outputs = losses.iter_mut().zip(g.iter_mut()).zip(r.iter_mut());
+                    for (((l, g), r), (&z, &x)) in outputs.zip(z.iter().zip(x)) {
+                        let (loss, dz, y) = loss_element(K, OUT_ACT, z, x);
+                        (*l, *g, *r) = (loss, dz * scale, y);
+                    }
+                }));
+                let valid_here = limit.saturating_sub(first).min(g.len());
+                g[valid_here..].fill(T::zero());
+                *partial = lane_sum(&losses[..valid_here]);
             }
-            *partial = sum;
         });
     debug_assert_eq!(count, logits.len().div_ceil(PARTIAL).min(count));
 }
@@ -340,7 +395,7 @@ pub fn loss_element<T: Real>(kind: LossKind, output_act: Act, z: T, x: T) -> (T,
         LossKind::BceWithLogits => {
             // One exp serves both the reconstruction and log(1 + exp(−|z|)) = ln(1 + e).
             let (e, y) = sigmoid_parts(z);
-            let l = z.max(T::zero()) - z * x + (T::one() + e).ln();
+            let l = z.max(T::zero()) - z * x + (T::one() + e).ln_one_to_two();
             (l, y - x, y)
         }
         LossKind::Mse => {
@@ -398,13 +453,15 @@ pub fn adam<T: Real>(param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], t: u
         .for_each(|(((p, g), m), v)| {
             // Zipped iterators (no bounds checks), so the loop vectorizes; the same operations per
             // element as written out in the docs, in the same order.
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *p *= shrink;
-                let g = g + wd * *p;
-                *m = b1 * *m + (T::one() - b1) * g;
-                *v = b2 * *v + (T::one() - b2) * g * g;
-                *p -= step * *m / (v.sqrt() / bc2_sqrt + eps);
-            }
+            wide(|| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *p *= shrink;
+                    let g = g + wd * *p;
+                    *m = b1 * *m + (T::one() - b1) * g;
+                    *v = b2 * *v + (T::one() - b2) * g * g;
+                    *p -= step * *m / (v.sqrt() / bc2_sqrt + eps);
+                }
+            })
         });
 }
 

@@ -15,6 +15,7 @@ pub mod rbm;
 pub mod scratch;
 pub mod terms;
 pub mod vae;
+pub mod wide;
 
 use super::{Executor, Program};
 use crate::ops::{AdamHyper, BufId, Op, state};
