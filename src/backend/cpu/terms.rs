@@ -3,7 +3,7 @@
 //! summed in index order, so the CPU repeats its own results bit for bit.
 
 use super::CpuExecutor;
-use super::kernels::{PARTIAL, activation_slope, loss_element};
+use super::kernels::{PARTIAL, activation_slope, lane_sum, loss_element};
 use super::real::Real;
 use crate::ops::terms::{KL_RHO_HAT_EPS, TapFn, emphasis};
 use crate::ops::{Act, LossKind, Scalar, TermOp, state};
@@ -346,7 +346,10 @@ pub fn emphasis_loss<T: Real>(
         .zip(recon.par_chunks_mut(PARTIAL))
         .enumerate()
         .map(|(chunk, (g, r))| {
-            let mut sum = [T::zero(); emphasis::SECTIONS];
+            // Each section's terms are kept per element and summed in 8 lanes, as the plain loss
+            // (kernels::loss) sums: with weights 1:1 the weighted sum is the plain loss to the bit.
+            let mut terms = [[T::zero(); PARTIAL]; emphasis::SECTIONS];
+            let valid_here = limit.saturating_sub(chunk * PARTIAL).min(g.len());
             for (j, (g, r)) in g.iter_mut().zip(r.iter_mut()).enumerate() {
                 let i = chunk * PARTIAL + j;
                 let (l, dz, y) = loss_element(kind, output_act, logits[i], target[i]);
@@ -354,15 +357,19 @@ pub fn emphasis_loss<T: Real>(
                 let w = if m > T::zero() { wc } else { wk };
                 *r = y;
                 if i < limit {
-                    sum[emphasis::WEIGHTED] += w * l;
-                    sum[emphasis::CORRUPTED_LOSS] += m * l;
-                    sum[emphasis::CLEAN_LOSS] += (T::one() - m) * l;
-                    sum[emphasis::CORRUPTED_COUNT] += m;
-                    sum[emphasis::CLEAN_COUNT] += T::one() - m;
+                    terms[emphasis::WEIGHTED][j] = w * l;
+                    terms[emphasis::CORRUPTED_LOSS][j] = m * l;
+                    terms[emphasis::CLEAN_LOSS][j] = (T::one() - m) * l;
+                    terms[emphasis::CORRUPTED_COUNT][j] = m;
+                    terms[emphasis::CLEAN_COUNT][j] = T::one() - m;
                     *g = w * dz * scale;
                 } else {
                     *g = T::zero();
                 }
+            }
+            let mut sum = [T::zero(); emphasis::SECTIONS];
+            for (s, t) in sum.iter_mut().zip(&terms) {
+                *s = lane_sum(&t[..valid_here]);
             }
             sum
         })
