@@ -71,6 +71,7 @@ pub fn epoch_permutation(n: usize, seed: u64, epoch: u64) -> Vec<u32> {
 
 /// The lowbias32 / murmur3-style finaliser: a bijection on u32 in which every input bit flips every output
 /// bit with probability close to ½.
+#[inline]
 fn mix32(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x7feb_352d);
@@ -84,6 +85,7 @@ fn mix32(mut h: u32) -> u32 {
 /// draw), each word folded in by xor followed by a full finaliser round. Needs no state, so every element of
 /// every step draws independently, in any order, on any backend. `shaders/noise.wgsl` computes the same bits
 /// (WGSL u32 arithmetic wraps like `wrapping_mul`).
+#[inline]
 pub fn counter_hash(seed: u32, stream: u32, step: u32, index: u32, draw: u32) -> u32 {
     let mut h = mix32(seed ^ 0x9e37_79b9);
     h = mix32(h ^ stream);
@@ -94,6 +96,7 @@ pub fn counter_hash(seed: u32, stream: u32, step: u32, index: u32, draw: u32) ->
 
 /// Uniform in the open interval (0, 1) from the top 23 bits of [`counter_hash`]: (k + ½)·2⁻²³. Every value is
 /// exact in f32, so both backends see the same number, and it is never 0 (safe for Box–Muller's log).
+#[inline]
 pub fn counter_uniform(seed: u32, stream: u32, step: u32, index: u32, draw: u32) -> f32 {
     ((counter_hash(seed, stream, step, index, draw) >> 9) as f32 + 0.5)
         * (1.0 / (1u32 << 23) as f32)

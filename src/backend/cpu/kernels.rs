@@ -367,11 +367,7 @@ pub fn loss<T: Real>(
                 // Element by element with no branch, so the loop vectorizes; rows past `valid` are then
                 // cleared and left out of the sum.
                 per_loss!(kind, output_act, |K, OUT_ACT| wide(|| {
-                    let outputs = losses.iter_mut().zip(g.iter_mut()).zip(r.iter_mut());
-                    for (((l, g), r), (&z, &x)) in outputs.zip(z.iter().zip(x)) {
-                        let (loss, dz, y) = loss_element(K, OUT_ACT, z, x);
-                        (*l, *g, *r) = (loss, dz * scale, y);
-                    }
+                    loss_piece(K, OUT_ACT, scale, &mut losses, g, r, z, x)
                 }));
                 let valid_here = limit.saturating_sub(first).min(g.len());
                 g[valid_here..].fill(T::zero());
@@ -379,6 +375,27 @@ pub fn loss<T: Real>(
             }
         });
     debug_assert_eq!(count, logits.len().div_ceil(PARTIAL).min(count));
+}
+
+/// One partial's elements of [`loss`]: losses, scaled gradients and reconstructions. Always inlined, so
+/// that inside [`wide`] it is compiled for the wide vectors (a closure called from several places may not be).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn loss_piece<T: Real>(
+    kind: LossKind,
+    act: Act,
+    scale: T,
+    losses: &mut [T],
+    g: &mut [T],
+    r: &mut [T],
+    z: &[T],
+    x: &[T],
+) {
+    let outputs = losses.iter_mut().zip(g.iter_mut()).zip(r.iter_mut());
+    for (((l, g), r), (&z, &x)) in outputs.zip(z.iter().zip(x)) {
+        let (loss, dz, y) = loss_element(kind, act, z, x);
+        (*l, *g, *r) = (loss, dz * scale, y);
+    }
 }
 
 /// 1/(the count a loss is a mean over): every valid element (valid·cols), or with `per_sample` the valid
@@ -453,16 +470,52 @@ pub fn adam<T: Real>(param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], t: u
         .for_each(|(((p, g), m), v)| {
             // Zipped iterators (no bounds checks), so the loop vectorizes; the same operations per
             // element as written out in the docs, in the same order.
-            wide(|| {
-                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    *p *= shrink;
-                    let g = g + wd * *p;
-                    *m = b1 * *m + (T::one() - b1) * g;
-                    *v = b2 * *v + (T::one() - b2) * g * g;
-                    *p -= step * *m / (v.sqrt() / bc2_sqrt + eps);
-                }
-            })
+            let k = AdamPiece {
+                b1,
+                b2,
+                step,
+                wd,
+                eps,
+                shrink,
+                bc2_sqrt,
+            };
+            wide(|| k.run(p, g, m, v))
         });
+}
+
+/// The constants of one [`adam`] step.
+#[derive(Clone, Copy)]
+struct AdamPiece<T> {
+    b1: T,
+    b2: T,
+    step: T,
+    wd: T,
+    eps: T,
+    shrink: T,
+    bc2_sqrt: T,
+}
+
+impl<T: Real> AdamPiece<T> {
+    /// The update of one piece; always inlined, so that inside [`wide`] it is compiled wide.
+    #[inline(always)]
+    fn run(self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+        let AdamPiece {
+            b1,
+            b2,
+            step,
+            wd,
+            eps,
+            shrink,
+            bc2_sqrt,
+        } = self;
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *p *= shrink;
+            let g = g + wd * *p;
+            *m = b1 * *m + (T::one() - b1) * g;
+            *v = b2 * *v + (T::one() - b2) * g * g;
+            *p -= step * *m / (v.sqrt() / bc2_sqrt + eps);
+        }
+    }
 }
 
 /// SGD with momentum, PyTorch semantics: g' = g + wd·p; buf ← μ·buf + g'; p ← p − lr·buf.

@@ -75,42 +75,55 @@ pub trait Real:
 macro_rules! impl_real {
     ($t:ty, $gemm:path, $exp_nonpositive:expr, $ln_one_to_two:expr) => {
         impl Real for $t {
+            #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
+            #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            #[inline(always)]
             fn from_f32(v: f32) -> Self {
                 v as $t
             }
+            #[inline(always)]
             fn to_f32(self) -> f32 {
                 self as f32
             }
+            #[inline(always)]
             fn exp(self) -> Self {
                 <$t>::exp(self)
             }
+            #[inline(always)]
             fn ln(self) -> Self {
                 <$t>::ln(self)
             }
+            #[inline(always)]
             fn exp_nonpositive(self) -> Self {
                 $exp_nonpositive(self)
             }
+            #[inline(always)]
             fn ln_one_to_two(self) -> Self {
                 $ln_one_to_two(self)
             }
+            #[inline(always)]
             fn cos(self) -> Self {
                 <$t>::cos(self)
             }
+            #[inline(always)]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
+            #[inline(always)]
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            #[inline(always)]
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
             }
+            #[inline(always)]
             fn powi(self, n: i32) -> Self {
                 <$t>::powi(self, n)
             }
@@ -174,7 +187,7 @@ fn exp_nonpositive_f32(x: f32) -> f32 {
 /// ln(u) for 1 ≤ u ≤ 2 (Cephes' logf): u = 2ᵉ·(1 + f) with e ∈ {0, 1} and −0.29 < f < 0.42, ln(1 + f) by a
 /// polynomial, plus e·ln 2 in two parts. Branch-free, so it vectorizes.
 #[inline(always)]
-fn ln_one_to_two_f32(u: f32) -> f32 {
+pub(crate) fn ln_one_to_two_f32(u: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let high = u >= std::f32::consts::SQRT_2;
