@@ -86,8 +86,9 @@ fn gemm<T: Real>(
 }
 /// The zero-bordered, stride-phased copy of one sample that im2col reads and col2im writes.
 ///
-/// Each channel's plane is placed at offset (p, p) of a ph × pw plane whose border is zero, large enough that
-/// every tap of every output position lands inside it; that plane is stored as its s × s phases, phase
+/// Each channel's plane is placed at offset (p, p) of an (s·ph) × (s·pw) plane whose border is zero, large
+/// enough that every tap of every output position lands inside it; that plane is stored as its s × s phases
+/// of ph × pw each, phase
 /// (y mod s, x mod s) holding elements (y, x) at (y / s, x / s). Tap (a, b) of output row i then reads out_w
 /// consecutive elements: row i + a / s of phase (a mod s, b mod s), from column b / s. So im2col and col2im
 /// copy and add whole row segments, with no test for the border and no strided access.

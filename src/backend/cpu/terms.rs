@@ -1,6 +1,7 @@
 //! CPU twins of `shaders/terms.wgsl` and of `loss_emphasis` in `shaders/loss.wgsl`: the objective terms'
 //! ops ([`TermOp`]). Partial sums cover the same 256-element (or 256-column) groups as on the GPU, each
-//! summed in index order, so the CPU repeats its own results bit for bit.
+//! summed in a fixed order (index order, or 8 lanes where the plain loss uses them), so the CPU repeats its
+//! own results bit for bit.
 
 use super::CpuExecutor;
 use super::kernels::{PARTIAL, activation_slope, lane_sum, loss_element};

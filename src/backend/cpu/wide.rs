@@ -2,8 +2,9 @@
 //!
 //! The crate is built for baseline x86-64, where the auto-vectorizer has 4-lane SSE2. [`wide`] runs a loop
 //! inside a function compiled for AVX-512 (16 lanes) or AVX2 (8 lanes) when the CPU reports them at run
-//! time. FMA is deliberately not enabled: every multiply and add stays a separately rounded IEEE operation,
-//! so the result is bit for bit the same on every path and every machine.
+//! time. AVX-512F implies FMA in LLVM, but Rust never fuses a multiply and an add on its own (only
+//! `mul_add` does, and these loops do not call it): every multiply and add stays a separately rounded IEEE
+//! operation, so the result is bit for bit the same on every path and every machine.
 
 /// Runs `f` (an element-wise loop) compiled for AVX-512 or AVX2 when available, else as it is.
 #[inline(always)]
