@@ -171,21 +171,6 @@ impl Padded {
         }
     }
 
-    /// Zeroes the elements [`Padded::fill`] writes.
-    fn clear_interior<T: Real>(&self, g: &ConvGeom, padded: &mut [T]) {
-        for dst in padded.chunks_mut(self.channel()).take(g.in_c) {
-            for &at in &self.row_at {
-                if self.s == 1 {
-                    dst[at + g.pad..][..g.in_w].fill(T::zero());
-                } else {
-                    for &col in &self.col_at {
-                        dst[at + col] = T::zero();
-                    }
-                }
-            }
-        }
-    }
-
     /// Calls `f(row, start)` for every row = (c·k_h + a)·k_w + b of the im2col matrix: `start` is where
     /// tap (a, b) of channel c reads for output row 0; output row i reads from start + i·pw.
     fn for_each_row(&self, g: &ConvGeom, mut f: impl FnMut(usize, usize)) {
@@ -508,13 +493,12 @@ pub fn conv2d_backward_data<T: Real>(
                 );
                 // Each sample's gradient gathers in its padded planes, starting from dx (or zero), and
                 // its interior is then stored back: every pixel sees the same additions in the same order
-                // as if they went to dx directly.
-                // The border collects the padding taps' terms, which belong to no pixel: it is never read.
+                // as if they went to dx directly. The border collects the padding taps' terms, which
+                // belong to no pixel and are never stored.
                 for (s, dx) in dx.chunks_mut(x_sample).enumerate() {
+                    padded.fill(T::zero());
                     if accumulate {
                         pad.fill(g, dx, padded);
-                    } else {
-                        pad.clear_interior(g, padded);
                     }
                     col2im_add(g, &pad, cols, ld, s * positions, padded);
                     pad.store(g, padded, dx);

@@ -451,69 +451,64 @@ pub fn reduce_sum<T: Real>(partials: &[T]) -> T {
 /// Adam at step t (1-based), PyTorch semantics with L2 weight decay:
 /// g' = g + wd·p; m ← β₁m + (1−β₁)g'; v ← β₂v + (1−β₂)g'²; p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
 pub fn adam<T: Real>(param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], t: u32, h: AdamHyper) {
-    let (b1, b2) = (T::from_f32(h.beta1), T::from_f32(h.beta2));
-    let bc1 = T::one() - b1.powi(t as i32);
-    let bc2 = T::one() - b2.powi(t as i32);
-    let step = T::from_f32(h.lr) / bc1;
-    let (wd, eps) = (T::from_f32(h.weight_decay), T::from_f32(h.eps));
-    // AdamW shrinks the parameter by lr·wd instead of adding wd·p to the gradient.
-    let (shrink, wd) = match h.decoupled {
-        true => (T::one() - T::from_f32(h.lr) * wd, T::zero()),
-        false => (T::one(), wd),
-    };
-    let bc2_sqrt = bc2.sqrt();
+    let k = AdamStep::new(t, h);
     param
         .par_chunks_mut(PIECE)
         .zip(grad.par_chunks(PIECE))
         .zip(m.par_chunks_mut(PIECE))
         .zip(v.par_chunks_mut(PIECE))
-        .for_each(|(((p, g), m), v)| {
-            // Zipped iterators (no bounds checks), so the loop vectorizes; the same operations per
-            // element as written out in the docs, in the same order.
-            let k = AdamPiece {
-                b1,
-                b2,
-                step,
-                wd,
-                eps,
-                shrink,
-                bc2_sqrt,
-            };
-            wide(|| k.run(p, g, m, v))
-        });
+        .for_each(|(((p, g), m), v)| wide(|| k.run(p, g, m, v)));
 }
 
-/// The constants of one [`adam`] step.
+/// The constants of one [`adam`] step, worked out once for all pieces.
 #[derive(Clone, Copy)]
-struct AdamPiece<T> {
+struct AdamStep<T> {
     b1: T,
     b2: T,
+    /// lr / (1 − β₁ᵗ).
     step: T,
-    wd: T,
-    eps: T,
-    shrink: T,
+    /// √(1 − β₂ᵗ).
     bc2_sqrt: T,
+    eps: T,
+    /// L2 weight decay added to the gradient (0 for AdamW).
+    wd: T,
+    /// 1 − lr·wd for AdamW (decoupled decay shrinks the parameter instead), else 1.
+    shrink: T,
 }
 
-impl<T: Real> AdamPiece<T> {
-    /// The update of one piece; always inlined, so that inside [`wide`] it is compiled wide.
-    #[inline(always)]
-    fn run(self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
-        let AdamPiece {
+impl<T: Real> AdamStep<T> {
+    fn new(t: u32, h: AdamHyper) -> Self {
+        let (b1, b2) = (T::from_f32(h.beta1), T::from_f32(h.beta2));
+        let bc1 = T::one() - b1.powi(t as i32);
+        let bc2 = T::one() - b2.powi(t as i32);
+        let wd = T::from_f32(h.weight_decay);
+        let (shrink, wd) = match h.decoupled {
+            true => (T::one() - T::from_f32(h.lr) * wd, T::zero()),
+            false => (T::one(), wd),
+        };
+        AdamStep {
             b1,
             b2,
-            step,
+            step: T::from_f32(h.lr) / bc1,
+            bc2_sqrt: bc2.sqrt(),
+            eps: T::from_f32(h.eps),
             wd,
-            eps,
             shrink,
-            bc2_sqrt,
-        } = self;
+        }
+    }
+
+    /// The update of one piece: zipped iterators (no bounds checks), the same operations per element as
+    /// written out in [`adam`]'s docs, in the same order. Always inlined, so that inside [`wide`] it is
+    /// compiled wide.
+    #[inline(always)]
+    fn run(self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+        let one = T::one();
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *p *= shrink;
-            let g = g + wd * *p;
-            *m = b1 * *m + (T::one() - b1) * g;
-            *v = b2 * *v + (T::one() - b2) * g * g;
-            *p -= step * *m / (v.sqrt() / bc2_sqrt + eps);
+            *p *= self.shrink;
+            let g = g + self.wd * *p;
+            *m = self.b1 * *m + (one - self.b1) * g;
+            *v = self.b2 * *v + (one - self.b2) * g * g;
+            *p -= self.step * *m / (v.sqrt() / self.bc2_sqrt + self.eps);
         }
     }
 }
