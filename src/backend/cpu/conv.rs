@@ -100,8 +100,9 @@ struct Padded {
     pw: usize,
     /// Where input row h of a channel goes: (phase row offset) + (row inside the phase) · pw.
     row_at: Vec<usize>,
-    /// Where input column v goes: (phase column offset) + column inside the phase.
-    col_at: Vec<usize>,
+    /// The input columns of one row, by the phase they go to: (first column v0, where v0 goes relative to
+    /// the row's place, how many), columns v0, v0 + s, … going to consecutive places.
+    col_runs: Vec<(usize, usize, usize)>,
 }
 
 impl Padded {
@@ -113,15 +114,18 @@ impl Padded {
         let row_at = (0..g.in_h)
             .map(|h| (h + g.pad) % s * s * phase + (h + g.pad) / s * pw)
             .collect();
-        let col_at = (0..g.in_w)
-            .map(|v| (v + g.pad) % s * phase + (v + g.pad) / s)
+        let col_runs = (0..s.min(g.in_w))
+            .map(|v0| {
+                let at = (v0 + g.pad) % s * phase + (v0 + g.pad) / s;
+                (v0, at, (g.in_w - v0).div_ceil(s))
+            })
             .collect();
         Padded {
             s,
             ph,
             pw,
             row_at,
-            col_at,
+            col_runs,
         }
     }
 
@@ -142,11 +146,12 @@ impl Padded {
             .zip(padded.chunks_mut(self.channel()))
         {
             for (row, &at) in src.chunks(g.in_w).zip(&self.row_at) {
-                if self.s == 1 {
-                    dst[at + g.pad..][..g.in_w].copy_from_slice(row);
-                } else {
-                    for (&v, &col) in row.iter().zip(&self.col_at) {
-                        dst[at + col] = v;
+                for &(v0, to, n) in &self.col_runs {
+                    let dst = &mut dst[at + to..][..n];
+                    match self.s {
+                        1 => dst.copy_from_slice(row),
+                        2 => gather::<_, 2>(dst, &row[v0..], 2),
+                        s => gather::<_, 0>(dst, &row[v0..], s),
                     }
                 }
             }
@@ -160,51 +165,156 @@ impl Padded {
             .zip(padded.chunks(self.channel()))
         {
             for (row, &at) in dst.chunks_mut(g.in_w).zip(&self.row_at) {
-                if self.s == 1 {
-                    row.copy_from_slice(&src[at + g.pad..][..g.in_w]);
-                } else {
-                    for (v, &col) in row.iter_mut().zip(&self.col_at) {
-                        *v = src[at + col];
+                for &(v0, from, n) in &self.col_runs {
+                    let src = &src[at + from..][..n];
+                    match self.s {
+                        1 => row.copy_from_slice(src),
+                        2 => scatter::<_, 2>(src, &mut row[v0..], 2),
+                        s => scatter::<_, 0>(src, &mut row[v0..], s),
                     }
                 }
             }
         }
     }
 
-    /// Calls `f(row, start)` for every row = (c·k_h + a)·k_w + b of the im2col matrix: `start` is where
-    /// tap (a, b) of channel c reads for output row 0; output row i reads from start + i·pw.
-    fn for_each_row(&self, g: &ConvGeom, mut f: impl FnMut(usize, usize)) {
+    /// For every row = (c·k_h + a)·k_w + b of the im2col matrix, where tap (a, b) of channel c reads for
+    /// output row 0; output row i reads from there + i·pw.
+    fn starts(&self, g: &ConvGeom) -> Vec<usize> {
         let (s, phase) = (self.s, self.ph * self.pw);
+        let mut starts = Vec::with_capacity(g.in_c * g.k_h * g.k_w);
         for c in 0..g.in_c {
             for a in 0..g.k_h {
                 for b in 0..g.k_w {
-                    let at =
-                        c * self.channel() + (a % s * s + b % s) * phase + a / s * self.pw + b / s;
-                    f((c * g.k_h + a) * g.k_w + b, at);
+                    starts.push(
+                        c * self.channel() + (a % s * s + b % s) * phase + a / s * self.pw + b / s,
+                    );
                 }
             }
         }
+        starts
     }
+}
+
+/// dst[t] = src[t·step] for every t of dst; `S` is `step` as a constant, or 0 where it is not one.
+#[inline(always)]
+fn gather<T: Copy, const S: usize>(dst: &mut [T], src: &[T], step: usize) {
+    let step = if S == 0 { step } else { S };
+    for (t, d) in dst.iter_mut().enumerate() {
+        *d = src[t * step];
+    }
+}
+
+/// dst[t·step] = src[t] for every t of src; `S` as in [`gather`].
+#[inline(always)]
+fn scatter<T: Copy, const S: usize>(src: &[T], dst: &mut [T], step: usize) {
+    let step = if S == 0 { step } else { S };
+    for (t, &v) in src.iter().enumerate() {
+        dst[t * step] = v;
+    }
+}
+
+/// dst ← src for the short rows of im2col (an output row: 7 to 28 values on MNIST), inline: copy_from_slice
+/// of an unknown length is a call to memcpy, which costs more than the copy at these lengths. Whole
+/// blocks of 8 (or 4), the last one ending at the end of the row and overlapping the one before.
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    fn block<T: Copy, const N: usize>(dst: &mut [T], src: &[T], at: usize) {
+        let d: &mut [T; N] = (&mut dst[at..at + N]).try_into().unwrap();
+        *d = <[T; N]>::try_from(&src[at..at + N]).unwrap();
+    }
+    let n = dst.len();
+    assert_eq!(n, src.len());
+    if n >= 8 {
+        for at in (0..n - 7).step_by(8) {
+            block::<T, 8>(dst, src, at);
+        }
+        block::<T, 8>(dst, src, n - 8);
+    } else if n >= 4 {
+        block::<T, 4>(dst, src, 0);
+        block::<T, 4>(dst, src, n - 4);
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// dst += src for the short rows of col2im, inline: blocks of 8, then of 4, then single values (each
+/// element still sees one addition).
+#[inline(always)]
+fn add_short<T: Real>(dst: &mut [T], src: &[T]) {
+    fn block<T: Real, const N: usize>(dst: &mut [T], src: &[T], at: usize) {
+        let d: &mut [T; N] = (&mut dst[at..at + N]).try_into().unwrap();
+        let s: &[T; N] = src[at..at + N].try_into().unwrap();
+        for l in 0..N {
+            d[l] += s[l];
+        }
+    }
+    let n = dst.len();
+    assert_eq!(n, src.len());
+    let mut at = 0;
+    while at + 8 <= n {
+        block::<T, 8>(dst, src, at);
+        at += 8;
+    }
+    if at + 4 <= n {
+        block::<T, 4>(dst, src, at);
+        at += 4;
+    }
+    for j in at..n {
+        dst[j] += src[j];
+    }
+}
+
+/// Calls `$body` with `$w` a constant where the output rows have one of the widths of the MNIST decks, so
+/// that each row is a few fixed-size vector moves, and with `$w` = `$out_w` otherwise.
+macro_rules! by_width {
+    ($out_w:expr, $body:ident ( $($arg:expr),* )) => {
+        match $out_w {
+            7 => $body::<_, 7>($($arg),*),
+            14 => $body::<_, 14>($($arg),*),
+            28 => $body::<_, 28>($($arg),*),
+            _ => $body::<_, 0>($($arg),*),
+        }
+    };
 }
 
 /// Columns [col0, col0 + P) of cols[K × ld] = im2col(x) for one sample, read from its padded phases
 /// ([`Padded::fill`]): cols[(c·k_h + a)·k_w + b, i·out_w + j] = x[c, i·s − p + a, j·s − p + b], zero in the
-/// padding. Every element is written.
+/// padding. Every element is written. `starts` is [`Padded::starts`].
 fn im2col<T: Real>(
     g: &ConvGeom,
     pad: &Padded,
+    starts: &[usize],
+    padded: &[T],
+    cols: &mut [T],
+    (ld, col0): (usize, usize),
+) {
+    by_width!(g.out_w, im2col_rows(g, pad, starts, padded, cols, ld, col0))
+}
+
+/// [`im2col`] for output rows W wide (any width when W = 0).
+#[inline(always)]
+fn im2col_rows<T: Real, const W: usize>(
+    g: &ConvGeom,
+    pad: &Padded,
+    starts: &[usize],
     padded: &[T],
     cols: &mut [T],
     ld: usize,
     col0: usize,
 ) {
-    let positions = g.out_h * g.out_w;
-    pad.for_each_row(g, |row, start| {
+    let (w, positions) = (g.out_w, g.out_h * g.out_w);
+    for (row, &start) in starts.iter().enumerate() {
         let out = &mut cols[row * ld + col0..][..positions];
-        for (i, out) in out.chunks_exact_mut(g.out_w).enumerate() {
-            out.copy_from_slice(&padded[start + i * pad.pw..][..g.out_w]);
+        for (i, out) in out.chunks_exact_mut(w).enumerate() {
+            let src = &padded[start + i * pad.pw..][..w];
+            if W == 0 {
+                copy_short(out, src);
+            } else {
+                let out: &mut [T; W] = out.try_into().unwrap();
+                *out = src.try_into().unwrap();
+            }
         }
-    });
+    }
 }
 
 /// The adjoint of [`im2col`] for one sample: every entry of columns [col0, col0 + P) of cols[K × ld] added to
@@ -212,20 +322,41 @@ fn im2col<T: Real>(
 fn col2im_add<T: Real>(
     g: &ConvGeom,
     pad: &Padded,
+    starts: &[usize],
+    cols: &[T],
+    (ld, col0): (usize, usize),
+    padded: &mut [T],
+) {
+    by_width!(g.out_w, col2im_rows(g, pad, starts, cols, ld, col0, padded))
+}
+
+/// [`col2im_add`] for output rows W wide (any width when W = 0).
+#[inline(always)]
+fn col2im_rows<T: Real, const W: usize>(
+    g: &ConvGeom,
+    pad: &Padded,
+    starts: &[usize],
     cols: &[T],
     ld: usize,
     col0: usize,
     padded: &mut [T],
 ) {
-    let positions = g.out_h * g.out_w;
-    pad.for_each_row(g, |row, start| {
+    let (w, positions) = (g.out_w, g.out_h * g.out_w);
+    for (row, &start) in starts.iter().enumerate() {
         let src = &cols[row * ld + col0..][..positions];
-        for (i, src) in src.chunks_exact(g.out_w).enumerate() {
-            for (d, &v) in padded[start + i * pad.pw..][..g.out_w].iter_mut().zip(src) {
-                *d += v;
+        for (i, src) in src.chunks_exact(w).enumerate() {
+            let dst = &mut padded[start + i * pad.pw..][..w];
+            if W == 0 {
+                add_short(dst, src);
+            } else {
+                let dst: &mut [T; W] = dst.try_into().unwrap();
+                let src: &[T; W] = src.try_into().unwrap();
+                for l in 0..W {
+                    dst[l] += src[l];
+                }
             }
         }
-    });
+    }
 }
 
 /// packed[o, s·P + p] = t[s, o, p] for the S samples of a piece of an [S, out_c, P] tensor.
@@ -419,6 +550,7 @@ pub fn conv2d<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], scratch: &Sc
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
     let piece = piece_samples(g);
     let pad = Padded::new(g);
+    let starts = pad.starts(g);
     let w = &w[..g.w_len()];
     y[..g.y_len()]
         .par_chunks_mut(y_sample * piece)
@@ -431,7 +563,7 @@ pub fn conv2d<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], scratch: &Sc
                 padded.fill(T::zero());
                 for (s, x) in x.chunks(x_sample).enumerate() {
                     pad.fill(g, x, padded);
-                    im2col(g, &pad, padded, cols, ld, s * positions);
+                    im2col(g, &pad, &starts, padded, cols, (ld, s * positions));
                 }
                 gemm((g.out_c, k, ld), w, (k, 1), cols, (ld, 1), out, ld, false);
                 unpack_channels(out, y, g.out_c, positions);
@@ -471,6 +603,7 @@ pub fn conv2d_backward_data<T: Real>(
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
     let piece = piece_samples(g);
     let pad = Padded::new(g);
+    let starts = pad.starts(g);
     let w = &w[..g.w_len()];
     dx[..g.x_len()]
         .par_chunks_mut(x_sample * piece)
@@ -500,7 +633,7 @@ pub fn conv2d_backward_data<T: Real>(
                     if accumulate {
                         pad.fill(g, dx, padded);
                     }
-                    col2im_add(g, &pad, cols, ld, s * positions, padded);
+                    col2im_add(g, &pad, &starts, cols, (ld, s * positions), padded);
                     pad.store(g, padded, dx);
                 }
             })
@@ -522,6 +655,7 @@ pub fn conv2d_backward_weight<T: Real>(
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
     let piece = piece_samples(g);
     let pad = Padded::new(g);
+    let starts = pad.starts(g);
     let len = g.w_len();
     let pieces = g.batch.div_ceil(piece);
     scratch.shared(pieces * len, |partials| {
@@ -540,7 +674,7 @@ pub fn conv2d_backward_weight<T: Real>(
                     padded.fill(T::zero());
                     for (s, x) in x.chunks(x_sample).enumerate() {
                         pad.fill(g, x, padded);
-                        im2col(g, &pad, padded, cols, ld, s * positions);
+                        im2col(g, &pad, &starts, padded, cols, (ld, s * positions));
                     }
                     pack_channels(dy, packed, g.out_c, positions);
                     gemm(
