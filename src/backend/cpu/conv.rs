@@ -213,17 +213,22 @@ fn scatter<T: Copy, const S: usize>(src: &[T], dst: &mut [T], step: usize) {
     }
 }
 
-/// dst ← src for the short rows of im2col (an output row: 7 to 28 values on MNIST), inline: copy_from_slice
+/// dst ← src for one short row of im2col (an output row: 7 to 28 values on MNIST), inline: copy_from_slice
 /// of an unknown length is a call to memcpy, which costs more than the copy at these lengths. Whole
-/// blocks of 8 (or 4), the last one ending at the end of the row and overlapping the one before.
+/// blocks of 8 (or 4), the last one ending at the end of the row and overlapping the one before. `W` is
+/// the row's length as a constant (the blocks are then unrolled), or 0 where it is not one.
 #[inline(always)]
-fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+fn copy_row<T: Copy, const W: usize>(dst: &mut [T], src: &[T]) {
+    #[inline(always)]
     fn block<T: Copy, const N: usize>(dst: &mut [T], src: &[T], at: usize) {
         let d: &mut [T; N] = (&mut dst[at..at + N]).try_into().unwrap();
         *d = <[T; N]>::try_from(&src[at..at + N]).unwrap();
     }
+    if W != 0 {
+        return block::<T, W>(dst, src, 0);
+    }
     let n = dst.len();
-    assert_eq!(n, src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
     if n >= 8 {
         for at in (0..n - 7).step_by(8) {
             block::<T, 8>(dst, src, at);
@@ -237,10 +242,11 @@ fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// dst += src for the short rows of col2im, inline: blocks of 8, then of 4, then single values (each
-/// element still sees one addition).
+/// dst += src for one short row of col2im, inline: blocks of 8, then of 4, then single values (each
+/// element still sees one addition). `W` as in [`copy_row`].
 #[inline(always)]
-fn add_short<T: Real>(dst: &mut [T], src: &[T]) {
+fn add_row<T: Real, const W: usize>(dst: &mut [T], src: &[T]) {
+    #[inline(always)]
     fn block<T: Real, const N: usize>(dst: &mut [T], src: &[T], at: usize) {
         let d: &mut [T; N] = (&mut dst[at..at + N]).try_into().unwrap();
         let s: &[T; N] = src[at..at + N].try_into().unwrap();
@@ -248,8 +254,11 @@ fn add_short<T: Real>(dst: &mut [T], src: &[T]) {
             d[l] += s[l];
         }
     }
+    if W != 0 {
+        return block::<T, W>(dst, src, 0);
+    }
     let n = dst.len();
-    assert_eq!(n, src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
     let mut at = 0;
     while at + 8 <= n {
         block::<T, 8>(dst, src, at);
@@ -306,13 +315,7 @@ fn im2col_rows<T: Real, const W: usize>(
     for (row, &start) in starts.iter().enumerate() {
         let out = &mut cols[row * ld + col0..][..positions];
         for (i, out) in out.chunks_exact_mut(w).enumerate() {
-            let src = &padded[start + i * pad.pw..][..w];
-            if W == 0 {
-                copy_short(out, src);
-            } else {
-                let out: &mut [T; W] = out.try_into().unwrap();
-                *out = src.try_into().unwrap();
-            }
+            copy_row::<T, W>(out, &padded[start + i * pad.pw..][..w]);
         }
     }
 }
@@ -345,17 +348,52 @@ fn col2im_rows<T: Real, const W: usize>(
     for (row, &start) in starts.iter().enumerate() {
         let src = &cols[row * ld + col0..][..positions];
         for (i, src) in src.chunks_exact(w).enumerate() {
-            let dst = &mut padded[start + i * pad.pw..][..w];
-            if W == 0 {
-                add_short(dst, src);
-            } else {
-                let dst: &mut [T; W] = dst.try_into().unwrap();
-                let src: &[T; W] = src.try_into().unwrap();
-                for l in 0..W {
-                    dst[l] += src[l];
-                }
-            }
+            add_row::<T, W>(&mut padded[start + i * pad.pw..][..w], src);
         }
+    }
+}
+
+/// cols[K × S·P] = the im2col matrices of a piece's S samples `x` side by side, through `padded` (one
+/// sample's [`Padded`] planes).
+fn im2col_piece<T: Real>(
+    g: &ConvGeom,
+    pad: &Padded,
+    starts: &[usize],
+    x: &[T],
+    padded: &mut [T],
+    cols: &mut [T],
+) {
+    let (x_sample, positions) = (g.in_c * g.in_h * g.in_w, g.out_h * g.out_w);
+    let ld = x.len() / x_sample * positions;
+    padded.fill(T::zero());
+    for (s, x) in x.chunks(x_sample).enumerate() {
+        pad.fill(g, x, padded);
+        im2col(g, pad, starts, padded, cols, (ld, s * positions));
+    }
+}
+
+/// dx (+ dx when `accumulate`) = col2im of cols[K × S·P] for a piece's S samples. Each sample's gradient
+/// gathers in its padded planes, starting from dx (or zero), and its interior is then stored back: every
+/// pixel sees the same additions in the same order as if they went to dx directly. The border collects
+/// the padding taps' terms, which belong to no pixel and are never stored.
+fn col2im_piece<T: Real>(
+    g: &ConvGeom,
+    pad: &Padded,
+    starts: &[usize],
+    cols: &[T],
+    padded: &mut [T],
+    dx: &mut [T],
+    accumulate: bool,
+) {
+    let (x_sample, positions) = (g.in_c * g.in_h * g.in_w, g.out_h * g.out_w);
+    let ld = dx.len() / x_sample * positions;
+    for (s, dx) in dx.chunks_mut(x_sample).enumerate() {
+        padded.fill(T::zero());
+        if accumulate {
+            pad.fill(g, dx, padded);
+        }
+        col2im_add(g, pad, starts, cols, (ld, s * positions), padded);
+        pad.store(g, padded, dx);
     }
 }
 
@@ -560,11 +598,7 @@ pub fn conv2d<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], scratch: &Sc
             scratch.thread(k * ld + g.out_c * ld + pad.len(g), |buf| {
                 let (cols, rest) = buf.split_at_mut(k * ld);
                 let (out, padded) = rest.split_at_mut(g.out_c * ld);
-                padded.fill(T::zero());
-                for (s, x) in x.chunks(x_sample).enumerate() {
-                    pad.fill(g, x, padded);
-                    im2col(g, &pad, &starts, padded, cols, (ld, s * positions));
-                }
+                im2col_piece(g, &pad, &starts, x, padded, cols);
                 gemm((g.out_c, k, ld), w, (k, 1), cols, (ld, 1), out, ld, false);
                 unpack_channels(out, y, g.out_c, positions);
             })
@@ -628,14 +662,7 @@ pub fn conv2d_backward_data<T: Real>(
                 // its interior is then stored back: every pixel sees the same additions in the same order
                 // as if they went to dx directly. The border collects the padding taps' terms, which
                 // belong to no pixel and are never stored.
-                for (s, dx) in dx.chunks_mut(x_sample).enumerate() {
-                    padded.fill(T::zero());
-                    if accumulate {
-                        pad.fill(g, dx, padded);
-                    }
-                    col2im_add(g, &pad, &starts, cols, (ld, s * positions), padded);
-                    pad.store(g, padded, dx);
-                }
+                col2im_piece(g, &pad, &starts, cols, padded, dx, accumulate);
             })
         });
 }
@@ -671,11 +698,7 @@ pub fn conv2d_backward_weight<T: Real>(
                 scratch.thread(k * ld + g.out_c * ld + pad.len(g), |buf| {
                     let (cols, rest) = buf.split_at_mut(k * ld);
                     let (packed, padded) = rest.split_at_mut(g.out_c * ld);
-                    padded.fill(T::zero());
-                    for (s, x) in x.chunks(x_sample).enumerate() {
-                        pad.fill(g, x, padded);
-                        im2col(g, &pad, &starts, padded, cols, (ld, s * positions));
-                    }
+                    im2col_piece(g, &pad, &starts, x, padded, cols);
                     pack_channels(dy, packed, g.out_c, positions);
                     gemm(
                         (g.out_c, ld, k),
