@@ -16,6 +16,7 @@
 //! thread's scratch buffers. The weight gradient sums each piece in one GEMM (over S·P) and then adds the
 //! pieces in order, so no result depends on the number of threads or on scheduling.
 
+use super::conv_single;
 use super::real::Real;
 use super::scratch::Scratch;
 use crate::ops::ConvGeom;
@@ -33,6 +34,9 @@ fn cols_shape(g: &ConvGeom) -> (usize, usize) {
 
 /// Samples per piece: fixed by the geometry alone, so the batch is always cut the same way.
 pub fn piece_samples(g: &ConvGeom) -> usize {
+    if conv_single::applies(g) {
+        return conv_single::PIECE;
+    }
     let (k, positions) = cols_shape(g);
     (PIECE_VALUES / (k * positions).max(1)).clamp(1, MAX_PIECE_SAMPLES)
 }
@@ -419,66 +423,6 @@ fn unpack_channels<T: Real>(packed: &[T], t: &mut [T], channels: usize, position
     }
 }
 
-/// Whether the direct kernels apply: one output channel at stride 1 (a decoder's last layer), where im2col
-/// would build a K×P matrix for a product with a single row.
-fn single_output(g: &ConvGeom) -> bool {
-    g.out_c == 1 && g.stride == 1
-}
-
-/// Stride 1: for tap (a, b), the output rows i whose input row i + a − p lies inside the input, and the
-/// output columns j whose input column j + b − p does.
-fn tap_ranges(
-    g: &ConvGeom,
-    a: usize,
-    b: usize,
-) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-    let p = g.pad;
-    let rows = p.saturating_sub(a)..(g.in_h + p).saturating_sub(a).min(g.out_h);
-    let cols = p.saturating_sub(b)..(g.in_w + p).saturating_sub(b).min(g.out_w);
-    (rows, cols)
-}
-
-/// Calls `f(c, tap, row, out_at, in_at, len)` for every input channel c, tap = (c·k_h + a)·k_w + b and
-/// output row i of that tap (stride 1, one output channel): output elements [out_at, out_at + len) of the
-/// sample's plane meet input elements [in_at, in_at + len) of channel c's plane.
-fn for_each_row_pair(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
-    for c in 0..g.in_c {
-        for a in 0..g.k_h {
-            for b in 0..g.k_w {
-                let tap = (c * g.k_h + a) * g.k_w + b;
-                let (rows, cols) = tap_ranges(g, a, b);
-                if cols.is_empty() {
-                    continue;
-                }
-                for i in rows {
-                    let (h, v) = (i + a - g.pad, cols.start + b - g.pad);
-                    f(c, tap, i * g.out_w + cols.start, h * g.in_w + v, cols.len());
-                }
-            }
-        }
-    }
-}
-
-/// [`conv2d`] for one output channel at stride 1: per sample, y += w[c, a, b] · (x[c] shifted by the
-/// tap), row segment by row segment, taps in the order of K.
-fn conv2d_single<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T]) {
-    let (x_sample, plane) = (g.in_c * g.in_h * g.in_w, g.in_h * g.in_w);
-    let positions = g.out_h * g.out_w;
-    y[..g.y_len()]
-        .par_chunks_mut(positions)
-        .zip(x[..g.x_len()].par_chunks(x_sample))
-        .for_each(|(y, x)| {
-            y.fill(T::zero());
-            for_each_row_pair(g, |c, tap, out_at, in_at, len| {
-                let wv = w[tap];
-                let src = &x[c * plane + in_at..][..len];
-                for (d, &v) in y[out_at..out_at + len].iter_mut().zip(src) {
-                    *d += wv * v;
-                }
-            });
-        });
-}
-
 /// For a stride-1 convolution with fewer output than input channels and a square kernel, the forward
 /// convolution that computes its data gradient: dy as the input, in_c outputs, padding k − 1 − p.
 fn flipped_geometry(g: &ConvGeom) -> Option<ConvGeom> {
@@ -497,92 +441,11 @@ fn flipped_geometry(g: &ConvGeom) -> Option<ConvGeom> {
     })
 }
 
-/// [`conv2d_backward_data`] for one output channel at stride 1: dx[c] += w[c, a, b] · (dy shifted back by
-/// the tap), the adjoint of [`conv2d_single`].
-fn conv2d_backward_data_single<T: Real>(
-    g: &ConvGeom,
-    dy: &[T],
-    w: &[T],
-    dx: &mut [T],
-    accumulate: bool,
-) {
-    let (x_sample, plane) = (g.in_c * g.in_h * g.in_w, g.in_h * g.in_w);
-    let positions = g.out_h * g.out_w;
-    dx[..g.x_len()]
-        .par_chunks_mut(x_sample)
-        .zip(dy[..g.y_len()].par_chunks(positions))
-        .for_each(|(dx, dy)| {
-            if !accumulate {
-                dx.fill(T::zero());
-            }
-            for_each_row_pair(g, |c, tap, out_at, in_at, len| {
-                let wv = w[tap];
-                let dst = &mut dx[c * plane + in_at..][..len];
-                for (d, &v) in dst.iter_mut().zip(&dy[out_at..out_at + len]) {
-                    *d += wv * v;
-                }
-            });
-        });
-}
-
-/// Σ over the row segments of `dy`·`x` segment by segment in 8 interleaved lanes (so the loop vectorizes),
-/// the lanes added in order at the end: a fixed order.
-fn lane_dot<T: Real>(
-    pairs: impl Iterator<Item = (std::ops::Range<usize>, usize)>,
-    dy: &[T],
-    x: &[T],
-) -> T {
-    let mut lanes = [T::zero(); 8];
-    for (out, in_at) in pairs {
-        let (d, v) = (&dy[out.clone()], &x[in_at..in_at + out.len()]);
-        let whole = d.len() - d.len() % 8;
-        for (dc, vc) in d[..whole].chunks_exact(8).zip(v[..whole].chunks_exact(8)) {
-            for l in 0..8 {
-                lanes[l] += dc[l] * vc[l];
-            }
-        }
-        for (l, (&a, &b)) in d[whole..].iter().zip(&v[whole..]).enumerate() {
-            lanes[l] += a * b;
-        }
-    }
-    lanes.iter().fold(T::zero(), |s, &l| s + l)
-}
-
-/// One piece's partial of [`conv2d_backward_weight`] for one output channel at stride 1: partial[tap] =
-/// Σ over the piece's samples and the tap's row segments of dy · x shifted by the tap.
-fn weight_partial_single<T: Real>(g: &ConvGeom, dy: &[T], x: &[T], partial: &mut [T]) {
-    let (x_sample, plane) = (g.in_c * g.in_h * g.in_w, g.in_h * g.in_w);
-    let positions = g.out_h * g.out_w;
-    let samples = dy.len() / positions;
-    for c in 0..g.in_c {
-        for a in 0..g.k_h {
-            for b in 0..g.k_w {
-                let tap = (c * g.k_h + a) * g.k_w + b;
-                let (rows, cols) = tap_ranges(g, a, b);
-                let segments = (0..samples).flat_map(|s| {
-                    let cols = cols.clone();
-                    rows.clone().map(move |i| {
-                        let out = s * positions + i * g.out_w + cols.start;
-                        let in_at =
-                            s * x_sample + c * plane + (i + a - g.pad) * g.in_w + cols.start + b
-                                - g.pad;
-                        (out..out + cols.len(), in_at)
-                    })
-                });
-                partial[tap] = match cols.is_empty() {
-                    true => T::zero(),
-                    false => lane_dot(segments, dy, x),
-                };
-            }
-        }
-    }
-}
-
 /// y[n, o, i, j] = Σ_{c, a, b} x[n, c, i·s − p + a, j·s − p + b] · w[o, c, a, b].
 /// Per piece of S samples: out[out_c × S·P] = w · cols[K × S·P], then out is unpacked into y.
 pub fn conv2d<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], scratch: &Scratch<T>) {
-    if single_output(g) {
-        return conv2d_single(g, x, &w[..g.w_len()], y);
+    if conv_single::applies(g) {
+        return conv_single::forward(g, x, &w[..g.w_len()], y, scratch);
     }
     let (k, positions) = cols_shape(g);
     let (x_sample, y_sample) = (g.in_c * g.in_h * g.in_w, g.out_c * positions);
@@ -615,8 +478,9 @@ pub fn conv2d_backward_data<T: Real>(
     accumulate: bool,
     scratch: &Scratch<T>,
 ) {
-    if single_output(g) {
-        return conv2d_backward_data_single(g, dy, &w[..g.w_len()], dx, accumulate);
+    if conv_single::applies(g) {
+        let w = &w[..g.w_len()];
+        return conv_single::backward_data(g, dy, w, dx, accumulate, scratch);
     }
     if let (Some(flipped), false) = (flipped_geometry(g), accumulate) {
         // A stride-1 data gradient is a forward convolution of dy with the kernel flipped and its channels
@@ -691,8 +555,8 @@ pub fn conv2d_backward_weight<T: Real>(
             .zip(x[..g.x_len()].par_chunks(x_sample * piece))
             .zip(dy[..g.y_len()].par_chunks(y_sample * piece))
             .for_each(|((partial, x), dy)| {
-                if single_output(g) {
-                    return weight_partial_single(g, dy, x, partial);
+                if conv_single::applies(g) {
+                    return conv_single::weight_partial(g, dy, x, partial, scratch);
                 }
                 let ld = (dy.len() / y_sample) * positions;
                 scratch.thread(k * ld + g.out_c * ld + pad.len(g), |buf| {

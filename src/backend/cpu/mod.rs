@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod conv;
+mod conv_single;
 pub mod kernels;
 pub mod optim;
 pub mod real;
