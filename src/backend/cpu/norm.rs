@@ -4,37 +4,50 @@
 //! batch of an epoch is padded with zero rows); statistics and gradients are taken over those rows alone.
 
 use super::real::Real;
+use super::wide::wide;
 use rayon::prelude::*;
 
 /// Lanes of the partial sums: each plane is summed in this many interleaved lanes (so the loop
-/// vectorizes), the lanes then added in order, then the planes in row order. A fixed order, so every run
-/// gives the same bits.
+/// vectorizes; the sums run compiled for the widest vectors the CPU has, through [`wide`]), the lanes then
+/// added in order, then the planes in row order. A fixed order, so every run gives the same bits.
 const LANES: usize = 8;
 
-/// Σ f(i) over channel c's values in the first `rows` rows, i its flat index into the [batch, channels,
-/// inner] tensor, in the order of [`LANES`].
-fn channel_sum<T: Real>(
+/// [Σ f(a[i], b[i])[k] for k < N] over channel c's values in the first `rows` rows (i a flat index into
+/// the [batch, channels, inner] tensors a and b), each sum in the order of [`LANES`]: N sums in one pass.
+#[inline(always)]
+fn channel_sums<T: Real, const N: usize>(
     c: usize,
-    rows: usize,
-    channels: usize,
-    inner: usize,
-    f: impl Fn(usize) -> T,
-) -> T {
-    let mut total = T::zero();
+    (rows, channels, inner): (usize, usize, usize),
+    (a, b): (&[T], &[T]),
+    f: impl Fn(T, T) -> [T; N],
+) -> [T; N] {
+    let mut total = [T::zero(); N];
+    let whole = inner - inner % LANES;
     for r in 0..rows {
-        let base = (r * channels + c) * inner;
-        let mut lanes = [T::zero(); LANES];
-        let whole = inner - inner % LANES;
-        for start in (0..whole).step_by(LANES) {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                *lane += f(base + start + l);
+        let at = (r * channels + c) * inner;
+        let (a, b) = (&a[at..at + inner], &b[at..at + inner]);
+        let mut lanes = [[T::zero(); LANES]; N];
+        for (ca, cb) in a[..whole]
+            .chunks_exact(LANES)
+            .zip(b[..whole].chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                let v = f(ca[l], cb[l]);
+                for k in 0..N {
+                    lanes[k][l] += v[k];
+                }
             }
         }
-        for (l, i) in (whole..inner).enumerate() {
-            lanes[l] += f(base + i);
+        for (l, (&va, &vb)) in a[whole..].iter().zip(&b[whole..]).enumerate() {
+            let v = f(va, vb);
+            for k in 0..N {
+                lanes[k][l] += v[k];
+            }
         }
-        for lane in lanes {
-            total += lane;
+        for k in 0..N {
+            for lane in lanes[k] {
+                total[k] += lane;
+            }
         }
     }
     total
@@ -67,9 +80,17 @@ pub fn batch_norm2d<T: Real>(
         let moments: Vec<(T, T)> = (0..channels)
             .into_par_iter()
             .map(|c| {
-                let mu = channel_sum(c, valid, channels, inner, |i| x[i]) / count;
-                let squares = channel_sum(c, valid, channels, inner, |i| (x[i] - mu) * (x[i] - mu));
-                (mu, squares)
+                let shape = (valid, channels, inner);
+                wide(
+                    #[inline(always)]
+                    || {
+                        let [sum] = channel_sums(c, shape, (x, x), |v, _| [v]);
+                        let mu = sum / count;
+                        let [squares] =
+                            channel_sums(c, shape, (x, x), |v, _| [(v - mu) * (v - mu)]);
+                        (mu, squares)
+                    },
+                )
             })
             .collect();
         moments
@@ -121,10 +142,15 @@ pub fn batch_norm2d_backward<T: Real>(
         .into_par_iter()
         .map(|c| {
             let (mu, inv) = (mean[c], inv_std[c]);
-            (
-                channel_sum(c, valid, channels, inner, |i| dy[i]),
-                channel_sum(c, valid, channels, inner, |i| dy[i] * (x[i] - mu) * inv),
-            )
+            let [sum_dy, sum_dy_xhat] = wide(
+                #[inline(always)]
+                || {
+                    channel_sums(c, (valid, channels, inner), (dy, x), |d, v| {
+                        [d, d * (v - mu) * inv]
+                    })
+                },
+            );
+            (sum_dy, sum_dy_xhat)
         })
         .collect();
     for (c, (sum_dy, sum_dy_xhat)) in sums.into_iter().enumerate() {
