@@ -577,17 +577,19 @@ pub fn conv2d_backward_weight<T: Real>(
                 })
             });
         let partials = &*partials;
+        // Every element adds the pieces' partials in piece order, onto dw or zero; a chunk of elements
+        // takes one partial at a time, so the reads run along memory.
         dw[..len]
             .par_chunks_mut(4096)
             .enumerate()
             .for_each(|(chunk, d)| {
-                for (i, d) in d.iter_mut().enumerate() {
-                    let e = chunk * 4096 + i;
-                    let mut sum = if accumulate { *d } else { T::zero() };
-                    for p in 0..pieces {
-                        sum += partials[p * len + e];
+                if !accumulate {
+                    d.fill(T::zero());
+                }
+                for partial in partials.chunks(len) {
+                    for (d, &v) in d.iter_mut().zip(&partial[chunk * 4096..]) {
+                        *d += v;
                     }
-                    *d = sum;
                 }
             });
     });
