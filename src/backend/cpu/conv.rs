@@ -15,6 +15,10 @@
 //! have S·P columns instead of P. Each piece runs on one thread with a single-threaded GEMM and reuses that
 //! thread's scratch buffers. The weight gradient sums each piece in one GEMM (over S·P) and then adds the
 //! pieces in order, so no result depends on the number of threads or on scheduling.
+//!
+//! Two exceptions skip im2col: a layer with one output channel at stride 1 runs the direct kernels of
+//! `conv_single.rs`, and a stride-1 data gradient with fewer output than input channels runs as a forward
+//! convolution with the kernel flipped (`flipped_geometry`).
 
 use super::conv_single;
 use super::real::Real;
