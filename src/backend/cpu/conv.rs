@@ -16,9 +16,9 @@
 //! thread's scratch buffers. The weight gradient sums each piece in one GEMM (over S·P) and then adds the
 //! pieces in order, so no result depends on the number of threads or on scheduling.
 //!
-//! Two exceptions skip im2col: a layer with one output channel at stride 1 runs the direct kernels of
-//! `conv_single.rs`, and a stride-1 data gradient with fewer output than input channels runs as a forward
-//! convolution with the kernel flipped (`flipped_geometry`).
+//! Two exceptions: a layer with one output channel at stride 1 runs the direct kernels of `conv_single.rs`
+//! (no im2col), and a stride-1 data gradient with fewer output than input channels runs as a forward
+//! convolution of dy with the kernel flipped (`flipped_geometry`; no col2im).
 
 use super::conv_single;
 use super::real::Real;
@@ -222,9 +222,9 @@ fn scatter<T: Copy, const S: usize>(src: &[T], dst: &mut [T], step: usize) {
 }
 
 /// dst ← src for one short row of im2col (an output row: 7 to 28 values on MNIST), inline: copy_from_slice
-/// of an unknown length is a call to memcpy, which costs more than the copy at these lengths. Whole
-/// blocks of 8 (or 4), the last one ending at the end of the row and overlapping the one before. `W` is
-/// the row's length as a constant (the blocks are then unrolled), or 0 where it is not one.
+/// of an unknown length is a call to memcpy, which costs more than the copy at these lengths. `W` is the
+/// row's length as a constant (the row is then one fixed-size copy), or 0 where it is not one: then whole
+/// blocks of 8 (or 4), the last one ending at the end of the row and overlapping the one before.
 #[inline(always)]
 fn copy_row<T: Copy, const W: usize>(dst: &mut [T], src: &[T]) {
     #[inline(always)]
@@ -250,8 +250,8 @@ fn copy_row<T: Copy, const W: usize>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// dst += src for one short row of col2im, inline: blocks of 8, then of 4, then single values (each
-/// element still sees one addition). `W` as in [`copy_row`].
+/// dst += src for one short row of col2im, inline: one fixed-size add when `W` (as in [`copy_row`]) is the
+/// row's length, else blocks of 8, then of 4, then single values. Each element sees one addition.
 #[inline(always)]
 fn add_row<T: Real, const W: usize>(dst: &mut [T], src: &[T]) {
     #[inline(always)]

@@ -5,8 +5,10 @@
 //! tall), and the output on the same width: output (i, j) at i·W + j, the columns j ≥ out_w left over. Tap
 //! (a, b) of channel c then meets the output in one run of out_h·W elements, starting a·W + b into the
 //! channel's grid, so every tap is a single long multiply-add loop instead of out_h short ones. What the
-//! leftover columns and the border add is w·0: they change no value, so the forward pass and the data
-//! gradient give the same numbers as the row-by-row loops they replace.
+//! leftover columns and the border add is w·0, so the forward pass and the data gradient give the same
+//! numbers as the row-by-row loops they replace. Two fine points: an accumulated data gradient that held
+//! −0.0 can come out +0.0 (equal, another sign of zero), and an infinite weight would make NaN of the
+//! w·0 terms the old loops skipped (by then training has diverged anyway).
 //!
 //! Taps run in the order of K = (c·k_h + a)·k_w + b for every output element. The long loops are compiled
 //! for the widest vectors the CPU has ([`wide`]); without `mul_add` nothing fuses, so the bits do not depend
@@ -88,7 +90,7 @@ impl Grid {
     }
 }
 
-/// y[at..] += wv · x, element by element.
+/// y += wv · x, element by element.
 #[inline(always)]
 fn axpy<T: Real>(y: &mut [T], wv: T, x: &[T]) {
     for (d, &v) in y.iter_mut().zip(x) {
@@ -309,11 +311,13 @@ mod tests {
 
     #[test]
     fn direct_kernels_match_the_definition_on_awkward_sizes() {
-        // batch 11: a last piece of 3 samples; kernels 3, 2 and 5 with pads 1, 0 and 2.
+        // batch 11: a last piece of 3 samples; kernels 3, 2, 5 and 1 with pads 1, 0, 2 and 2 (a pad
+        // wider than the kernel).
         for (t, g) in [
             ConvGeom::new(11, 5, 9, 7, 1, 3, 1, 1),
             ConvGeom::new(11, 3, 6, 8, 1, 2, 1, 0),
             ConvGeom::new(9, 2, 5, 6, 1, 5, 1, 2),
+            ConvGeom::new(3, 2, 4, 3, 1, 1, 1, 2),
         ]
         .into_iter()
         .enumerate()
@@ -354,6 +358,10 @@ mod tests {
             let mut partial = random(g.w_len(), seed + 5);
             weight_partial(&g, &dy, &x, &mut partial, &scratch);
             close(&format!("weight_partial {g:?}"), &partial, &dw);
+            // Through conv2d_backward_weight: pieces of PIECE samples, their partials added in order.
+            let mut whole = random(g.w_len(), seed + 6);
+            super::super::conv::conv2d_backward_weight(&g, &dy, &x, &mut whole, false, &scratch);
+            close(&format!("conv2d_backward_weight {g:?}"), &whole, &dw);
         }
     }
 }
