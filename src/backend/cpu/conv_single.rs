@@ -57,9 +57,18 @@ impl Grid {
         g.in_c * self.plane
     }
 
-    /// Where tap (a, b) of channel c starts: its run is [start, start + span).
-    fn tap_start(&self, c: usize, a: usize, b: usize) -> usize {
-        c * self.plane + a * self.w + b
+    /// Calls `f(tap, start)` for every tap = (c·k_h + a)·k_w + b, in the order of K: tap (a, b) of channel c
+    /// meets the output in the run [start, start + span) of the input grid. Inside [`wide`], mark `f`
+    /// `#[inline(always)]`: a closure left out of line is compiled for baseline x86-64.
+    #[inline(always)]
+    fn for_each_tap(&self, g: &ConvGeom, mut f: impl FnMut(usize, usize)) {
+        for c in 0..g.in_c {
+            for a in 0..g.k_h {
+                for b in 0..g.k_w {
+                    f((c * g.k_h + a) * g.k_w + b, c * self.plane + a * self.w + b);
+                }
+            }
+        }
     }
 
     /// Calls `f(grid_at, x_at)` for every input row: row h of channel c, in_w values, sits at grid_at in the
@@ -87,6 +96,20 @@ impl Grid {
         self.input_rows(g, |at, to| {
             x[to..to + g.in_w].copy_from_slice(&grid[at..at + g.in_w])
         });
+    }
+
+    /// y's rows [out_h, out_w] into the output grid `out` (its leftover columns are left as they are).
+    fn put_output<T: Real>(&self, g: &ConvGeom, y: &[T], out: &mut [T]) {
+        for (to, row) in out.chunks_mut(self.w).zip(y.chunks(g.out_w)) {
+            to[..g.out_w].copy_from_slice(row);
+        }
+    }
+
+    /// The inverse of [`Grid::put_output`]: the leftover columns are dropped.
+    fn take_output<T: Real>(&self, g: &ConvGeom, out: &[T], y: &mut [T]) {
+        for (row, from) in y.chunks_mut(g.out_w).zip(out.chunks(self.w)) {
+            row.copy_from_slice(&from[..g.out_w]);
+        }
     }
 }
 
@@ -116,30 +139,17 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], scratch: &S
                     wide(
                         #[inline(always)]
                         || {
-                            for c in 0..g.in_c {
-                                for a in 0..g.k_h {
-                                    for b in 0..g.k_w {
-                                        let wv = w[(c * g.k_h + a) * g.k_w + b];
-                                        let at = grid.tap_start(c, a, b);
-                                        axpy(out, wv, &xg[at..at + span]);
-                                    }
-                                }
-                            }
+                            grid.for_each_tap(
+                                g,
+                                #[inline(always)]
+                                |tap, at| axpy(out, w[tap], &xg[at..at + span]),
+                            )
                         },
                     );
-                    for (row, from) in y.chunks_mut(g.out_w).zip(out.chunks(grid.w)) {
-                        row.copy_from_slice(&from[..g.out_w]);
-                    }
+                    grid.take_output(g, out, y);
                 }
             })
         });
-}
-
-/// dy's rows into the output grid `dyg` (whose leftover columns must be zero).
-fn put_output<T: Real>(g: &ConvGeom, grid: &Grid, dy: &[T], dyg: &mut [T]) {
-    for (to, row) in dyg.chunks_mut(grid.w).zip(dy.chunks(g.out_w)) {
-        to[..g.out_w].copy_from_slice(row);
-    }
 }
 
 /// dx = ∂L/∂x of [`forward`] (+ dx when `accumulate`): on the grid, dx[c] += w[0, c, a, b] · (dy's run placed
@@ -161,9 +171,10 @@ pub fn backward_data<T: Real>(
         .for_each(|(dx, dy)| {
             scratch.thread(input + span, |buf| {
                 let (dxg, dyg) = buf.split_at_mut(input);
+                // Zero once: the leftover columns must stay zero, and put_output never writes them.
                 dyg.fill(T::zero());
                 for (dx, dy) in dx.chunks_mut(x_sample).zip(dy.chunks(positions)) {
-                    put_output(g, &grid, dy, dyg);
+                    grid.put_output(g, dy, dyg);
                     dxg.fill(T::zero());
                     if accumulate {
                         grid.put_input(g, dx, dxg);
@@ -171,15 +182,11 @@ pub fn backward_data<T: Real>(
                     wide(
                         #[inline(always)]
                         || {
-                            for c in 0..g.in_c {
-                                for a in 0..g.k_h {
-                                    for b in 0..g.k_w {
-                                        let wv = w[(c * g.k_h + a) * g.k_w + b];
-                                        let at = grid.tap_start(c, a, b);
-                                        axpy(&mut dxg[at..at + span], wv, dyg);
-                                    }
-                                }
-                            }
+                            grid.for_each_tap(
+                                g,
+                                #[inline(always)]
+                                |tap, at| axpy(&mut dxg[at..at + span], w[tap], dyg),
+                            )
                         },
                     );
                     grid.take_input(g, dxg, dx);
@@ -228,20 +235,18 @@ pub fn weight_partial<T: Real>(
         lanes.fill(T::zero());
         for (x, dy) in x.chunks(x_sample).zip(dy.chunks(positions)) {
             grid.put_input(g, x, xg);
-            put_output(g, &grid, dy, dyg);
+            grid.put_output(g, dy, dyg);
             wide(
                 #[inline(always)]
                 || {
-                    for c in 0..g.in_c {
-                        for a in 0..g.k_h {
-                            for b in 0..g.k_w {
-                                let tap = (c * g.k_h + a) * g.k_w + b;
-                                let at = grid.tap_start(c, a, b);
-                                let lanes = &mut lanes[tap * LANES..(tap + 1) * LANES];
-                                lane_dot_add(lanes, dyg, &xg[at..at + span]);
-                            }
-                        }
-                    }
+                    grid.for_each_tap(
+                        g,
+                        #[inline(always)]
+                        |tap, at| {
+                            let lanes = &mut lanes[tap * LANES..(tap + 1) * LANES];
+                            lane_dot_add(lanes, dyg, &xg[at..at + span]);
+                        },
+                    )
                 },
             );
         }

@@ -2,10 +2,10 @@
 //!
 //! Element i of step `step` draws uniforms u₀ = counter_uniform(seed, stream, step, i, 0) and u₁ (draw 1),
 //! exactly the f32 values the GPU draws, so Mask and SaltPepper choose the same elements on both backends.
-//! Gaussian: z = √(−2 ln u₀)·cos(2π(u₁ − ½)) in f32 ([`standard_normal_f32`]; Box–Muller; the shifted angle stays in (−π, π), where GPU cos is
-//! most accurate), y = clamp(x + σz, 0, 1). Mask: y = 0 if u₀ < ν else x. SaltPepper: if u₀ < p, y = 0 when
-//! u₁ < ½ and 1 otherwise; else y = x. Square: 0 inside a size × size square placed per sample
-//! (see [`Key::occluded`]), x elsewhere.
+//! Gaussian: z = √(−2 ln u₀)·cos(2π(u₁ − ½)) in f32 ([`standard_normal_f32`]; Box–Muller; the shifted
+//! angle stays in (−π, π), where GPU cos is most accurate), y = clamp(x + σz, 0, 1). Mask: y = 0 if u₀ < ν
+//! else x. SaltPepper: if u₀ < p, y = 0 when u₁ < ½ and 1 otherwise; else y = x. Square: 0 inside a
+//! size × size square placed per sample (see [`Key::occluded`]), x elsewhere.
 
 use super::real::{Real, ln_one_to_two_f32};
 use super::wide::wide;
